@@ -1,0 +1,5 @@
+import sys
+
+from perturbkit.cli import main
+
+sys.exit(main())

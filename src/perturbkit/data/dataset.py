@@ -1,0 +1,272 @@
+"""Load and validate de_train (Kaggle parquet or openproblems h5ad) and id_map.csv.
+
+Everything is checked before anything is returned, so a caller that writes only after loading
+never writes anything for bad input. Each error names the file and the column or row at fault.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from perturbkit.errors import DataValidationError
+from perturbkit.data.layout import CELL_TYPES, KEY_COLUMNS, OBS_COLUMNS, compounds
+
+DEFAULT_H5AD_LAYER = "sign_log10_pval"
+ID_MAP_COLUMNS = ("id", "cell_type", "sm_name")
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """One competition dataset: training pairs with targets, and the test pairs to predict.
+
+    ``obs`` and ``test`` carry ``cell_type`` and ``sm_name`` as categoricals over the union of
+    train and test keys, so encoders fitted on a fold's rows still know every category.
+    """
+
+    obs: pd.DataFrame  # cell_type, sm_name, sm_lincs_id, SMILES, control; one row per target row
+    targets: np.ndarray  # float32, rows x genes
+    genes: tuple[str, ...]
+    test: pd.DataFrame  # id, cell_type, sm_name, SMILES
+    data_hash: str
+    source: str
+    layer: str | None = None  # h5ad layer the targets came from
+
+    @property
+    def n_genes(self) -> int:
+        return len(self.genes)
+
+    def keys(self) -> pd.DataFrame:
+        return self.obs[list(KEY_COLUMNS)]
+
+
+def _fail(path: Path, message: str) -> DataValidationError:
+    return DataValidationError(f"{path}: {message}")
+
+
+def _row_label(df: pd.DataFrame, position: int) -> str:
+    row = df.iloc[position]
+    return f"row {position} ({row['cell_type']!r}, {row['sm_name']!r})"
+
+
+def _read_train_parquet(path: Path) -> tuple[pd.DataFrame, np.ndarray, tuple[str, ...]]:
+    try:
+        table = pq.read_table(path)
+    except (OSError, pa.ArrowException) as exc:
+        raise _fail(path, f"cannot be read as parquet ({exc})") from exc
+    missing = [c for c in OBS_COLUMNS if c not in table.column_names]
+    if missing:
+        raise _fail(path, f"missing required column(s) {missing}")
+    genes = tuple(c for c in table.column_names if c not in OBS_COLUMNS)
+    if not genes:
+        raise _fail(path, "has no gene columns after the metadata columns")
+    for gene in genes:
+        column_type = table.schema.field(gene).type
+        if not (pa.types.is_floating(column_type) or pa.types.is_integer(column_type)):
+            raise _fail(path, f"gene column {gene!r} is not numeric (type {column_type})")
+    for gene in genes:
+        if table.column(gene).null_count:
+            row = pc.index(pc.is_null(table.column(gene)), True).as_py()
+            raise _fail(path, f"gene column {gene!r} has a missing value at row {row}")
+    obs = table.select(list(OBS_COLUMNS)).to_pandas()
+    targets = np.empty((table.num_rows, len(genes)), dtype=np.float32)
+    for j, gene in enumerate(genes):
+        targets[:, j] = table.column(gene).to_numpy()
+    return obs, targets, genes
+
+
+def _read_train_h5ad(path: Path, layer: str) -> tuple[pd.DataFrame, np.ndarray, tuple[str, ...]]:
+    try:
+        import anndata
+    except ImportError as exc:
+        raise ImportError(f"{path}: reading .h5ad needs anndata: pip install 'perturbkit[h5ad]'") from exc
+    adata = anndata.read_h5ad(path)
+    missing = [c for c in OBS_COLUMNS if c not in adata.obs.columns]
+    if missing:
+        raise _fail(path, f"obs is missing required column(s) {missing}")
+    if layer not in adata.layers:
+        raise _fail(path, f"has no layer {layer!r}; layers: {sorted(adata.layers)}")
+    matrix = adata.layers[layer]
+    matrix = matrix.toarray() if hasattr(matrix, "toarray") else np.asarray(matrix)
+    if not np.issubdtype(matrix.dtype, np.number):
+        raise _fail(path, f"layer {layer!r} is not numeric (dtype {matrix.dtype})")
+    obs = adata.obs[list(OBS_COLUMNS)].reset_index(drop=True)
+    for column in ("cell_type", "sm_name", "sm_lincs_id", "SMILES"):
+        obs[column] = obs[column].astype(str)
+    return obs, matrix.astype(np.float32), tuple(map(str, adata.var_names))
+
+
+def _validate_train(path: Path, obs: pd.DataFrame, targets: np.ndarray, genes: tuple[str, ...]) -> None:
+    if len(set(genes)) != len(genes):
+        duplicated = pd.Index(genes)[pd.Index(genes).duplicated()].unique().tolist()
+        raise _fail(path, f"duplicate gene column(s) {duplicated[:5]}")
+    for column in KEY_COLUMNS:
+        if obs[column].isna().any():
+            position = int(np.flatnonzero(obs[column].isna().to_numpy())[0])
+            raise _fail(path, f"column {column!r} is empty at row {position}")
+    unknown = ~obs["cell_type"].isin(CELL_TYPES)
+    if unknown.any():
+        position = int(np.flatnonzero(unknown.to_numpy())[0])
+        raise _fail(
+            path,
+            f"unknown cell type {obs['cell_type'].iloc[position]!r} at row {position}; known: {list(CELL_TYPES)}",
+        )
+    duplicated = obs.duplicated(list(KEY_COLUMNS), keep="first").to_numpy()
+    if duplicated.any():
+        position = int(np.flatnonzero(duplicated)[0])
+        raise _fail(path, f"duplicate (cell_type, sm_name) pair at {_row_label(obs, position)}")
+    finite = np.isfinite(targets)
+    if not finite.all():
+        row, col = map(int, np.argwhere(~finite)[0])
+        raise _fail(
+            path, f"gene column {genes[col]!r} has a non-finite value ({targets[row, col]}) at {_row_label(obs, row)}"
+        )
+
+
+def _read_id_map(path: Path) -> pd.DataFrame:
+    try:
+        table = pacsv.read_csv(path)
+    except (OSError, pa.ArrowException) as exc:
+        raise _fail(path, f"cannot be read as CSV ({exc})") from exc
+    missing = [c for c in ID_MAP_COLUMNS if c not in table.column_names]
+    if missing:
+        raise _fail(path, f"missing required column(s) {missing}")
+    test = table.select(list(ID_MAP_COLUMNS)).to_pandas()
+    if not pd.api.types.is_integer_dtype(test["id"]):
+        raise _fail(path, "column 'id' must hold integers")
+    duplicated = test["id"].duplicated().to_numpy()
+    if duplicated.any():
+        raise _fail(path, f"duplicate id {int(test['id'].iloc[np.flatnonzero(duplicated)[0]])}")
+    unknown = ~test["cell_type"].isin(CELL_TYPES)
+    if unknown.any():
+        position = int(np.flatnonzero(unknown.to_numpy())[0])
+        raise _fail(path, f"unknown cell type {test['cell_type'].iloc[position]!r} at row {position} (id {test['id'].iloc[position]})")
+    duplicated = test.duplicated(list(KEY_COLUMNS)).to_numpy()
+    if duplicated.any():
+        position = int(np.flatnonzero(duplicated)[0])
+        raise _fail(path, f"duplicate (cell_type, sm_name) pair at row {position} (id {test['id'].iloc[position]})")
+    return test
+
+
+def _attach_test_smiles(id_map_path: Path, test: pd.DataFrame, obs: pd.DataFrame) -> pd.DataFrame:
+    """Test compounds take their SMILES from training rows, else from the shipped compound table."""
+    known = obs.drop_duplicates("sm_name").set_index("sm_name")["SMILES"]
+    shipped = compounds().drop_duplicates("sm_name").set_index("sm_name")["SMILES"]
+    smiles = test["sm_name"].map(known).fillna(test["sm_name"].map(shipped))
+    if smiles.isna().any():
+        position = int(np.flatnonzero(smiles.isna().to_numpy())[0])
+        raise _fail(
+            id_map_path,
+            f"test compound {test['sm_name'].iloc[position]!r} (row {position}, id {test['id'].iloc[position]}) "
+            "has no SMILES in the training data nor in perturbkit's compound table",
+        )
+    return test.assign(SMILES=smiles.to_numpy())
+
+
+def _check_no_overlap(id_map_path: Path, test: pd.DataFrame, obs: pd.DataFrame) -> None:
+    train_pairs = pd.MultiIndex.from_frame(obs[list(KEY_COLUMNS)])
+    test_pairs = pd.MultiIndex.from_frame(test[list(KEY_COLUMNS)])
+    overlap = np.flatnonzero(test_pairs.isin(train_pairs))
+    if overlap.size:
+        position = int(overlap[0])
+        raise _fail(
+            id_map_path,
+            f"row {position} (id {test['id'].iloc[position]}) pair ({test['cell_type'].iloc[position]!r}, "
+            f"{test['sm_name'].iloc[position]!r}) is also in the training data",
+        )
+
+
+def _check_template(path: Path, genes: tuple[str, ...]) -> None:
+    header = pacsv.read_csv(path, read_options=pacsv.ReadOptions(skip_rows_after_names=10**9)).column_names
+    template_genes = [c for c in header if c != "id"]
+    if "id" not in header:
+        raise _fail(path, "submission template has no 'id' column")
+    if tuple(template_genes) != genes:
+        missing = sorted(set(template_genes) - set(genes))
+        extra = sorted(set(genes) - set(template_genes))
+        detail = f"missing from training: {missing[:5]}, not in template: {extra[:5]}" if missing or extra else "same genes, different order"
+        raise _fail(path, f"gene columns differ from the training data's ({detail})")
+
+
+def check_smiles(source: Path | str, obs: pd.DataFrame, test: pd.DataFrame, *, require: bool) -> None:
+    """Warn about SMILES RDKit cannot parse; raise instead when the configured features need them."""
+    from perturbkit.features.chemistry import invalid_smiles
+
+    smiles = pd.concat([obs[["sm_name", "SMILES"]], test[["sm_name", "SMILES"]]]).drop_duplicates("sm_name")
+    bad = set(invalid_smiles(smiles["SMILES"].astype(str).tolist()))
+    if not bad:
+        return
+    names = smiles.loc[smiles["SMILES"].isin(bad), "sm_name"].tolist()
+    message = f"{source}: column 'SMILES' cannot be parsed by RDKit for compound(s) {names}"
+    if require:
+        raise DataValidationError(message + "; the configured features need SMILES")
+    warnings.warn(message + "; chemistry features will be zero for them", stacklevel=2)
+
+
+def content_hash(obs: pd.DataFrame, targets: np.ndarray, genes: tuple[str, ...]) -> str:
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(obs[list(KEY_COLUMNS)].to_csv(index=False).encode())
+    digest.update("\n".join(genes).encode())
+    digest.update(np.ascontiguousarray(targets, dtype=np.float32).tobytes())
+    return digest.hexdigest()
+
+
+def find_train_file(directory: Path) -> Path:
+    for name in ("de_train.parquet", "de_train.h5ad"):
+        if (directory / name).is_file():
+            return directory / name
+    raise DataValidationError(f"{directory}: no de_train.parquet or de_train.h5ad (the Kaggle download layout)")
+
+
+def load_dataset(
+    directory: Path | str,
+    *,
+    layer: str = DEFAULT_H5AD_LAYER,
+    require_smiles: bool = False,
+) -> Dataset:
+    """Load and validate ``de_train.parquet|h5ad`` + ``id_map.csv`` (+ ``sample_submission.csv`` if present)."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise DataValidationError(f"{directory}: data directory does not exist")
+    train_path = find_train_file(directory)
+    if train_path.suffix == ".h5ad":
+        obs, targets, genes = _read_train_h5ad(train_path, layer)
+    else:
+        obs, targets, genes = _read_train_parquet(train_path)
+        layer = None
+    _validate_train(train_path, obs, targets, genes)
+
+    id_map_path = directory / "id_map.csv"
+    if not id_map_path.is_file():
+        raise DataValidationError(f"{id_map_path}: file not found (needed to know the test pairs)")
+    test = _read_id_map(id_map_path)
+    _check_no_overlap(id_map_path, test, obs)
+    test = _attach_test_smiles(id_map_path, test, obs)
+    template = directory / "sample_submission.csv"
+    if template.is_file():
+        _check_template(template, genes)
+    check_smiles(train_path, obs, test, require=require_smiles)
+
+    obs["control"] = obs["control"].astype(bool)
+    for column in KEY_COLUMNS:
+        categories = pd.Index(pd.concat([obs[column], test[column]]).unique()).sort_values()
+        obs[column] = pd.Categorical(obs[column], categories=categories)
+        test[column] = pd.Categorical(test[column], categories=categories)
+    return Dataset(
+        obs=obs,
+        targets=targets,
+        genes=genes,
+        test=test.reset_index(drop=True),
+        data_hash=content_hash(obs, targets, genes),
+        source=str(directory),
+        layer=layer,
+    )

@@ -1,0 +1,6 @@
+"""Models behind one registry; importing this package registers every model family."""
+
+from perturbkit.models import baselines, pca_target  # noqa: F401  (registration side effects)
+from perturbkit.models.registry import UnknownModelError, create_model, list_models, register_model
+
+__all__ = ["UnknownModelError", "create_model", "list_models", "register_model"]

@@ -1,0 +1,126 @@
+"""PCA-target models: regress the fold's target PCA scores on keys + target statistics, then invert.
+
+The seed's baselines: the targets (rows x 18,211 genes) are compressed to ``n_components``
+principal components fitted on the fold's training rows; a regressor predicts the scores from
+the features; ``inverse_transform`` returns to genes.
+"""
+
+from __future__ import annotations
+
+import os
+
+import lightgbm as lgb
+import numpy as np
+from sklearn.base import BaseEstimator, RegressorMixin, clone
+from sklearn.decomposition import PCA
+from sklearn.linear_model import Ridge
+from sklearn.model_selection import train_test_split
+from sklearn.neighbors import KNeighborsRegressor
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from perturbkit.features import FeatureBuilder
+from perturbkit.models.registry import register_model
+
+
+class PCATargetRegressor(RegressorMixin, BaseEstimator):
+    def __init__(self, regressor, features: FeatureBuilder | None = None, n_components: int = 64, random_state: int = 0):
+        self.regressor = regressor
+        self.features = features
+        self.n_components = n_components
+        self.random_state = random_state
+
+    def fit(self, X, y) -> PCATargetRegressor:
+        y = np.asarray(y, dtype=np.float32)
+        self.features_ = clone(self.features if self.features is not None else FeatureBuilder())
+        inputs = self.features_.fit_transform(X, y)
+        n_components = min(self.n_components, *y.shape)
+        self.pca_ = PCA(n_components, svd_solver="randomized", random_state=self.random_state).fit(y)
+        self.regressor_ = clone(self.regressor).fit(inputs, self.pca_.transform(y))
+        return self
+
+    def predict(self, X) -> np.ndarray:
+        scores = self.regressor_.predict(self.features_.transform(X))
+        return self.pca_.inverse_transform(scores).astype(np.float32)
+
+
+class PerComponentLGBM(RegressorMixin, BaseEstimator):
+    """One LightGBM booster per target column, early-stopped on a seeded split of the training rows.
+
+    The fold's validation rows are never used for early stopping, so OOF scores stay honest.
+    """
+
+    def __init__(
+        self,
+        n_estimators: int = 1000,
+        learning_rate: float = 0.03,
+        num_leaves: int = 15,
+        min_child_samples: int = 10,
+        colsample_bytree: float = 0.5,
+        early_stopping_rounds: int = 50,
+        early_stopping_fraction: float = 0.15,
+        random_state: int = 0,
+    ):
+        self.n_estimators = n_estimators
+        self.learning_rate = learning_rate
+        self.num_leaves = num_leaves
+        self.min_child_samples = min_child_samples
+        self.colsample_bytree = colsample_bytree
+        self.early_stopping_rounds = early_stopping_rounds
+        self.early_stopping_fraction = early_stopping_fraction
+        self.random_state = random_state
+
+    def fit(self, X, y) -> PerComponentLGBM:
+        X, y = np.asarray(X, dtype=np.float32), np.asarray(y, dtype=np.float32)
+        fit_rows, stop_rows = train_test_split(
+            np.arange(len(X)), test_size=self.early_stopping_fraction, random_state=self.random_state
+        )
+        params = {
+            "objective": "regression",
+            "learning_rate": self.learning_rate,
+            "num_leaves": self.num_leaves,
+            "min_child_samples": self.min_child_samples,
+            "feature_fraction": self.colsample_bytree,
+            "seed": self.random_state,
+            "deterministic": True,
+            "num_threads": os.cpu_count() or 1,
+            "verbosity": -1,
+        }
+        self.boosters_ = []
+        for column in range(y.shape[1]):
+            train_set = lgb.Dataset(X[fit_rows], y[fit_rows, column], free_raw_data=False)
+            stop_set = lgb.Dataset(X[stop_rows], y[stop_rows, column], reference=train_set)
+            booster = lgb.train(
+                params,
+                train_set,
+                num_boost_round=self.n_estimators,
+                valid_sets=[stop_set],
+                callbacks=[lgb.early_stopping(self.early_stopping_rounds, verbose=False)],
+            )
+            self.boosters_.append(booster)
+        return self
+
+    def predict(self, X) -> np.ndarray:
+        X = np.asarray(X, dtype=np.float32)
+        return np.column_stack([b.predict(X, num_iteration=b.best_iteration) for b in self.boosters_])
+
+
+@register_model("pca_ridge")
+def pca_ridge(n_components: int = 64, alpha: float = 10.0, features: dict | None = None) -> PCATargetRegressor:
+    return PCATargetRegressor(
+        make_pipeline(StandardScaler(), Ridge(alpha=alpha)), FeatureBuilder(**(features or {})), n_components
+    )
+
+
+@register_model("pca_knn")
+def pca_knn(n_components: int = 64, n_neighbors: int = 10, weights: str = "distance", features: dict | None = None) -> PCATargetRegressor:
+    return PCATargetRegressor(
+        make_pipeline(StandardScaler(), KNeighborsRegressor(n_neighbors=n_neighbors, weights=weights)),
+        FeatureBuilder(**(features or {})),
+        n_components,
+    )
+
+
+@register_model("pca_lgbm")
+def pca_lgbm(n_components: int = 16, features: dict | None = None, **booster_params) -> PCATargetRegressor:
+    return PCATargetRegressor(PerComponentLGBM(**booster_params), FeatureBuilder(**(features or {})), n_components)

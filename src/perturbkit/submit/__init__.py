@@ -1,0 +1,78 @@
+"""Submissions: read and check a submission against a truth or template, and score it locally."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from perturbkit.errors import DataValidationError
+from perturbkit.metrics import score_table
+
+TRUTH_KEYS = ("id", "cell_type", "sm_name")
+
+
+def _read_table(path: Path) -> pa.Table:
+    if not path.is_file():
+        raise DataValidationError(f"{path}: file not found")
+    try:
+        if path.suffix == ".parquet":
+            return pq.read_table(path)
+        if path.suffix == ".csv":
+            return pacsv.read_csv(path)
+    except pa.ArrowException as exc:
+        raise DataValidationError(f"{path}: cannot be read ({exc})") from exc
+    raise DataValidationError(f"{path}: unsupported file type {path.suffix!r} (expected .csv or .parquet)")
+
+
+def read_submission(path: Path | str, *, genes, ids) -> np.ndarray:
+    """The submission's predictions as a float32 matrix in the order of ``ids`` x ``genes``.
+
+    Rejects, naming them, missing or extra ids and genes, duplicate ids and non-finite values.
+    """
+    path = Path(path)
+    table = _read_table(path)
+    if "id" not in table.column_names:
+        raise DataValidationError(f"{path}: no 'id' column")
+    columns = [c for c in table.column_names if c != "id"]
+    missing, extra = sorted(set(genes) - set(columns)), sorted(set(columns) - set(genes))
+    if missing or extra:
+        raise DataValidationError(f"{path}: gene columns differ from the truth's: missing {missing[:5]}, extra {extra[:5]}")
+    submitted = pd.Index(table.column("id").to_numpy())
+    if submitted.has_duplicates:
+        raise DataValidationError(f"{path}: duplicate id {submitted[submitted.duplicated()][0]}")
+    missing_ids, extra_ids = sorted(set(ids) - set(submitted)), sorted(set(submitted) - set(ids))
+    if missing_ids or extra_ids:
+        raise DataValidationError(f"{path}: ids differ from the truth's: missing {missing_ids[:5]}, extra {extra_ids[:5]}")
+    for gene in genes:
+        if not pa.types.is_floating(table.schema.field(gene).type) and not pa.types.is_integer(table.schema.field(gene).type):
+            raise DataValidationError(f"{path}: column {gene!r} is not numeric")
+    order = submitted.get_indexer(ids)
+    matrix = np.column_stack([table.column(g).to_numpy(zero_copy_only=False) for g in genes]).astype(np.float32)[order]
+    bad = ~np.isfinite(matrix)
+    if bad.any():
+        row, col = np.argwhere(bad)[0]
+        raise DataValidationError(f"{path}: non-finite value in column {genes[col]!r} for id {ids[row]}")
+    return matrix
+
+
+def read_truth(path: Path | str) -> tuple[pd.DataFrame, list[str], np.ndarray]:
+    path = Path(path)
+    table = _read_table(path)
+    missing = [c for c in TRUTH_KEYS if c not in table.column_names]
+    if missing:
+        raise DataValidationError(f"{path}: truth file is missing column(s) {missing}")
+    genes = [c for c in table.column_names if c not in TRUTH_KEYS]
+    matrix = np.column_stack([table.column(g).to_numpy() for g in genes]).astype(np.float32)
+    return table.select(list(TRUTH_KEYS)).to_pandas(), genes, matrix
+
+
+def score_submission(submission: Path | str, truth: Path | str) -> pd.DataFrame:
+    """Every row-wise metric per cell type and overall (row ``all``)."""
+    keys, genes, y_true = read_truth(truth)
+    y_pred = read_submission(submission, genes=genes, ids=keys["id"].to_numpy())
+    return score_table(y_true, y_pred, keys["cell_type"].astype(str))
