@@ -47,7 +47,20 @@ class Run:
     genes: list[str]
 
 
-def write_run(run_dir: Path, *, oof_keys, test_ids, genes, oof, test, folds: pd.DataFrame, meta: dict, log_text: str) -> Path:
+def write_run(
+    run_dir: Path,
+    *,
+    oof_keys,
+    test_ids,
+    genes,
+    oof,
+    test,
+    folds: pd.DataFrame,
+    meta: dict,
+    log_text: str,
+    artifacts: dict[str, bytes] | None = None,
+) -> Path:
+    """Write a complete run; ``artifacts`` are extra files (e.g. loss-curve PNGs) by name."""
     run_dir = Path(run_dir)
     if run_dir.exists():
         raise FileExistsError(f"{run_dir}: run directory exists already")
@@ -60,6 +73,8 @@ def write_run(run_dir: Path, *, oof_keys, test_ids, genes, oof, test, folds: pd.
         pq.write_table(wide_table(pd.DataFrame({"id": test_ids}), genes, test), staging / "test.parquet")
         pq.write_table(pa.Table.from_pandas(folds, preserve_index=False), staging / "folds.parquet")
         (staging / "log.txt").write_text(log_text)
+        for name, content in (artifacts or {}).items():
+            (staging / name).write_bytes(content)
         # meta.json last: its presence marks the content complete even before the rename.
         (staging / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True, default=str))
         os.replace(staging, run_dir)

@@ -1,0 +1,57 @@
+# perturbkit: every target is a thin call of the CLI (python -m perturbkit ...).
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+MODEL ?= transformer
+DATA ?= demo
+OOF ?= oof/
+SUBMISSIONS ?= submissions/
+SET ?=
+TORCH_VERSION ?= 2.13.0
+
+SET_ARGS := $(foreach s,$(SET),--set $(s))
+STAMP := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+.PHONY: help install cv runs test test-all bench demo validate score clean
+
+help: ## list the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-12s %s\n", $$1, $$2}'
+	@echo "variables: MODEL=$(MODEL) DATA=$(DATA) OOF=$(OOF) SUBMISSIONS=$(SUBMISSIONS) SET='$(SET)'"
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	# torch first and pinned, so pip never resolves a bare torch (the CUDA build) on CPU machines
+	$(PY) -m pip install --quiet torch==$(TORCH_VERSION)
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(STAMP) ## create .venv and install perturbkit with its dev extras
+
+cv: $(STAMP) ## cross-validate MODEL on DATA, store the run under OOF (SET="params.alpha=3 ...")
+	$(PY) -m perturbkit cv --model $(MODEL) --data $(DATA) --oof $(OOF) $(SET_ARGS)
+
+runs: $(STAMP) ## list the runs stored under OOF with their scores
+	$(PY) -m perturbkit runs --oof $(OOF)
+
+test: $(STAMP) ## run the test suite (small demo worlds, no slow tests)
+	$(PY) -m pytest -m "not slow" -q
+
+test-all: $(STAMP) ## run every test, the slow ones too
+	$(PY) -m pytest -q
+
+bench: $(STAMP) ## measure load, CV and memory at full scale, write BENCHMARKS.md
+	$(PY) benchmarks/run.py --output BENCHMARKS.md
+
+demo: $(STAMP) ## generate the full-size demo world (cached under data/demo/)
+	$(PY) -m perturbkit demo
+
+validate: $(STAMP) ## load and validate DATA, print what it holds
+	$(PY) -m perturbkit validate --data $(DATA)
+
+score: $(STAMP) ## score FILE against TRUTH (default: the demo's hidden test truth)
+	$(PY) -m perturbkit score $(FILE) --truth $(or $(TRUTH),$$($(PY) -m perturbkit demo)/test_truth.parquet)
+
+clean: ## remove the virtual environment, caches and the generated demo data
+	rm -rf $(VENV) data/demo .pytest_cache build dist src/*.egg-info
