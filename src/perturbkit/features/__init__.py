@@ -6,14 +6,26 @@ categoricals over train and test keys, so one-hot encoders know test compounds' 
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
-from sklearn.preprocessing import OneHotEncoder
+from sklearn.decomposition import PCA
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
+from perturbkit.features.chemistry import morgan_fingerprints, substructure_counts
 from perturbkit.features.target_stats import STATISTICS, TargetStatistics
 
-__all__ = ["FeatureBuilder", "TargetStatistics", "one_hot_encoder"]
+__all__ = ["CHEMISTRY", "FeatureBuilder", "TargetStatistics", "one_hot_encoder"]
+
+CHEMISTRY = ("morgan", "substructures")
+
+
+def _unique_smiles(X: pd.DataFrame) -> tuple[np.ndarray, list]:
+    """Row codes into the distinct SMILES (a missing SMILES is one more value, featurised as invalid)."""
+    codes, uniques = pd.factorize(X["SMILES"].astype(object), use_na_sentinel=False)
+    return codes, list(uniques)
 
 
 def one_hot_encoder(X: pd.DataFrame, columns) -> OneHotEncoder:
@@ -26,9 +38,15 @@ def one_hot_encoder(X: pd.DataFrame, columns) -> OneHotEncoder:
 
 
 class FeatureBuilder(TransformerMixin, BaseEstimator):
-    """One-hot keys and target statistics, as one float32 matrix.
+    """One-hot keys, target statistics and compound chemistry, as one float32 matrix.
 
-    Blocks are switched off with an empty value (``onehot=[]``, ``target_stats=[]``).
+    Blocks are switched off with an empty value (``onehot=[]``, ``target_stats=[]``,
+    ``chemistry=[]``). ``chemistry`` names RDKit blocks of the row's SMILES: ``"morgan"``
+    (``morgan_bits`` fingerprint bits of radius ``morgan_radius``) and ``"substructures"`` (counts
+    of the BRICS fragments found in at least ``substructure_min_count`` of the fitted rows'
+    compounds; the vocabulary is fixed in ``fit``). An unparseable SMILES warns and gets zeros.
+    ``pca_components > 0`` replaces the blocks by that many principal components of the
+    standardised blocks, scaler and PCA fitted on the rows given to ``fit``.
     """
 
     def __init__(
@@ -39,6 +57,11 @@ class FeatureBuilder(TransformerMixin, BaseEstimator):
         stats_components: int = 16,
         leave_one_out: bool = False,
         random_state: int = 0,
+        chemistry=(),
+        morgan_radius: int = 2,
+        morgan_bits: int = 2048,
+        substructure_min_count: int = 2,
+        pca_components: int = 0,
     ):
         self.onehot = onehot
         self.target_stats = target_stats
@@ -46,6 +69,11 @@ class FeatureBuilder(TransformerMixin, BaseEstimator):
         self.stats_components = stats_components
         self.leave_one_out = leave_one_out
         self.random_state = random_state
+        self.chemistry = chemistry
+        self.morgan_radius = morgan_radius
+        self.morgan_bits = morgan_bits
+        self.substructure_min_count = substructure_min_count
+        self.pca_components = pca_components
 
     def fit(self, X: pd.DataFrame, y) -> FeatureBuilder:
         self.fit_transform(X, y)
@@ -68,9 +96,42 @@ class FeatureBuilder(TransformerMixin, BaseEstimator):
                 random_state=self.random_state,
             )
             blocks.append(self.target_stats_.fit_transform(X, y))
+        unknown = sorted(set(self.chemistry or ()) - set(CHEMISTRY))
+        if unknown:
+            raise ValueError(f"features: unknown chemistry block(s) {unknown}; known: {list(CHEMISTRY)}")
+        self.fragments_ = None
+        blocks.extend(self._chemistry_blocks(X, fit=True))
         if not blocks:
             raise ValueError("features: every feature block is switched off")
-        return np.hstack(blocks).astype(np.float32)
+        return self._reduce(np.hstack(blocks).astype(np.float32), fit=True)
+
+    def _chemistry_blocks(self, X: pd.DataFrame, fit: bool = False) -> list[np.ndarray]:
+        if not self.chemistry:
+            return []
+        codes, smiles = _unique_smiles(X)
+        blocks = []
+        if "morgan" in self.chemistry:
+            blocks.append(morgan_fingerprints(smiles, radius=self.morgan_radius, n_bits=self.morgan_bits)[codes])
+        if "substructures" in self.chemistry:
+            with warnings.catch_warnings():  # the fingerprints warned about these SMILES already
+                if "morgan" in self.chemistry:
+                    warnings.simplefilter("ignore")
+                counts = substructure_counts(smiles, min_count=1)
+            if fit:
+                self.fragments_ = counts.columns[(counts.to_numpy() > 0).sum(axis=0) >= self.substructure_min_count]
+            blocks.append(counts.reindex(columns=self.fragments_, fill_value=0).to_numpy()[codes])
+        return [block.astype(np.float32) for block in blocks]
+
+    def _reduce(self, features: np.ndarray, fit: bool = False) -> np.ndarray:
+        """The optional input PCA (on standardised columns), fitted on the ``fit`` rows only."""
+        if not self.pca_components:
+            return features
+        if fit:
+            n_components = max(1, min(self.pca_components, *features.shape))
+            self.scaler_ = StandardScaler().fit(features)
+            self.pca_ = PCA(n_components, svd_solver="randomized", random_state=self.random_state)
+            self.pca_.fit(self.scaler_.transform(features))
+        return self.pca_.transform(self.scaler_.transform(features)).astype(np.float32)
 
     def transform(self, X: pd.DataFrame) -> np.ndarray:
         blocks = []
@@ -78,4 +139,5 @@ class FeatureBuilder(TransformerMixin, BaseEstimator):
             blocks.append(self.onehot_.transform(X[list(self.onehot)].astype(str)))
         if self.target_stats_ is not None:
             blocks.append(self.target_stats_.transform(X))
-        return np.hstack(blocks).astype(np.float32)
+        blocks.extend(self._chemistry_blocks(X))
+        return self._reduce(np.hstack(blocks).astype(np.float32))
