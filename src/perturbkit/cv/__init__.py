@@ -24,6 +24,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from perturbkit.config import config_hash
+from perturbkit.errors import ConfigError
 from perturbkit.cv.store import Run, list_runs, load_run, write_run
 from perturbkit.data import Dataset
 from perturbkit.folds import NEVER_VALIDATED, folds_frame, folds_hash, make_splitter
@@ -49,7 +50,10 @@ def build_model(config: dict, seed: int):
     params = dict(config.get("params", {}))
     if config.get("features"):
         params["features"] = dict(config["features"])
-    model = create_model(config["model"], **params)
+    try:
+        model = create_model(config["model"], **params)
+    except TypeError as exc:  # an unexpected or missing parameter in [params] / [features]
+        raise ConfigError(f"model {config['model']!r}: {exc}") from exc
     seeds = {k: seed for k in model.get_params(deep=True) if k == "random_state" or k.endswith("__random_state")}
     return model.set_params(**seeds)
 

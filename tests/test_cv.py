@@ -1,0 +1,160 @@
+"""The CV harness and run store: complete runs, reproducibility, atomic writes, listing."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from perturbkit.config import load_config
+from perturbkit.cv import list_runs, load_run, run_cv, summary_text
+from perturbkit.cv.store import RUN_FILES
+from perturbkit.metrics import mrrmse
+
+
+@pytest.fixture(scope="module")
+def ridge_run(small_dataset, tmp_path_factory):
+    return run_cv(small_dataset, load_config("pca_ridge"), oof_root=tmp_path_factory.mktemp("oof"), progress=False)
+
+
+def test_run_directory_is_complete_and_keyed(ridge_run, small_dataset):
+    assert all((ridge_run.run_dir / name).is_file() for name in RUN_FILES)
+    run = load_run(ridge_run.run_dir)
+    folds = pd.read_parquet(ridge_run.run_dir / "folds.parquet")
+    assert len(folds) == 614 and list(folds.columns) == ["cell_type", "sm_name", "fold"]
+    validated = folds[folds["fold"] >= 0].reset_index(drop=True)
+    pd.testing.assert_frame_equal(run.oof_keys, validated)
+    assert run.oof.shape == (len(validated), 300) and run.oof.dtype == np.float32
+    assert list(run.test_ids) == list(small_dataset.test["id"])
+    assert run.genes == list(small_dataset.genes)
+    meta = run.meta
+    for key in ("config", "config_hash", "data_hash", "folds_hash", "scheme", "seed", "scores", "timings", "versions", "git_sha"):
+        assert key in meta
+    assert meta["data_hash"] == small_dataset.data_hash
+    assert set(meta["scores"]["per_cell_type"]) == {"NK cells", "T cells CD4+", "T cells CD8+", "T regulatory cells"}
+    assert len(meta["scores"]["per_fold"]) == 4
+
+
+def test_stored_scores_match_the_stored_predictions(ridge_run, small_dataset):
+    run = load_run(ridge_run.run_dir)
+    keys = pd.MultiIndex.from_frame(small_dataset.obs[["cell_type", "sm_name"]].astype(str))
+    rows = keys.get_indexer(pd.MultiIndex.from_frame(run.oof_keys[["cell_type", "sm_name"]]))
+    overall = mrrmse(small_dataset.targets[rows], run.oof)
+    assert overall == pytest.approx(run.meta["scores"]["overall"], rel=1e-9)
+    assert run.meta["scores"]["relative_to_zeros"] == pytest.approx(overall / mrrmse(small_dataset.targets[rows], 0 * run.oof))
+
+
+def test_pca_ridge_beats_predicting_zeros(ridge_run):
+    assert ridge_run.meta["scores"]["relative_to_zeros"] < 0.95
+
+
+def test_same_seed_gives_identical_files(small_dataset, tmp_path):
+    config = load_config("pca_ridge")
+    first = run_cv(small_dataset, config, oof_root=tmp_path, progress=False).run_dir
+    second = run_cv(small_dataset, config, oof_root=tmp_path, progress=False).run_dir
+    assert first != second
+    for name in ("oof.parquet", "test.parquet", "folds.parquet"):
+        assert (first / name).read_bytes() == (second / name).read_bytes()
+
+
+def test_refit_and_scheme_overrides(small_dataset, tmp_path):
+    config = load_config("compound_mean", overrides=["cv.scheme=\"bm_holdout\"", "cv.refit=true"])
+    result = run_cv(small_dataset, config, oof_root=tmp_path, progress=False)
+    assert result.meta["scheme"] == "bm_holdout" and result.meta["refit"] is True
+    assert set(result.meta["scores"]["per_cell_type"]) == {"B cells", "Myeloid cells"}
+    # compound_mean refitted on all rows predicts the mean of the compound's training rows
+    compound = str(small_dataset.test["sm_name"].iloc[0])
+    rows = (small_dataset.obs["sm_name"].astype(str) == compound).to_numpy()
+    np.testing.assert_allclose(result.test[0], small_dataset.targets[rows].mean(axis=0), rtol=1e-5, atol=1e-6)
+
+
+def test_listing_and_summary(ridge_run):
+    runs = list_runs(ridge_run.run_dir.parents[1])
+    assert list(runs["run_id"]) == [ridge_run.run_dir.name]
+    assert runs["mrrmse"].iloc[0] == pytest.approx(ridge_run.meta["scores"]["overall"])
+    text = summary_text(ridge_run.meta)
+    assert "NK cells" in text and "overall" in text
+
+
+KILLER = textwrap.dedent(
+    """
+    import os, signal, sys
+    from perturbkit.cv import run_cv
+    from perturbkit.config import load_config
+    from perturbkit.data import load_dataset
+    from perturbkit.models import register_model
+    from perturbkit.models.baselines import GroupMeanRegressor
+
+    class DiesInThirdFold(GroupMeanRegressor):
+        fits = 0
+        def fit(self, X, y):
+            DiesInThirdFold.fits += 1
+            if DiesInThirdFold.fits == 3:
+                os.kill(os.getpid(), signal.SIGKILL)
+            return super().fit(X, y)
+
+    register_model("dies")(lambda: DiesInThirdFold())
+    run_cv(load_dataset(sys.argv[1]), {"model": "dies", "params": {}, "cv": load_config("zeros")["cv"]}, oof_root=sys.argv[2], progress=False)
+    """
+)
+
+
+def test_killed_run_leaves_nothing_listed(small_world, tmp_path):
+    oof = tmp_path / "oof"
+    result = subprocess.run([sys.executable, "-c", KILLER, str(small_world), str(oof)], capture_output=True, text=True)
+    assert result.returncode == -signal.SIGKILL
+    assert list_runs(oof).empty
+    assert [p.name for p in oof.glob("*/*") if not p.name.startswith(".")] == []
+
+
+def test_failure_midway_removes_the_partial_run(small_dataset, tmp_path, monkeypatch):
+    from perturbkit.cv import store
+
+    def broken_write(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(store.pq, "write_table", broken_write)
+    with pytest.raises(OSError, match="disk full"):
+        run_cv(small_dataset, load_config("zeros"), oof_root=tmp_path, progress=False)
+    assert list(tmp_path.rglob("*.parquet")) == [] and list_runs(tmp_path).empty
+    assert not [p for p in (tmp_path / "zeros").iterdir()]
+
+
+def _cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "perturbkit", *args], capture_output=True, text=True, cwd=cwd)
+
+
+def test_cli_cv_prints_summary_and_runs_lists_it(small_world, tmp_path):
+    oof = tmp_path / "oof"
+    result = _cli("cv", "--model", "celltype_mean", "--data", str(small_world), "--oof", str(oof), "--no-progress")
+    assert result.returncode == 0, result.stderr
+    assert "T cells CD8+" in result.stdout and "overall" in result.stdout
+    listed = _cli("runs", "--oof", str(oof))
+    assert "celltype_mean" in listed.stdout
+
+
+def test_cli_unknown_model_lists_known(small_world, tmp_path):
+    result = _cli("cv", "--model", "nonesuch", "--data", str(small_world), "--oof", str(tmp_path / "oof"))
+    assert result.returncode == 2
+    assert "unknown model 'nonesuch', known:" in result.stderr and "pca_ridge" in result.stderr
+    assert not (tmp_path / "oof").exists()
+
+
+def test_cli_bad_override_is_named(small_world, tmp_path):
+    result = _cli("cv", "--model", "pca_ridge", "--data", str(small_world), "--oof", str(tmp_path / "oof"), "--set", "params.nonesuch=1")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "pca_ridge" in result.stderr and "nonesuch" in result.stderr
+    assert not (tmp_path / "oof").exists()
+
+
+def test_meta_is_valid_json_with_config(ridge_run):
+    meta = json.loads((ridge_run.run_dir / "meta.json").read_text())
+    assert meta["config"]["params"]["alpha"] == load_config("pca_ridge")["params"]["alpha"]

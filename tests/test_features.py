@@ -1,0 +1,70 @@
+"""Target statistics and one-hot blocks: correct values, fallbacks, and leave-one-out."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from perturbkit.features import FeatureBuilder
+from perturbkit.features.target_stats import TargetStatistics, _leave_one_out_statistics
+
+
+def _toy():
+    X = pd.DataFrame(
+        {
+            "cell_type": pd.Categorical(["a", "a", "b", "b", "b", "c"], categories=["a", "b", "c", "d"]),
+            "sm_name": pd.Categorical(["x", "y", "x", "y", "z", "z"], categories=["x", "y", "z", "w"]),
+        }
+    )
+    y = np.random.default_rng(0).normal(size=(6, 5)).astype(np.float32)
+    return X, y
+
+
+@pytest.mark.parametrize("n", [2, 3, 4, 7])
+def test_leave_one_out_statistics_match_direct_computation(n):
+    block = np.random.default_rng(n).normal(size=(n, 9))
+    stats = _leave_one_out_statistics(block)
+    for row in range(n):
+        others = np.delete(block, row, axis=0)
+        np.testing.assert_allclose(stats["mean"][row], others.mean(axis=0), atol=1e-12)
+        np.testing.assert_allclose(stats["std"][row], others.std(axis=0), atol=1e-7)  # sums of squares: float cancellation
+        np.testing.assert_allclose(stats["median"][row], np.median(others, axis=0), atol=1e-12)
+
+
+def test_unseen_group_falls_back_to_global_statistics():
+    X, y = _toy()
+    stats = TargetStatistics(by=("sm_name",), statistics=("mean",), n_components=2).fit(X, y)
+    unseen = pd.DataFrame({"sm_name": ["w"], "cell_type": ["d"]})
+    expected = stats.pcas_["sm_name", "mean"].transform(y.mean(axis=0, keepdims=True))
+    np.testing.assert_allclose(stats.transform(unseen), expected, rtol=1e-5)
+
+
+def test_training_rows_see_their_group_statistics():
+    X, y = _toy()
+    stats = TargetStatistics(by=("cell_type",), statistics=("mean",), n_components=3)
+    features = stats.fit_transform(X, y)
+    # rows of one group get identical features; transform of the same rows agrees with fit_transform
+    np.testing.assert_allclose(features[2], features[3])
+    np.testing.assert_allclose(stats.transform(X), features, rtol=1e-5, atol=1e-6)
+
+
+def test_unknown_statistic_is_named():
+    X, y = _toy()
+    with pytest.raises(ValueError, match=r"unknown target statistic\(s\) \['mode'\]"):
+        TargetStatistics(statistics=("mean", "mode")).fit(X, y)
+
+
+def test_one_hot_knows_categories_absent_from_the_fold():
+    X, y = _toy()
+    builder = FeatureBuilder(target_stats=())
+    features = builder.fit_transform(X, y)
+    assert features.shape == (6, 4 + 4)
+    new = pd.DataFrame({"cell_type": pd.Categorical(["d"], categories=["a", "b", "c", "d"]), "sm_name": pd.Categorical(["w"], categories=["x", "y", "z", "w"])})
+    assert builder.transform(new).sum() == 2  # the unseen-in-fold categories have their own columns
+
+
+def test_every_block_off_is_an_error():
+    X, y = _toy()
+    with pytest.raises(ValueError, match="every feature block is switched off"):
+        FeatureBuilder(onehot=(), target_stats=()).fit(X, y)

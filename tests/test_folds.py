@@ -1,0 +1,93 @@
+"""Splitters: validation rows are test-like, each row is validated at most once, train and validation are disjoint."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from perturbkit.data.layout import LYMPHOID_CELL_TYPES, TEST_CELL_TYPES
+from perturbkit.errors import ConfigError
+from perturbkit.folds import NEVER_VALIDATED, folds_frame, folds_hash, make_splitter
+
+SCHEMES = ["lymphoid_holdout", "bm_holdout", "kfold"]
+
+
+def _splitter(dataset, scheme, seed=0):
+    return make_splitter(scheme, test_compounds=dataset.test["sm_name"].astype(str), seed=seed)
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_each_row_validated_at_most_once_and_disjoint(small_dataset, scheme):
+    splitter = _splitter(small_dataset, scheme)
+    seen = np.zeros(len(small_dataset.obs), dtype=int)
+    splits = list(splitter.split(small_dataset.obs))
+    assert len(splits) == splitter.get_n_splits()
+    for train_idx, valid_idx in splits:
+        assert len(valid_idx) > 0
+        assert not set(train_idx) & set(valid_idx)
+        assert len(train_idx) + len(valid_idx) == len(small_dataset.obs)
+        seen[valid_idx] += 1
+    assert seen.max() == 1
+    fold_ids = splitter.fold_ids(small_dataset.obs)
+    np.testing.assert_array_equal(fold_ids >= 0, seen == 1)
+
+
+def test_lymphoid_holdout_validates_one_lymphoid_cell_type_of_test_compounds(small_dataset):
+    obs = small_dataset.obs.astype({"cell_type": str, "sm_name": str})
+    test_compounds = set(small_dataset.test["sm_name"].astype(str))
+    splitter = _splitter(small_dataset, "lymphoid_holdout")
+    for fold, (train_idx, valid_idx) in enumerate(splitter.split(obs)):
+        valid = obs.iloc[valid_idx]
+        assert set(valid["cell_type"]) == {LYMPHOID_CELL_TYPES[fold]}
+        assert set(valid["sm_name"]) <= test_compounds
+        train = obs.iloc[train_idx]
+        # like the test: the cell type is seen for other compounds, each compound in other cell types
+        assert (train["cell_type"] == LYMPHOID_CELL_TYPES[fold]).sum() > 0
+        assert set(valid["sm_name"]) <= set(train["sm_name"])
+    never = obs[splitter.fold_ids(obs) == NEVER_VALIDATED]
+    assert set(never["cell_type"]) >= set(TEST_CELL_TYPES)
+
+
+def test_bm_holdout_groups_compounds(small_dataset):
+    obs = small_dataset.obs.astype({"cell_type": str, "sm_name": str})
+    splitter = _splitter(small_dataset, "bm_holdout")
+    fold_ids = splitter.fold_ids(obs)
+    validated = obs[fold_ids >= 0]
+    assert set(validated["cell_type"]) == set(TEST_CELL_TYPES)
+    assert len(validated) == 34
+    assert validated.assign(fold=fold_ids[fold_ids >= 0]).groupby("sm_name")["fold"].nunique().max() == 1
+    for train_idx, valid_idx in splitter.split(obs):
+        held_out = set(obs.iloc[valid_idx]["sm_name"])
+        train = obs.iloc[train_idx]
+        assert not (train["cell_type"].isin(TEST_CELL_TYPES) & train["sm_name"].isin(held_out)).any()
+
+
+def test_kfold_validates_every_row_and_depends_on_seed(small_dataset):
+    a = _splitter(small_dataset, "kfold", seed=0).fold_ids(small_dataset.obs)
+    b = _splitter(small_dataset, "kfold", seed=1).fold_ids(small_dataset.obs)
+    assert (a >= 0).all() and set(a) == set(range(5))
+    assert not np.array_equal(a, b)
+
+
+def test_fold_hash_tracks_assignment_not_row_order(small_dataset):
+    fold_ids = _splitter(small_dataset, "lymphoid_holdout").fold_ids(small_dataset.obs)
+    frame = folds_frame(small_dataset.obs, fold_ids)
+    shuffled = frame.sample(frac=1.0, random_state=0)
+    assert folds_hash(frame) == folds_hash(shuffled)
+    changed = frame.assign(fold=np.where(np.arange(len(frame)) == 0, 3, frame["fold"]))
+    assert folds_hash(changed) != folds_hash(frame)
+
+
+def test_unknown_scheme_lists_known(small_dataset):
+    with pytest.raises(ConfigError, match="unknown CV scheme 'random'; known: .*lymphoid_holdout"):
+        _splitter(small_dataset, "random")
+
+
+def test_splitters_follow_sklearn_api(small_dataset):
+    from sklearn.model_selection import BaseCrossValidator
+
+    splitter = _splitter(small_dataset, "lymphoid_holdout")
+    assert isinstance(splitter, BaseCrossValidator)
+    tests = list(splitter._iter_test_indices(pd.DataFrame(small_dataset.obs)))
+    assert [len(t) for t in tests] == [len(v) for _, v in splitter.split(small_dataset.obs)]

@@ -1,0 +1,56 @@
+"""Registry and estimator contract for the baselines and PCA-target models."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+
+from perturbkit.config import load_config
+from perturbkit.cv import FEATURE_COLUMNS, build_model
+from perturbkit.errors import UnknownModelError
+from perturbkit.models import create_model, list_models
+
+BASELINES = ["zeros", "gene_mean", "compound_mean", "celltype_mean"]
+PCA_MODELS = ["pca_ridge", "pca_knn", "pca_lgbm"]
+
+
+def test_registry_lists_and_refuses_unknown_names():
+    assert set(BASELINES + PCA_MODELS) <= set(list_models())
+    with pytest.raises(UnknownModelError, match=r"unknown model 'transformr', known: .*compound_mean"):
+        create_model("transformr")
+
+
+@pytest.mark.parametrize("name", BASELINES + PCA_MODELS)
+def test_estimator_contract_and_shapes(small_dataset, name):
+    config = load_config(name)
+    if name == "pca_lgbm":
+        config["params"].update(n_components=3, n_estimators=30)
+    model = build_model(config, seed=0)
+    assert clone(model).get_params().keys() == model.get_params().keys()
+    X = small_dataset.obs[FEATURE_COLUMNS]
+    fitted = model.fit(X.iloc[:500], small_dataset.targets[:500])
+    assert fitted is model
+    prediction = model.predict(small_dataset.test[FEATURE_COLUMNS])
+    assert prediction.shape == (255, small_dataset.n_genes) and prediction.dtype == np.float32
+    assert np.isfinite(prediction).all()
+
+
+def test_baselines_predict_what_they_say(small_dataset):
+    X, y = small_dataset.obs[FEATURE_COLUMNS], small_dataset.targets
+    test = small_dataset.test[FEATURE_COLUMNS]
+    assert not create_model("zeros").fit(X, y).predict(test).any()
+    np.testing.assert_allclose(create_model("gene_mean").fit(X, y).predict(test)[0], y.mean(axis=0), rtol=1e-5)
+    b_cells = (X["cell_type"] == "B cells").to_numpy()
+    np.testing.assert_allclose(create_model("celltype_mean").fit(X, y).predict(test)[0], y[b_cells].mean(axis=0), rtol=1e-5, atol=1e-6)
+    # a compound with no training rows falls back to the gene-wise mean
+    no_compound = X["sm_name"] != test["sm_name"].iloc[0]
+    prediction = create_model("compound_mean").fit(X[no_compound], y[no_compound.to_numpy()]).predict(test.iloc[:1])
+    np.testing.assert_allclose(prediction[0], y[no_compound.to_numpy()].mean(axis=0), rtol=1e-5, atol=1e-6)
+
+
+def test_build_model_seeds_nested_random_states():
+    config = load_config("pca_lgbm")
+    params = build_model(config, seed=7).get_params(deep=True)
+    seeds = [v for k, v in params.items() if k.endswith("random_state")]
+    assert seeds and set(seeds) == {7}
