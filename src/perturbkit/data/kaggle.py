@@ -1,0 +1,209 @@
+"""The Kaggle client: credentials check, an authenticated ``KaggleApi``, and the competition download.
+
+Everything goes through the real ``kaggle`` package (2.x, on ``kagglesdk``). Credentials are
+looked for where the client looks; their values are never printed, logged or copied. Without
+any, :func:`kaggle_api` raises :class:`KaggleCredentialsError` *before* importing the client
+(importing it already tries to authenticate and creates ``~/.kaggle``), so a failed ``make data``
+writes nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import io
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from perturbkit.data.layout import COMPETITION
+from perturbkit.errors import PerturbkitError
+
+DEFAULT_DOWNLOAD_DIR = Path("data/kaggle")
+DATA_PAGE = f"https://www.kaggle.com/competitions/{COMPETITION}/data"
+
+CREDENTIALS_HELP = f"""\
+no Kaggle credentials found. The Kaggle client looks for them, in this order, in:
+  - the KAGGLE_API_TOKEN environment variable (an API token, or the path of a file holding one)
+  - ~/.kaggle/access_token (a file holding an API token)
+  - ~/.kaggle/kaggle.json (legacy {{"username": ..., "key": ...}}; KAGGLE_CONFIG_DIR moves ~/.kaggle),
+    or the KAGGLE_USERNAME and KAGGLE_KEY environment variables
+  - ~/.kaggle/credentials.json (written by `kaggle auth login`)
+Create a token at https://www.kaggle.com/settings/api ("Generate New Token"), then e.g.
+  export KAGGLE_API_TOKEN=<your token>      (or save it in ~/.kaggle/access_token, chmod 600)
+and accept the competition rules at https://www.kaggle.com/competitions/{COMPETITION}/rules.
+Or download de_train.parquet, id_map.csv and sample_submission.csv by hand from
+  {DATA_PAGE}
+into a directory and pass it to perturbkit: make cv DATA=<dir>   (or --data <dir>)"""
+
+
+class KaggleCredentialsError(PerturbkitError):
+    """No Kaggle credentials, or the server rejected them."""
+
+
+class KaggleApiError(PerturbkitError):
+    """A Kaggle API call failed; the message says which and why (never with a credential)."""
+
+
+def _config_dir() -> Path:
+    """Where the client reads kaggle.json: KAGGLE_CONFIG_DIR, ~/.kaggle, else ~/.config/kaggle on Linux."""
+    if os.environ.get("KAGGLE_CONFIG_DIR"):
+        return Path(os.environ["KAGGLE_CONFIG_DIR"])
+    home = Path.home() / ".kaggle"
+    if not home.exists():
+        xdg = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "kaggle"
+        if xdg.exists():
+            return xdg
+    return home
+
+
+def _nonempty(path: Path) -> bool:
+    try:
+        return path.is_file() and path.stat().st_size > 0
+    except OSError:
+        return False
+
+
+def credential_sources() -> list[str]:
+    """The names (never the values) of the credential sources the Kaggle client would find."""
+    found = []
+    if os.environ.get("KAGGLE_API_TOKEN"):
+        found.append("KAGGLE_API_TOKEN")
+    for name in ("access_token", "access_token.txt"):
+        if _nonempty(Path.home() / ".kaggle" / name):
+            found.append(f"~/.kaggle/{name}")
+    if os.environ.get("KAGGLE_USERNAME") and os.environ.get("KAGGLE_KEY"):
+        found.append("KAGGLE_USERNAME/KAGGLE_KEY")
+    if _nonempty(_config_dir() / "kaggle.json"):
+        found.append(str(_config_dir() / "kaggle.json"))
+    if _nonempty(Path.home() / ".kaggle" / "credentials.json"):
+        found.append("~/.kaggle/credentials.json")
+    return found
+
+
+def credential_values() -> list[str]:
+    """Secret values currently configured, for leak checks only: callers must never print them."""
+    values = [os.environ.get("KAGGLE_API_TOKEN", ""), os.environ.get("KAGGLE_KEY", "")]
+    for path in (Path.home() / ".kaggle" / "access_token", Path.home() / ".kaggle" / "access_token.txt"):
+        if _nonempty(path):
+            with contextlib.suppress(OSError, UnicodeDecodeError):
+                values.append(path.read_text().strip())
+    token_env = os.environ.get("KAGGLE_API_TOKEN", "")
+    if token_env and len(token_env) < 4096:
+        with contextlib.suppress(OSError, UnicodeDecodeError, ValueError):
+            if Path(token_env).is_file():
+                values.append(Path(token_env).read_text().strip())
+    for path in (_config_dir() / "kaggle.json", Path.home() / ".kaggle" / "credentials.json"):
+        if _nonempty(path):
+            with contextlib.suppress(OSError, UnicodeDecodeError, ValueError, AttributeError):
+                data = json.loads(path.read_text())
+                values += [str(data.get(k, "")) for k in ("key", "refresh_token", "access_token")]
+    return [v for v in values if len(v) >= 12]
+
+
+def require_credentials() -> list[str]:
+    sources = credential_sources()
+    if not sources:
+        raise KaggleCredentialsError(CREDENTIALS_HELP)
+    return sources
+
+
+def kaggle_api():
+    """An authenticated ``kaggle.api.kaggle_api_extended.KaggleApi``.
+
+    Raises :class:`KaggleCredentialsError` (with :data:`CREDENTIALS_HELP`) when no credentials
+    are configured or the server does not accept them.
+    """
+    require_credentials()
+    # Importing the package authenticates once at import time and prints help when that fails;
+    # keep that out of our output, we authenticate again below and report failures ourselves.
+    with contextlib.redirect_stdout(io.StringIO()):
+        from kaggle.api.kaggle_api_extended import KaggleApi
+    api = KaggleApi()
+    output = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(output):
+            api.authenticate()
+    except SystemExit:
+        raise KaggleCredentialsError(
+            f"the Kaggle credentials found ({', '.join(credential_sources())}) were not accepted "
+            f"(expired or revoked token?).\n{CREDENTIALS_HELP}"
+        ) from None
+    except Exception as exc:  # the client raises requests errors and plain Exceptions
+        raise KaggleApiError(f"cannot reach the Kaggle API to authenticate: {_describe(exc)}") from None
+    return api
+
+
+def _describe(exc: BaseException) -> str:
+    """An error's message without request headers (which carry the credential)."""
+    response = getattr(exc, "response", None)
+    status = getattr(response, "status_code", None)
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return f"{text} (HTTP {status})" if status and str(status) not in text else text
+
+
+@contextlib.contextmanager
+def api_errors(action: str):
+    """Turn the client's exceptions into :class:`KaggleApiError` naming the action."""
+    try:
+        yield
+    except PerturbkitError:
+        raise
+    except SystemExit as exc:
+        raise KaggleApiError(f"{action}: the Kaggle client exited ({exc.code})") from None
+    except Exception as exc:
+        raise KaggleApiError(f"{action}: {_describe(exc)}") from None
+
+
+@dataclass(frozen=True)
+class Download:
+    directory: Path
+    files: list[tuple[str, int]]  # name, bytes
+    dataset: object  # perturbkit.data.Dataset
+
+
+def download_competition(
+    out_dir: Path | str = DEFAULT_DOWNLOAD_DIR, *, competition: str = COMPETITION, quiet: bool = False, api=None
+) -> Download:
+    """``kaggle competitions download -c <competition>`` into ``out_dir``, unzipped and validated.
+
+    The archive is downloaded and unpacked into a hidden staging directory beside ``out_dir``
+    and validated with :func:`perturbkit.data.load_dataset`; only then do its files move into
+    ``out_dir`` (replacing files of the same name). Nothing is written without credentials.
+    """
+    from perturbkit.data import load_dataset
+
+    api = api or kaggle_api()
+    out_dir = Path(out_dir)
+    staging = out_dir.parent / f".{out_dir.name}.download-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        staging.mkdir(parents=True)
+        with api_errors(f"downloading the files of competition {competition!r}"):
+            api.competition_download_files(competition, path=str(staging), force=True, quiet=quiet, unzip=True)
+        dataset = dataclasses.replace(load_dataset(staging), source=str(out_dir))
+        out_dir.mkdir(parents=True, exist_ok=True)
+        files = []
+        for path in sorted(staging.iterdir()):
+            target = out_dir / path.name
+            if target.is_dir():
+                shutil.rmtree(target)
+            os.replace(path, target)
+            size = sum(p.stat().st_size for p in target.rglob("*") if p.is_file()) if target.is_dir() else target.stat().st_size
+            files.append((path.name, size))
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return Download(directory=out_dir, files=files, dataset=dataset)
+
+
+def describe_download(download: Download) -> str:
+    dataset = download.dataset
+    lines = [f"downloaded {COMPETITION} into {download.directory}:"]
+    lines += [f"  {name:<40} {size / 1e6:>10.1f} MB" for name, size in download.files]
+    lines.append(f"{len(dataset.obs)} training rows x {dataset.n_genes} genes, {len(dataset.test)} test rows")
+    lines.append(dataset.obs["cell_type"].astype(str).value_counts().sort_index().to_string())
+    lines.append(f"data hash {dataset.data_hash}")
+    lines.append(f"use it with DATA={download.directory} (make) or --data {download.directory}")
+    return "\n".join(lines)
