@@ -1,4 +1,4 @@
-"""Submissions: read and check a submission against a truth or template, and score it locally."""
+"""Submissions: read and check a submission (CSV, parquet or prediction.h5ad) against a truth or template, score it locally, write one (``perturbkit.submit.write``)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,31 @@ from perturbkit.metrics import score_table
 TRUTH_KEYS = ("id", "cell_type", "sm_name")
 
 
+def _read_h5ad(path: Path) -> pa.Table:
+    """openproblems' prediction.h5ad as a wide table: ``id`` (from obs_names) + ``layers['prediction']``."""
+    try:
+        import anndata
+    except ImportError as exc:
+        raise DataValidationError(f"{path}: reading .h5ad needs anndata: pip install 'perturbkit[h5ad]'") from exc
+    try:
+        adata = anndata.read_h5ad(path)
+    except Exception as exc:  # h5py/anndata raise many types for a bad file
+        raise DataValidationError(f"{path}: cannot be read as h5ad ({exc})") from exc
+    if "prediction" not in adata.layers:
+        raise DataValidationError(f"{path}: no layer 'prediction' (the openproblems prediction format); layers: {sorted(adata.layers)}")
+    matrix = adata.layers["prediction"]
+    matrix = matrix.toarray() if hasattr(matrix, "toarray") else np.asarray(matrix)
+    names = pd.Index(adata.obs_names.astype(str))
+    ids = names.astype(np.int64) if names.str.fullmatch(r"-?\d+").all() else names
+    genes = list(map(str, adata.var_names))
+    if len(set(genes)) != len(genes):
+        raise DataValidationError(f"{path}: duplicate var_names (genes)")
+    if not np.issubdtype(matrix.dtype, np.number):
+        raise DataValidationError(f"{path}: layer 'prediction' is not numeric (dtype {matrix.dtype})")
+    matrix = np.asfortranarray(matrix)
+    return pa.Table.from_arrays([pa.array(np.asarray(ids)), *(pa.array(matrix[:, j]) for j in range(matrix.shape[1]))], names=["id", *genes])
+
+
 def _read_table(path: Path) -> pa.Table:
     if not path.is_file():
         raise DataValidationError(f"{path}: file not found")
@@ -26,7 +51,9 @@ def _read_table(path: Path) -> pa.Table:
             return pacsv.read_csv(path)
     except pa.ArrowException as exc:
         raise DataValidationError(f"{path}: cannot be read ({exc})") from exc
-    raise DataValidationError(f"{path}: unsupported file type {path.suffix!r} (expected .csv or .parquet)")
+    if path.suffix == ".h5ad":
+        return _read_h5ad(path)
+    raise DataValidationError(f"{path}: unsupported file type {path.suffix!r} (expected .csv, .parquet or .h5ad)")
 
 
 def read_submission(path: Path | str, *, genes, ids) -> np.ndarray:
@@ -39,6 +66,9 @@ def read_submission(path: Path | str, *, genes, ids) -> np.ndarray:
     if "id" not in table.column_names:
         raise DataValidationError(f"{path}: no 'id' column")
     columns = [c for c in table.column_names if c != "id"]
+    if len(set(columns)) != len(columns):
+        duplicated = pd.Index(columns)[pd.Index(columns).duplicated()].unique().tolist()
+        raise DataValidationError(f"{path}: duplicate gene column(s) {duplicated[:5]}")
     missing, extra = sorted(set(genes) - set(columns)), sorted(set(columns) - set(genes))
     if missing or extra:
         raise DataValidationError(f"{path}: gene columns differ from the truth's: missing {missing[:5]}, extra {extra[:5]}")

@@ -1,0 +1,382 @@
+"""Fit a blend of aligned members, score it in-sample and nested, and predict the test rows.
+
+In-sample: weights fitted on every common OOF row and scored on the same rows (optimistic).
+Nested: for each fold k, weights (and scale) fitted on the rows of the other folds only and
+scored on fold k; the nested score is the MRRMSE of those held-out rows, i.e. the fold scores
+averaged with the folds' row counts as weights. Clipping uses, for the rows of fold k, each
+gene's range over the training rows of fold k (every de_train row not in fold k), so it never
+sees the truth it is scored on; test predictions are clipped to the range of all rows.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from perturbkit.blend import objective
+from perturbkit.blend.members import GROUPS, BlendError, Members
+from perturbkit.blend.search import METHODS, SearchResult, search, study_name_for
+from perturbkit.data import Dataset
+from perturbkit.errors import ConfigError
+from perturbkit.metrics import rowwise_rmse
+
+ALL = "all"
+
+
+@dataclass(frozen=True)
+class BlendOptions:
+    method: str = "optuna"
+    trials: int = 1000
+    seed: int = 0
+    per_celltype: bool = False
+    scale: bool = False
+    clip: bool = False
+    nested: bool = True
+    storage: str | None = None  # optuna RDB URL, e.g. sqlite:///blend.db; in-memory when None
+    caruana_size: int = 25
+    multivariate: bool = True  # multivariate TPE: faster per trial than independent TPE and models interactions
+    n_ei_candidates: int = 24
+    scale_min: float = 0.0
+    scale_max: float = 2.0
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "BlendOptions":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"unknown blend option(s) {unknown}; known: {sorted(known)}")
+        options = cls(**values)
+        if options.method not in METHODS:
+            raise ConfigError(f"unknown blend method {options.method!r}; known: {list(METHODS)}")
+        if options.trials < 1 or options.caruana_size < 1:
+            raise ConfigError("blend trials and caruana_size must be at least 1")
+        if not options.scale_min <= 1.0 <= options.scale_max:
+            raise ConfigError("blend scale_min <= 1 <= scale_max is required")
+        return options
+
+
+@dataclass(frozen=True)
+class Fit:
+    """Weights and scale per weight set: ``all``, or ``B-like`` / ``Myeloid-like`` with per_celltype."""
+
+    weights: dict[str, np.ndarray]
+    scale: dict[str, float]
+    searches: dict[str, SearchResult]
+
+    def params_for(self, groups) -> tuple[np.ndarray, np.ndarray]:
+        """Per row: weights (n, M) and scale (n,), from the row's group set, else the global one."""
+        keys = [g if g in self.weights else ALL for g in np.asarray(groups, dtype=object)]
+        missing = sorted({k for k in keys if k not in self.weights})
+        if missing:
+            raise BlendError(f"no weights were fitted for cell group(s) {missing}")
+        return np.vstack([self.weights[k] for k in keys]), np.array([self.scale[k] for k in keys])
+
+
+def fit_scale(gram: np.ndarray, weights: np.ndarray, low: float, high: float) -> float:
+    """The global factor ``s`` minimising the MRRMSE of ``s * blend``; 1 unless it does better."""
+    from scipy.optimize import minimize_scalar
+
+    result = minimize_scalar(lambda s: objective.score(gram, weights, s), bounds=(low, high), method="bounded",
+                             options={"xatol": 1e-6})
+    return float(result.x) if result.fun < objective.score(gram, weights, 1.0) else 1.0
+
+
+def fit_weights(gram: np.ndarray, groups: np.ndarray, options: BlendOptions, *, need=(), storage: str | None = None,
+                study_prefix: str | None = None) -> Fit:
+    """Fit weight sets on the rows of ``gram`` (global, or one per cell group with per_celltype).
+
+    ``need`` names groups that will be predicted; with per_celltype, one absent from these rows
+    falls back on a global fit.
+    """
+    sets: dict[str, np.ndarray] = {}
+    if options.per_celltype:
+        for group in GROUPS:
+            if (groups == group).any():
+                sets[group] = np.flatnonzero(groups == group)
+        if set(need) - set(sets):
+            sets[ALL] = np.arange(len(groups))
+    else:
+        sets[ALL] = np.arange(len(groups))
+    weights, scales, searches = {}, {}, {}
+    for key, rows in sets.items():
+        sub = gram[rows]
+        result = search(sub, options.method, trials=options.trials, seed=options.seed, storage=storage,
+                        study_name=f"{study_prefix}-{key}" if study_prefix else None,
+                        caruana_size=options.caruana_size, multivariate=options.multivariate,
+                        n_ei_candidates=options.n_ei_candidates)
+        weights[key], searches[key] = result.weights, result
+        scales[key] = fit_scale(sub, result.weights, options.scale_min, options.scale_max) if options.scale else 1.0
+    return Fit(weights=weights, scale=scales, searches=searches)
+
+
+def gram_row_rmse(gram: np.ndarray, weights: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """Row RMSE with per-row weights (n, M) and scale (n,)."""
+    scaled = weights * scale[:, None]
+    c = np.concatenate([scaled, scaled.sum(axis=1, keepdims=True) - 1.0], axis=1)
+    return np.sqrt(np.maximum(np.einsum("rm,rmn,rn->r", c, gram, c), 0.0))
+
+
+def combine(predictions: np.ndarray, weights: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """``scale_r * sum_m w_rm p_m[r]`` for member predictions (M, n, G); float32 (n, G)."""
+    coef = (weights * scale[:, None]).astype(np.float32)
+    out = np.zeros(predictions.shape[1:], dtype=np.float32)
+    for m in range(predictions.shape[0]):
+        out += predictions[m] * coef[:, m, None]
+    return out
+
+
+def clip_ranges(targets: np.ndarray, dataset_folds: np.ndarray, folds) -> dict:
+    """Per fold k: each gene's (min, max) over the de_train rows not in fold k; key None: all rows."""
+    ranges = {None: (targets.min(axis=0), targets.max(axis=0))}
+    for k in folds:
+        train = targets[dataset_folds != k]
+        ranges[int(k)] = (train.min(axis=0), train.max(axis=0))
+    return ranges
+
+
+def _clip_by_fold(matrix: np.ndarray, folds: np.ndarray, ranges: dict) -> np.ndarray:
+    out = matrix.copy()
+    for k in np.unique(folds):
+        rows = folds == k
+        out[rows] = np.clip(out[rows], *ranges[int(k)])
+    return out
+
+
+@dataclass
+class BlendResult:
+    members: Members
+    options: BlendOptions
+    fit: Fit
+    rows: pd.DataFrame  # per common row: cell_type, sm_name, fold, one RMSE column per member, simple_average, blend[, blend_unclipped][, blend_nested]
+    oof: np.ndarray  # the tuned blend's OOF predictions (clipped when asked), rows x genes
+    test: np.ndarray  # test predictions, test rows (dataset.test order) x genes
+    correlation: np.ndarray  # members' OOF residual correlation
+    nested_fits: dict[int, Fit] = field(default_factory=dict)
+    seconds: dict = field(default_factory=dict)
+    gene_range: tuple | None = None
+
+    @property
+    def names(self) -> list[str]:
+        return self.members.names
+
+    @property
+    def scores(self) -> dict:
+        rows = self.rows
+        scores = {
+            "in_sample": float(rows["blend"].mean()),
+            "nested": float(rows["blend_nested"].mean()) if "blend_nested" in rows else None,
+            "simple_average": float(rows["simple_average"].mean()),
+            "members": {name: float(rows[name].mean()) for name in self.names},
+            "rows": int(len(rows)),
+        }
+        if "blend_unclipped" in rows:
+            scores["in_sample_unclipped"] = float(rows["blend_unclipped"].mean())
+        return scores
+
+    def _columns(self) -> list[str]:
+        extra = [c for c in ("blend_unclipped", "blend_nested") if c in self.rows]
+        return [*self.names, "simple_average", "blend", *extra]
+
+    def per_fold(self) -> pd.DataFrame:
+        """MRRMSE per fold (rows) of each member, the simple average and the blend (columns)."""
+        return self.rows.groupby("fold", sort=True)[self._columns()].mean()
+
+    def per_cell_type(self) -> pd.DataFrame:
+        return self.rows.groupby("cell_type", sort=True)[self._columns()].mean()
+
+    def weight_sets(self) -> list[str]:
+        return list(self.fit.weights)
+
+    def weights_frame(self) -> pd.DataFrame:
+        """Members (rows) x weight sets (columns)."""
+        return pd.DataFrame({key: w for key, w in self.fit.weights.items()}, index=self.names)
+
+    def weights_by_cell_type(self) -> dict[str, dict[str, float]]:
+        """Weights applied to each test cell type, by member name."""
+        out = {}
+        for cell_type in sorted(set(self.members.test_cell_types)):
+            group = self.members.test_groups[self.members.test_cell_types == cell_type][0]
+            weights, scale = self.fit.params_for([group])
+            out[cell_type] = {"weights": dict(zip(self.names, map(float, weights[0]))), "scale": float(scale[0])}
+        return out
+
+    def table(self) -> str:
+        """Members, simple average and tuned blend, in-sample and nested, with the weights."""
+        scores = self.scores
+        folds = self.rows["fold"].nunique()
+        sets = self.weight_sets()
+        search_seconds = sum(s.seconds for s in self.fit.searches.values())
+        head = (
+            f"blend of {len(self.names)} runs on {scores['rows']} OOF rows (scheme {self.members.scheme}, {folds} folds), "
+            f"method {self.options.method}"
+            + (f", {self.options.trials} trials" if self.options.method == "optuna" else "")
+            + f", search {search_seconds:.1f} s"
+        )
+        weight_titles = ["weight" if k == ALL else f"w {k}" for k in sets]
+        width = max(28, *(len(n) + 2 for n in self.names))
+        lines = [head, f"{'':<{width}}" + "".join(f"{t:>16}" for t in weight_titles) + f"{'in-sample':>11}{'nested':>9}"]
+        nested_available = scores["nested"] is not None
+        for m, name in enumerate(self.names):
+            weights = "".join(f"{self.fit.weights[k][m]:>16.3f}" for k in sets)
+            value = scores["members"][name]
+            lines.append(f"{name:<{width}}{weights}{value:>11.4f}{value:>9.4f}")
+        blank = " " * (16 * len(sets))
+        average = scores["simple_average"]
+        lines.append(f"{'simple average':<{width}}{blank}{average:>11.4f}{average:>9.4f}")
+        scales = "".join(f"{self.fit.scale[k]:>16.3f}" for k in sets)
+        if self.options.scale:
+            lines.append(f"{'  scale':<{width}}{scales}")
+        if "in_sample_unclipped" in scores:
+            lines.append(f"{'tuned blend, unclipped':<{width}}{blank}{scores['in_sample_unclipped']:>11.4f}{'':>9}")
+        nested = f"{scores['nested']:>9.4f}" if nested_available else f"{'-':>9}"
+        label = "tuned blend" + (", clipped" if self.options.clip else "")
+        lines.append(f"{label:<{width}}{blank}{scores['in_sample']:>11.4f}{nested}")
+        best = min(scores["members"].values())
+        lines.append(
+            f"in-sample: weights fitted and scored on the same rows; nested: fitted on {folds - 1} folds, scored on the held-out one"
+            + (f" (nested - best member = {scores['nested'] - best:+.4f})" if nested_available else "")
+        )
+        chosen = {k: s.chosen for k, s in self.fit.searches.items() if s.chosen != "search"}
+        for key, which in chosen.items():
+            label = "the simple average" if which == "simple_average" else self.names[int(which.split(":")[1])]
+            lines.append(f"note: for weight set {key!r} the search did not beat {label}, which is used instead")
+        if self.members.dropped_rows and any(self.members.dropped_rows.values()):
+            lines.append(f"note: rows not validated in every run were left out: {self.members.dropped_rows}")
+        return "\n".join(lines)
+
+    def to_json(self, *, name: str, files: dict | None = None, dataset: Dataset | None = None) -> dict:
+        """The blend's record: the contract for re-running it elsewhere (e.g. a Kaggle kernel)."""
+        by_cell_type = self.weights_by_cell_type()
+        members = []
+        for m, (member, run) in enumerate(zip(self.names, self.members.runs)):
+            entry = {
+                "name": member,
+                "model": run.meta.get("model"),
+                "run_id": run.path.name,
+                "path": str(run.path),
+                "config": run.meta.get("config"),
+                "config_hash": run.meta.get("config_hash"),
+                "weight": float(np.mean([w[m] for w in self.fit.weights.values()])),
+                "score": self.scores["members"][member],
+            }
+            if self.options.per_celltype:
+                entry["weight_by_cell_type"] = {ct: v["weights"][member] for ct, v in by_cell_type.items()}
+                entry["weight_by_group"] = {k: float(w[m]) for k, w in self.fit.weights.items()}
+            members.append(entry)
+        scales = {k: float(v) for k, v in self.fit.scale.items()}
+        record = {
+            "name": name,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "method": self.options.method,
+            "options": dataclasses.asdict(self.options),
+            "members": members,
+            "scale": scales[ALL] if ALL in scales and len(scales) == 1 else scales,
+            "scale_by_cell_type": {ct: v["scale"] for ct, v in by_cell_type.items()},
+            "clip": bool(self.options.clip),
+            "clip_range": "each gene's min..max over all de_train rows" if self.options.clip else None,
+            "per_celltype": bool(self.options.per_celltype),
+            "formula": "prediction[row] = clip?(scale[cell_type] * sum_m weight[cell_type][m] * member_m[row])",
+            "scores": {
+                **self.scores,
+                "per_fold": {str(k): v for k, v in self.per_fold().to_dict(orient="index").items()},
+                "per_cell_type": self.per_cell_type().to_dict(orient="index"),
+            },
+            "nested_weights": {
+                str(k): {g: dict(zip(self.names, map(float, w))) for g, w in fit.weights.items()} for k, fit in self.nested_fits.items()
+            },
+            "search": {
+                key: {"chosen": s.chosen, "evaluations": s.evaluations, "seconds": round(s.seconds, 3), "history": s.history,
+                      "details": s.details}
+                for key, s in self.fit.searches.items()
+            },
+            "correlation": {"names": self.names, "matrix": np.round(self.correlation, 6).tolist()},
+            "data_hash": self.members.data_hash,
+            "folds_hash": self.members.folds_hash,
+            "scheme": self.members.scheme,
+            "n_genes": len(self.members.genes),
+            "test_rows": int(len(self.members.test_ids)),
+            "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
+            "files": files or {},
+        }
+        if dataset is not None:
+            record["data_source"] = dataset.source
+        return record
+
+
+def blend_members(members: Members, dataset: Dataset, options: BlendOptions = BlendOptions(), *, progress=None) -> BlendResult:
+    """Fit, score (in-sample and nested) and apply a blend of ``members`` (aligned on ``dataset``)."""
+    say = progress or (lambda message: None)
+    timings = {}
+    started = time.perf_counter()
+    gram = objective.gram_matrices(members.oof, members.y)
+    timings["gram"] = time.perf_counter() - started
+    groups, folds = members.groups, members.folds
+    if options.per_celltype and len(set(groups)) < 2:
+        raise BlendError(
+            f"--per-celltype needs validated rows of both B-like (B, NK, T cells) and Myeloid-like cells; scheme "
+            f"{members.scheme} validates only {sorted(set(members.keys['cell_type']))}; use bm_holdout or kfold runs"
+        )
+    need = set(members.test_groups)
+
+    started = time.perf_counter()
+    rows_digest = str(members.folds_hash) + str(members.data_hash)
+    prefix = study_name_for(members.names, rows_digest) + f"-{options.method}-s{options.seed}"
+    fit = fit_weights(gram, groups, options, need=need, storage=options.storage, study_prefix=prefix)
+    timings["fit"] = time.perf_counter() - started
+
+    ranges = clip_ranges(dataset.targets, members.dataset_folds, np.unique(folds)) if options.clip else None
+    weights, scale = fit.params_for(groups)
+    table = members.keys.copy()
+    for m, name in enumerate(members.names):
+        table[name] = np.sqrt(np.maximum(gram[:, m, m], 0.0))
+    table["simple_average"] = objective.row_rmse(gram, np.full(len(members.names), 1.0 / len(members.names)))
+    unclipped = gram_row_rmse(gram, weights, scale)
+    oof = combine(members.oof, weights, scale)
+    if options.clip:
+        oof = _clip_by_fold(oof, folds, ranges)
+        table["blend"] = rowwise_rmse(members.y, oof)
+        table["blend_unclipped"] = unclipped
+    else:
+        table["blend"] = unclipped
+
+    nested_fits = {}
+    if options.nested:
+        started = time.perf_counter()
+        nested = np.empty(len(folds))
+        unique = np.unique(folds)
+        if len(unique) < 2:
+            raise BlendError("a nested score needs at least two folds; pass --no-nested")
+        for k in unique:
+            say(f"nested: fold {k}")
+            train, held = folds != k, folds == k
+            fold_fit = fit_weights(gram[train], groups[train], options, need=set(groups[held]))
+            nested_fits[int(k)] = fold_fit
+            w, s = fold_fit.params_for(groups[held])
+            if options.clip:
+                prediction = np.clip(combine(members.oof[:, held], w, s), *ranges[int(k)])
+                nested[held] = rowwise_rmse(members.y[held], prediction)
+            else:
+                nested[held] = gram_row_rmse(gram[held], w, s)
+        table["blend_nested"] = nested
+        timings["nested"] = time.perf_counter() - started
+
+    test_weights, test_scale = fit.params_for(members.test_groups)
+    test = combine(members.test, test_weights, test_scale)
+    if options.clip:
+        test = np.clip(test, *ranges[None])
+    return BlendResult(
+        members=members,
+        options=options,
+        fit=fit,
+        rows=table,
+        oof=oof,
+        test=test,
+        correlation=objective.residual_correlation(gram),
+        nested_fits=nested_fits,
+        seconds=timings,
+        gene_range=ranges[None] if ranges else None,
+    )

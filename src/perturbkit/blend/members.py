@@ -1,0 +1,228 @@
+"""Blend members: stored runs loaded, checked against each other and the dataset, aligned by key.
+
+Rows are matched by (cell_type, sm_name), never by position, and only rows validated in every
+run are kept. Test rows are matched by id. Runs fitted on other data (a different data hash) or
+with another fold assignment are refused with :class:`IncompatibleRunsError`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from perturbkit.cv.store import Run, is_complete, list_runs, load_run
+from perturbkit.data import Dataset
+from perturbkit.data.layout import KEY_COLUMNS
+from perturbkit.errors import PerturbkitError
+
+MYELOID_CELL_TYPES = ("Myeloid cells",)
+GROUPS = ("B-like", "Myeloid-like")
+
+
+class BlendError(PerturbkitError):
+    """A blend that cannot be built as asked; the message says why and what to do."""
+
+
+class IncompatibleRunsError(BlendError, ValueError):
+    """Runs that cannot be blended: other data, other folds, other genes or missing rows."""
+
+
+def cell_group(cell_types) -> np.ndarray:
+    """``Myeloid-like`` for myeloid cells, ``B-like`` for B cells and the lymphoid (NK, T) cell types."""
+    cell_types = pd.Series(np.asarray(cell_types, dtype=object)).astype(str)
+    return np.where(cell_types.isin(MYELOID_CELL_TYPES), GROUPS[1], GROUPS[0]).astype(object)
+
+
+@dataclass(frozen=True)
+class Members:
+    """Aligned member predictions: ``oof`` is members x rows x genes, ``test`` members x test rows x genes."""
+
+    names: list[str]
+    runs: list[Run]
+    keys: pd.DataFrame  # cell_type, sm_name, fold of the common validated rows, in de_train order
+    rows: np.ndarray  # positions of those rows in the dataset
+    dataset_folds: np.ndarray  # fold of every dataset row (-1: never validated), from the runs' folds.parquet
+    oof: np.ndarray  # float32 (M, R, G)
+    y: np.ndarray  # float32 (R, G)
+    test_ids: np.ndarray
+    test_cell_types: np.ndarray
+    test: np.ndarray  # float32 (M, T, G)
+    genes: list[str]
+    data_hash: str
+    folds_hash: str
+    scheme: str
+    dropped_rows: dict[str, int]  # per member: validated rows left out because another run lacks them
+
+    @property
+    def folds(self) -> np.ndarray:
+        return self.keys["fold"].to_numpy()
+
+    @property
+    def groups(self) -> np.ndarray:
+        return cell_group(self.keys["cell_type"])
+
+    @property
+    def test_groups(self) -> np.ndarray:
+        return cell_group(self.test_cell_types)
+
+
+def member_names(runs: list[Run]) -> list[str]:
+    """``model`` when each model appears once, else ``model:run_id`` for the repeated ones."""
+    models = [run.meta.get("model", run.path.parent.name) for run in runs]
+    return [m if models.count(m) == 1 else f"{m}:{run.path.name}" for m, run in zip(models, runs)]
+
+
+def select_runs(
+    oof_root: Path | str,
+    *,
+    every: bool = False,
+    data_hash: str | None = None,
+    scheme: str | None = None,
+    models=None,
+) -> tuple[list[Path], list[str]]:
+    """Run directories to blend: the latest run of each model (all runs with ``every``).
+
+    Only runs on ``data_hash`` (when given) and ``scheme`` (when given) are eligible. Returns the
+    paths and human-readable notes on the runs that were left out and why.
+    """
+    table = list_runs(oof_root)
+    if table.empty:
+        raise BlendError(f"no complete runs under {oof_root}; run `perturbkit cv --model ...` (make cv) first")
+    notes = []
+    metas = {p: json.loads((Path(p) / "meta.json").read_text()) for p in table["path"]}
+    keep = []
+    for _, row in table.iterrows():
+        meta = metas[row["path"]]
+        label = f"{row['model']}/{row['run_id']}"
+        if models and row["model"] not in set(models):
+            continue
+        if data_hash is not None and meta.get("data_hash") != data_hash:
+            notes.append(f"skipped {label}: fitted on other data (hash {str(meta.get('data_hash'))[:12]})")
+            continue
+        if scheme is not None and meta.get("scheme") != scheme:
+            notes.append(f"skipped {label}: scheme {meta.get('scheme')}, not {scheme}")
+            continue
+        keep.append(row)
+    if not keep:
+        raise BlendError(f"no run under {oof_root} matches the data" + (f" and scheme {scheme}" if scheme else "") + "; " + "; ".join(notes))
+    chosen = pd.DataFrame(keep)  # already newest first
+    if not every:
+        older = chosen[chosen.duplicated("model", keep="first")]
+        chosen = chosen.drop_duplicates("model", keep="first")
+        if len(older):
+            notes.append(f"{len(older)} older run(s) of the same models not used (pass --all to blend every run)")
+    folds = {p: metas[p].get("folds_hash") for p in chosen["path"]}
+    if len(set(folds.values())) > 1:
+        groups: dict[str, list[str]] = {}
+        for _, row in chosen.iterrows():
+            groups.setdefault(f"{metas[row['path']].get('scheme')} {str(folds[row['path']])[:12]}", []).append(f"{row['model']}/{row['run_id']}")
+        detail = "; ".join(f"{k}: {', '.join(v)}" for k, v in groups.items())
+        raise IncompatibleRunsError(
+            f"the selected runs under {oof_root} use different fold assignments ({detail}); "
+            "choose one with --scheme or name the runs with --runs"
+        )
+    return sorted((Path(p) for p in chosen["path"]), key=lambda p: (p.parent.name, p.name)), notes
+
+
+def _fold_by_key(run: Run) -> pd.Series:
+    index = pd.MultiIndex.from_frame(run.oof_keys[list(KEY_COLUMNS)].astype(str))
+    if index.has_duplicates:
+        pair = index[index.duplicated()][0]
+        raise IncompatibleRunsError(f"{run.path}: oof.parquet has the row {pair} twice")
+    return pd.Series(run.oof_keys["fold"].to_numpy(), index=index)
+
+
+def load_members(paths, dataset: Dataset, *, names=None) -> Members:
+    """Load the runs at ``paths``, check them against ``dataset`` and each other, and align them."""
+    paths = [Path(p) for p in paths]
+    if not paths:
+        raise BlendError("no runs to blend")
+    if len(set(p.resolve() for p in paths)) != len(paths):
+        raise BlendError("the same run is named twice")
+    runs = []
+    for path in paths:
+        if not is_complete(path):
+            raise BlendError(f"{path}: not a complete run directory (oof.parquet, test.parquet, folds.parquet, meta.json, log.txt)")
+        runs.append(load_run(path))
+    names = list(names) if names is not None else member_names(runs)
+
+    genes = list(dataset.genes)
+    for run in runs:
+        if run.meta.get("data_hash") != dataset.data_hash:
+            raise IncompatibleRunsError(
+                f"{run.path}: fitted on data with hash {run.meta.get('data_hash')}, but {dataset.source} has hash "
+                f"{dataset.data_hash}; rerun it on this data or pass the --data it was fitted on"
+            )
+        if run.genes != genes:
+            raise IncompatibleRunsError(f"{run.path}: gene columns differ from {dataset.source}'s")
+    hashes = {run.meta.get("folds_hash") for run in runs}
+    if len(hashes) != 1:
+        detail = ", ".join(f"{run.path.parent.name}/{run.path.name}: {run.meta.get('scheme')} {str(run.meta.get('folds_hash'))[:12]}" for run in runs)
+        raise IncompatibleRunsError(f"runs with different fold assignments cannot be blended ({detail})")
+
+    # Fold of each validated key, checked row by row too (a run's files, not only its meta).
+    folds = [_fold_by_key(run) for run in runs]
+    common = folds[0].index
+    for fold in folds[1:]:
+        common = common.intersection(fold.index)
+    for run, fold in zip(runs[1:], folds[1:]):
+        if not np.array_equal(fold.reindex(common).to_numpy(), folds[0].reindex(common).to_numpy()):
+            raise IncompatibleRunsError(f"{run.path}: rows are assigned to other folds than in {runs[0].path}")
+    obs_index = pd.MultiIndex.from_frame(dataset.obs[list(KEY_COLUMNS)].astype(str))
+    positions = obs_index.get_indexer(common)
+    if (positions < 0).any():
+        raise IncompatibleRunsError(f"{runs[0].path}: row {common[int(np.flatnonzero(positions < 0)[0])]} is not in {dataset.source}")
+    order = np.argsort(positions, kind="stable")
+    common, positions = common[order], positions[order]
+    if len(common) == 0:
+        raise BlendError("the runs have no validated row in common")
+
+    oof = np.empty((len(runs), len(common), len(genes)), dtype=np.float32)
+    for m, (run, fold) in enumerate(zip(runs, folds)):
+        oof[m] = run.oof[fold.index.get_indexer(common)]
+    keys = pd.DataFrame(
+        {
+            "cell_type": common.get_level_values(0).to_numpy(),
+            "sm_name": common.get_level_values(1).to_numpy(),
+            "fold": folds[0].reindex(common).to_numpy().astype(np.int64),
+        }
+    )
+
+    stored = pd.read_parquet(runs[0].path / "folds.parquet")
+    stored_index = pd.MultiIndex.from_frame(stored[list(KEY_COLUMNS)].astype(str))
+    where = stored_index.get_indexer(obs_index)
+    if (where < 0).any():
+        raise IncompatibleRunsError(f"{runs[0].path}: folds.parquet has no fold for row {obs_index[int(np.flatnonzero(where < 0)[0])]}")
+    dataset_folds = stored["fold"].to_numpy().astype(np.int64)[where]
+    if not np.array_equal(dataset_folds[positions], keys["fold"].to_numpy()):
+        raise IncompatibleRunsError(f"{runs[0].path}: folds.parquet disagrees with the folds in oof.parquet")
+
+    test_ids = dataset.test["id"].to_numpy()
+    test = np.empty((len(runs), len(test_ids), len(genes)), dtype=np.float32)
+    for m, run in enumerate(runs):
+        where = pd.Index(run.test_ids).get_indexer(test_ids)
+        if (where < 0).any():
+            raise IncompatibleRunsError(f"{run.path}: test.parquet has no row for id {test_ids[int(np.flatnonzero(where < 0)[0])]}")
+        test[m] = run.test[where]
+
+    return Members(
+        names=names,
+        runs=runs,
+        keys=keys,
+        rows=positions,
+        dataset_folds=dataset_folds,
+        oof=oof,
+        y=dataset.targets[positions],
+        test_ids=test_ids,
+        test_cell_types=dataset.test["cell_type"].astype(str).to_numpy(),
+        test=test,
+        genes=genes,
+        data_hash=dataset.data_hash,
+        folds_hash=next(iter(hashes)),
+        scheme=str(runs[0].meta.get("scheme")),
+        dropped_rows={name: int(len(f) - len(common)) for name, f in zip(names, folds)},
+    )

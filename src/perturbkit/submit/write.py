@@ -1,0 +1,126 @@
+"""Write submissions: Kaggle's CSV (checked against sample_submission.csv) and openproblems' prediction.h5ad.
+
+Both are written to a temporary file and renamed into place, and read back with
+``read_submission`` (the same checks ``perturbkit score`` applies) before they count as written.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+from perturbkit.errors import DataValidationError
+
+H5AD_LAYER = "prediction"
+
+
+def _check_matrix(ids, genes, matrix) -> np.ndarray:
+    matrix = np.asarray(matrix, dtype=np.float32)
+    if matrix.shape != (len(ids), len(genes)):
+        raise DataValidationError(f"predictions of shape {matrix.shape} for {len(ids)} ids x {len(genes)} genes")
+    if len(set(genes)) != len(genes):
+        raise DataValidationError("duplicate gene names in the predictions")
+    if pd.Index(ids).has_duplicates:
+        raise DataValidationError(f"duplicate id {pd.Index(ids)[pd.Index(ids).duplicated()][0]} in the predictions")
+    bad = ~np.isfinite(matrix)
+    if bad.any():
+        row, col = np.argwhere(bad)[0]
+        raise DataValidationError(f"non-finite prediction for id {ids[row]}, gene {genes[col]!r}")
+    return matrix
+
+
+def read_template(path: Path | str) -> tuple[np.ndarray, list[str]]:
+    """ids and gene columns (in order) of Kaggle's sample_submission.csv."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataValidationError(f"{path}: submission template not found")
+    table = pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(include_columns=["id"]))
+    header = pacsv.read_csv(path, read_options=pacsv.ReadOptions(skip_rows_after_names=10**9)).column_names
+    if not header or header[0] != "id":
+        raise DataValidationError(f"{path}: the first column of a submission template must be 'id'")
+    return table.column("id").to_numpy(), header[1:]
+
+
+def _replace(tmp: Path, path: Path) -> None:
+    os.replace(tmp, path)
+
+
+def write_submission_csv(path: Path | str, ids, genes, matrix, *, template: Path | str | None = None) -> Path:
+    """Kaggle's format: ``id`` then one column per gene; in the template's row and column order when given."""
+    path = Path(path)
+    ids = np.asarray(ids)
+    genes = list(genes)
+    matrix = _check_matrix(ids, genes, matrix)
+    if template is not None:
+        template_ids, template_genes = read_template(template)
+        missing, extra = sorted(set(template_genes) - set(genes)), sorted(set(genes) - set(template_genes))
+        if missing or extra:
+            raise DataValidationError(f"{template}: gene columns differ from the predictions': missing {missing[:5]}, extra {extra[:5]}")
+        missing_ids = sorted(set(template_ids.tolist()) - set(ids.tolist()))
+        extra_ids = sorted(set(ids.tolist()) - set(template_ids.tolist()))
+        if missing_ids or extra_ids:
+            raise DataValidationError(f"{template}: ids differ from the predictions': missing {missing_ids[:5]}, extra {extra_ids[:5]}")
+        rows = pd.Index(ids).get_indexer(template_ids)
+        columns = pd.Index(genes).get_indexer(template_genes)
+        ids, genes, matrix = template_ids, list(template_genes), matrix[np.ix_(rows, columns)]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    matrix = np.asfortranarray(matrix)
+    arrays = [pa.array(ids)] + [pa.array(matrix[:, j]) for j in range(matrix.shape[1])]
+    table = pa.Table.from_arrays(arrays, names=["id", *genes])
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        pacsv.write_csv(table, tmp)
+        _replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def write_prediction_h5ad(path: Path | str, ids, genes, matrix, *, dataset_id: str, method_id: str) -> Path:
+    """openproblems' prediction format: ``layers['prediction']``, obs_names = ids (str), var_names = genes."""
+    try:
+        import anndata
+    except ImportError as exc:
+        raise DataValidationError("writing prediction.h5ad needs anndata: pip install 'perturbkit[h5ad]'") from exc
+    path = Path(path)
+    ids = np.asarray(ids)
+    matrix = _check_matrix(ids, list(genes), matrix)
+    adata = anndata.AnnData(
+        obs=pd.DataFrame(index=pd.Index([str(i) for i in ids], name=None)),
+        var=pd.DataFrame(index=pd.Index(list(map(str, genes)), name=None)),
+        layers={H5AD_LAYER: matrix},
+        uns={"dataset_id": str(dataset_id), "method_id": str(method_id)},
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.h5ad")
+    try:
+        adata.write_h5ad(tmp)
+        _replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def write_json(path: Path | str, record: dict) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(record, indent=2, default=_jsonable) + "\n")
+    _replace(tmp, path)
+    return path
+
+
+def _jsonable(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    return str(value)
