@@ -73,6 +73,214 @@ def cmd_models(args) -> None:
     print("\n".join(list_models()))
 
 
+def cmd_data_download(args) -> None:
+    from perturbkit.data.kaggle import describe_download, download_competition
+
+    print(describe_download(download_competition(args.out, quiet=args.quiet)))
+
+
+def _kernel_spec(args) -> dict:
+    from perturbkit.config import load_config, read_toml
+    from perturbkit.errors import ConfigError
+    from perturbkit.kernel import spec_from_blend, spec_from_configs
+
+    if args.blend and (args.model or args.config):
+        raise ConfigError("give either --blend or --model/--config, not both")
+    if args.blend:
+        return spec_from_blend(args.blend)
+    configs = [load_config(m, configs_dir=args.configs_dir, overrides=args.set) for m in args.model]
+    for path in args.config:
+        model = read_toml(path).get("model") if path.is_file() else None
+        if not model:
+            raise ConfigError(f"{path}: config file not found or without a 'model' key")
+        configs.append(load_config(model, config_path=path, configs_dir=args.configs_dir, overrides=args.set))
+    if not configs:
+        raise ConfigError("name the kernel's models (--model, --config) or a blend result (--blend submissions/<name>.json)")
+    for config in configs:
+        config["cv"]["refit"] = bool(config["cv"].get("refit")) or args.refit
+    return spec_from_configs(configs, source=", ".join([*args.model, *map(str, args.config)]))
+
+
+def _kaggle_user(args) -> str:
+    import os
+
+    from perturbkit.errors import ConfigError
+
+    user = args.user or os.environ.get("KAGGLE_USERNAME")
+    if not user:
+        raise ConfigError("name your Kaggle username: --user <name> (make: KAGGLE_USER=<name>) or KAGGLE_USERNAME")
+    return user
+
+
+def cmd_kernel_build(args) -> None:
+    from perturbkit.kernel import build_kernel
+
+    spec = _kernel_spec(args)
+    sources = [*args.dataset_source, *([args.deps_dataset] if args.deps_dataset else [])]
+    built = build_kernel(
+        spec, user=_kaggle_user(args), slug=args.slug, out_root=args.out, title=args.title, enable_gpu=args.gpu, dataset_sources=sources
+    )
+    size = built.script.stat().st_size
+    print(f"built {built.folder}/ ({built.metadata['id']}): {built.script.name} {size / 1e6:.2f} MB, wheel {built.wheel.name} sha256 {built.wheel_sha256[:16]}")
+    for member in spec["members"]:
+        refit = "refit" if member["config"]["cv"].get("refit") else "fold mean"
+        print(f"  {member['config']['model']:<20} weight {member['weight']:.4g}  ({refit})")
+    print(f"  scale {spec['scale']:g}, clip {spec['clip']}, datasets {sources or 'none'}, gpu {args.gpu}")
+    print(f"push it with: perturbkit kernel push --dir {built.folder} --follow --output")
+
+
+def cmd_kernel_deps(args) -> None:
+    from perturbkit.kernel.deps import prepare_deps
+
+    out = args.out or Path(args.kernels) / args.slug
+    deps = prepare_deps(out, user=_kaggle_user(args), slug=args.slug, packages=args.packages, python_version=args.python_version, with_deps=args.with_deps)
+    for wheel in deps.wheels:
+        print(f"  {wheel.name}")
+    print(f"wrote {deps.folder}/ for dataset {deps.metadata['id']}; upload it once with")
+    print(f"  kaggle datasets create -p {deps.folder}     (later: kaggle datasets version -p {deps.folder} -m 'update')")
+    print(f"then build the kernel with --deps-dataset {deps.metadata['id']}")
+
+
+def _kernel_folder(args) -> Path:
+    return Path(args.dir) if args.dir else Path(args.kernels) / args.slug
+
+
+def _follow_and_fetch(kernel: str, args, api) -> None:
+    from perturbkit.kernel.remote import check_finished, download_output, follow_status
+
+    status = follow_status(kernel, interval=args.interval, timeout=args.timeout, api=api)
+    if getattr(args, "output", False) or status.status != "COMPLETE":
+        out = Path(args.out) if args.out else Path(args.kernels) / f"{kernel.split('/')[1]}-output"
+        for path in download_output(kernel, out, api=api):
+            print(f"  {path}")
+    check_finished(status)
+
+
+def cmd_kernel_push(args) -> None:
+    from perturbkit.data.kaggle import kaggle_api
+    from perturbkit.kernel.remote import push_kernel
+
+    api = kaggle_api()
+    pushed = push_kernel(_kernel_folder(args), api=api)
+    print(f"pushed {pushed.kernel} version {pushed.version}: {pushed.url}")
+    if args.follow:
+        _follow_and_fetch(pushed.kernel, args, api)
+
+
+def cmd_kernel_status(args) -> None:
+    from perturbkit.data.kaggle import kaggle_api
+    from perturbkit.kernel.remote import check_finished, kernel_id, kernel_status
+
+    kernel = kernel_id(args.kernel, None if args.kernel else _kernel_folder(args))
+    api = kaggle_api()
+    if args.follow:
+        _follow_and_fetch(kernel, args, api)
+        return
+    status = kernel_status(kernel, api=api)
+    print(f"{kernel}: {status.status.lower()}" + (f" ({status.failure_message})" if status.failure_message else ""))
+    if status.final:
+        check_finished(status)
+
+
+def cmd_kernel_output(args) -> None:
+    from perturbkit.kernel.remote import download_output, kernel_id
+
+    kernel = kernel_id(args.kernel, None if args.kernel else _kernel_folder(args))
+    out = Path(args.out) if args.out else Path(args.kernels) / f"{kernel.split('/')[1]}-output"
+    files = download_output(kernel, out)
+    print(f"{len(files)} file(s) from {kernel} in {out}/:")
+    for path in files:
+        print(f"  {path}")
+
+
+def cmd_submit(args) -> None:
+    from perturbkit.kernel.remote import check_submission_file, submit_file
+
+    if not args.no_check:
+        check_submission_file(args.file, args.template)
+    print(submit_file(args.file, args.message, competition=args.competition))
+
+
+def _add_kaggle_commands(commands) -> None:
+    from perturbkit.data.layout import COMPETITION
+
+    data = commands.add_parser("data", help="the competition data from Kaggle")
+    data_commands = data.add_subparsers(dest="data_command", required=True)
+    download = data_commands.add_parser("download", help="download the competition files with the Kaggle client, unzip, validate")
+    download.add_argument("--out", type=Path, default=Path("data/kaggle"))
+    download.add_argument("--quiet", action="store_true")
+    download.set_defaults(func=cmd_data_download)
+
+    kernel = commands.add_parser("kernel", help="build, push and follow the Kaggle kernel")
+    kernel_commands = kernel.add_subparsers(dest="kernel_command", required=True)
+
+    def common(parser, *, slug_default="perturbkit-submission"):
+        parser.add_argument("--slug", default=slug_default, help=f"kernel slug (default {slug_default})")
+        parser.add_argument("--kernels", default="kernels", help="root of the kernel folders (default kernels/)")
+
+    def following(parser):
+        parser.add_argument("--interval", type=float, default=30.0, help="seconds between status polls")
+        parser.add_argument("--timeout", type=float, default=12 * 3600.0, help="give up following after this many seconds")
+        parser.add_argument("--out", default=None, help="output folder (default kernels/<slug>-output)")
+
+    build = kernel_commands.add_parser("build", help="write kernels/<slug>/: kernel-metadata.json + one offline script")
+    build.add_argument("--model", action="append", default=[], help="a model, with configs/<model>.toml (repeatable)")
+    build.add_argument("--config", action="append", default=[], type=Path, help="a config TOML naming its model (repeatable)")
+    build.add_argument("--blend", type=Path, default=None, help="a blend result, submissions/<name>.json")
+    build.add_argument("--configs-dir", type=Path, default=Path("configs"))
+    build.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override for every --model/--config")
+    build.add_argument("--refit", action="store_true", help="test predictions from refits on all rows")
+    build.add_argument("--user", default=None, help="Kaggle username (default: KAGGLE_USERNAME)")
+    build.add_argument("--title", default=None, help="kernel title; must slugify to the slug")
+    build.add_argument("--gpu", action="store_true", help="enable_gpu in the metadata")
+    build.add_argument("--deps-dataset", default=None, metavar="USER/SLUG", help="the wheels dataset from `kernel deps`")
+    build.add_argument("--dataset-source", action="append", default=[], metavar="USER/SLUG", help="another dataset to attach")
+    build.add_argument("--out", default="kernels", help="root of the kernel folders (default kernels/)")
+    build.add_argument("--slug", default="perturbkit-submission")
+    build.set_defaults(func=cmd_kernel_build)
+
+    deps = kernel_commands.add_parser("deps", help="download wheels the Kaggle image lacks into a dataset folder")
+    deps.add_argument("--packages", nargs="+", default=["rdkit"], help="packages to download (default: rdkit)")
+    deps.add_argument("--with-deps", action="store_true", help="their dependencies too")
+    deps.add_argument("--python-version", default="3.11", help="the Kaggle image's Python (default 3.11)")
+    deps.add_argument("--user", default=None, help="Kaggle username (default: KAGGLE_USERNAME)")
+    deps.add_argument("--out", type=Path, default=None, help="default kernels/<slug>")
+    common(deps, slug_default="perturbkit-deps")
+    deps.set_defaults(func=cmd_kernel_deps)
+
+    push = kernel_commands.add_parser("push", help="push kernels/<slug> with the Kaggle client")
+    push.add_argument("--dir", default=None, help="kernel folder (default kernels/<slug>)")
+    push.add_argument("--follow", action="store_true", help="then poll its status until the run ends")
+    push.add_argument("--output", action="store_true", help="with --follow: then download its output")
+    common(push)
+    following(push)
+    push.set_defaults(func=cmd_kernel_push)
+
+    status = kernel_commands.add_parser("status", help="the status of a pushed kernel's run")
+    status.add_argument("kernel", nargs="?", default=None, help="<username>/<kernel-slug> (default: from --dir)")
+    status.add_argument("--dir", default=None)
+    status.add_argument("--follow", action="store_true", help="poll until the run ends")
+    status.add_argument("--output", action="store_true", help="with --follow: then download its output")
+    common(status)
+    following(status)
+    status.set_defaults(func=cmd_kernel_status)
+
+    output = kernel_commands.add_parser("output", help="download a kernel's output files and log")
+    output.add_argument("kernel", nargs="?", default=None, help="<username>/<kernel-slug> (default: from --dir)")
+    output.add_argument("--dir", default=None)
+    output.add_argument("--out", default=None, help="default kernels/<slug>-output")
+    common(output)
+    output.set_defaults(func=cmd_kernel_output)
+
+    submit = commands.add_parser("submit", help="submit a file to the competition with the Kaggle client")
+    submit.add_argument("file", type=Path)
+    submit.add_argument("-m", "--message", required=True)
+    submit.add_argument("--competition", default=COMPETITION)
+    submit.add_argument("--template", type=Path, default=None, help="check ids/genes against this sample_submission.csv")
+    submit.add_argument("--no-check", action="store_true", help="skip the check against the competition's ids and genes")
+    submit.set_defaults(func=cmd_submit)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="perturbkit", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -112,6 +320,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     models = commands.add_parser("models", help="list registered models")
     models.set_defaults(func=cmd_models)
+
+    _add_kaggle_commands(commands)
     return parser
 
 
