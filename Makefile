@@ -8,12 +8,22 @@ OOF ?= oof/
 SUBMISSIONS ?= submissions/
 SET ?=
 TORCH_VERSION ?= 2.13.0
+# Kaggle: make data | kernel-deps | kernel | push | submit (see `make help`)
+KAGGLE_USER ?= $(KAGGLE_USERNAME)
+KAGGLE_DATA ?= data/kaggle
+KERNELS ?= kernels
+SLUG ?= perturbkit-submission
+MODELS ?= $(MODEL)
+BLEND ?=
+DEPS ?=
+DEPS_SLUG ?= perturbkit-deps
+MSG ?= perturbkit kernel $(SLUG)
 
 SET_ARGS := $(foreach s,$(SET),--set $(s))
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install cv runs test test-all bench demo validate score clean
+.PHONY: help install cv runs test test-all bench demo validate score clean data kernel kernel-deps push submit
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-12s %s\n", $$1, $$2}'
@@ -52,6 +62,21 @@ validate: $(STAMP) ## load and validate DATA, print what it holds
 
 score: $(STAMP) ## score FILE against TRUTH (default: the demo's hidden test truth)
 	$(PY) -m perturbkit score $(FILE) --truth $(or $(TRUTH),$$($(PY) -m perturbkit demo)/test_truth.parquet)
+
+data: $(STAMP) ## download the competition data with the Kaggle client into KAGGLE_DATA, validate it (needs credentials)
+	$(PY) -m perturbkit data download --out $(KAGGLE_DATA)
+
+kernel-deps: $(STAMP) ## download the wheels the Kaggle image lacks (rdkit) into KERNELS/DEPS_SLUG/ as a dataset folder
+	$(PY) -m perturbkit kernel deps --slug $(DEPS_SLUG) --kernels $(KERNELS) $(if $(KAGGLE_USER),--user $(KAGGLE_USER))
+
+kernel: $(STAMP) ## build KERNELS/SLUG/: one offline script running BLEND (a blend JSON) or MODELS; DEPS=<user>/<wheels dataset>
+	$(PY) -m perturbkit kernel build --slug $(SLUG) --out $(KERNELS) $(if $(KAGGLE_USER),--user $(KAGGLE_USER)) $(if $(BLEND),--blend $(BLEND),$(foreach m,$(MODELS),--model $(m)) $(SET_ARGS)) $(if $(DEPS),--deps-dataset $(DEPS))
+
+push: $(STAMP) ## push KERNELS/SLUG with the Kaggle client, follow its run, download its output to KERNELS/SLUG-output/
+	$(PY) -m perturbkit kernel push --dir $(KERNELS)/$(SLUG) --kernels $(KERNELS) --follow --output
+
+submit: $(STAMP) ## submit FILE (default: KERNELS/SLUG-output/submission.csv) to the competition with message MSG
+	$(PY) -m perturbkit submit $(or $(FILE),$(KERNELS)/$(SLUG)-output/submission.csv) -m "$(MSG)"
 
 clean: ## remove the virtual environment, caches and the generated demo data
 	rm -rf $(VENV) data/demo .pytest_cache build dist src/*.egg-info
