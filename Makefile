@@ -23,7 +23,7 @@ SET_ARGS := $(foreach s,$(SET),--set $(s))
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install cv runs test test-all bench demo validate score clean data kernel kernel-deps push submit
+.PHONY: help install cv runs test test-all bench demo validate score clean data kernel kernel-deps push submit blend report
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-12s %s\n", $$1, $$2}'
@@ -59,6 +59,12 @@ demo: $(STAMP) ## generate the full-size demo world (cached under data/demo/)
 
 validate: $(STAMP) ## load and validate DATA, print what it holds
 	$(PY) -m perturbkit validate --data $(DATA)
+
+blend: $(STAMP) ## blend the latest run of each model in OOF (on DATA) into SUBMISSIONS/blend.csv|h5ad|json (SET="method=slsqp trials=200")
+	$(PY) -m perturbkit blend --data $(DATA) --oof $(OOF) --submissions $(SUBMISSIONS) $(SET_ARGS)
+
+report: $(STAMP) ## write reports/blend/ (PNGs, index.html, index.md) for SUBMISSIONS/blend.json
+	$(PY) -m perturbkit report --submissions $(SUBMISSIONS)
 
 score: $(STAMP) ## score FILE against TRUTH (default: the demo's hidden test truth)
 	$(PY) -m perturbkit score $(FILE) --truth $(or $(TRUTH),$$($(PY) -m perturbkit demo)/test_truth.parquet)

@@ -73,6 +73,85 @@ def cmd_models(args) -> None:
     print("\n".join(list_models()))
 
 
+def cmd_blend(args) -> None:
+    from perturbkit.blend.command import run
+
+    run(args, _load_data(args))
+
+
+def cmd_report(args) -> None:
+    from perturbkit.report.build import build_blend_report, build_runs_report
+
+    if args.runs:
+        out = build_runs_report(args.runs, args.out or Path("reports") / "runs")
+    else:
+        blend = args.blend or Path(args.submissions) / "blend.json"
+        out = build_blend_report(blend, args.out or Path("reports") / Path(blend).stem)
+    print(f"report written to {out}/index.html (and index.md)")
+
+
+def cmd_rank(args) -> None:
+    from perturbkit.rank import rank_compounds
+
+    blend = args.blend if args.blend or args.runs else Path(args.submissions) / "blend.json"
+    data = None if args.data is None else _load_data_dir(args)
+    table, title = rank_compounds(gene=args.gene, cell_type=args.cell_type, data_dir=data, blend=blend, runs=args.runs,
+                                  top=args.top, up=args.up)
+    print(title)
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+
+
+def _load_data_dir(args):
+    from perturbkit.data import resolve_data_dir
+
+    return resolve_data_dir(args.data, demo_genes=args.demo_genes)
+
+
+def _add_blend_commands(commands) -> None:
+    """blend, report, rank: from stored runs to a submission, its report and compound rankings."""
+    blend = commands.add_parser("blend", help="tune blend weights over stored runs, write submission CSV + h5ad + json")
+    blend.add_argument("--runs", nargs="+", type=Path, default=None, help="run directories (default: latest run of each model)")
+    blend.add_argument("--all", action="store_true", help="every compatible run, not only the latest of each model")
+    blend.add_argument("--scheme", default=None, help="only runs of this CV scheme")
+    blend.add_argument("--method", choices=["optuna", "slsqp", "caruana"], default=None, help="default: configs/blend.toml (optuna)")
+    blend.add_argument("--trials", type=int, default=None, help="optuna trials (default 1000)")
+    blend.add_argument("--seed", type=int, default=None)
+    for flag, text in (("per-celltype", "separate weights for B-like and Myeloid-like rows"),
+                       ("scale", "fit a global scale factor on the OOF rows"),
+                       ("clip", "clip predictions to each gene's training range"),
+                       ("nested", "nested score: fit on K-1 folds, score the held-out fold (default on)")):
+        blend.add_argument(f"--{flag}", dest=flag.replace("-", "_"), action=argparse.BooleanOptionalAction, default=None, help=text)
+    blend.add_argument("--storage", default=None, help="Optuna RDB URL to resume or share studies, e.g. sqlite:///blend.db")
+    blend.add_argument("--blend-config", dest="blend_config", type=Path, default=Path("configs/blend.toml"))
+    blend.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="blend option override, e.g. trials=200")
+    blend.add_argument("--name", default="blend", help="file stem under --submissions (default: blend)")
+    blend.add_argument("--oof", type=Path, default=Path("oof"))
+    blend.add_argument("--submissions", type=Path, default=Path("submissions"))
+    blend.add_argument("--dataset-id", dest="dataset_id", default=None, help="uns['dataset_id'] of the h5ad")
+    blend.add_argument("--no-h5ad", dest="no_h5ad", action="store_true", help="write the CSV and JSON only")
+    _add_data_options(blend)
+    blend.set_defaults(func=cmd_blend)
+
+    report = commands.add_parser("report", help="plots and an index.html / index.md for a blend (or runs)")
+    report.add_argument("--blend", type=Path, default=None, help="a blend's JSON (default: <submissions>/blend.json)")
+    report.add_argument("--runs", nargs="+", type=Path, default=None, help="report these runs instead of a blend")
+    report.add_argument("--submissions", type=Path, default=Path("submissions"))
+    report.add_argument("--out", type=Path, default=None, help="default: reports/<blend name>/")
+    report.set_defaults(func=cmd_report)
+
+    rank = commands.add_parser("rank", help="rank test compounds by a gene's predicted down- (or up-) regulation in a cell type")
+    rank.add_argument("--gene", required=True)
+    rank.add_argument("--cell-type", dest="cell_type", required=True, help='"B cells" or "Myeloid cells"')
+    rank.add_argument("--top", type=int, default=20)
+    rank.add_argument("--up", action="store_true", help="rank by up-regulation instead")
+    rank.add_argument("--blend", type=Path, default=None, help="a blend's JSON (default: <submissions>/blend.json)")
+    rank.add_argument("--runs", nargs="+", type=Path, default=None, help="rank by the mean of these runs instead")
+    rank.add_argument("--submissions", type=Path, default=Path("submissions"))
+    rank.add_argument("--data", default=None, help="data directory or 'demo' (default: where the predictions were fitted)")
+    rank.add_argument("--demo-genes", dest="demo_genes", type=int, default=None)
+    rank.set_defaults(func=cmd_rank)
+
+
 def cmd_data_download(args) -> None:
     from perturbkit.data.kaggle import describe_download, download_competition
 
@@ -320,6 +399,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     models = commands.add_parser("models", help="list registered models")
     models.set_defaults(func=cmd_models)
+    _add_blend_commands(commands)
 
     _add_kaggle_commands(commands)
     return parser

@@ -1,0 +1,124 @@
+"""Drug prioritisation: rank the test compounds by a gene's predicted change in one cell type.
+
+Targets are signed -log10 p-values, so the most negative prediction is the strongest predicted
+down-regulation. Predictions come from a blend (its submission CSV, with the members' test
+predictions for the spread) or from stored runs (their mean, with their spread). Only the
+test pairs (compound x B or Myeloid cells) have predictions.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from perturbkit.errors import PerturbkitError
+
+
+class RankError(PerturbkitError, ValueError):
+    pass
+
+
+def _gene_column(path: Path, gene: str) -> pd.Series:
+    """One gene's predictions by id from a run's test.parquet or a submission CSV."""
+    if path.suffix == ".parquet":
+        names = pq.read_schema(path).names
+    else:
+        names = pacsv.read_csv(path, read_options=pacsv.ReadOptions(skip_rows_after_names=10**9)).column_names
+    if gene not in names:
+        close = difflib.get_close_matches(gene, names, n=3)
+        raise RankError(f"{path}: no predictions for gene {gene!r}" + (f"; did you mean {close}?" if close else ""))
+    if path.suffix == ".parquet":
+        table = pq.read_table(path, columns=["id", gene])
+    else:
+        table = pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(include_columns=["id", gene]))
+    return pd.Series(table.column(gene).to_numpy(), index=table.column("id").to_numpy(), dtype=np.float64)
+
+
+def _id_map(data_dir: Path) -> pd.DataFrame:
+    path = Path(data_dir) / "id_map.csv"
+    if not path.is_file():
+        raise RankError(f"{path}: file not found (pass --data with the directory the runs were fitted on)")
+    return pd.read_csv(path, usecols=["id", "cell_type", "sm_name"])
+
+
+def rank_compounds(
+    *,
+    gene: str,
+    cell_type: str,
+    data_dir: Path | str | None = None,
+    blend: Path | str | None = None,
+    runs=None,
+    top: int | None = 20,
+    up: bool = False,
+) -> tuple[pd.DataFrame, str]:
+    """Compounds ranked by predicted down- (or up-) regulation of ``gene`` in ``cell_type``.
+
+    Give ``blend`` (a blend's JSON) or ``runs`` (run directories). Returns the table (rank,
+    sm_name, id, predicted, spread = std over the models, min, max, models) and a title line.
+    """
+    if (blend is None) == (not runs):
+        raise RankError("rank needs a blend JSON or one or more run directories")
+    columns = {}
+    if blend is not None:
+        blend = Path(blend)
+        if not blend.is_file():
+            raise RankError(f"{blend}: blend record not found (run `perturbkit blend` first)")
+        record = json.loads(blend.read_text())
+        csv = Path(record.get("files", {}).get("csv", blend.with_suffix(".csv")))
+        if not csv.is_file():
+            csv = blend.with_suffix(".csv")
+        predicted = _gene_column(csv, gene)
+        for member in record["members"]:  # the spread is over the members the blend uses
+            used = max([member.get("weight", 0.0), *member.get("weight_by_group", {}).values()]) > 0
+            if used:
+                columns[member["name"]] = _gene_column(Path(member["path"]) / "test.parquet", gene)
+        source = f"blend {blend.name}, {len(columns)} of its {len(record['members'])} members with weight > 0"
+        data_dir = data_dir or record.get("data_source")
+    else:
+        metas = []
+        for run in runs:
+            run = Path(run)
+            if not (run / "test.parquet").is_file():
+                raise RankError(f"{run}: not a run directory (no test.parquet)")
+            meta = json.loads((run / "meta.json").read_text()) if (run / "meta.json").is_file() else {}
+            metas.append(meta)
+            label = meta.get("model", run.parent.name)
+            columns[label if label not in columns else f"{label}:{run.name}"] = _gene_column(run / "test.parquet", gene)
+        predicted = None
+        source = f"mean of {len(columns)} run(s)"
+        data_dir = data_dir or next((m.get("data_source") for m in metas if m.get("data_source")), None)
+    if data_dir is None:
+        raise RankError("cannot tell which data the predictions are for; pass --data")
+    id_map = _id_map(Path(data_dir))
+    known = sorted(id_map["cell_type"].unique())
+    if cell_type not in known:
+        raise RankError(f"no test predictions for cell type {cell_type!r}; the test pairs are in {known}")
+    pairs = id_map[id_map["cell_type"] == cell_type]
+    models = pd.DataFrame({name: col.reindex(pairs["id"]).to_numpy() for name, col in columns.items()}, index=pairs.index)
+    if models.isna().any().any():
+        raise RankError(f"predictions do not cover every test id of {data_dir}/id_map.csv; pass the matching --data")
+    values = predicted.reindex(pairs["id"]).to_numpy() if predicted is not None else models.mean(axis=1).to_numpy()
+    table = pd.DataFrame(
+        {
+            "sm_name": pairs["sm_name"].to_numpy(),
+            "id": pairs["id"].to_numpy(),
+            "predicted": values,
+            "spread": models.std(axis=1, ddof=0).to_numpy(),
+            "min": models.min(axis=1).to_numpy(),
+            "max": models.max(axis=1).to_numpy(),
+            "models": models.shape[1],
+        }
+    )
+    table = table.sort_values("predicted", ascending=not up, kind="stable", ignore_index=True)
+    table.insert(0, "rank", np.arange(1, len(table) + 1))
+    if top:
+        table = table.head(top)
+    direction = "up" if up else "down"
+    title = f"{len(pairs)} compounds ranked by predicted {direction}-regulation of {gene} in {cell_type} ({source}); spread = std over models"
+    return table, title

@@ -1,0 +1,272 @@
+"""``perturbkit report``: PNG plots and an index.html / index.md page for a blend (or plain runs).
+
+From a blend's JSON: MRRMSE per fold and per cell type of each member, the simple average and
+the blend (in-sample and nested), the blend weights, the members' residual correlation, the
+weight search's progress and the loss curves of neural members (``history`` in their meta).
+From runs alone: their per-fold and per-cell-type scores and loss curves.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from perturbkit.errors import PerturbkitError
+
+
+class ReportError(PerturbkitError, ValueError):
+    pass
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    _pyplot().close(fig)
+    return path
+
+
+def plot_grouped_bars(table: pd.DataFrame, path: Path, *, title: str, xlabel: str) -> Path:
+    """Bars of MRRMSE: one group per row of ``table`` (fold, cell type), one bar per column (model)."""
+    plt = _pyplot()
+    n_groups, n_series = table.shape
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.2 + n_groups * (0.25 * n_series + 0.4)), 4.2))
+    width = 0.8 / max(n_series, 1)
+    x = np.arange(n_groups)
+    colors = plt.get_cmap("tab20")(np.linspace(0, 1, max(n_series, 2)))
+    for i, column in enumerate(table.columns):
+        hatch = "//" if column.startswith("blend") else None
+        ax.bar(x + (i - (n_series - 1) / 2) * width, table[column].to_numpy(dtype=float), width, label=column,
+               color=colors[i], hatch=hatch, edgecolor="black" if hatch else None, linewidth=0.4)
+    ax.set_xticks(x, [str(i) for i in table.index], rotation=20 if n_groups > 4 else 0)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("MRRMSE (lower is better)")
+    values = table.to_numpy(dtype=float)
+    finite = values[np.isfinite(values)]
+    if finite.size:
+        low, high = finite.min(), finite.max()
+        ax.set_ylim(max(0.0, low - 0.15 * (high - low + 1e-9)), high + 0.05 * (high - low + 1e-9))
+    ax.set_title(title)
+    ax.legend(fontsize=7, ncol=2, loc="best")
+    return _save(fig, path)
+
+
+def plot_weights(weights: pd.DataFrame, path: Path) -> Path:
+    """Horizontal bars of the blend weights, one panel column per weight set."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, weights.shape[1], figsize=(3.6 * weights.shape[1] + 1.5, 0.35 * len(weights) + 1.5), squeeze=False)
+    for ax, column in zip(axes[0], weights.columns):
+        ax.barh(weights.index[::-1], weights[column].to_numpy()[::-1], color="tab:blue")
+        ax.set_xlim(0, 1)
+        ax.set_title(f"weights ({column})")
+        for y, value in enumerate(weights[column].to_numpy()[::-1]):
+            ax.text(min(value, 0.85) + 0.01, y, f"{value:.3f}", va="center", fontsize=8)
+    return _save(fig, path)
+
+
+def plot_correlation(names, matrix, path: Path) -> Path:
+    plt = _pyplot()
+    matrix = np.asarray(matrix, dtype=float)
+    size = 1.5 + 0.55 * len(names)
+    fig, ax = plt.subplots(figsize=(size + 1.2, size))
+    image = ax.imshow(matrix, vmin=-1, vmax=1, cmap="RdBu_r")
+    ax.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(len(names)), names, fontsize=8)
+    if len(names) <= 12:
+        for i in range(len(names)):
+            for j in range(len(names)):
+                ax.text(j, i, f"{matrix[i, j]:.2f}", ha="center", va="center", fontsize=7)
+    fig.colorbar(image, ax=ax, shrink=0.8, label="correlation of OOF residuals")
+    ax.set_title("member residual correlation")
+    return _save(fig, path)
+
+
+def plot_search(search: dict, path: Path) -> Path | None:
+    plt = _pyplot()
+    histories = {key: s.get("history") or [] for key, s in search.items()}
+    if not any(len(h) > 1 for h in histories.values()):
+        return None
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    for key, history in histories.items():
+        ax.plot(np.arange(1, len(history) + 1), history, label=key)
+    ax.set_xlabel("trial / step")
+    ax.set_ylabel("best in-sample MRRMSE so far")
+    ax.set_title("weight search")
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def _histories(meta: dict) -> list[dict]:
+    return [fold["history"] for fold in meta.get("folds", []) if isinstance(fold.get("history"), dict)]
+
+
+def plot_loss_curves(metas: dict[str, dict], path: Path) -> Path | None:
+    """Train / validation loss per epoch of each fold, one panel per neural run (runs with a ``history``)."""
+    neural = {name: _histories(meta) for name, meta in metas.items()}
+    neural = {name: h for name, h in neural.items() if h}
+    if not neural:
+        return None
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(neural), figsize=(4.8 * len(neural), 3.6), squeeze=False)
+    for ax, (name, histories) in zip(axes[0], neural.items()):
+        for fold, history in enumerate(histories):
+            epochs = history.get("epoch") or list(range(len(history.get("train_loss", []))))
+            color = f"C{fold % 10}"
+            if history.get("train_loss"):
+                ax.plot(epochs, history["train_loss"], color=color, alpha=0.5, label=f"fold {fold} train")
+            valid = [np.nan if v is None else v for v in history.get("valid_loss", [])]
+            if valid and np.isfinite(valid).any():
+                ax.plot(epochs[: len(valid)], valid, color=color, linestyle="--", label=f"fold {fold} valid")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("loss")
+        ax.set_title(name)
+        ax.legend(fontsize=6, ncol=2)
+    return _save(fig, path)
+
+
+def _html_table(frame: pd.DataFrame, float_format="{:.4f}") -> str:
+    return frame.to_html(float_format=lambda v: float_format.format(v), border=0, classes="scores", na_rep="-")
+
+
+def _md_table(frame: pd.DataFrame, float_format="{:.4f}") -> str:
+    frame = frame.reset_index()
+    head = "| " + " | ".join(map(str, frame.columns)) + " |"
+    rule = "|" + "---|" * len(frame.columns)
+    rows = []
+    for _, row in frame.iterrows():
+        cells = [float_format.format(v) if isinstance(v, (float, np.floating)) and np.isfinite(v) else ("-" if isinstance(v, float) else str(v)) for v in row]
+        rows.append("| " + " | ".join(cells) + " |")
+    return "\n".join([head, rule, *rows])
+
+
+def _write_pages(out_dir: Path, title: str, sections: list[tuple[str, str | None, pd.DataFrame | None, str | None]]) -> None:
+    """``sections``: (heading, image file name, table, text)."""
+    css = "body{font-family:sans-serif;max-width:1100px;margin:2em auto}table.scores{border-collapse:collapse}" \
+          "table.scores td,table.scores th{padding:2px 8px;text-align:right;border-bottom:1px solid #ddd}img{max-width:100%}"
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{css}</style></head><body>",
+             f"<h1>{html.escape(title)}</h1>"]
+    md = [f"# {title}", ""]
+    for heading, image, table, text in sections:
+        parts.append(f"<h2>{html.escape(heading)}</h2>")
+        md += [f"## {heading}", ""]
+        if text:
+            parts.append(f"<p>{html.escape(text)}</p>")
+            md += [text, ""]
+        if table is not None:
+            parts.append(_html_table(table))
+            md += [_md_table(table), ""]
+        if image:
+            parts.append(f"<img src='{html.escape(image)}' alt='{html.escape(heading)}'>")
+            md += [f"![{heading}]({image})", ""]
+    parts.append(f"<p><small>written {time.strftime('%Y-%m-%d %H:%M')} by perturbkit report</small></p></body></html>")
+    (out_dir / "index.html").write_text("\n".join(parts) + "\n")
+    (out_dir / "index.md").write_text("\n".join(md) + "\n")
+
+
+def _read_meta(run_dir: Path) -> dict:
+    path = Path(run_dir) / "meta.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def build_blend_report(blend_json: Path | str, out_dir: Path | str) -> Path:
+    """``out_dir`` with the plots and pages of the blend recorded in ``blend_json``."""
+    blend_json = Path(blend_json)
+    if not blend_json.is_file():
+        raise ReportError(f"{blend_json}: blend record not found (run `perturbkit blend` first)")
+    record = json.loads(blend_json.read_text())
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    scores = record["scores"]
+    names = [m["name"] for m in record["members"]]
+    per_fold = pd.DataFrame(scores["per_fold"]).T
+    per_fold.index.name = "fold"
+    per_cell_type = pd.DataFrame(scores["per_cell_type"]).T
+    per_cell_type.index.name = "cell type"
+
+    summary = pd.DataFrame(
+        {
+            "weight": [m["weight"] for m in record["members"]] + [np.nan, np.nan],
+            "in-sample": [scores["members"][n] for n in names] + [scores["simple_average"], scores["in_sample"]],
+            "nested": [scores["members"][n] for n in names] + [scores["simple_average"], scores.get("nested") or np.nan],
+        },
+        index=pd.Index([*names, "simple average", "tuned blend"], name="model"),
+    )
+    weights = pd.DataFrame(
+        {key: [m.get("weight_by_group", {}).get(key, m["weight"]) for m in record["members"]] for key in record["search"]},
+        index=pd.Index(names, name="member"),
+    )
+    sections = [
+        ("Scores", None, summary,
+         f"method {record['method']}, scheme {record['scheme']}, {scores['rows']} OOF rows, {record['n_genes']} genes. "
+         "Members and the simple average have no fitted parameters; the tuned blend's in-sample score is fitted and scored "
+         "on the same rows, its nested score fits on K-1 folds and scores the held-out one."),
+        ("MRRMSE per fold", plot_grouped_bars(per_fold, out_dir / "per_fold.png", title="MRRMSE per fold", xlabel="fold").name, per_fold, None),
+        ("MRRMSE per cell type", plot_grouped_bars(per_cell_type, out_dir / "per_cell_type.png", title="MRRMSE per cell type",
+                                                  xlabel="cell type").name, per_cell_type, None),
+        ("Blend weights", plot_weights(weights, out_dir / "weights.png").name, weights,
+         f"scale: {record['scale']}; clip: {record['clip']}"),
+    ]
+    if len(names) > 1:
+        correlation = record["correlation"]
+        sections.append(("Member residual correlation", plot_correlation(correlation["names"], correlation["matrix"],
+                                                                          out_dir / "correlation.png").name, None,
+                         "Correlation of the members' OOF residuals pooled over rows; low correlation is what a blend feeds on."))
+    search_png = plot_search(record["search"], out_dir / "search.png")
+    if search_png:
+        sections.append(("Weight search", search_png.name, None, None))
+    metas = {m["name"]: _read_meta(Path(m["path"])) for m in record["members"]}
+    loss_png = plot_loss_curves(metas, out_dir / "loss_curves.png")
+    if loss_png:
+        sections.append(("Loss curves of neural runs", loss_png.name, None, None))
+    files = pd.DataFrame({"file": list(record.get("files", {}).values())}, index=pd.Index(list(record.get("files", {})), name="kind"))
+    sections.append(("Files", None, files, f"data hash {record['data_hash']}, folds hash {record['folds_hash']}"))
+    _write_pages(out_dir, f"Blend {record['name']}", sections)
+    return out_dir
+
+
+def build_runs_report(run_dirs, out_dir: Path | str, title: str = "Runs") -> Path:
+    """Per-fold / per-cell-type scores (from each run's meta) and loss curves, for runs without a blend."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    metas = {}
+    for run in map(Path, run_dirs):
+        meta = _read_meta(run)
+        if not meta:
+            raise ReportError(f"{run}: no meta.json")
+        name = meta.get("model", run.parent.name)
+        metas[name if name not in metas else f"{name}:{run.name}"] = meta
+    if not metas:
+        raise ReportError("no runs to report")
+
+    def table(key: str) -> pd.DataFrame:
+        return pd.DataFrame({n: {k: v["mrrmse"] for k, v in m["scores"][key].items()} for n, m in metas.items()})
+
+    per_fold, per_cell_type = table("per_fold"), table("per_cell_type")
+    per_fold.index.name, per_cell_type.index.name = "fold", "cell type"
+    summary = pd.DataFrame({"MRRMSE": [m["scores"]["overall"] for m in metas.values()],
+                            "scheme": [m.get("scheme") for m in metas.values()],
+                            "run": [m.get("run_id") for m in metas.values()]}, index=pd.Index(list(metas), name="model"))
+    sections = [
+        ("Scores", None, summary, None),
+        ("MRRMSE per fold", plot_grouped_bars(per_fold, out_dir / "per_fold.png", title="MRRMSE per fold", xlabel="fold").name, per_fold, None),
+        ("MRRMSE per cell type", plot_grouped_bars(per_cell_type, out_dir / "per_cell_type.png", title="MRRMSE per cell type",
+                                                  xlabel="cell type").name, per_cell_type, None),
+    ]
+    loss_png = plot_loss_curves(metas, out_dir / "loss_curves.png")
+    if loss_png:
+        sections.append(("Loss curves of neural runs", loss_png.name, None, None))
+    _write_pages(out_dir, title, sections)
+    return out_dir
