@@ -1,0 +1,355 @@
+"""The Kaggle kernel: build, metadata rules, credential guard, push/status/output and submit through the real
+client against the local fake Kaggle API, and the built script run offline on a fake /kaggle/input tree."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fake_kaggle import TOKEN, USERNAME, FakeKaggle, point_client_at
+from perturbkit.cli import main
+from perturbkit.config import load_config
+from perturbkit.data.layout import COMPETITION
+from perturbkit.errors import ConfigError
+from perturbkit.kernel import (
+    CredentialLeakError,
+    KernelMetadataError,
+    build_kernel,
+    build_wheel,
+    check_no_credentials,
+    combine,
+    embedded_wheel,
+    kernel_metadata,
+    spec_from_blend,
+    spec_from_configs,
+    validate_metadata,
+)
+from perturbkit.kernel.deps import prepare_deps
+from perturbkit.submit import score_submission
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = ROOT / "configs"
+SLUG = "perturbkit-submission"
+KERNEL = f"{USERNAME}/{SLUG}"
+
+
+@pytest.fixture(scope="session")
+def built_wheel(tmp_path_factory) -> Path:
+    """``pip wheel --no-deps`` of the project, built once per session."""
+    return build_wheel(tmp_path_factory.mktemp("wheel"))
+
+
+def cheap_configs() -> list[dict]:
+    ridge = load_config(
+        "pca_ridge", configs_dir=CONFIGS, overrides=["params.n_components=8", "features.stats_components=4"]
+    )
+    return [load_config("compound_mean", configs_dir=CONFIGS), ridge]
+
+
+def blend_result(configs) -> dict:
+    """What the blender writes to submissions/<name>.json (the fields the kernel uses, and some it ignores)."""
+    return {
+        "members": [
+            {"model": c["model"], "run_id": f"20250101-000000-{i}", "config": c, "weight": w, "mrrmse": 1.0}
+            for i, (c, w) in enumerate(zip(configs, (0.25, 0.75)))
+        ],
+        "scale": 0.9,
+        "clip": True,
+        "method": "nnls",
+        "scores": {"blend": 1.0},
+        "data_hash": "0" * 32,
+        "folds_hash": "f" * 16,
+    }
+
+
+@pytest.fixture
+def isolated_home(tmp_path, monkeypatch) -> Path:
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    for name in ("KAGGLE_API_TOKEN", "KAGGLE_USERNAME", "KAGGLE_KEY", "KAGGLE_CONFIG_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    return home
+
+
+@pytest.fixture
+def fake_kaggle(isolated_home, monkeypatch):
+    with FakeKaggle(lifetime=120) as fake:
+        point_client_at(fake, monkeypatch)
+        yield fake
+
+
+@pytest.fixture
+def built_kernel(built_wheel, tmp_path, isolated_home):
+    return build_kernel(spec_from_configs(cheap_configs()), user=USERNAME, out_root=tmp_path / "kernels", wheel=built_wheel)
+
+
+# --- pipeline pieces --------------------------------------------------------------------------
+
+
+def test_combine_weights_scales_and_clips():
+    a, b = np.full((2, 3), 1.0), np.array([[0.0, 2.0, 10.0], [-10.0, 0.0, 1.0]])
+    assert np.allclose(combine([a, b], [0.5, 0.5]), (a + b) / 2)
+    assert np.allclose(combine([a, b], [1.0, 2.0], scale=0.5), (a + 2 * b) / 2)
+    clipped = combine([a, b], [0.0, 1.0], clip_range=(np.array([-1.0, -1.0, -1.0]), np.array([1.0, 1.0, 5.0])))
+    assert np.allclose(clipped, [[0.0, 1.0, 5.0], [-1.0, 0.0, 1.0]]) and clipped.dtype == np.float32
+    with pytest.raises(ValueError):
+        combine([a], [0.5, 0.5])
+
+
+def test_specs_from_configs_and_from_a_blend_result(tmp_path):
+    configs = cheap_configs()
+    simple = spec_from_configs(configs)
+    assert [m["weight"] for m in simple["members"]] == [0.5, 0.5] and simple["scale"] == 1.0 and simple["clip"] is False
+    path = tmp_path / "blend.json"
+    path.write_text(json.dumps(blend_result(configs)))
+    spec = spec_from_blend(path)
+    assert [m["weight"] for m in spec["members"]] == [0.25, 0.75]
+    assert spec["scale"] == 0.9 and spec["clip"] is True and spec["members"][1]["config"] == configs[1]
+    broken = blend_result(configs)
+    del broken["members"][0]["config"]
+    with pytest.raises(ConfigError, match="member 0 needs 'config'"):
+        spec_from_blend(broken)
+    broken = blend_result(configs)
+    broken["members"][1]["config"]["model"] = "no_such_model"
+    broken["members"][1]["model"] = "no_such_model"
+    with pytest.raises(Exception, match="no_such_model"):
+        spec_from_blend(broken)
+
+
+# --- metadata and the credential guard --------------------------------------------------------
+
+
+def test_metadata_writes_every_field_and_passes_the_clients_rules():
+    metadata = kernel_metadata(USERNAME, SLUG, enable_gpu=True, dataset_sources=[f"{USERNAME}/perturbkit-deps"])
+    assert metadata == {
+        "id": KERNEL,
+        "title": "Perturbkit Submission",
+        "code_file": "kernel.py",
+        "language": "python",
+        "kernel_type": "script",
+        "is_private": True,
+        "enable_gpu": True,
+        "enable_tpu": False,
+        "enable_internet": False,
+        "keywords": [],
+        "competition_sources": [COMPETITION],
+        "dataset_sources": [f"{USERNAME}/perturbkit-deps"],
+        "kernel_sources": [],
+        "model_sources": [],
+    }
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"title": "Pkit"}, "title must be"),
+        ({"title": "Another Title"}, "slugifies to"),
+        ({"id": "fake-user/Perturbkit-Submission"}, "kernel slug must be"),
+        ({"id": "fake-user/pk", "title": "Pk"}, "kernel slug must be"),
+        ({"id": "perturbkit-submission"}, "id must be"),
+        ({"enable_internet": True}, "enable_internet must be false"),
+        ({"enable_gpu": "yes"}, "must be a JSON boolean"),
+        ({"is_private": False}, "is_private must be true"),
+        ({"language": "julia"}, "language must be"),
+        ({"kernel_type": "app"}, "kernel_type must be"),
+        ({"competition_sources": []}, "competition_sources must include"),
+        ({"dataset_sources": ["no-slash"]}, "dataset source"),
+        ({"kernel_sources": ["someone/abc"]}, "kernel source"),
+        ({"model_sources": ["a/b/c/d/latest"]}, "model source"),
+        ({"code_file": "../kernel.py"}, "code_file"),
+    ],
+)
+def test_metadata_the_client_would_reject_is_refused(change, message):
+    metadata = {**kernel_metadata(USERNAME, SLUG), **change}
+    with pytest.raises(KernelMetadataError, match=message):
+        validate_metadata(metadata)
+
+
+def test_the_credential_guard_names_files_never_secrets(tmp_path, isolated_home, monkeypatch):
+    folder = tmp_path / "k"
+    folder.mkdir()
+    (folder / "kernel.py").write_text("print('hello')\n")
+    check_no_credentials(folder)
+
+    (folder / "kaggle.json").write_text("{}")
+    with pytest.raises(CredentialLeakError, match="kaggle.json"):
+        check_no_credentials(folder)
+    (folder / "kaggle.json").unlink()
+
+    (folder / "notes.txt").write_text('{"username": "someone", "key": "0123456789abcdef0123456789abcdef"}')
+    with pytest.raises(CredentialLeakError, match="notes.txt") as caught:
+        check_no_credentials(folder)
+    assert "0123456789abcdef" not in str(caught.value)
+    (folder / "notes.txt").unlink()
+
+    secret = "configured-secret-value-98765"
+    monkeypatch.setenv("KAGGLE_API_TOKEN", secret)
+    (folder / "kernel.py").write_text(f"TOKEN = {secret!r}\n")
+    with pytest.raises(CredentialLeakError, match="kernel.py") as caught:
+        check_no_credentials(folder)
+    assert secret not in str(caught.value)
+
+
+# --- build -----------------------------------------------------------------------------------
+
+
+def test_build_writes_metadata_and_one_script_embedding_the_wheel(built_kernel, built_wheel):
+    assert sorted(p.name for p in built_kernel.folder.iterdir()) == ["kernel-metadata.json", "kernel.py"]
+    metadata = json.loads((built_kernel.folder / "kernel-metadata.json").read_text())
+    assert metadata == built_kernel.metadata and metadata["id"] == KERNEL and metadata["enable_internet"] is False
+    script = built_kernel.script.read_text()
+    assert embedded_wheel(script) == built_wheel.read_bytes()
+    compile(script, str(built_kernel.script), "exec")
+    assert "pip" in script and "--no-index" in script and "--no-deps" in script
+    assert [p.name for p in built_kernel.folder.parent.iterdir()] == [SLUG]  # no staging left behind
+
+
+def test_build_refuses_bad_input_and_keeps_the_previous_build(built_kernel, built_wheel):
+    before = built_kernel.script.read_bytes()
+    spec = spec_from_configs(cheap_configs())
+    with pytest.raises(KernelMetadataError):
+        build_kernel(spec, user="bad user", out_root=built_kernel.folder.parent, wheel=built_wheel)
+    bad = copy.deepcopy(spec)
+    bad["members"][0]["weight"] = float("nan")
+    with pytest.raises(ConfigError, match="non-finite weight"):
+        build_kernel(bad, user=USERNAME, out_root=built_kernel.folder.parent, wheel=built_wheel)
+    assert built_kernel.script.read_bytes() == before
+
+
+def test_cli_build_from_a_blend_result(built_wheel, tmp_path, isolated_home, monkeypatch, capsys):
+    blend = tmp_path / "blend.json"
+    blend.write_text(json.dumps(blend_result(cheap_configs())))
+    monkeypatch.setattr("perturbkit.kernel.build.build_wheel", lambda out_dir, project=None: built_wheel)
+    out = tmp_path / "kernels"
+    args = ["kernel", "build", "--blend", str(blend), "--user", USERNAME, "--out", str(out), "--deps-dataset", f"{USERNAME}/perturbkit-deps"]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "weight 0.25" in printed and "weight 0.75" in printed and "clip True" in printed
+    metadata = json.loads((out / SLUG / "kernel-metadata.json").read_text())
+    assert metadata["dataset_sources"] == [f"{USERNAME}/perturbkit-deps"]
+    assert main(["kernel", "build", "--out", str(out), "--user", USERNAME]) == 2
+    assert "name the kernel's models" in capsys.readouterr().err
+
+
+# --- push, status, output, submit against the fake Kaggle API ---------------------------------
+
+
+def test_push_follow_and_output_round_trip(fake_kaggle, built_kernel, built_wheel, tmp_path, capsys):
+    fake_kaggle.state.outputs = {"submission.csv": b"id,A1BG\n0,0.5\n"}
+    fake_kaggle.state.log = '[{"data": "done"}]'
+    out = tmp_path / "output"
+
+    args = ["kernel", "push", "--dir", str(built_kernel.folder), "--follow", "--output", "--interval", "0", "--out", str(out)]
+    assert main(args) == 0
+
+    (save,) = fake_kaggle.calls("kernels.KernelsApiService/SaveKernel")
+    body = save.json
+    assert body["slug"] == KERNEL and body["newTitle"] == "Perturbkit Submission"
+    assert body["language"] == "python" and body["kernelType"] == "script"
+    assert body["isPrivate"] is True and body.get("enableInternet", False) is False  # false is the wire default
+    assert body["competitionDataSources"] == [COMPETITION]
+    assert embedded_wheel(body["text"]) == built_wheel.read_bytes()
+    assert body["text"] == built_kernel.script.read_text()
+    statuses = fake_kaggle.calls("kernels.KernelsApiService/GetKernelSessionStatus")
+    assert len(statuses) == 3 and statuses[0].json == {"userName": USERNAME, "kernelSlug": SLUG}
+    assert (out / "submission.csv").read_bytes() == b"id,A1BG\n0,0.5\n"
+    assert (out / f"{SLUG}.log").read_text() == '[{"data": "done"}]'
+    captured = capsys.readouterr()
+    assert "version 1" in captured.out and "complete" in captured.err
+    assert TOKEN not in captured.out + captured.err
+
+
+def test_status_of_a_failed_run_reports_it_and_fetches_the_log(fake_kaggle, built_kernel, tmp_path, capsys):
+    assert main(["kernel", "push", "--dir", str(built_kernel.folder)]) == 0
+    fake_kaggle.state.status_script = ["RUNNING", "ERROR"]
+    fake_kaggle.state.failure_message = "out of memory"
+    fake_kaggle.state.log = "traceback"
+    out = tmp_path / "output"
+    assert main(["kernel", "status", KERNEL, "--follow", "--interval", "0", "--out", str(out)]) == 2
+    assert "ended error: out of memory" in capsys.readouterr().err
+    assert (out / f"{SLUG}.log").read_text() == "traceback"
+    assert main(["kernel", "status", "--dir", str(built_kernel.folder)]) == 2  # final status, no --follow
+
+
+def test_push_refuses_a_folder_with_a_credential_and_sends_nothing(fake_kaggle, built_kernel, capsys):
+    (built_kernel.folder / "kaggle.json").write_text('{"username": "x", "key": "0123456789abcdef0123456789abcdef"}')
+    assert main(["kernel", "push", "--dir", str(built_kernel.folder)]) == 2
+    assert "looks like a credential" in capsys.readouterr().err
+    assert fake_kaggle.calls("kernels.KernelsApiService/SaveKernel") == []
+
+
+def test_submit_sends_the_file_and_message(fake_kaggle, small_world, tmp_path, capsys):
+    submission = tmp_path / "submission.csv"
+    shutil.copy(small_world / "sample_submission.csv", submission)
+    template = ["--template", str(small_world / "sample_submission.csv")]
+
+    assert main(["submit", str(submission), "-m", "blend v1: nnls", *template]) == 0
+
+    (sent,) = fake_kaggle.state.submissions
+    assert sent == {"competition": COMPETITION, "message": "blend v1: nnls", "content": submission.read_bytes()}
+    (start,) = fake_kaggle.calls("competitions.CompetitionApiService/StartSubmissionUpload")
+    assert start.json["fileName"] == "submission.csv" and start.json["contentLength"] == submission.stat().st_size
+    assert "Successfully submitted" in capsys.readouterr().out
+
+
+def test_submit_checks_the_file_before_sending(fake_kaggle, small_world, tmp_path, capsys):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("id,A1BG\n0,1.0\n")
+    assert main(["submit", str(bad), "-m", "x", "--template", str(small_world / "sample_submission.csv")]) == 2
+    assert main(["submit", str(bad), "-m", "x"]) == 2  # against the real competition's ids and genes
+    assert "gene columns differ" in capsys.readouterr().err
+    assert fake_kaggle.calls("competitions.CompetitionApiService/StartSubmissionUpload") == []
+
+
+# --- deps dataset ----------------------------------------------------------------------------
+
+
+def test_deps_folder_holds_wheels_and_dataset_metadata(built_wheel, tmp_path):
+    # Offline stand-in for PyPI: a local folder of wheels.
+    deps = prepare_deps(
+        tmp_path / "deps", user=USERNAME, packages=["perturbkit"], pip_args=["--no-index", "--find-links", str(built_wheel.parent)]
+    )
+    assert [w.name for w in deps.wheels] == [built_wheel.name]
+    metadata = json.loads((deps.folder / "dataset-metadata.json").read_text())
+    assert metadata["id"] == f"{USERNAME}/perturbkit-deps" and metadata["title"] == "Perturbkit Deps"
+    assert metadata["licenses"] == [{"name": "other"}]
+
+
+# --- the built script, run offline on a fake /kaggle/input tree -------------------------------
+
+
+def test_kernel_script_runs_offline_and_writes_a_submission_score_accepts(built_wheel, small_world, tmp_path):
+    blend = blend_result(cheap_configs())
+    built = build_kernel(spec_from_blend(blend), user=USERNAME, out_root=tmp_path / "kernels", wheel=built_wheel)
+    competition = tmp_path / "input" / COMPETITION
+    competition.mkdir(parents=True)
+    for name in ("de_train.parquet", "id_map.csv", "sample_submission.csv"):  # no test_truth: Kaggle keeps it
+        shutil.copy(small_world / name, competition / name)
+    working, site = tmp_path / "working", tmp_path / "site"
+    working.mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH",) and not k.startswith("KAGGLE_")}
+    env.update(
+        PERTURBKIT_KAGGLE_INPUT=str(tmp_path / "input"),
+        PERTURBKIT_KAGGLE_WORKING=str(working),
+        PERTURBKIT_KAGGLE_SITE=str(site),
+        PIP_NO_INDEX="1",  # offline, as on Kaggle with internet disabled
+        TQDM_DISABLE="1",
+    )
+
+    result = subprocess.run([sys.executable, str(built.script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert f"perturbkit from {site / 'perturbkit'}" in result.stdout  # the embedded wheel, not the dev install
+    assert "note: the blend was fitted on other data" in result.stdout
+    assert sorted(p.name for p in working.iterdir()) == ["submission.csv"]
+    table = score_submission(working / "submission.csv", small_world / "test_truth.parquet")
+    assert table.loc["all", "rows"] == 255 and np.isfinite(table.loc["all", "mrrmse"])
