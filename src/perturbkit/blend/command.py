@@ -32,7 +32,8 @@ def dataset_id_for(args) -> str:
     return "perturbkit_demo" if str(args.data) == "demo" else "neurips-2023-data"
 
 
-def run(args, dataset, out=sys.stdout) -> dict:
+def run(args, dataset, out=None) -> dict:
+    out = out or sys.stdout
     flags = {key: getattr(args, key, None) for key in FLAG_OPTIONS}
     options = resolve_options(args.blend_config, args.set, flags)
     if args.runs:

@@ -75,7 +75,12 @@ def write_submission_csv(path: Path | str, ids, genes, matrix, *, template: Path
     table = pa.Table.from_arrays(arrays, names=["id", *genes])
     tmp = path.with_name(f".{path.name}.tmp")
     try:
-        pacsv.write_csv(table, tmp)
+        names = ["id", *genes]
+        if any(any(ch in name for ch in ',"\r\n') for name in names):
+            raise DataValidationError("a gene name holds a comma, quote or line break; it cannot be a CSV header unquoted")
+        with pa.OSFile(str(tmp), "wb") as sink:  # an unquoted header, as in Kaggle's sample_submission.csv
+            sink.write((",".join(names) + "\n").encode())
+            pacsv.write_csv(table, sink, pacsv.WriteOptions(include_header=False))
         _replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

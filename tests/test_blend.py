@@ -1,0 +1,304 @@
+"""Blending stored runs: alignment by key, refusals, the Gram objective, the searches' guarantees, outputs."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from perturbkit.blend import (
+    BlendError,
+    BlendOptions,
+    IncompatibleRunsError,
+    blend_members,
+    blend_runs,
+    gram_matrices,
+    load_members,
+    score,
+    search,
+    select_runs,
+    weights_from_uniform,
+)
+from perturbkit.blend import objective
+from perturbkit.cli import main
+from perturbkit.config import load_config
+from perturbkit.cv import run_cv
+from perturbkit.metrics import mrrmse, rowwise_rmse
+from perturbkit.submit import score_submission
+
+CHEAP = ("zeros", "gene_mean", "compound_mean", "celltype_mean")
+FAST = BlendOptions(method="slsqp", nested=True)
+
+
+def _runs(dataset, root: Path, scheme: str, models=CHEAP) -> list[Path]:
+    paths = []
+    for model in models:
+        config = load_config(model)
+        config["cv"]["scheme"] = scheme
+        paths.append(run_cv(dataset, config, oof_root=root, progress=False).run_dir)
+    return paths
+
+
+@pytest.fixture(scope="module")
+def oof_root(small_dataset, tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("oof")
+    _runs(small_dataset, root, "lymphoid_holdout")
+    return root
+
+
+@pytest.fixture(scope="module")
+def lymphoid_runs(oof_root) -> list[Path]:
+    return sorted(p for p in oof_root.glob("*/*") if p.is_dir())
+
+
+@pytest.fixture(scope="module")
+def bm_runs(small_dataset, tmp_path_factory) -> list[Path]:
+    return _runs(small_dataset, tmp_path_factory.mktemp("oof_bm"), "bm_holdout", models=("zeros", "compound_mean", "gene_mean"))
+
+
+@pytest.fixture(scope="module")
+def members(lymphoid_runs, small_dataset):
+    return load_members(lymphoid_runs, small_dataset)
+
+
+@pytest.fixture(scope="module")
+def gram(members):
+    return gram_matrices(members.oof, members.y)
+
+
+def test_members_are_aligned_on_the_dataset(members, small_dataset):
+    assert members.oof.shape == (len(CHEAP), len(members.keys), small_dataset.n_genes)
+    assert (members.folds >= 0).all()
+    expected = small_dataset.targets[members.rows]
+    np.testing.assert_array_equal(members.y, expected)
+    # de_train order
+    assert (np.diff(members.rows) > 0).all()
+    assert members.test.shape == (len(CHEAP), len(small_dataset.test), small_dataset.n_genes)
+
+
+def test_gram_objective_equals_direct_mrrmse(members, gram):
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        weights = rng.dirichlet(np.ones(len(members.names)))
+        s = rng.uniform(0.5, 1.5)
+        direct = mrrmse(members.y, s * np.tensordot(weights, members.oof.astype(np.float64), axes=1))
+        assert score(gram, weights, s) == pytest.approx(direct, rel=1e-6)
+        many = objective.score_many(gram, np.vstack([weights, weights]), s)
+        assert many == pytest.approx([direct, direct], rel=1e-6)
+    # weights that do not sum to one (the y term) are exact too
+    weights = np.array([0.3, 0.2, 0.1, 0.1])
+    direct = rowwise_rmse(members.y, np.tensordot(weights, members.oof.astype(np.float64), axes=1))
+    assert objective.row_rmse(gram, weights) == pytest.approx(direct, rel=1e-6)
+
+
+def test_dirichlet_trick_gives_simplex_weights():
+    rng = np.random.default_rng(1)
+    for _ in range(50):
+        w = weights_from_uniform(rng.uniform(size=6))
+        assert (w >= 0).all() and w.sum() == pytest.approx(1.0)
+    assert weights_from_uniform([0.5, 1.0, 1.0]) == pytest.approx([1.0, 0.0, 0.0])
+    assert weights_from_uniform([0.0, 0.5]).sum() == pytest.approx(1.0)  # u = 0 does not give inf / nan
+
+
+@pytest.mark.parametrize("method", ["optuna", "slsqp", "caruana"])
+def test_search_weights_on_simplex_and_never_worse_than_members_or_average(gram, method):
+    result = search(gram, method, trials=30, seed=0)
+    assert result.method == method
+    assert (result.weights >= 0).all() and result.weights.sum() == pytest.approx(1.0)
+    n = gram.shape[1] - 1
+    best_member = min(score(gram, np.eye(n)[m]) for m in range(n))
+    average = score(gram, np.full(n, 1.0 / n))
+    assert result.score <= best_member * (1 + 1e-12)
+    assert result.score <= average * (1 + 1e-12)
+    assert result.score == pytest.approx(score(gram, result.weights))
+
+
+def test_guarantee_holds_with_a_single_optuna_trial(gram):
+    """One trial is the enqueued simple average; the reference check still returns the best member."""
+    result = search(gram, "optuna", trials=1, seed=0)
+    n = gram.shape[1] - 1
+    best_member = min(score(gram, np.eye(n)[m]) for m in range(n))
+    assert result.score <= best_member * (1 + 1e-12)
+
+
+def test_optuna_is_seeded(gram):
+    a = search(gram, "optuna", trials=25, seed=3)
+    b = search(gram, "optuna", trials=25, seed=3)
+    np.testing.assert_array_equal(a.weights, b.weights)
+
+
+def test_optuna_storage_resumes_a_study(gram, tmp_path):
+    url = f"sqlite:///{tmp_path / 'studies.db'}"
+    first = search(gram, "optuna", trials=8, seed=0, storage=url, study_name="s")
+    second = search(gram, "optuna", trials=8, seed=0, storage=url, study_name="s")
+    assert first.details["resumed_trials"] == 0
+    assert second.details["resumed_trials"] == 8 and second.details["study_trials"] == 16
+    assert second.score <= first.score + 1e-12
+
+
+def test_blend_in_sample_and_nested_scores(members, small_dataset):
+    result = blend_members(members, small_dataset, BlendOptions(method="optuna", trials=40))
+    scores = result.scores
+    assert scores["in_sample"] <= min(scores["members"].values()) + 1e-9
+    assert scores["in_sample"] <= scores["simple_average"] + 1e-9
+    assert np.isfinite(scores["nested"])
+    # the in-sample score is the direct MRRMSE of the blended OOF predictions
+    assert scores["in_sample"] == pytest.approx(mrrmse(members.y, result.oof), rel=1e-5)
+    assert set(result.per_fold().index) == set(np.unique(members.folds))
+    assert len(result.nested_fits) == len(np.unique(members.folds))
+    table = result.table()
+    for text in ("simple average", "tuned blend", "in-sample", "nested", *members.names):
+        assert text in table
+    assert result.test.shape == (len(small_dataset.test), small_dataset.n_genes)
+
+
+def test_nested_refits_without_the_held_out_fold(members, small_dataset, gram):
+    result = blend_members(members, small_dataset, FAST)
+    folds = members.folds
+    for k, fit in result.nested_fits.items():
+        train = folds != k
+        expected = search(gram[train], "slsqp").weights
+        np.testing.assert_allclose(fit.weights["all"], expected)
+        held = folds == k
+        np.testing.assert_allclose(result.rows.loc[held, "blend_nested"], objective.row_rmse(gram[held], expected))
+
+
+def test_scale_and_clip(members, small_dataset):
+    result = blend_members(members, small_dataset, BlendOptions(method="slsqp", scale=True, clip=True))
+    scale = result.fit.scale["all"]
+    assert 0.0 <= scale <= 2.0
+    low, high = small_dataset.targets.min(axis=0), small_dataset.targets.max(axis=0)
+    assert (result.test >= low - 1e-6).all() and (result.test <= high + 1e-6).all()
+    assert "in_sample_unclipped" in result.scores
+    # the fitted scale is no worse than 1 on the unclipped objective
+    assert result.scores["in_sample_unclipped"] <= blend_members(members, small_dataset, dataclasses.replace(FAST, nested=False)).scores["in_sample"] + 1e-9
+
+
+def test_runs_with_shuffled_rows_are_aligned_by_key(lymphoid_runs, small_dataset, tmp_path, members):
+    shuffled = []
+    for run in lymphoid_runs:
+        copy = tmp_path / run.parent.name / run.name
+        shutil.copytree(run, copy)
+        for name in ("oof.parquet", "test.parquet"):
+            table = pq.read_table(copy / name)
+            order = np.random.default_rng(7).permutation(table.num_rows)
+            pq.write_table(table.take(order), copy / name)
+        shuffled.append(copy)
+    again = load_members(shuffled, small_dataset)
+    np.testing.assert_array_equal(again.oof, members.oof)
+    np.testing.assert_array_equal(again.test, members.test)
+    pd.testing.assert_frame_equal(again.keys, members.keys)
+    a = blend_runs(lymphoid_runs, small_dataset, FAST)
+    b = blend_runs(shuffled, small_dataset, FAST)
+    assert a.scores == b.scores
+    np.testing.assert_array_equal(a.test, b.test)
+
+
+def test_runs_with_different_folds_are_refused(lymphoid_runs, bm_runs, small_dataset):
+    with pytest.raises(IncompatibleRunsError, match="fold"):
+        load_members([lymphoid_runs[0], bm_runs[0]], small_dataset)
+
+
+def test_runs_on_other_data_are_refused(lymphoid_runs, small_dataset, tmp_path):
+    other = dataclasses.replace(small_dataset, data_hash="0" * 32)
+    with pytest.raises(IncompatibleRunsError, match="hash"):
+        load_members(lymphoid_runs, other)
+    copy = tmp_path / "zeros" / "other-data"
+    shutil.copytree(lymphoid_runs[0], copy)
+    meta = json.loads((copy / "meta.json").read_text())
+    meta["data_hash"] = "f" * 32
+    (copy / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(IncompatibleRunsError, match="hash"):
+        load_members([lymphoid_runs[1], copy], small_dataset)
+
+
+def test_run_with_tampered_fold_rows_is_refused(lymphoid_runs, small_dataset, tmp_path):
+    copy = tmp_path / "m" / "tampered"
+    shutil.copytree(lymphoid_runs[0], copy)
+    frame = pd.read_parquet(copy / "oof.parquet")
+    frame.loc[0, "fold"] = (frame.loc[0, "fold"] + 1) % 4
+    frame.to_parquet(copy / "oof.parquet", index=False)
+    with pytest.raises(IncompatibleRunsError, match="folds"):
+        load_members([lymphoid_runs[1], copy], small_dataset)
+
+
+def test_per_celltype_needs_both_groups(members, small_dataset):
+    with pytest.raises(BlendError, match="per-celltype"):
+        blend_members(members, small_dataset, BlendOptions(method="slsqp", per_celltype=True))
+
+
+def test_per_celltype_weights(bm_runs, small_dataset):
+    result = blend_runs(bm_runs, small_dataset, BlendOptions(method="caruana", per_celltype=True))
+    assert set(result.fit.weights) == {"B-like", "Myeloid-like"}
+    for weights in result.fit.weights.values():
+        assert (weights >= 0).all() and weights.sum() == pytest.approx(1.0)
+    scores = result.scores
+    assert scores["in_sample"] <= min(scores["members"].values()) + 1e-9
+    by_cell_type = result.weights_by_cell_type()
+    assert set(by_cell_type) == {"B cells", "Myeloid cells"}
+    # test rows use their cell type's weights
+    b_rows = result.members.test_cell_types == "B cells"
+    expected = np.tensordot(result.fit.weights["B-like"], result.members.test[:, b_rows].astype(np.float64), axes=1)
+    np.testing.assert_allclose(result.test[b_rows], expected, rtol=1e-5, atol=1e-5)
+
+
+def test_select_runs_latest_per_model_and_refusals(oof_root, small_dataset, bm_runs):
+    paths, notes = select_runs(oof_root, data_hash=small_dataset.data_hash)
+    assert sorted(p.parent.name for p in paths) == sorted(CHEAP)
+    with pytest.raises(BlendError, match="no run"):
+        select_runs(oof_root, data_hash="0" * 32)
+    mixed = bm_runs[0].parent.parent
+    # a store with two schemes: refused unless one is chosen
+    shutil.copytree(oof_root / "compound_mean", mixed / "compound_mean", dirs_exist_ok=True)
+    with pytest.raises(IncompatibleRunsError, match="--scheme"):
+        select_runs(mixed, data_hash=small_dataset.data_hash, every=True)
+    chosen, _ = select_runs(mixed, data_hash=small_dataset.data_hash, scheme="bm_holdout")
+    assert len(chosen) == 3
+
+
+def test_cli_blend_writes_submission_json_and_scores(oof_root, small_world, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(Path(__file__).parent.parent)
+    submissions = tmp_path / "submissions"
+    code = main(["blend", "--data", str(small_world), "--oof", str(oof_root), "--submissions", str(submissions),
+                 "--trials", "30", "--scale"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "tuned blend" in out and "simple average" in out and "nested" in out
+    for suffix in ("csv", "h5ad", "json"):
+        assert (submissions / f"blend.{suffix}").is_file()
+    record = json.loads((submissions / "blend.json").read_text())
+    for key in ("members", "scale", "clip", "method", "scores", "data_hash", "folds_hash"):
+        assert key in record
+    for key in ("in_sample", "nested", "members", "simple_average"):
+        assert key in record["scores"]
+    for member in record["members"]:
+        assert {"model", "run_id", "config", "weight"} <= set(member)
+        assert member["config"]["model"] == member["model"]
+    assert sum(m["weight"] for m in record["members"]) == pytest.approx(1.0)
+    header = (submissions / "blend.csv").open().readline().strip().split(",")
+    template = (small_world / "sample_submission.csv").open().readline().strip().split(",")
+    assert header == template
+    truth = small_world / "test_truth.parquet"
+    csv_scores = score_submission(submissions / "blend.csv", truth)
+    h5ad_scores = score_submission(submissions / "blend.h5ad", truth)
+    assert csv_scores.loc["all", "mrrmse"] == pytest.approx(h5ad_scores.loc["all", "mrrmse"], rel=1e-6)
+
+
+def test_cli_blend_errors_are_named(oof_root, small_world, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(Path(__file__).parent.parent)
+    code = main(["blend", "--data", str(small_world), "--oof", str(oof_root), "--submissions", str(tmp_path),
+                 "--method", "slsqp", "--per-celltype"])
+    assert code == 2
+    assert "per-celltype" in capsys.readouterr().err
+    code = main(["blend", "--data", str(small_world), "--oof", str(tmp_path / "empty"), "--submissions", str(tmp_path)])
+    assert code == 2
+    assert "no complete runs" in capsys.readouterr().err
+    code = main(["blend", "--data", str(small_world), "--oof", str(oof_root), "--set", "bogus=1"])
+    assert code == 2
+    assert "bogus" in capsys.readouterr().err
