@@ -28,6 +28,7 @@ from perturbkit.kernel import (
     combine,
     embedded_wheel,
     kernel_metadata,
+    row_weights,
     spec_from_blend,
     spec_from_configs,
     validate_metadata,
@@ -54,8 +55,16 @@ def cheap_configs() -> list[dict]:
     return [load_config("compound_mean", configs_dir=CONFIGS), ridge]
 
 
-def blend_result(configs) -> dict:
+def blend_result(configs, *, per_celltype: bool = False) -> dict:
     """What the blender writes to submissions/<name>.json (the fields the kernel uses, and some it ignores)."""
+    if per_celltype:
+        record = blend_result(configs)
+        for member, (b, m) in zip(record["members"], ((0.2, 0.6), (0.8, 0.4))):
+            member["weight_by_cell_type"] = {"B cells": b, "Myeloid cells": m}
+            member["weight_by_group"] = {"B-like": b, "Myeloid-like": m}
+            member["weight"] = (b + m) / 2
+        record.update(scale={"B-like": 0.9, "Myeloid-like": 1.1}, scale_by_cell_type={"B cells": 0.9, "Myeloid cells": 1.1}, per_celltype=True)
+        return record
     return {
         "members": [
             {"model": c["model"], "run_id": f"20250101-000000-{i}", "config": c, "weight": w, "mrrmse": 1.0}
@@ -103,6 +112,20 @@ def test_combine_weights_scales_and_clips():
     assert np.allclose(clipped, [[0.0, 1.0, 5.0], [-1.0, 0.0, 1.0]]) and clipped.dtype == np.float32
     with pytest.raises(ValueError):
         combine([a], [0.5, 0.5])
+
+
+def test_a_per_cell_type_blend_weights_each_test_row_by_its_cell_type():
+    spec = spec_from_blend(blend_result(cheap_configs(), per_celltype=True))
+    assert spec["scale"] == 1.0 and spec["scale_by_cell_type"] == {"B cells": 0.9, "Myeloid cells": 1.1}
+    weights, scale = row_weights(spec, ["B cells", "Myeloid cells", "B cells"])
+    assert np.allclose(weights[0], [0.2, 0.6, 0.2]) and np.allclose(weights[1], [0.8, 0.4, 0.8])
+    assert np.allclose(scale, [0.9, 1.1, 0.9])
+    a, b = np.ones((3, 2)), np.full((3, 2), 2.0)
+    expected = np.array([0.9 * (0.2 + 1.6), 1.1 * (0.6 + 0.8), 0.9 * (0.2 + 1.6)])[:, None] * np.ones((1, 2))
+    assert np.allclose(combine([a, b], weights, scale=scale), expected)
+    global_spec = spec_from_blend(blend_result(cheap_configs()))
+    weights, scale = row_weights(global_spec, ["B cells", "Myeloid cells"])
+    assert np.allclose(weights[0], 0.25) and np.allclose(scale, 0.9)
 
 
 def test_specs_from_configs_and_from_a_blend_result(tmp_path):
@@ -328,7 +351,7 @@ def test_deps_folder_holds_wheels_and_dataset_metadata(built_wheel, tmp_path):
 
 
 def test_kernel_script_runs_offline_and_writes_a_submission_score_accepts(built_wheel, small_world, tmp_path):
-    blend = blend_result(cheap_configs())
+    blend = blend_result(cheap_configs(), per_celltype=True)
     built = build_kernel(spec_from_blend(blend), user=USERNAME, out_root=tmp_path / "kernels", wheel=built_wheel)
     competition = tmp_path / "input" / COMPETITION
     competition.mkdir(parents=True)

@@ -203,8 +203,10 @@ def cmd_kernel_build(args) -> None:
     print(f"built {built.folder}/ ({built.metadata['id']}): {built.script.name} {size / 1e6:.2f} MB, wheel {built.wheel.name} sha256 {built.wheel_sha256[:16]}")
     for member in spec["members"]:
         refit = "refit" if member["config"]["cv"].get("refit") else "fold mean"
-        print(f"  {member['config']['model']:<20} weight {member['weight']:.4g}  ({refit})")
-    print(f"  scale {spec['scale']:g}, clip {spec['clip']}, datasets {sources or 'none'}, gpu {args.gpu}")
+        by_cell_type = ", ".join(f"{ct}: {w:.4g}" for ct, w in member.get("weight_by_cell_type", {}).items())
+        print(f"  {member['config']['model']:<20} weight {member['weight']:.4g}  ({refit})" + (f"  [{by_cell_type}]" if by_cell_type else ""))
+    scales = ", ".join(f"{ct}: {v:g}" for ct, v in spec.get("scale_by_cell_type", {}).items())
+    print(f"  scale {scales or format(spec['scale'], 'g')}, clip {spec['clip']}, datasets {sources or 'none'}, gpu {args.gpu}")
     print(f"push it with: perturbkit kernel push --dir {built.folder} --follow --output")
 
 

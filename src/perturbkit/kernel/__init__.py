@@ -9,7 +9,7 @@
 
 from perturbkit.kernel.build import DEFAULT_SLUG, KernelBuild, build_kernel, build_wheel, embedded_wheel
 from perturbkit.kernel.metadata import CredentialLeakError, KernelMetadataError, check_no_credentials, kernel_metadata, validate_metadata
-from perturbkit.kernel.pipeline import combine, run_pipeline, spec_from_blend, spec_from_configs
+from perturbkit.kernel.pipeline import combine, row_weights, run_pipeline, spec_from_blend, spec_from_configs
 
 __all__ = [
     "DEFAULT_SLUG",
@@ -22,6 +22,7 @@ __all__ = [
     "combine",
     "embedded_wheel",
     "kernel_metadata",
+    "row_weights",
     "run_pipeline",
     "spec_from_blend",
     "spec_from_configs",

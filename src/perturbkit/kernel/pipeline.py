@@ -9,7 +9,9 @@ A *pipeline spec* is a plain JSON-able dict, embedded in the kernel script::
 Each member is cross-validated with its own config (:func:`perturbkit.cv.run_cv`): its test
 predictions are the mean over folds, or a refit on all rows when the config says ``cv.refit``.
 The submission is ``scale * sum_i weight_i * prediction_i``, clipped to each gene's training
-range when ``clip`` is set.
+range when ``clip`` is set. A per-cell-type blend (the blender's ``per_celltype``) adds
+``weight_by_cell_type`` to members and ``scale_by_cell_type`` to the spec: each test row then
+takes the weights and scale of its cell type.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import numpy as np
 from perturbkit.data.layout import COMPETITION
 from perturbkit.errors import ConfigError
 
-__all__ = ["combine", "spec_from_blend", "spec_from_configs", "validate_spec", "run_pipeline", "write_submission"]
+__all__ = ["combine", "row_weights", "spec_from_blend", "spec_from_configs", "validate_spec", "run_pipeline", "write_submission"]
 
 
 def spec_from_configs(configs: list[dict], *, source: str = "configs") -> dict:
@@ -59,14 +61,24 @@ def spec_from_blend(blend: dict | str | Path) -> dict:
         if not isinstance(member, dict) or not isinstance(member.get("config"), dict) or "weight" not in member:
             raise ConfigError(f"{source}: member {position} needs 'config' (the run's full config) and 'weight'")
         config = member["config"]
-        spec_members.append(
-            {"model": member.get("model", config.get("model")), "run_id": member.get("run_id"), "config": config, "weight": member["weight"]}
-        )
+        entry = {"model": member.get("model", config.get("model")), "run_id": member.get("run_id"), "config": config, "weight": member["weight"]}
+        if member.get("weight_by_cell_type"):
+            entry["weight_by_cell_type"] = dict(member["weight_by_cell_type"])
+        spec_members.append(entry)
+    scale = blend.get("scale", 1.0)
+    by_cell_type = dict(blend.get("scale_by_cell_type") or {})
+    if isinstance(scale, dict):  # one scale per cell group: applied per test cell type
+        if not by_cell_type:
+            raise ConfigError(f"{source}: 'scale' is per group but there is no 'scale_by_cell_type'")
+        scale = 1.0
+    elif not any("weight_by_cell_type" in m for m in spec_members):
+        by_cell_type = {}  # a global blend: the global scale says it all
     return validate_spec(
         {
             "competition": COMPETITION,
             "members": spec_members,
-            "scale": blend.get("scale", 1.0),
+            "scale": scale,
+            "scale_by_cell_type": by_cell_type,
             "clip": blend.get("clip", False),
             "method": blend.get("method", "blend"),
             "source": source,
@@ -76,13 +88,29 @@ def spec_from_blend(blend: dict | str | Path) -> dict:
     )
 
 
+def _finite(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def row_weights(spec: dict, cell_types) -> tuple[list[np.ndarray], np.ndarray]:
+    """Per member, the weight of every test row (its cell type's, else the member's), and every row's scale."""
+    cell_types = np.asarray(cell_types, dtype=object).astype(str)
+    weights = [
+        np.array([m.get("weight_by_cell_type", {}).get(ct, m["weight"]) for ct in cell_types], dtype=np.float64)
+        for m in spec["members"]
+    ]
+    by_cell_type = spec.get("scale_by_cell_type", {})
+    scale = np.array([by_cell_type.get(ct, spec.get("scale", 1.0)) for ct in cell_types], dtype=np.float64)
+    return weights, scale
+
+
 def validate_spec(spec: dict, *, source: str = "pipeline spec") -> dict:
     """Check the spec's shape and every member's model and parameters (by building it)."""
     from perturbkit.cv import build_model
 
     for position, member in enumerate(spec["members"]):
         config, weight = member["config"], member["weight"]
-        if not isinstance(weight, (int, float)) or isinstance(weight, bool) or not math.isfinite(weight):
+        if not _finite(weight):
             raise ConfigError(f"{source}: member {position} has a non-numeric or non-finite weight {weight!r}")
         missing = [k for k in ("model", "cv") if k not in config]
         if missing:
@@ -90,17 +118,31 @@ def validate_spec(spec: dict, *, source: str = "pipeline spec") -> dict:
         if member.get("model") not in (None, config["model"]):
             raise ConfigError(f"{source}: member {position} says model {member['model']!r} but its config is of {config['model']!r}")
         build_model(config, int(config["cv"].get("seed", 0)))
+        for cell_type, value in member.get("weight_by_cell_type", {}).items():
+            if not _finite(value):
+                raise ConfigError(f"{source}: member {position} has a non-numeric or non-finite weight {value!r} for {cell_type!r}")
     scale = spec.get("scale", 1.0)
-    if not isinstance(scale, (int, float)) or isinstance(scale, bool) or not math.isfinite(scale):
+    if not _finite(scale):
         raise ConfigError(f"{source}: 'scale' must be a finite number, got {scale!r}")
+    for cell_type, value in spec.get("scale_by_cell_type", {}).items():
+        if not _finite(value):
+            raise ConfigError(f"{source}: scale_by_cell_type[{cell_type!r}] must be a finite number, got {value!r}")
     if not isinstance(spec.get("clip", False), bool):
         raise ConfigError(f"{source}: 'clip' must be true or false, got {spec.get('clip')!r}")
     json.dumps(spec)  # must embed as JSON
     return spec
 
 
-def combine(predictions, weights, *, scale: float = 1.0, clip_range: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
-    """``scale * sum_i weights[i] * predictions[i]``, optionally clipped per gene to ``clip_range`` (lo, hi)."""
+def _per_row(value) -> np.ndarray:
+    value = np.asarray(value, dtype=np.float64)
+    return value[:, None] if value.ndim == 1 else value
+
+
+def combine(predictions, weights, *, scale=1.0, clip_range: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    """``scale * sum_i weights[i] * predictions[i]``, optionally clipped per gene to ``clip_range`` (lo, hi).
+
+    A weight, and the scale, is a number or one number per row.
+    """
     if len(predictions) != len(weights) or not predictions:
         raise ValueError(f"{len(predictions)} predictions but {len(weights)} weights")
     total = np.zeros_like(np.asarray(predictions[0], dtype=np.float64))
@@ -108,27 +150,18 @@ def combine(predictions, weights, *, scale: float = 1.0, clip_range: tuple[np.nd
         prediction = np.asarray(prediction, dtype=np.float64)
         if prediction.shape != total.shape:
             raise ValueError(f"prediction shapes differ: {prediction.shape} vs {total.shape}")
-        total += float(weight) * prediction
-    total *= float(scale)
+        total += _per_row(weight) * prediction
+    total *= _per_row(scale)
     if clip_range is not None:
         total = np.clip(total, clip_range[0], clip_range[1])
     return total.astype(np.float32)
 
 
-def write_submission(path: Path | str, ids, genes, matrix: np.ndarray) -> Path:
-    """Kaggle's layout: ``id`` then one column per gene, in the given orders."""
-    import pyarrow as pa
-    import pyarrow.csv as pacsv
+def write_submission(path: Path | str, ids, genes, matrix, *, template: Path | str | None = None) -> Path:
+    """Kaggle's layout (``id`` then one column per gene), in the template's order when given."""
+    from perturbkit.submit.write import write_submission_csv
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    matrix = np.asarray(matrix, dtype=np.float32)
-    columns = [pa.array(np.asarray(ids, dtype=np.int64))] + [pa.array(matrix[:, j]) for j in range(matrix.shape[1])]
-    table = pa.Table.from_arrays(columns, names=["id", *genes])
-    partial = path.with_name(f".{path.name}.partial")
-    pacsv.write_csv(table, partial)
-    partial.replace(path)
-    return path
+    return write_submission_csv(path, ids, genes, matrix, template=template)
 
 
 def run_pipeline(spec: dict, data_dir: Path | str, output: Path | str, *, work_dir: Path | str | None = None, progress: bool = False, log=print) -> Path:
@@ -155,9 +188,11 @@ def run_pipeline(spec: dict, data_dir: Path | str, output: Path | str, *, work_d
         log(summary_text(result.meta))
         predictions.append(result.test)
     clip_range = (dataset.targets.min(axis=0), dataset.targets.max(axis=0)) if spec.get("clip") else None
-    matrix = combine(predictions, [m["weight"] for m in spec["members"]], scale=spec.get("scale", 1.0), clip_range=clip_range)
+    weights, scale = row_weights(spec, dataset.test["cell_type"])
+    matrix = combine(predictions, weights, scale=scale, clip_range=clip_range)
     ids = dataset.test["id"].to_numpy()
-    path = write_submission(output, ids, dataset.genes, matrix)
+    template = Path(data_dir) / "sample_submission.csv"
+    path = write_submission(output, ids, dataset.genes, matrix, template=template if template.is_file() else None)
     read_submission(path, genes=list(dataset.genes), ids=ids)  # the file reads back as a valid submission
     log(f"wrote {path}: {len(ids)} rows x {dataset.n_genes} genes in {time.perf_counter() - started:.1f} s")
     return path
