@@ -1,0 +1,106 @@
+"""`perturbkit report` (plots + index pages) and `perturbkit rank` (compound prioritisation)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from perturbkit.blend import BlendOptions, blend_runs, write_blend
+from perturbkit.cli import main
+from perturbkit.config import load_config
+from perturbkit.cv import run_cv
+from perturbkit.rank import RankError, rank_compounds
+from perturbkit.report.build import ReportError, build_blend_report, build_runs_report
+
+
+@pytest.fixture(scope="module")
+def runs(small_dataset, tmp_path_factory) -> list[Path]:
+    root = tmp_path_factory.mktemp("oof")
+    paths = [run_cv(small_dataset, load_config(m), oof_root=root, progress=False).run_dir for m in ("zeros", "compound_mean", "gene_mean")]
+    # a fake neural run: the compound_mean run with a loss history in its meta
+    neural = root / "mlp" / "fake"
+    shutil.copytree(paths[1], neural)
+    meta = json.loads((neural / "meta.json").read_text())
+    meta["model"] = "mlp"
+    for fold in meta["folds"]:
+        fold["history"] = {"epoch": [0, 1, 2], "train_loss": [3.0, 2.0, 1.5], "valid_loss": [None, 2.5, 2.2]}
+    (neural / "meta.json").write_text(json.dumps(meta))
+    return [*paths, neural]
+
+
+@pytest.fixture(scope="module")
+def blend_json(runs, small_dataset, tmp_path_factory) -> Path:
+    result = blend_runs(runs, small_dataset, BlendOptions(method="caruana"))
+    out = tmp_path_factory.mktemp("submissions")
+    return write_blend(result, small_dataset, out, "blend", dataset_id="perturbkit_demo")["json"]
+
+
+def test_blend_report_writes_plots_and_pages(blend_json, tmp_path):
+    out = build_blend_report(blend_json, tmp_path / "report")
+    for name in ("per_fold.png", "per_cell_type.png", "weights.png", "correlation.png", "loss_curves.png", "index.html", "index.md"):
+        assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+    page = (out / "index.html").read_text()
+    for image in ("per_fold.png", "weights.png", "correlation.png", "loss_curves.png"):
+        assert image in page
+    markdown = (out / "index.md").read_text()
+    assert "tuned blend" in markdown and "simple average" in markdown and "nested" in markdown
+
+
+def test_runs_report(runs, tmp_path):
+    out = build_runs_report(runs, tmp_path / "runs")
+    assert (out / "per_fold.png").is_file() and (out / "loss_curves.png").is_file()
+    assert "compound_mean" in (out / "index.md").read_text()
+
+
+def test_report_errors(tmp_path, capsys):
+    with pytest.raises(ReportError, match="not found"):
+        build_blend_report(tmp_path / "nope.json", tmp_path / "r")
+    assert main(["report", "--submissions", str(tmp_path)]) == 2
+    assert "perturbkit blend" in capsys.readouterr().err
+
+
+def test_cli_report(blend_json, tmp_path, capsys):
+    assert main(["report", "--blend", str(blend_json), "--out", str(tmp_path / "r")]) == 0
+    assert (tmp_path / "r" / "index.html").is_file()
+
+
+def test_rank_orders_by_predicted_change(blend_json, small_world, small_dataset):
+    gene = small_dataset.genes[5]
+    table, title = rank_compounds(gene=gene, cell_type="B cells", blend=blend_json, data_dir=small_world, top=None)
+    submission = pd.read_csv(blend_json.with_suffix(".csv"), usecols=["id", gene]).set_index("id")[gene]
+    id_map = pd.read_csv(small_world / "id_map.csv")
+    b_ids = id_map.loc[id_map["cell_type"] == "B cells", "id"]
+    assert len(table) == len(b_ids)
+    assert (np.diff(table["predicted"]) >= 0).all()  # most down-regulated first
+    np.testing.assert_allclose(table.set_index("id")["predicted"], submission.loc[table["id"]].to_numpy(), rtol=1e-5)
+    assert (table["spread"] >= 0).all() and (table["min"] <= table["max"]).all()
+    assert "down-regulation" in title and gene in title
+    up, title = rank_compounds(gene=gene, cell_type="B cells", blend=blend_json, data_dir=small_world, top=5, up=True)
+    assert len(up) == 5 and (np.diff(up["predicted"]) <= 0).all() and "up-regulation" in title
+    assert up["predicted"].iloc[0] == pytest.approx(table["predicted"].max())
+
+
+def test_rank_from_runs_is_their_mean(runs, small_dataset, small_world):
+    gene = small_dataset.genes[0]
+    table, _ = rank_compounds(gene=gene, cell_type="Myeloid cells", runs=runs[:2], top=3)
+    assert len(table) == 3 and (table["models"] == 2).all()
+
+
+def test_rank_errors(blend_json, small_world, small_dataset):
+    with pytest.raises(RankError, match="no predictions for gene"):
+        rank_compounds(gene="NOT_A_GENE", cell_type="B cells", blend=blend_json, data_dir=small_world)
+    with pytest.raises(RankError, match="cell type"):
+        rank_compounds(gene=small_dataset.genes[0], cell_type="NK cells", blend=blend_json, data_dir=small_world)
+
+
+def test_cli_rank(blend_json, small_world, small_dataset, capsys):
+    gene = small_dataset.genes[1]
+    code = main(["rank", "--gene", gene, "--cell-type", "B cells", "--blend", str(blend_json), "--data", str(small_world), "--top", "4"])
+    out = capsys.readouterr().out
+    assert code == 0 and "ranked by predicted down-regulation" in out
+    assert len(out.strip().splitlines()) == 2 + 4
