@@ -376,3 +376,32 @@ def test_kernel_script_runs_offline_and_writes_a_submission_score_accepts(built_
     assert sorted(p.name for p in working.iterdir()) == ["submission.csv"]
     table = score_submission(working / "submission.csv", small_world / "test_truth.parquet")
     assert table.loc["all", "rows"] == 255 and np.isfinite(table.loc["all", "mrrmse"])
+
+
+@pytest.mark.slow
+def test_the_kernel_reproduces_the_blenders_own_submission(built_wheel, small_world, tmp_path, monkeypatch):
+    """CV two models, blend them per cell type with clipping, build the kernel from the blend record:
+    run offline, it re-fits the members and writes the blender's submission again."""
+    monkeypatch.chdir(tmp_path)
+    for model, extra in (("compound_mean", []), ("pca_ridge", ["--set", "params.n_components=8", "--set", "features.stats_components=4"])):
+        args = ["cv", "--model", model, "--configs-dir", str(CONFIGS), "--data", str(small_world), "--scheme", "kfold", "--no-progress"]
+        assert main([*args, *extra]) == 0
+    blend_args = ["blend", "--data", str(small_world), "--method", "slsqp", "--per-celltype", "--clip", "--no-h5ad", "--name", "b1"]
+    assert main([*blend_args, "--blend-config", str(CONFIGS / "blend.toml")]) == 0
+    built = build_kernel(spec_from_blend(tmp_path / "submissions" / "b1.json"), user=USERNAME, out_root=tmp_path / "kernels", wheel=built_wheel)
+    competition = tmp_path / "input" / COMPETITION
+    competition.mkdir(parents=True)
+    for name in ("de_train.parquet", "id_map.csv", "sample_submission.csv"):
+        shutil.copy(small_world / name, competition / name)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(PERTURBKIT_KAGGLE_INPUT=str(tmp_path / "input"), PERTURBKIT_KAGGLE_WORKING=str(tmp_path / "working"),
+               PERTURBKIT_KAGGLE_SITE=str(tmp_path / "site"), PIP_NO_INDEX="1")
+    result = subprocess.run([sys.executable, str(built.script)], env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "data hash matches the blend's" in result.stdout
+    import pandas as pd
+
+    kernel = pd.read_csv(tmp_path / "working" / "submission.csv")
+    blender = pd.read_csv(tmp_path / "submissions" / "b1.csv")
+    assert list(kernel.columns) == list(blender.columns) and (kernel["id"] == blender["id"]).all()
+    assert np.abs(kernel.to_numpy() - blender.to_numpy()).max() < 1e-4
