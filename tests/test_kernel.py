@@ -405,3 +405,33 @@ def test_the_kernel_reproduces_the_blenders_own_submission(built_wheel, small_wo
     blender = pd.read_csv(tmp_path / "submissions" / "b1.csv")
     assert list(kernel.columns) == list(blender.columns) and (kernel["id"] == blender["id"]).all()
     assert np.abs(kernel.to_numpy() - blender.to_numpy()).max() < 1e-4
+
+
+def test_the_script_installs_missing_requirements_from_an_attached_wheels_dataset(built_kernel, tmp_path):
+    """What a deps dataset is for: a requirement the image lacks is installed from /kaggle/input/<dataset>/*.whl."""
+    package = tmp_path / "tinydep"
+    (package / "tinydep_for_tests").mkdir(parents=True)
+    (package / "tinydep_for_tests" / "__init__.py").write_text("VALUE = 42\n")
+    (package / "pyproject.toml").write_text(
+        '[build-system]\nrequires = ["setuptools"]\nbuild-backend = "setuptools.build_meta"\n'
+        '[project]\nname = "tinydep-for-tests"\nversion = "1.0"\n'
+    )
+    dataset = tmp_path / "input" / "perturbkit-deps"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(dataset), str(package)],
+        check=True, capture_output=True, timeout=120,
+    )
+    import importlib.util
+
+    module_spec = importlib.util.spec_from_file_location("built_kernel_script", built_kernel.script)
+    script = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(script)  # defines functions only; main() runs under __main__
+    script.REQUIREMENTS_JSON = json.dumps(["tinydep-for-tests>=1.0", "numpy>=1.0", "kaggle>=99"])
+    assert [name for name, _ in script.unsatisfied(json.loads(script.REQUIREMENTS_JSON))] == ["tinydep-for-tests"]
+    assert script.wheel_dirs(tmp_path / "input") == [dataset]
+
+    site = tmp_path / "site"
+    script.install(site, tmp_path / "input")
+
+    assert (site / "perturbkit" / "kernel" / "pipeline.py").is_file()
+    assert (site / "tinydep_for_tests" / "__init__.py").read_text() == "VALUE = 42\n"

@@ -45,7 +45,7 @@ def dataset_metadata(user: str, slug: str, packages) -> dict:
     return {
         "title": title,
         "id": f"{user}/{slug}",
-        "subtitle": "Offline wheels for the perturbkit kernel: " + ", ".join(packages),
+        "subtitle": ("Offline wheels for the perturbkit kernel: " + ", ".join(packages))[:80],  # Kaggle: 20-80 characters
         "licenses": [{"name": "other"}],
     }
 
