@@ -43,7 +43,21 @@ def cmd_runs(args) -> None:
     if runs.empty:
         print(f"no complete runs under {args.oof}")
         return
-    print(runs.drop(columns=["path"]).to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    if args.per_cell_type:
+        import json
+
+        for position, path in enumerate(runs["path"]):
+            per_cell_type = json.loads((Path(path) / "meta.json").read_text())["scores"]["per_cell_type"]
+            for cell_type, row in per_cell_type.items():
+                runs.loc[position, f"cv {cell_type}"] = row["mrrmse"]
+    if args.truth is not None:
+        from perturbkit.submit import score_submission
+
+        for position, path in enumerate(runs["path"]):
+            table = score_submission(Path(path) / "test.parquet", args.truth)
+            for group, value in table["mrrmse"].items():
+                runs.loc[position, f"test {group}"] = value
+    print(runs.drop(columns=["path", "created", "data_hash"]).to_string(index=False, float_format=lambda v: f"{v:.4f}"))
 
 
 def cmd_score(args) -> None:
@@ -382,6 +396,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     runs = commands.add_parser("runs", help="list stored runs with their scores")
     runs.add_argument("--oof", type=Path, default=Path("oof"))
+    runs.add_argument("--per-cell-type", action="store_true", help="add each cell type's CV MRRMSE")
+    runs.add_argument("--truth", type=Path, default=None, help="score each run's test predictions against this truth file")
     runs.set_defaults(func=cmd_runs)
 
     score = commands.add_parser("score", help="score a submission against a truth file")
