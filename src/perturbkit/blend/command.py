@@ -44,7 +44,7 @@ def run(args, dataset, out=None) -> dict:
         print(f"note: {note}", file=out)
     print(f"blending {len(paths)} run(s): " + ", ".join(f"{p.parent.name}/{p.name}" for p in paths), file=out, flush=True)
     members = load_members(paths, dataset)
-    result = blend_members(members, dataset, options)
+    result = blend_members(members, dataset, options, progress=lambda message: print(message, file=sys.stderr, flush=True))
     print(result.table(), file=out)
     from perturbkit.blend import write_blend
 

@@ -238,7 +238,8 @@ class BlendResult:
         best = min(scores["members"].values())
         lines.append(
             f"in-sample: weights fitted and scored on the same rows; nested: fitted on {folds - 1} folds, scored on the held-out one"
-            + (f" (nested - best member = {scores['nested'] - best:+.4f})" if nested_available else "")
+            + (f" (nested minus best member {scores['nested'] - best:+.4f}, minus simple average {scores['nested'] - average:+.4f})"
+               if nested_available else "")
         )
         chosen = {k: s.chosen for k, s in self.fit.searches.items() if s.chosen != "search"}
         for key, which in chosen.items():
@@ -322,6 +323,7 @@ def blend_members(members: Members, dataset: Dataset, options: BlendOptions = Bl
         )
     need = set(members.test_groups)
 
+    say(f"fitting weights ({options.method}) on {len(folds)} OOF rows")
     started = time.perf_counter()
     rows_digest = str(members.folds_hash) + str(members.data_hash)
     prefix = study_name_for(members.names, rows_digest) + f"-{options.method}-s{options.seed}"
@@ -351,7 +353,7 @@ def blend_members(members: Members, dataset: Dataset, options: BlendOptions = Bl
         if len(unique) < 2:
             raise BlendError("a nested score needs at least two folds; pass --no-nested")
         for k in unique:
-            say(f"nested: fold {k}")
+            say(f"nested score: fitting without fold {k}")
             train, held = folds != k, folds == k
             fold_fit = fit_weights(gram[train], groups[train], options, need=set(groups[held]))
             nested_fits[int(k)] = fold_fit
