@@ -137,6 +137,25 @@ def plot_loss_curves(metas: dict[str, dict], path: Path) -> Path | None:
     return _save(fig, path)
 
 
+def loss_curve_images(metas: dict[str, dict], out_dir: Path) -> list[str]:
+    """PNG file names of the neural runs' loss curves: one per run and fold with ``report.plots.loss_curve_png``
+    (the per-run plot of the training code), else one combined figure."""
+    try:
+        from perturbkit.report.plots import loss_curve_png
+    except ImportError:
+        loss_curve_png = None
+    if loss_curve_png is None:
+        path = plot_loss_curves(metas, out_dir / "loss_curves.png")
+        return [path.name] if path else []
+    names = []
+    for name, meta in metas.items():
+        for fold, history in enumerate(_histories(meta)):
+            file_name = "loss_" + "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in name) + f"_fold{fold}.png"
+            (out_dir / file_name).write_bytes(loss_curve_png(history, title=f"{name}, fold {fold}"))
+            names.append(file_name)
+    return names
+
+
 def _html_table(frame: pd.DataFrame, float_format="{:.4f}") -> str:
     return frame.to_html(float_format=lambda v: float_format.format(v), border=0, classes="scores", na_rep="-")
 
@@ -152,8 +171,8 @@ def _md_table(frame: pd.DataFrame, float_format="{:.4f}") -> str:
     return "\n".join([head, rule, *rows])
 
 
-def _write_pages(out_dir: Path, title: str, sections: list[tuple[str, str | None, pd.DataFrame | None, str | None]]) -> None:
-    """``sections``: (heading, image file name, table, text)."""
+def _write_pages(out_dir: Path, title: str, sections: list[tuple]) -> None:
+    """``sections``: (heading, image file name or list of them or None, table or None, text or None)."""
     css = "body{font-family:sans-serif;max-width:1100px;margin:2em auto}table.scores{border-collapse:collapse}" \
           "table.scores td,table.scores th{padding:2px 8px;text-align:right;border-bottom:1px solid #ddd}img{max-width:100%}"
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{css}</style></head><body>",
@@ -168,9 +187,9 @@ def _write_pages(out_dir: Path, title: str, sections: list[tuple[str, str | None
         if table is not None:
             parts.append(_html_table(table))
             md += [_md_table(table), ""]
-        if image:
-            parts.append(f"<img src='{html.escape(image)}' alt='{html.escape(heading)}'>")
-            md += [f"![{heading}]({image})", ""]
+        for one in [image] if isinstance(image, str) else (image or []):
+            parts.append(f"<img src='{html.escape(one)}' alt='{html.escape(heading)}'>")
+            md += [f"![{heading}]({one})", ""]
     parts.append(f"<p><small>written {time.strftime('%Y-%m-%d %H:%M')} by perturbkit report</small></p></body></html>")
     (out_dir / "index.html").write_text("\n".join(parts) + "\n")
     (out_dir / "index.md").write_text("\n".join(md) + "\n")
@@ -228,9 +247,9 @@ def build_blend_report(blend_json: Path | str, out_dir: Path | str) -> Path:
     if search_png:
         sections.append(("Weight search", search_png.name, None, None))
     metas = {m["name"]: _read_meta(Path(m["path"])) for m in record["members"]}
-    loss_png = plot_loss_curves(metas, out_dir / "loss_curves.png")
-    if loss_png:
-        sections.append(("Loss curves of neural runs", loss_png.name, None, None))
+    loss_images = loss_curve_images(metas, out_dir)
+    if loss_images:
+        sections.append(("Loss curves of neural runs", loss_images, None, None))
     files = pd.DataFrame({"file": list(record.get("files", {}).values())}, index=pd.Index(list(record.get("files", {})), name="kind"))
     sections.append(("Files", None, files, f"data hash {record['data_hash']}, folds hash {record['folds_hash']}"))
     _write_pages(out_dir, f"Blend {record['name']}", sections)
@@ -265,8 +284,8 @@ def build_runs_report(run_dirs, out_dir: Path | str, title: str = "Runs") -> Pat
         ("MRRMSE per cell type", plot_grouped_bars(per_cell_type, out_dir / "per_cell_type.png", title="MRRMSE per cell type",
                                                   xlabel="cell type").name, per_cell_type, None),
     ]
-    loss_png = plot_loss_curves(metas, out_dir / "loss_curves.png")
-    if loss_png:
-        sections.append(("Loss curves of neural runs", loss_png.name, None, None))
+    loss_images = loss_curve_images(metas, out_dir)
+    if loss_images:
+        sections.append(("Loss curves of neural runs", loss_images, None, None))
     _write_pages(out_dir, title, sections)
     return out_dir
