@@ -68,3 +68,25 @@ def test_every_block_off_is_an_error():
     X, y = _toy()
     with pytest.raises(ValueError, match="every feature block is switched off"):
         FeatureBuilder(onehot=(), target_stats=()).fit(X, y)
+
+
+def test_wide_pca_matches_sklearn_pca():
+    from sklearn.decomposition import PCA
+
+    from perturbkit.features.pca import WidePCA
+
+    rng = np.random.default_rng(0)
+    X = (rng.normal(size=(60, 500)) * np.linspace(3, 0.1, 500)).astype(np.float32)
+    reference, wide = PCA(8, svd_solver="full").fit(X), WidePCA(8).fit(X)
+    np.testing.assert_allclose(wide.components_, reference.components_, atol=1e-4)
+    np.testing.assert_allclose(wide.explained_variance_, reference.explained_variance_, rtol=1e-4)
+    np.testing.assert_allclose(wide.inverse_transform(wide.transform(X)), reference.inverse_transform(reference.transform(X)), atol=1e-3)
+
+
+def test_wide_pca_with_fewer_distinct_rows_than_components():
+    from perturbkit.features.pca import WidePCA
+
+    rows = np.repeat(np.random.default_rng(1).normal(size=(3, 40)), 4, axis=0).astype(np.float32)
+    pca = WidePCA(8).fit(rows)
+    assert pca.components_.shape == (8, 40)
+    np.testing.assert_allclose(pca.inverse_transform(pca.transform(rows)), rows, atol=1e-5)

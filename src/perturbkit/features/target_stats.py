@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
-from sklearn.decomposition import PCA
+from perturbkit.features.pca import WidePCA
 
 STATISTICS = ("mean", "std", "median")
 
@@ -96,7 +96,7 @@ class TargetStatistics(TransformerMixin, BaseEstimator):
         for key, block in blocks.items():
             distinct_groups = len(self.groups_[key[0]][0])
             n_components = max(1, min(self.n_components, distinct_groups, *block.shape))
-            self.pcas_[key] = PCA(n_components, svd_solver="randomized", random_state=self.random_state).fit(block)
+            self.pcas_[key] = WidePCA(n_components).fit(block)
         return self._project(blocks)
 
     def _project(self, blocks: dict[tuple[str, str], np.ndarray]) -> np.ndarray:

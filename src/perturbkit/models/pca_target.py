@@ -12,7 +12,6 @@ import os
 import lightgbm as lgb
 import numpy as np
 from sklearn.base import BaseEstimator, RegressorMixin, clone
-from sklearn.decomposition import PCA
 from sklearn.linear_model import Ridge
 from sklearn.model_selection import train_test_split
 from sklearn.neighbors import KNeighborsRegressor
@@ -20,6 +19,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from perturbkit.features import FeatureBuilder
+from perturbkit.features.pca import WidePCA
 from perturbkit.models.registry import register_model
 
 
@@ -34,8 +34,7 @@ class PCATargetRegressor(RegressorMixin, BaseEstimator):
         y = np.asarray(y, dtype=np.float32)
         self.features_ = clone(self.features if self.features is not None else FeatureBuilder())
         inputs = self.features_.fit_transform(X, y)
-        n_components = min(self.n_components, *y.shape)
-        self.pca_ = PCA(n_components, svd_solver="randomized", random_state=self.random_state).fit(y)
+        self.pca_ = WidePCA(self.n_components).fit(y)
         self.regressor_ = clone(self.regressor).fit(inputs, self.pca_.transform(y))
         return self
 
