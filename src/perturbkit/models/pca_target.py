@@ -24,11 +24,10 @@ from perturbkit.models.registry import register_model
 
 
 class PCATargetRegressor(RegressorMixin, BaseEstimator):
-    def __init__(self, regressor, features: FeatureBuilder | None = None, n_components: int = 64, random_state: int = 0):
+    def __init__(self, regressor, features: FeatureBuilder | None = None, n_components: int = 64):
         self.regressor = regressor
         self.features = features
         self.n_components = n_components
-        self.random_state = random_state
 
     def fit(self, X, y) -> PCATargetRegressor:
         y = np.asarray(y, dtype=np.float32)
