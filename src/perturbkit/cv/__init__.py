@@ -216,8 +216,19 @@ def _run_folds(dataset, config, splitter, fold_ids, seed, oof_root, progress, lo
         folds=folds,
         meta=meta,
         log_text=log_buffer.getvalue(),
+        artifacts=_loss_curves(fold_meta, config["model"]),
     )
     return CVResult(run_dir=run_dir, meta=meta, oof=oof[validated], test=test)
+
+
+def _loss_curves(fold_meta: list[dict], model: str) -> dict[str, bytes]:
+    """``loss_fold<k>.png`` for each fold whose model kept a training history."""
+    curves = [entry for entry in fold_meta if isinstance(entry.get("history"), dict)]
+    if not curves:
+        return {}
+    from perturbkit.report.plots import loss_curve_png
+
+    return {f"loss_fold{e['fold']}.png": loss_curve_png(e["history"], f"{model}, fold {e['fold']}") for e in curves}
 
 
 def summary_text(meta: dict) -> str:
