@@ -104,28 +104,34 @@ def built_kernel(built_wheel, tmp_path, isolated_home):
 # --- pipeline pieces --------------------------------------------------------------------------
 
 
+def _spec(*weights, scale=1.0):
+    return {"members": [{"weight": w} for w in weights], "scale": scale}
+
+
 def test_combine_weights_scales_and_clips():
     a, b = np.full((2, 3), 1.0), np.array([[0.0, 2.0, 10.0], [-10.0, 0.0, 1.0]])
-    assert np.allclose(combine([a, b], [0.5, 0.5]), (a + b) / 2)
-    assert np.allclose(combine([a, b], [1.0, 2.0], scale=0.5), (a + 2 * b) / 2)
-    clipped = combine([a, b], [0.0, 1.0], clip_range=(np.array([-1.0, -1.0, -1.0]), np.array([1.0, 1.0, 5.0])))
+    rows = ["B cells", "Myeloid cells"]
+    assert np.allclose(combine([a, b], _spec(0.5, 0.5), rows), (a + b) / 2)
+    assert np.allclose(combine([a, b], _spec(1.0, 2.0, scale=0.5), rows), (a + 2 * b) / 2)
+    clipped = combine([a, b], _spec(0.0, 1.0), rows, clip_range=(np.array([-1.0, -1.0, -1.0]), np.array([1.0, 1.0, 5.0])))
     assert np.allclose(clipped, [[0.0, 1.0, 5.0], [-1.0, 0.0, 1.0]]) and clipped.dtype == np.float32
     with pytest.raises(ValueError):
-        combine([a], [0.5, 0.5])
+        combine([a], _spec(0.5, 0.5), rows)
 
 
 def test_a_per_cell_type_blend_weights_each_test_row_by_its_cell_type():
     spec = spec_from_blend(blend_result(cheap_configs(), per_celltype=True))
     assert spec["scale"] == 1.0 and spec["scale_by_cell_type"] == {"B cells": 0.9, "Myeloid cells": 1.1}
-    weights, scale = row_weights(spec, ["B cells", "Myeloid cells", "B cells"])
-    assert np.allclose(weights[0], [0.2, 0.6, 0.2]) and np.allclose(weights[1], [0.8, 0.4, 0.8])
+    rows = ["B cells", "Myeloid cells", "B cells"]
+    weights, scale = row_weights(spec, rows)
+    assert np.allclose(weights[:, 0], [0.2, 0.6, 0.2]) and np.allclose(weights[:, 1], [0.8, 0.4, 0.8])
     assert np.allclose(scale, [0.9, 1.1, 0.9])
     a, b = np.ones((3, 2)), np.full((3, 2), 2.0)
     expected = np.array([0.9 * (0.2 + 1.6), 1.1 * (0.6 + 0.8), 0.9 * (0.2 + 1.6)])[:, None] * np.ones((1, 2))
-    assert np.allclose(combine([a, b], weights, scale=scale), expected)
+    assert np.allclose(combine([a, b], spec, rows), expected)
     global_spec = spec_from_blend(blend_result(cheap_configs()))
     weights, scale = row_weights(global_spec, ["B cells", "Myeloid cells"])
-    assert np.allclose(weights[0], 0.25) and np.allclose(scale, 0.9)
+    assert np.allclose(weights[:, 0], 0.25) and np.allclose(scale, 0.9)
 
 
 def test_specs_from_configs_and_from_a_blend_result(tmp_path):

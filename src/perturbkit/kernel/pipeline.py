@@ -92,13 +92,13 @@ def _finite(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def row_weights(spec: dict, cell_types) -> tuple[list[np.ndarray], np.ndarray]:
-    """Per member, the weight of every test row (its cell type's, else the member's), and every row's scale."""
+def row_weights(spec: dict, cell_types) -> tuple[np.ndarray, np.ndarray]:
+    """Every test row's member weights (rows x members: its cell type's, else the member's) and scale."""
     cell_types = np.asarray(cell_types, dtype=object).astype(str)
-    weights = [
-        np.array([m.get("weight_by_cell_type", {}).get(ct, m["weight"]) for ct in cell_types], dtype=np.float64)
-        for m in spec["members"]
-    ]
+    weights = np.array(
+        [[m.get("weight_by_cell_type", {}).get(ct, m["weight"]) for m in spec["members"]] for ct in cell_types],
+        dtype=np.float64,
+    ).reshape(len(cell_types), len(spec["members"]))
     by_cell_type = spec.get("scale_by_cell_type", {})
     scale = np.array([by_cell_type.get(ct, spec.get("scale", 1.0)) for ct in cell_types], dtype=np.float64)
     return weights, scale
@@ -133,28 +133,15 @@ def validate_spec(spec: dict, *, source: str = "pipeline spec") -> dict:
     return spec
 
 
-def _per_row(value) -> np.ndarray:
-    value = np.asarray(value, dtype=np.float64)
-    return value[:, None] if value.ndim == 1 else value
+def combine(predictions, spec: dict, cell_types, *, clip_range: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    """The blend's formula (``perturbkit.blend.core.combine``) with the spec's weights, then the optional clip."""
+    from perturbkit.blend.core import combine as blend_combine
 
-
-def combine(predictions, weights, *, scale=1.0, clip_range: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
-    """``scale * sum_i weights[i] * predictions[i]``, optionally clipped per gene to ``clip_range`` (lo, hi).
-
-    A weight, and the scale, is a number or one number per row.
-    """
-    if len(predictions) != len(weights) or not predictions:
-        raise ValueError(f"{len(predictions)} predictions but {len(weights)} weights")
-    total = np.zeros_like(np.asarray(predictions[0], dtype=np.float64))
-    for prediction, weight in zip(predictions, weights):
-        prediction = np.asarray(prediction, dtype=np.float64)
-        if prediction.shape != total.shape:
-            raise ValueError(f"prediction shapes differ: {prediction.shape} vs {total.shape}")
-        total += _per_row(weight) * prediction
-    total *= _per_row(scale)
-    if clip_range is not None:
-        total = np.clip(total, clip_range[0], clip_range[1])
-    return total.astype(np.float32)
+    weights, scale = row_weights(spec, cell_types)
+    if len(predictions) != weights.shape[1]:
+        raise ValueError(f"{len(predictions)} predictions but {weights.shape[1]} members")
+    matrix = blend_combine(np.stack([np.asarray(p, dtype=np.float32) for p in predictions]), weights, scale)
+    return np.clip(matrix, *clip_range, out=matrix) if clip_range is not None else matrix
 
 
 def write_submission(path: Path | str, ids, genes, matrix, *, template: Path | str | None = None) -> Path:
@@ -188,8 +175,7 @@ def run_pipeline(spec: dict, data_dir: Path | str, output: Path | str, *, work_d
         log(summary_text(result.meta))
         predictions.append(result.test)
     clip_range = (dataset.targets.min(axis=0), dataset.targets.max(axis=0)) if spec.get("clip") else None
-    weights, scale = row_weights(spec, dataset.test["cell_type"])
-    matrix = combine(predictions, weights, scale=scale, clip_range=clip_range)
+    matrix = combine(predictions, spec, dataset.test["cell_type"], clip_range=clip_range)
     ids = dataset.test["id"].to_numpy()
     template = Path(data_dir) / "sample_submission.csv"
     path = write_submission(output, ids, dataset.genes, matrix, template=template if template.is_file() else None)
