@@ -47,7 +47,7 @@ def test_registered_with_the_estimator_contract():
     for name in TORCH_MODELS:
         model = create_model(name, **TINY[name])
         params = model.get_params(deep=True)
-        assert params["device"] == "auto" and "features__random_state" in params
+        assert params["device"] == "auto" and "features__stats_components" in params
         assert not [k for k in vars(model) if k.endswith("_")]  # __init__ stores parameters only
 
 

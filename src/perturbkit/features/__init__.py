@@ -11,10 +11,10 @@ import warnings
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
-from sklearn.decomposition import PCA
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from perturbkit.features.chemistry import morgan_fingerprints, substructure_counts
+from perturbkit.features.pca import WidePCA
 from perturbkit.features.target_stats import STATISTICS, TargetStatistics
 
 __all__ = ["CHEMISTRY", "FeatureBuilder", "TargetStatistics", "one_hot_encoder"]
@@ -56,7 +56,6 @@ class FeatureBuilder(TransformerMixin, BaseEstimator):
         stats_by=("sm_name", "cell_type"),
         stats_components: int = 16,
         leave_one_out: bool = False,
-        random_state: int = 0,
         chemistry=(),
         morgan_radius: int = 2,
         morgan_bits: int = 2048,
@@ -68,7 +67,6 @@ class FeatureBuilder(TransformerMixin, BaseEstimator):
         self.stats_by = stats_by
         self.stats_components = stats_components
         self.leave_one_out = leave_one_out
-        self.random_state = random_state
         self.chemistry = chemistry
         self.morgan_radius = morgan_radius
         self.morgan_bits = morgan_bits
@@ -93,7 +91,6 @@ class FeatureBuilder(TransformerMixin, BaseEstimator):
                 statistics=tuple(self.target_stats),
                 n_components=self.stats_components,
                 leave_one_out=self.leave_one_out,
-                random_state=self.random_state,
             )
             blocks.append(self.target_stats_.fit_transform(X, y))
         unknown = sorted(set(self.chemistry or ()) - set(CHEMISTRY))
@@ -127,10 +124,8 @@ class FeatureBuilder(TransformerMixin, BaseEstimator):
         if not self.pca_components:
             return features
         if fit:
-            n_components = max(1, min(self.pca_components, *features.shape))
             self.scaler_ = StandardScaler().fit(features)
-            self.pca_ = PCA(n_components, svd_solver="randomized", random_state=self.random_state)
-            self.pca_.fit(self.scaler_.transform(features))
+            self.pca_ = WidePCA(self.pca_components).fit(self.scaler_.transform(features))
         return self.pca_.transform(self.scaler_.transform(features)).astype(np.float32)
 
     def transform(self, X: pd.DataFrame) -> np.ndarray:

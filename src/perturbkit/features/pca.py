@@ -2,7 +2,7 @@
 
 scikit-learn's solvers factor the rows x genes matrix itself (full SVD, or randomized power
 iterations); with rows << genes, the eigendecomposition of the rows x rows Gram matrix gives the
-same components about 30 times faster on this task's shapes (benchmarks/bench_core.py).
+same components many times faster on this task's shapes (measured in BENCHMARKS.md).
 """
 
 from __future__ import annotations

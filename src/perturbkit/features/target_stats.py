@@ -54,13 +54,11 @@ class TargetStatistics(TransformerMixin, BaseEstimator):
         statistics=STATISTICS,
         n_components: int = 16,
         leave_one_out: bool = False,
-        random_state: int = 0,
     ):
         self.by = by
         self.statistics = statistics
         self.n_components = n_components
         self.leave_one_out = leave_one_out
-        self.random_state = random_state
 
     def fit(self, X: pd.DataFrame, y) -> TargetStatistics:
         self.fit_transform(X, y)
