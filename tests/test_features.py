@@ -90,3 +90,35 @@ def test_wide_pca_with_fewer_distinct_rows_than_components():
     pca = WidePCA(8).fit(rows)
     assert pca.components_.shape == (8, 40)
     np.testing.assert_allclose(pca.inverse_transform(pca.transform(rows)), rows, atol=1e-5)
+
+
+def test_group_statistics_keep_no_noise_directions():
+    """k groups span k - 1 directions: a noise component would blow up fallback rows once standardised."""
+    X, y = _toy()
+    stats = TargetStatistics(by=("cell_type",), statistics=("mean",), n_components=16)
+    features = stats.fit_transform(X, y)
+    assert features.shape[1] == 2  # 3 cell types in the training rows
+    spread = features.std(axis=0)
+    assert (spread > 1e-3 * spread.max()).all()
+
+
+def test_wide_pca_zeroes_directions_below_rank_tolerance():
+    from perturbkit.features.pca import WidePCA
+
+    rng = np.random.default_rng(2)
+    rows = np.repeat(rng.normal(size=(3, 200)), 5, axis=0).astype(np.float32)
+    pca = WidePCA(6).fit(rows)
+    scores = pca.transform(rows)
+    assert np.abs(scores[:, 2:]).max() == 0.0  # 3 distinct rows: 2 directions of variance
+    assert np.abs(pca.transform(rng.normal(size=(4, 200)) * 100)[:, 2:]).max() == 0.0
+
+
+def test_pca_ridge_stays_bounded_when_a_row_falls_back_to_global_statistics(small_dataset):
+    from perturbkit.config import load_config
+    from perturbkit.cv import FEATURE_COLUMNS, build_model
+
+    X, y = small_dataset.obs[FEATURE_COLUMNS], small_dataset.targets
+    compound = X["sm_name"].astype(str) == str(small_dataset.test["sm_name"].iloc[0])
+    model = build_model(load_config("pca_ridge"), seed=0).fit(X[~compound], y[~compound.to_numpy()])
+    prediction = model.predict(small_dataset.test[FEATURE_COLUMNS].iloc[:1])
+    assert np.abs(prediction).max() < np.abs(y).max()

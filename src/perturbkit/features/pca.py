@@ -27,8 +27,10 @@ class WidePCA(TransformerMixin, BaseEstimator):
         order = np.argsort(eigenvalues)[::-1][: self.n_components_]
         singular_values = np.sqrt(np.clip(eigenvalues[order], 0.0, None))
         left = eigenvectors[:, order]
-        # directions with no variance (fewer distinct rows than components) get zero components
-        scale = np.divide(1.0, singular_values, out=np.zeros_like(singular_values), where=singular_values > 1e-8 * max(singular_values[0], 1e-300))
+        # Directions below numpy's rank tolerance (float32 data) are noise: zero components, not
+        # unit-variance scores that would blow up a row projected onto them.
+        tolerance = singular_values[0] * max(X.shape) * np.finfo(np.float32).eps
+        scale = np.divide(1.0, singular_values, out=np.zeros_like(singular_values), where=singular_values > tolerance)
         components = (left * scale).T @ centered
         left, components = svd_flip(left, components, u_based_decision=False)  # the signs sklearn's PCA picks
         self.components_ = components.astype(np.float32)

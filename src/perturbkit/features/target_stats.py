@@ -92,8 +92,9 @@ class TargetStatistics(TransformerMixin, BaseEstimator):
             self.groups_[column] = (pd.Index(names), stats)
         self.pcas_ = {}
         for key, block in blocks.items():
+            # k groups' centred statistics span at most k - 1 directions
             distinct_groups = len(self.groups_[key[0]][0])
-            n_components = max(1, min(self.n_components, distinct_groups, *block.shape))
+            n_components = max(1, min(self.n_components, distinct_groups - 1))
             self.pcas_[key] = WidePCA(n_components).fit(block)
         return self._project(blocks)
 
