@@ -17,23 +17,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from perturbkit.data.wide import read_wide, wide_table
+
 RUN_FILES = ("oof.parquet", "test.parquet", "folds.parquet", "meta.json", "log.txt")
 TEMP_PREFIX = ".incomplete-"
-
-
-def wide_table(keys: pd.DataFrame, genes, matrix: np.ndarray) -> pa.Table:
-    """Key columns followed by one float32 column per gene, Kaggle's wide layout."""
-    matrix = np.asarray(matrix, dtype=np.float32)
-    columns = [pa.array(keys[c].to_numpy()) for c in keys.columns]
-    columns += [pa.array(matrix[:, j]) for j in range(matrix.shape[1])]
-    return pa.Table.from_arrays(columns, names=[*keys.columns, *genes])
-
-
-def read_wide(path: Path, key_columns) -> tuple[pd.DataFrame, list[str], np.ndarray]:
-    table = pq.read_table(path)
-    genes = [c for c in table.column_names if c not in key_columns]
-    matrix = np.column_stack([table.column(g).to_numpy() for g in genes]).astype(np.float32)
-    return table.select(list(key_columns)).to_pandas(), genes, matrix
 
 
 @dataclass(frozen=True)

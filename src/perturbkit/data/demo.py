@@ -98,11 +98,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 import pyarrow.parquet as pq
 from scipy.special import log_ndtr, ndtr, ndtri_exp
 
 from perturbkit.data.layout import CELL_TYPES, celltype_means, compounds, gene_names, test_layout, train_layout
+from perturbkit.data.wide import wide_table
 from perturbkit.features.chemistry import morgan_fingerprints
 
 GENERATOR_VERSION = 1
@@ -320,11 +320,7 @@ def generate_demo(out_dir: str | os.PathLike, n_genes: int | None = None, seed: 
 
 
 def _write_table(obs: pd.DataFrame, values: np.ndarray, genes: list[str], path: Path) -> None:
-    # Fortran order makes every gene column contiguous, so arrow wraps it without copying.
-    columns = np.asfortranarray(values)
-    arrays = [pa.array(obs[name].to_numpy()) for name in obs.columns]
-    arrays += [pa.array(columns[:, j]) for j in range(len(genes))]
-    table = pa.Table.from_arrays(arrays, names=[*obs.columns, *genes])
+    table = wide_table(obs, genes, values, dtype=values.dtype)
     # With 18k float columns, dictionary pages and column statistics only cost write time.
     pq.write_table(table, path, use_dictionary=False, write_statistics=False)
 

@@ -27,7 +27,7 @@ import numpy as np
 from perturbkit.data.layout import COMPETITION
 from perturbkit.errors import ConfigError
 
-__all__ = ["combine", "row_weights", "spec_from_blend", "spec_from_configs", "validate_spec", "run_pipeline", "write_submission"]
+__all__ = ["combine", "row_weights", "spec_from_blend", "spec_from_configs", "validate_spec", "run_pipeline"]
 
 
 def spec_from_configs(configs: list[dict], *, source: str = "configs") -> dict:
@@ -144,18 +144,12 @@ def combine(predictions, spec: dict, cell_types, *, clip_range: tuple[np.ndarray
     return np.clip(matrix, *clip_range, out=matrix) if clip_range is not None else matrix
 
 
-def write_submission(path: Path | str, ids, genes, matrix, *, template: Path | str | None = None) -> Path:
-    """Kaggle's layout (``id`` then one column per gene), in the template's order when given."""
-    from perturbkit.submit.write import write_submission_csv
-
-    return write_submission_csv(path, ids, genes, matrix, template=template)
-
-
 def run_pipeline(spec: dict, data_dir: Path | str, output: Path | str, *, work_dir: Path | str | None = None, progress: bool = False, log=print) -> Path:
     """Run every member on ``data_dir`` (Kaggle layout), combine them, write and check ``output``."""
     from perturbkit.cv import run_cv, summary_text
     from perturbkit.data import load_dataset
     from perturbkit.submit import read_submission
+    from perturbkit.submit.write import write_submission_csv
 
     validate_spec(spec)
     started = time.perf_counter()
@@ -178,7 +172,7 @@ def run_pipeline(spec: dict, data_dir: Path | str, output: Path | str, *, work_d
     matrix = combine(predictions, spec, dataset.test["cell_type"], clip_range=clip_range)
     ids = dataset.test["id"].to_numpy()
     template = Path(data_dir) / "sample_submission.csv"
-    path = write_submission(output, ids, dataset.genes, matrix, template=template if template.is_file() else None)
+    path = write_submission_csv(output, ids, dataset.genes, matrix, template=template if template.is_file() else None)
     read_submission(path, genes=list(dataset.genes), ids=ids)  # the file reads back as a valid submission
     log(f"wrote {path}: {len(ids)} rows x {dataset.n_genes} genes in {time.perf_counter() - started:.1f} s")
     return path

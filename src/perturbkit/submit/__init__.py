@@ -10,6 +10,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from perturbkit.data.wide import split_wide, wide_table
 from perturbkit.errors import DataValidationError
 from perturbkit.metrics import score_table
 
@@ -37,8 +38,7 @@ def _read_h5ad(path: Path) -> pa.Table:
         raise DataValidationError(f"{path}: duplicate var_names (genes)")
     if not np.issubdtype(matrix.dtype, np.number):
         raise DataValidationError(f"{path}: layer 'prediction' is not numeric (dtype {matrix.dtype})")
-    matrix = np.asfortranarray(matrix)
-    return pa.Table.from_arrays([pa.array(np.asarray(ids)), *(pa.array(matrix[:, j]) for j in range(matrix.shape[1]))], names=["id", *genes])
+    return wide_table(pd.DataFrame({"id": np.asarray(ids)}), genes, matrix)
 
 
 def _read_table(path: Path) -> pa.Table:
@@ -102,9 +102,7 @@ def read_truth(path: Path | str) -> tuple[pd.DataFrame, list[str], np.ndarray]:
     missing = [c for c in TRUTH_KEYS if c not in table.column_names]
     if missing:
         raise DataValidationError(f"{path}: truth file is missing column(s) {missing}")
-    genes = [c for c in table.column_names if c not in TRUTH_KEYS]
-    matrix = np.column_stack([table.column(g).to_numpy() for g in genes]).astype(np.float32)
-    return table.select(list(TRUTH_KEYS)).to_pandas(), genes, matrix
+    return split_wide(table, TRUTH_KEYS)
 
 
 def score_submission(submission: Path | str, truth: Path | str) -> pd.DataFrame:

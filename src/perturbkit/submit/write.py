@@ -15,6 +15,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
+from perturbkit.data.wide import wide_table
 from perturbkit.errors import DataValidationError
 
 H5AD_LAYER = "prediction"
@@ -70,9 +71,7 @@ def write_submission_csv(path: Path | str, ids, genes, matrix, *, template: Path
         columns = pd.Index(genes).get_indexer(template_genes)
         ids, genes, matrix = template_ids, list(template_genes), matrix[np.ix_(rows, columns)]
     path.parent.mkdir(parents=True, exist_ok=True)
-    matrix = np.asfortranarray(matrix)
-    arrays = [pa.array(ids)] + [pa.array(matrix[:, j]) for j in range(matrix.shape[1])]
-    table = pa.Table.from_arrays(arrays, names=["id", *genes])
+    table = wide_table(pd.DataFrame({"id": np.asarray(ids)}), genes, matrix)
     tmp = path.with_name(f".{path.name}.tmp")
     try:
         names = ["id", *genes]
