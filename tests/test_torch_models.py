@@ -10,10 +10,11 @@ import torch
 
 from perturbkit.config import load_config
 from perturbkit.cv import FEATURE_COLUMNS, build_model, run_cv
-from perturbkit.folds import make_splitter
 from perturbkit.metrics import mrrmse
 from perturbkit.models import create_model, list_models
 from perturbkit.models.torch_loop import make_loss, resolve_device
+from helpers import lymphoid_fold, with_sentinel
+
 
 SMALL_FEATURES = {"chemistry": ["morgan", "substructures"], "morgan_bits": 256, "stats_components": 4}
 # One thread: tiny networks are all synchronisation overhead with two, worst on a busy machine.
@@ -31,15 +32,6 @@ def _config(model, **params):
     return config
 
 
-def _fold(dataset, fold=0):
-    splitter = make_splitter("lymphoid_holdout", test_compounds=dataset.test["sm_name"].astype(str))
-    return list(splitter.split(dataset.obs))[fold]
-
-
-def _with_sentinel(targets, row):
-    planted = targets.copy()
-    planted[row] = 1e6
-    return planted
 
 
 def test_registered_with_the_estimator_contract():
@@ -53,7 +45,7 @@ def test_registered_with_the_estimator_contract():
 
 @pytest.mark.parametrize("name", TORCH_MODELS)
 def test_fold_fit_predicts_every_gene_and_keeps_a_history(small_dataset, name):
-    train_idx, valid_idx = _fold(small_dataset)
+    train_idx, valid_idx = lymphoid_fold(small_dataset)
     X, y = small_dataset.obs[FEATURE_COLUMNS], small_dataset.targets
     model = build_model(_config(name), seed=0).fit(X.iloc[train_idx], y[train_idx], eval_set=(X.iloc[valid_idx], y[valid_idx]))
     assert model.predict(X.iloc[valid_idx]).shape == (len(valid_idx), small_dataset.n_genes)
@@ -92,7 +84,7 @@ def test_tiny_model_overfits_a_tiny_dataset(small_dataset, name):
 
 @pytest.mark.parametrize("name", TORCH_MODELS)
 def test_same_seed_same_predictions_other_seed_differs(small_dataset, name):
-    train_idx, valid_idx = _fold(small_dataset, fold=2)
+    train_idx, valid_idx = lymphoid_fold(small_dataset, fold=2)
     X, y = small_dataset.obs[FEATURE_COLUMNS], small_dataset.targets
 
     def predictions(seed):
@@ -111,12 +103,12 @@ def test_same_seed_same_predictions_other_seed_differs(small_dataset, name):
 @pytest.mark.parametrize("name", TORCH_MODELS)
 def test_sentinel_in_validation_row_reaches_neither_inputs_nor_gradients(small_dataset, name):
     """The validation rows select the epoch and nothing else: inputs and the whole training trajectory are unchanged."""
-    train_idx, valid_idx = _fold(small_dataset, fold=1)
+    train_idx, valid_idx = lymphoid_fold(small_dataset, fold=1)
     X, y = small_dataset.obs[FEATURE_COLUMNS], small_dataset.targets
     config = _config(name, lr_patience=1000)  # a learning-rate schedule fixed in advance
     config["features"]["pca_components"] = 16
     fitted = []
-    for targets in (y, _with_sentinel(y, valid_idx[3])):
+    for targets in (y, with_sentinel(y, valid_idx[3])):
         model = build_model(config, seed=0)
         model.fit(X.iloc[train_idx], targets[train_idx], eval_set=(X.iloc[valid_idx], targets[valid_idx]))
         fitted.append(model)
@@ -130,12 +122,12 @@ def test_sentinel_in_validation_row_reaches_neither_inputs_nor_gradients(small_d
 
 @pytest.mark.parametrize("name", TORCH_MODELS)
 def test_sentinel_in_validation_row_changes_no_prediction(small_dataset, name):
-    train_idx, valid_idx = _fold(small_dataset, fold=1)
+    train_idx, valid_idx = lymphoid_fold(small_dataset, fold=1)
     X, y = small_dataset.obs[FEATURE_COLUMNS], small_dataset.targets
     config = _config(name)
     config["features"]["pca_components"] = 16
     predictions = []
-    for targets in (y, _with_sentinel(y, valid_idx[3])):
+    for targets in (y, with_sentinel(y, valid_idx[3])):
         fitted = build_model(config, seed=0).fit(X.iloc[train_idx], targets[train_idx])
         predictions.append(fitted.predict(X))
     np.testing.assert_array_equal(*predictions)
