@@ -14,15 +14,14 @@ result = {"load_seconds": time.perf_counter() - start}
 """
 
 CV = """
-import tempfile, time
+import time
 from perturbkit.config import load_config
 from perturbkit.cv import run_cv
 from perturbkit.data import load
 dataset = load("demo")
 config = load_config("pca_ridge")
 start = time.perf_counter()
-with tempfile.TemporaryDirectory() as root:
-    meta = run_cv(dataset, config, oof_root=root, progress=False).meta
+meta = run_cv(dataset, config, progress=False).meta
 result = {"cv_seconds": time.perf_counter() - start, "mrrmse": meta["scores"]["overall"]}
 """
 

@@ -6,20 +6,19 @@ from __future__ import annotations
 from common import measure
 
 CV = """
-import statistics, tempfile, time
+import statistics, time
 from perturbkit.config import load_config
 from perturbkit.cv import run_cv
 from perturbkit.data import load
 dataset = load("demo")
 config = load_config("{model}")
 start = time.perf_counter()
-with tempfile.TemporaryDirectory() as root:
-    meta = run_cv(dataset, config, oof_root=root, progress=False).meta
+meta = run_cv(dataset, config, progress=False).meta
 total = time.perf_counter() - start
 folds = meta["folds"]
 result = {{
     "cv_seconds": total,
-    "fold_seconds": statistics.median(f["fit_seconds"] + f["predict_seconds"] for f in folds),
+    "fold_seconds": statistics.median(f["seconds"] for f in folds),
     "epoch_seconds": statistics.median(s for f in folds for s in f["history"]["seconds"]),
     "epochs": statistics.median(len(f["history"]["epoch"]) for f in folds),
     "parameters": folds[0]["history"]["parameters"],

@@ -28,7 +28,7 @@ from perturbkit.blend import (
 from perturbkit.blend import objective
 from perturbkit.cli import main
 from perturbkit.config import load_config
-from perturbkit.cv import run_cv
+from perturbkit.cv import run_cv, save_run
 from perturbkit.metrics import mrrmse, rowwise_rmse
 from perturbkit.submit import score_submission
 
@@ -41,7 +41,7 @@ def _runs(dataset, root: Path, scheme: str, models=CHEAP) -> list[Path]:
     for model in models:
         config = load_config(model)
         config["cv"]["scheme"] = scheme
-        paths.append(run_cv(dataset, config, oof_root=root, progress=False).run_dir)
+        paths.append(save_run(run_cv(dataset, config, progress=False), root))
     return paths
 
 

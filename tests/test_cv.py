@@ -15,20 +15,21 @@ import pandas as pd
 import pytest
 
 from perturbkit.config import load_config
-from perturbkit.cv import list_runs, load_run, run_cv, summary_text
+from perturbkit.cv import list_runs, load_run, run_cv, save_run, summary_text
 from perturbkit.cv.store import RUN_FILES
 from perturbkit.metrics import mrrmse
 
 
 @pytest.fixture(scope="module")
 def ridge_run(small_dataset, tmp_path_factory):
-    return run_cv(small_dataset, load_config("pca_ridge"), oof_root=tmp_path_factory.mktemp("oof"), progress=False)
+    result = run_cv(small_dataset, load_config("pca_ridge"), progress=False)
+    return result, save_run(result, tmp_path_factory.mktemp("oof"))
 
 
 def test_run_directory_is_complete_and_keyed(ridge_run, small_dataset):
-    assert all((ridge_run.run_dir / name).is_file() for name in RUN_FILES)
-    run = load_run(ridge_run.run_dir)
-    folds = pd.read_parquet(ridge_run.run_dir / "folds.parquet")
+    assert all((ridge_run[1] / name).is_file() for name in RUN_FILES)
+    run = load_run(ridge_run[1])
+    folds = pd.read_parquet(ridge_run[1] / "folds.parquet")
     assert len(folds) == 614 and list(folds.columns) == ["cell_type", "sm_name", "fold"]
     validated = folds[folds["fold"] >= 0].reset_index(drop=True)
     pd.testing.assert_frame_equal(run.oof_keys, validated)
@@ -44,7 +45,7 @@ def test_run_directory_is_complete_and_keyed(ridge_run, small_dataset):
 
 
 def test_stored_scores_match_the_stored_predictions(ridge_run, small_dataset):
-    run = load_run(ridge_run.run_dir)
+    run = load_run(ridge_run[1])
     keys = pd.MultiIndex.from_frame(small_dataset.obs[["cell_type", "sm_name"]].astype(str))
     rows = keys.get_indexer(pd.MultiIndex.from_frame(run.oof_keys[["cell_type", "sm_name"]]))
     overall = mrrmse(small_dataset.targets[rows], run.oof)
@@ -53,13 +54,13 @@ def test_stored_scores_match_the_stored_predictions(ridge_run, small_dataset):
 
 
 def test_pca_ridge_beats_predicting_zeros(ridge_run):
-    assert ridge_run.meta["scores"]["relative_to_zeros"] < 0.95
+    assert ridge_run[0].meta["scores"]["relative_to_zeros"] < 0.95
 
 
 def test_same_seed_gives_identical_files(small_dataset, tmp_path):
     config = load_config("pca_ridge")
-    first = run_cv(small_dataset, config, oof_root=tmp_path, progress=False).run_dir
-    second = run_cv(small_dataset, config, oof_root=tmp_path, progress=False).run_dir
+    first = save_run(run_cv(small_dataset, config, progress=False), tmp_path)
+    second = save_run(run_cv(small_dataset, config, progress=False), tmp_path)
     assert first != second
     for name in ("oof.parquet", "test.parquet", "folds.parquet"):
         assert (first / name).read_bytes() == (second / name).read_bytes()
@@ -67,7 +68,7 @@ def test_same_seed_gives_identical_files(small_dataset, tmp_path):
 
 def test_refit_and_scheme_overrides(small_dataset, tmp_path):
     config = load_config("compound_mean", overrides=["cv.scheme=\"bm_holdout\"", "cv.refit=true"])
-    result = run_cv(small_dataset, config, oof_root=tmp_path, progress=False)
+    result = run_cv(small_dataset, config, progress=False)
     assert result.meta["scheme"] == "bm_holdout" and result.meta["refit"] is True
     assert set(result.meta["scores"]["per_cell_type"]) == {"B cells", "Myeloid cells"}
     # compound_mean refitted on all rows predicts the mean of the compound's training rows
@@ -77,17 +78,17 @@ def test_refit_and_scheme_overrides(small_dataset, tmp_path):
 
 
 def test_listing_and_summary(ridge_run):
-    runs = list_runs(ridge_run.run_dir.parents[1])
-    assert list(runs["run_id"]) == [ridge_run.run_dir.name]
-    assert runs["mrrmse"].iloc[0] == pytest.approx(ridge_run.meta["scores"]["overall"])
-    text = summary_text(ridge_run.meta)
+    runs = list_runs(ridge_run[1].parents[1])
+    assert list(runs["run_id"]) == [ridge_run[1].name]
+    assert runs["mrrmse"].iloc[0] == pytest.approx(ridge_run[0].meta["scores"]["overall"])
+    text = summary_text(ridge_run[0].meta)
     assert "NK cells" in text and "overall" in text
 
 
 KILLER = textwrap.dedent(
     """
     import os, signal, sys
-    from perturbkit.cv import run_cv
+    from perturbkit.cv import run_cv, save_run
     from perturbkit.config import load_config
     from perturbkit.data import load_dataset
     from perturbkit.models import register_model
@@ -102,7 +103,7 @@ KILLER = textwrap.dedent(
             return super().fit(X, y)
 
     register_model("dies")(lambda: DiesInThirdFold())
-    run_cv(load_dataset(sys.argv[1]), {"model": "dies", "params": {}, "cv": load_config("zeros")["cv"]}, oof_root=sys.argv[2], progress=False)
+    save_run(run_cv(load_dataset(sys.argv[1]), {"model": "dies", "params": {}, "cv": load_config("zeros")["cv"]}, progress=False), sys.argv[2])
     """
 )
 
@@ -123,7 +124,7 @@ def test_failure_midway_removes_the_partial_run(small_dataset, tmp_path, monkeyp
 
     monkeypatch.setattr(store.pq, "write_table", broken_write)
     with pytest.raises(OSError, match="disk full"):
-        run_cv(small_dataset, load_config("zeros"), oof_root=tmp_path, progress=False)
+        save_run(run_cv(small_dataset, load_config("zeros"), progress=False), tmp_path)
     assert list(tmp_path.rglob("*.parquet")) == [] and list_runs(tmp_path).empty
     assert not [p for p in (tmp_path / "zeros").iterdir()]
 
@@ -156,5 +157,5 @@ def test_cli_bad_override_is_named(small_world, tmp_path):
 
 
 def test_meta_is_valid_json_with_config(ridge_run):
-    meta = json.loads((ridge_run.run_dir / "meta.json").read_text())
+    meta = json.loads((ridge_run[1] / "meta.json").read_text())
     assert meta["config"]["params"]["alpha"] == load_config("pca_ridge")["params"]["alpha"]

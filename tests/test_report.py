@@ -13,7 +13,7 @@ import pytest
 from perturbkit.blend import BlendOptions, blend_runs, write_blend
 from perturbkit.cli import main
 from perturbkit.config import load_config
-from perturbkit.cv import run_cv
+from perturbkit.cv import run_cv, save_run
 from perturbkit.rank import RankError, rank_compounds
 from perturbkit.report.build import ReportError, build_blend_report, build_runs_report
 
@@ -21,7 +21,7 @@ from perturbkit.report.build import ReportError, build_blend_report, build_runs_
 @pytest.fixture(scope="module")
 def runs(small_dataset, tmp_path_factory) -> list[Path]:
     root = tmp_path_factory.mktemp("oof")
-    paths = [run_cv(small_dataset, load_config(m), oof_root=root, progress=False).run_dir for m in ("zeros", "compound_mean", "gene_mean")]
+    paths = [save_run(run_cv(small_dataset, load_config(m), progress=False), root) for m in ("zeros", "compound_mean", "gene_mean")]
     # a fake neural run: the compound_mean run with a loss history in its meta
     neural = root / "mlp" / "fake"
     shutil.copytree(paths[1], neural)

@@ -23,17 +23,19 @@ def _load_data(args, *, require_smiles: bool = False):
 
 def cmd_cv(args) -> None:
     from perturbkit.config import load_config
-    from perturbkit.cv import build_model, run_cv, summary_text
+    from perturbkit.cv import build_model, run_cv, save_run, summary_text
+    from perturbkit.report.plots import loss_curve_pngs
 
     config = load_config(args.model, config_path=args.config, configs_dir=args.configs_dir, overrides=args.set)
-    config["cv"].update({key: getattr(args, key) for key in ("scheme", "seed", "n_splits") if getattr(args, key) is not None})
+    config["cv"].update({key: getattr(args, key) for key in ("scheme", "seed", "n_splits", "seeds") if getattr(args, key) is not None})
     if args.refit:
         config["cv"]["refit"] = True
     build_model(config, int(config["cv"]["seed"]))  # an unknown model or parameter fails before loading data
     dataset = _load_data(args, require_smiles=bool(config.get("features", {}).get("chemistry")))
-    result = run_cv(dataset, config, oof_root=args.oof, progress=not args.no_progress)
+    result = run_cv(dataset, config, progress=not args.no_progress)
+    run_dir = save_run(result, args.oof, artifacts=loss_curve_pngs(result.meta))
     print(summary_text(result.meta))
-    print(f"run written to {result.run_dir}")
+    print(f"run written to {run_dir}")
 
 
 def cmd_runs(args) -> None:
@@ -376,7 +378,19 @@ def _add_kaggle_commands(commands) -> None:
     submit.set_defaults(func=cmd_submit)
 
 
+def _seed_list(text: str) -> list[int]:
+    try:
+        seeds = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--seeds {text!r}: expected comma-separated integers, e.g. 0,1,2") from None
+    if any(seed < 0 for seed in seeds) or len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"--seeds {text!r}: seeds must be distinct and >= 0")
+    return seeds
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from perturbkit.folds import list_splitters, splitter_help
+
     parser = argparse.ArgumentParser(prog="perturbkit", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -384,7 +398,8 @@ def build_parser() -> argparse.ArgumentParser:
     cv.add_argument("--model", required=True)
     cv.add_argument("--config", type=Path, default=None, help="default: <configs-dir>/<model>.toml if present")
     cv.add_argument("--configs-dir", type=Path, default=Path("configs"))
-    cv.add_argument("--scheme", default=None, help="lymphoid_holdout (default), bm_holdout or kfold")
+    cv.add_argument("--scheme", default=None, choices=list_splitters(), help="default: configs/cv.toml; " + "; ".join(f"{k}: {v}" for k, v in splitter_help().items()))
+    cv.add_argument("--seeds", type=_seed_list, default=None, help="comma-separated seeds, e.g. 0,1,2: every fold fitted once per seed, predictions averaged")
     cv.add_argument("--seed", type=int, default=None)
     cv.add_argument("--n-splits", dest="n_splits", type=int, default=None)
     cv.add_argument("--refit", action="store_true", help="test predictions from a model refitted on all rows")

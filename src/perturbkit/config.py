@@ -14,7 +14,7 @@ from pathlib import Path
 
 from perturbkit.errors import ConfigError
 
-CV_DEFAULTS = {"scheme": "lymphoid_holdout", "seed": 0, "n_splits": 0, "refit": False}
+CV_DEFAULTS = {"scheme": "lymphoid_holdout", "seed": 0, "seeds": [], "n_splits": 0, "refit": False}
 
 
 def read_toml(path: Path) -> dict:

@@ -3,7 +3,13 @@
 Every target-derived feature lives inside the model (its feature builder is fitted in ``fit``),
 so nothing a fold's model sees depends on that fold's validation rows. Each fold predicts its
 validation rows and the test rows; test predictions are the mean over folds, or come from a
-model refitted on all rows with ``cv.refit``.
+model refitted on all rows with ``cv.refit``. With ``cv.seeds`` every fold is fitted once per
+seed and the predictions averaged; the per-seed scores show the spread.
+
+No model sees a fold's validation targets: the harness passes only the training rows (and, to a
+``fit`` that takes ``X_test``, the test rows' keys), and models that select (early stopping, LR
+schedules) do it on an inner split of those training rows. ``run_cv`` computes; ``save_run``
+writes the run.
 """
 
 from __future__ import annotations
@@ -25,13 +31,13 @@ from tqdm.auto import tqdm
 
 from perturbkit.config import config_hash
 from perturbkit.errors import ConfigError
-from perturbkit.cv.store import Run, list_runs, load_run, write_run
+from perturbkit.cv.store import Run, list_runs, load_run, save_run
 from perturbkit.data import Dataset
 from perturbkit.folds import NEVER_VALIDATED, folds_frame, folds_hash, make_splitter
 from perturbkit.metrics import rowwise_rmse
 from perturbkit.models import create_model
 
-__all__ = ["CVResult", "Run", "build_model", "list_runs", "load_run", "run_cv", "summary_text"]
+__all__ = ["CVResult", "Run", "build_model", "cv_seeds", "list_runs", "load_run", "run_cv", "save_run", "summary_text"]
 
 FEATURE_COLUMNS = ["cell_type", "sm_name", "SMILES"]
 logger = logging.getLogger("perturbkit.cv")
@@ -39,10 +45,16 @@ logger = logging.getLogger("perturbkit.cv")
 
 @dataclass(frozen=True)
 class CVResult:
-    run_dir: Path
+    """One finished CV run, not yet stored: :func:`perturbkit.cv.store.save_run` writes it."""
+
     meta: dict
-    oof: np.ndarray  # validated rows, in de_train order
+    oof_keys: pd.DataFrame  # cell_type, sm_name, fold of the validated rows, in de_train order
+    oof: np.ndarray  # validated rows x genes
+    test_ids: np.ndarray
     test: np.ndarray
+    genes: tuple[str, ...]
+    folds: pd.DataFrame  # every training row's fold (-1: never validated)
+    log_text: str
 
 
 def build_model(config: dict, seed: int):
@@ -58,10 +70,10 @@ def build_model(config: dict, seed: int):
     return model.set_params(**seeds)
 
 
-def _fit(model, X, y, eval_set):
-    """Models whose ``fit`` takes ``eval_set`` get the fold's validation rows for model selection."""
-    if eval_set is not None and "eval_set" in inspect.signature(model.fit).parameters:
-        return model.fit(X, y, eval_set=eval_set)
+def _fit(model, X, y, X_test):
+    """Models whose ``fit`` takes ``X_test`` (pseudo-labelling) get the test rows' keys, never targets."""
+    if "X_test" in inspect.signature(model.fit).parameters:
+        return model.fit(X, y, X_test=X_test)
     return model.fit(X, y)
 
 
@@ -84,7 +96,7 @@ def _versions() -> dict[str, str]:
     return versions
 
 
-def _scores(keys: pd.DataFrame, folds: np.ndarray, rmse: np.ndarray, zeros_rmse: np.ndarray) -> dict:
+def _scores(keys: pd.DataFrame, folds: np.ndarray, rmse: np.ndarray, zeros_rmse: np.ndarray, weights: np.ndarray) -> dict:
     frame = pd.DataFrame({"cell_type": keys["cell_type"].astype(str).to_numpy(), "fold": folds, "rmse": rmse, "zeros": zeros_rmse})
 
     def table(by: str) -> dict:
@@ -94,7 +106,8 @@ def _scores(keys: pd.DataFrame, folds: np.ndarray, rmse: np.ndarray, zeros_rmse:
             for name, g in grouped
         }
 
-    overall, zeros = float(rmse.mean()), float(zeros_rmse.mean())
+    # The scheme's row weights (test_like: B/Myeloid rows count as much as all lymphoid rows).
+    overall, zeros = float(np.average(rmse, weights=weights)), float(np.average(zeros_rmse, weights=weights))
     return {
         "overall": overall,
         "zeros": zeros,
@@ -104,23 +117,25 @@ def _scores(keys: pd.DataFrame, folds: np.ndarray, rmse: np.ndarray, zeros_rmse:
     }
 
 
-def _new_run_dir(oof_root: Path, model: str, digest: str) -> Path:
-    stem = f"{time.strftime('%Y%m%d-%H%M%S')}-{digest[:8]}"
-    run_dir, suffix = oof_root / model / stem, 1
-    while run_dir.exists():
-        run_dir, suffix = oof_root / model / f"{stem}-{suffix}", suffix + 1
-    return run_dir
+def cv_seeds(cv: dict) -> list[int]:
+    """``cv.seeds`` when given (predictions averaged over them), else ``[cv.seed]``."""
+    return [int(s) for s in cv.get("seeds") or [cv["seed"]]]
 
 
-def run_cv(dataset: Dataset, config: dict, *, oof_root: Path | str = "oof", progress: bool = True) -> CVResult:
-    """Cross-validate the configured model on ``dataset`` and store the run under ``oof_root``."""
+def run_cv(dataset: Dataset, config: dict, *, progress: bool = True, on_fold=None) -> CVResult:
+    """Cross-validate the configured model on ``dataset``; store the result with ``save_run``.
+
+    ``on_fold(fold, score)`` is called after each fold with its validation MRRMSE (a tuner
+    reports it and may stop the run by raising).
+    """
     cv = config["cv"]
     seed = int(cv["seed"])
     splitter = make_splitter(
         cv["scheme"], test_compounds=dataset.test["sm_name"].astype(str), seed=seed, n_splits=int(cv.get("n_splits") or 0) or None
     )
     fold_ids = splitter.fold_ids(dataset.obs)
-    build_model(config, seed)  # fail on a bad model name or parameter before any fitting
+    for s in cv_seeds(cv):
+        build_model(config, s)  # fail on a bad model name or parameter before any fitting
 
     log_buffer = io.StringIO()
     handler = logging.StreamHandler(log_buffer)
@@ -128,19 +143,22 @@ def run_cv(dataset: Dataset, config: dict, *, oof_root: Path | str = "oof", prog
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     try:
-        return _run_folds(dataset, config, splitter, fold_ids, seed, Path(oof_root), progress, log_buffer)
+        return _run_folds(dataset, config, splitter, fold_ids, progress, log_buffer, on_fold)
     finally:
         logger.removeHandler(handler)
 
 
-def _run_folds(dataset, config, splitter, fold_ids, seed, oof_root, progress, log_buffer) -> CVResult:
+def _run_folds(dataset, config, splitter, fold_ids, progress, log_buffer, on_fold) -> CVResult:
     X = dataset.obs[FEATURE_COLUMNS]
     X_test = dataset.test[FEATURE_COLUMNS]
     y = dataset.targets
-    digest = config_hash(config)
-    logger.info("model %s, scheme %s, seed %d, data %s (%s)", config["model"], config["cv"]["scheme"], seed, dataset.source, dataset.data_hash)
+    seeds = cv_seeds(config["cv"])
+    logger.info(
+        "model %s, scheme %s, seeds %s, data %s (%s)", config["model"], config["cv"]["scheme"], seeds, dataset.source, dataset.data_hash
+    )
 
     oof = np.zeros_like(y)
+    seed_oof = np.zeros((len(seeds), *y.shape), dtype=np.float32)
     test_sum = np.zeros((len(X_test), dataset.n_genes), dtype=np.float64)
     fold_meta = []
     started = time.perf_counter()
@@ -151,48 +169,59 @@ def _run_folds(dataset, config, splitter, fold_ids, seed, oof_root, progress, lo
         if len(valid_idx) == 0:
             raise ValueError(f"scheme {config['cv']['scheme']!r}: fold {fold} has no validation rows in {dataset.source}")
         fold_start = time.perf_counter()
-        model = build_model(config, seed)
-        _fit(model, X.iloc[train_idx], y[train_idx], (X.iloc[valid_idx], y[valid_idx]))
-        fit_seconds = time.perf_counter() - fold_start
-        oof[valid_idx] = model.predict(X.iloc[valid_idx])
-        test_sum += model.predict(X_test)
+        histories = []
+        for position, seed in enumerate(seeds):
+            model = build_model(config, seed)
+            _fit(model, X.iloc[train_idx], y[train_idx], X_test)
+            seed_oof[position, valid_idx] = model.predict(X.iloc[valid_idx])
+            test_sum += model.predict(X_test)
+            if hasattr(model, "history_"):
+                histories.append(model.history_)
+        oof[valid_idx] = seed_oof[:, valid_idx].mean(axis=0)
         entry = {
             "fold": fold,
             "train_rows": int(len(train_idx)),
             "valid_rows": int(len(valid_idx)),
-            "fit_seconds": round(fit_seconds, 3),
-            "predict_seconds": round(time.perf_counter() - fold_start - fit_seconds, 3),
+            "seconds": round(time.perf_counter() - fold_start, 3),
         }
-        if hasattr(model, "history_"):
-            entry["history"] = model.history_
+        if histories:
+            entry["history"] = histories[0]
         fold_meta.append(entry)
         score = float(rowwise_rmse(y[valid_idx], oof[valid_idx]).mean())
-        logger.info("fold %d: %d train, %d valid rows, MRRMSE %.4f, %.1f s", fold, len(train_idx), len(valid_idx), score, fit_seconds)
+        logger.info("fold %d: %d train, %d valid rows, MRRMSE %.4f, %.1f s", fold, len(train_idx), len(valid_idx), score, entry["seconds"])
+        if on_fold is not None:
+            on_fold(fold, score)
 
-    test = test_sum / n_splits
+    test = test_sum / (n_splits * len(seeds))
     if config["cv"].get("refit"):
         refit_start = time.perf_counter()
-        test = build_model(config, seed).fit(X, y).predict(X_test)
+        test = np.mean([_fit(build_model(config, s), X, y, X_test).predict(X_test) for s in seeds], axis=0)
         logger.info("refit on all %d rows: %.1f s", len(X), time.perf_counter() - refit_start)
     test = test.astype(np.float32)
 
     validated = np.flatnonzero(fold_ids != NEVER_VALIDATED)
+    weights = splitter.row_weights(dataset.obs)[validated]
     rmse = rowwise_rmse(y[validated], oof[validated])
     zeros_rmse = rowwise_rmse(y[validated], np.zeros_like(y[validated]))
-    scores = _scores(dataset.obs.iloc[validated], fold_ids[validated], rmse, zeros_rmse)
+    scores = _scores(dataset.obs.iloc[validated], fold_ids[validated], rmse, zeros_rmse, weights)
+    if len(seeds) > 1:
+        per_seed = [float(np.average(rowwise_rmse(y[validated], p[validated]), weights=weights)) for p in seed_oof]
+        scores["per_seed"] = dict(zip(map(str, seeds), per_seed))
+        scores["seed_std"] = float(np.std(per_seed))
     logger.info("overall MRRMSE %.4f (zeros %.4f)", scores["overall"], scores["zeros"])
 
     folds = folds_frame(dataset.obs, fold_ids)
     meta = {
         "model": config["model"],
         "config": config,
-        "config_hash": digest,
+        "config_hash": config_hash(config),
         "data_hash": dataset.data_hash,
         "data_source": dataset.source,
         "data_layer": dataset.layer,
         "n_genes": dataset.n_genes,
         "scheme": config["cv"]["scheme"],
-        "seed": seed,
+        "seed": seeds[0],
+        "seeds": seeds,
         "folds_hash": folds_hash(folds),
         "refit": bool(config["cv"].get("refit")),
         "scores": scores,
@@ -203,39 +232,24 @@ def _run_folds(dataset, config, splitter, fold_ids, seed, oof_root, progress, lo
         "command": " ".join(sys.argv),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    oof_keys = folds.iloc[validated].reset_index(drop=True)
-    run_dir = _new_run_dir(oof_root, config["model"], digest)
-    meta["run_id"] = run_dir.name
-    write_run(
-        run_dir,
-        oof_keys=oof_keys,
-        test_ids=dataset.test["id"].to_numpy(),
-        genes=dataset.genes,
-        oof=oof[validated],
-        test=test,
-        folds=folds,
+    return CVResult(
         meta=meta,
+        oof_keys=folds.iloc[validated].reset_index(drop=True),
+        oof=oof[validated],
+        test_ids=dataset.test["id"].to_numpy(),
+        test=test,
+        genes=tuple(dataset.genes),
+        folds=folds,
         log_text=log_buffer.getvalue(),
-        artifacts=_loss_curves(fold_meta, config["model"]),
     )
-    return CVResult(run_dir=run_dir, meta=meta, oof=oof[validated], test=test)
-
-
-def _loss_curves(fold_meta: list[dict], model: str) -> dict[str, bytes]:
-    """``loss_fold<k>.png`` for each fold whose model kept a training history."""
-    curves = [entry for entry in fold_meta if isinstance(entry.get("history"), dict)]
-    if not curves:
-        return {}
-    from perturbkit.report.plots import loss_curve_png
-
-    return {f"loss_fold{e['fold']}.png": loss_curve_png(e["history"], f"{model}, fold {e['fold']}") for e in curves}
 
 
 def summary_text(meta: dict) -> str:
     """The one-screen summary: per fold, per cell type, overall, against predicting zeros."""
     scores = meta["scores"]
-    lines = [f"{meta['model']}  scheme={meta['scheme']}  seed={meta['seed']}  genes={meta['n_genes']}"]
-    timing = {str(f["fold"]): f["fit_seconds"] + f["predict_seconds"] for f in meta["folds"]}
+    seeds = ",".join(map(str, meta.get("seeds", [meta["seed"]])))
+    lines = [f"{meta['model']}  scheme={meta['scheme']}  seeds={seeds}  genes={meta['n_genes']}"]
+    timing = {str(f["fold"]): f["seconds"] for f in meta["folds"]}
     for title, table in (("fold", scores["per_fold"]), ("cell type", scores["per_cell_type"])):
         lines.append(f"{title:<20} {'rows':>5} {'MRRMSE':>8} {'zeros':>8} {'rel':>6}" + (f" {'sec':>7}" if title == "fold" else ""))
         for name, row in table.items():
@@ -243,5 +257,7 @@ def summary_text(meta: dict) -> str:
             lines.append(line + (f" {timing.get(name, 0.0):>7.1f}" if title == "fold" else ""))
     rel = scores["relative_to_zeros"]
     lines.append(f"{'overall':<20} {'':>5} {scores['overall']:>8.4f} {scores['zeros']:>8.4f} {rel if rel is None else f'{rel:>6.3f}'}")
+    if "seed_std" in scores:
+        lines.append(f"{'seeds':<20} {len(meta['seeds']):>5} per-seed MRRMSE std {scores['seed_std']:.4f}")
     lines.append(f"total {meta['timings']['total_seconds']:.1f} s")
     return "\n".join(lines)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,6 +70,33 @@ def write_run(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return run_dir
+
+
+def _new_run_dir(oof_root: Path, model: str, digest: str) -> Path:
+    stem = f"{time.strftime('%Y%m%d-%H%M%S')}-{digest[:8]}"
+    run_dir, suffix = oof_root / model / stem, 1
+    while run_dir.exists():
+        run_dir, suffix = oof_root / model / f"{stem}-{suffix}", suffix + 1
+    return run_dir
+
+
+def save_run(result, oof_root: Path | str, *, artifacts: dict[str, bytes] | None = None) -> Path:
+    """Write a :class:`perturbkit.cv.CVResult` as ``<oof_root>/<model>/<run_id>/``; returns the run directory."""
+    meta = result.meta
+    run_dir = _new_run_dir(Path(oof_root), meta["model"], meta["config_hash"])
+    meta["run_id"] = run_dir.name
+    return write_run(
+        run_dir,
+        oof_keys=result.oof_keys,
+        test_ids=result.test_ids,
+        genes=list(result.genes),
+        oof=result.oof,
+        test=result.test,
+        folds=result.folds,
+        meta=meta,
+        log_text=result.log_text,
+        artifacts=artifacts,
+    )
 
 
 def is_complete(run_dir: Path) -> bool:

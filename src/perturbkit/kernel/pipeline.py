@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import math
-import tempfile
 import time
 from pathlib import Path
 
@@ -144,7 +143,7 @@ def combine(predictions, spec: dict, cell_types, *, clip_range: tuple[np.ndarray
     return np.clip(matrix, *clip_range, out=matrix) if clip_range is not None else matrix
 
 
-def run_pipeline(spec: dict, data_dir: Path | str, output: Path | str, *, work_dir: Path | str | None = None, progress: bool = False, log=print) -> Path:
+def run_pipeline(spec: dict, data_dir: Path | str, output: Path | str, *, progress: bool = False, log=print) -> Path:
     """Run every member on ``data_dir`` (Kaggle layout), combine them, write and check ``output``."""
     from perturbkit.cv import run_cv, summary_text
     from perturbkit.data import load_dataset
@@ -159,13 +158,12 @@ def run_pipeline(spec: dict, data_dir: Path | str, output: Path | str, *, work_d
     if spec.get("data_hash"):
         same = spec["data_hash"] == dataset.data_hash
         log("data hash matches the blend's" if same else f"note: the blend was fitted on other data (hash {spec['data_hash']})")
-    work_dir = Path(work_dir) if work_dir is not None else Path(tempfile.mkdtemp(prefix="perturbkit-runs-"))
     predictions = []
     for position, member in enumerate(spec["members"]):
         config = member["config"]
         mode = "refit on all rows" if config["cv"].get("refit") else "mean over folds"
         log(f"[{position + 1}/{len(spec['members'])}] {config['model']} (weight {member['weight']:.4g}, test predictions: {mode})")
-        result = run_cv(dataset, config, oof_root=work_dir, progress=progress)
+        result = run_cv(dataset, config, progress=progress)
         log(summary_text(result.meta))
         predictions.append(result.test)
     clip_range = (dataset.targets.min(axis=0), dataset.targets.max(axis=0)) if spec.get("clip") else None

@@ -129,8 +129,7 @@ def main():
 
     log(f"perturbkit from {Path(perturbkit.__file__).parent}")
     data_dir = find_competition_dir(input_root, spec["competition"])
-    runs = tempfile.mkdtemp(prefix="perturbkit-runs-")  # run artifacts stay out of /kaggle/working
-    run_pipeline(spec, data_dir, working / "submission.csv", work_dir=runs, log=log)
+    run_pipeline(spec, data_dir, working / "submission.csv", log=log)
 
 
 WHEEL_B64 = """

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-__all__ = ["loss_curve_png"]
+__all__ = ["loss_curve_png", "loss_curve_pngs"]
 
 
 def loss_curve_png(history: dict, title: str = "") -> bytes:
@@ -45,3 +45,12 @@ def loss_curve_png(history: dict, title: str = "") -> bytes:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
     return buffer.getvalue()
+
+
+def loss_curve_pngs(meta: dict) -> dict[str, bytes]:
+    """``loss_fold<k>.png`` for each fold of a run whose model kept a training history."""
+    return {
+        f"loss_fold{entry['fold']}.png": loss_curve_png(entry["history"], f"{meta['model']}, fold {entry['fold']}")
+        for entry in meta["folds"]
+        if isinstance(entry.get("history"), dict)
+    }
