@@ -9,25 +9,31 @@ import pytest
 import torch
 
 from perturbkit.config import load_config
-from perturbkit.cv import FEATURE_COLUMNS, build_model, run_cv
+from perturbkit.cv import FEATURE_COLUMNS, build_model, run_cv, save_run
+from perturbkit.report.plots import loss_curve_pngs
 from perturbkit.metrics import mrrmse
 from perturbkit.models import create_model, list_models
-from perturbkit.models.torch_loop import make_loss, resolve_device
+from perturbkit.models.torch_loop import TrainSettings, make_loss, resolve_device
 from helpers import lymphoid_fold, with_sentinel
 
 
 SMALL_FEATURES = {"chemistry": ["morgan", "substructures"], "morgan_bits": 256, "stats_components": 4}
 # One thread: tiny networks are all synchronisation overhead with two, worst on a busy machine.
 TINY = {
-    "mlp": {"hidden": [32, 16], "max_epochs": 8, "patience": 4, "n_threads": 1},
-    "transformer": {"d_model": 16, "n_heads": 2, "feedforward": 32, "hidden": 32, "max_epochs": 8, "patience": 4, "n_threads": 1},
+    "mlp": {"hidden": [32, 16]},
+    "transformer": {"d_model": 16, "n_heads": 2, "feedforward": 32, "hidden": 32},
 }
+TINY_TRAIN = {"max_epochs": 8, "patience": 4, "n_threads": 1}
 TORCH_MODELS = sorted(TINY)
+TRAIN_KEYS = set(TrainSettings().get_params())
 
 
 def _config(model, **params):
+    """The shipped config with tiny widths; keyword arguments that are training settings go to [params.train]."""
     config = load_config(model)
+    train = {key: params.pop(key) for key in list(params) if key in TRAIN_KEYS}
     config["params"] = {**config.get("params", {}), **TINY[model], **params}
+    config["params"]["train"] = {**config["params"].get("train", {}), **TINY_TRAIN, **train}
     config["features"] = {**config.get("features", {}), **SMALL_FEATURES}
     return config
 
@@ -39,34 +45,57 @@ def test_registered_with_the_estimator_contract():
     for name in TORCH_MODELS:
         model = create_model(name, **TINY[name])
         params = model.get_params(deep=True)
-        assert params["device"] == "auto" and "features__stats_components" in params
+        assert params["train__device"] == "auto" and "features__stats_components" in params
+        assert params["train__max_epochs"] == TrainSettings().max_epochs  # defaults in one place
         assert not [k for k in vars(model) if k.endswith("_")]  # __init__ stores parameters only
 
 
 @pytest.mark.parametrize("name", TORCH_MODELS)
-def test_fold_fit_predicts_every_gene_and_keeps_a_history(small_dataset, name):
-    train_idx, valid_idx = lymphoid_fold(small_dataset)
-    X, y = small_dataset.obs[FEATURE_COLUMNS], small_dataset.targets
-    model = build_model(_config(name), seed=0).fit(X.iloc[train_idx], y[train_idx], eval_set=(X.iloc[valid_idx], y[valid_idx]))
-    assert model.predict(X.iloc[valid_idx]).shape == (len(valid_idx), small_dataset.n_genes)
-    test = model.predict(small_dataset.test[FEATURE_COLUMNS])
-    assert test.dtype == np.float32 and np.isfinite(test).all()
+def test_selection_uses_an_inner_split_grouped_by_compound_then_refits(small_dataset, name):
+    train_idx, _ = lymphoid_fold(small_dataset)
+    X, y = small_dataset.obs[FEATURE_COLUMNS].iloc[train_idx], small_dataset.targets[train_idx]
+    model = build_model(_config(name), seed=0).fit(X, y)
     history = model.history_
     assert len(history["train_loss"]) == len(history["valid_mrrmse"]) == len(history["epoch"]) <= 8
     assert 1 <= history["best_epoch"] <= len(history["epoch"])
     assert history["best_valid_mrrmse"] == min(history["valid_mrrmse"])
-    # The best epoch's weights are restored: the model scores what its history says.
-    assert mrrmse(y[valid_idx], model.predict(X.iloc[valid_idx])) == pytest.approx(history["best_valid_mrrmse"], rel=1e-4)
+    inner = history["inner_split"]
+    assert inner["train_rows"] + inner["valid_rows"] == len(train_idx) and inner["valid_rows"] > 0
+    # The refit trains on every row given to fit, for the selected number of epochs, without selection.
+    assert history["refit"]["epoch"] == list(range(1, history["best_epoch"] + 1))
+    assert history["refit"]["valid_mrrmse"] == [None] * history["best_epoch"]
+    assert model.predict(small_dataset.test[FEATURE_COLUMNS]).shape == (len(small_dataset.test), small_dataset.n_genes)
     json.dumps(history)  # it goes into meta.json
 
 
+def test_inner_split_holds_out_whole_compounds(small_dataset):
+    from sklearn.model_selection import GroupShuffleSplit
+
+    X = small_dataset.obs[FEATURE_COLUMNS]
+    compounds = X["sm_name"].astype(str).to_numpy()
+    inner, stop = next(GroupShuffleSplit(n_splits=1, test_size=0.15, random_state=0).split(X, groups=compounds))
+    assert not set(compounds[inner]) & set(compounds[stop])
+
+
 @pytest.mark.parametrize("name", TORCH_MODELS)
-def test_without_eval_set_trains_the_fixed_number_of_epochs(small_dataset, name):
+def test_without_selection_trains_the_fixed_number_of_epochs(small_dataset, name):
     X, y = small_dataset.obs[FEATURE_COLUMNS].iloc[:200], small_dataset.targets[:200]
-    model = build_model(_config(name, max_epochs=7, refit_epochs=3), seed=0).fit(X, y)
+    model = build_model(_config(name, max_epochs=3, valid_fraction=0.0), seed=0).fit(X, y)
     assert model.history_["epoch"] == [1, 2, 3] and model.history_["best_epoch"] == 3
-    assert model.history_["valid_mrrmse"] == [None] * 3
-    assert build_model(_config(name, max_epochs=5), seed=0).fit(X, y).history_["epoch"] == [1, 2, 3, 4, 5]
+    assert model.history_["valid_mrrmse"] == [None] * 3 and "refit" not in model.history_
+
+
+@pytest.mark.parametrize("name", TORCH_MODELS)
+def test_pca_targets_and_cell_type_gain(small_dataset, name):
+    train_idx, valid_idx = lymphoid_fold(small_dataset)
+    X, y = small_dataset.obs[FEATURE_COLUMNS], small_dataset.targets
+    model = build_model(_config(name, target_components=8, celltype_gain=True), seed=0).fit(X.iloc[train_idx], y[train_idx])
+    assert model.transformer_.components_.shape == (8, small_dataset.n_genes)  # PCA of the rows given to fit
+    assert model.regressor_.module_.output.out_features == 8
+    gains = model.regressor_.module_.log_gain.weight
+    assert gains.shape[0] == 1 + X.iloc[train_idx]["cell_type"].astype(str).nunique() and float(gains[0].detach().abs()) == 0.0
+    prediction = model.predict(X.iloc[valid_idx])
+    assert prediction.shape == (len(valid_idx), small_dataset.n_genes) and np.isfinite(prediction).all()
 
 
 @pytest.mark.parametrize("name", TORCH_MODELS)
@@ -74,7 +103,7 @@ def test_tiny_model_overfits_a_tiny_dataset(small_dataset, name):
     rows = np.arange(0, 614, 20)  # 31 rows
     X, y = small_dataset.obs[FEATURE_COLUMNS].iloc[rows], small_dataset.targets[rows]
     wider = {"mlp": {"hidden": [128, 128]}, "transformer": {"d_model": 32, "hidden": 128}}[name]
-    config = _config(name, max_epochs=200, dropout=0.0, lr=3e-3, **wider)
+    config = _config(name, max_epochs=200, dropout=0.0, lr=3e-3, valid_fraction=0.0, **wider)
     config["features"]["target_stats"] = []  # 31 rows: mostly one row per compound
     model = build_model(config, seed=0).fit(X, y)
     losses = model.history_["train_loss"]
@@ -89,7 +118,7 @@ def test_same_seed_same_predictions_other_seed_differs(small_dataset, name):
 
     def predictions(seed):
         model = build_model(_config(name, batch_size=64), seed=seed)
-        model.fit(X.iloc[train_idx], y[train_idx], eval_set=(X.iloc[valid_idx], y[valid_idx]))
+        model.fit(X.iloc[train_idx], y[train_idx])
         return model.predict(X.iloc[valid_idx]), model.history_["train_loss"]
 
     state = torch.random.get_rng_state()
@@ -101,36 +130,19 @@ def test_same_seed_same_predictions_other_seed_differs(small_dataset, name):
 
 
 @pytest.mark.parametrize("name", TORCH_MODELS)
-def test_sentinel_in_validation_row_reaches_neither_inputs_nor_gradients(small_dataset, name):
-    """The validation rows select the epoch and nothing else: inputs and the whole training trajectory are unchanged."""
-    train_idx, valid_idx = lymphoid_fold(small_dataset, fold=1)
-    X, y = small_dataset.obs[FEATURE_COLUMNS], small_dataset.targets
-    config = _config(name, lr_patience=1000)  # a learning-rate schedule fixed in advance
-    config["features"]["pca_components"] = 16
-    fitted = []
-    for targets in (y, with_sentinel(y, valid_idx[3])):
-        model = build_model(config, seed=0)
-        model.fit(X.iloc[train_idx], targets[train_idx], eval_set=(X.iloc[valid_idx], targets[valid_idx]))
-        fitted.append(model)
-    clean, planted = fitted
-    for rows in (X, small_dataset.test[FEATURE_COLUMNS]):
-        for a, b in zip(clean._tensors(rows), planted._tensors(rows)):
-            torch.testing.assert_close(a, b, rtol=0, atol=0)
-    assert clean.history_["train_loss"] == planted.history_["train_loss"]
-    assert planted.history_["valid_mrrmse"][0] > 1e3 > clean.history_["valid_mrrmse"][0]
+def test_sentinel_in_the_inner_validation_rows_moves_the_selection(small_dataset, name):
+    """The inner validation rows (training rows of the fold, held out by compound) do the selection and nothing else."""
+    from sklearn.model_selection import GroupShuffleSplit
 
-
-@pytest.mark.parametrize("name", TORCH_MODELS)
-def test_sentinel_in_validation_row_changes_no_prediction(small_dataset, name):
-    train_idx, valid_idx = lymphoid_fold(small_dataset, fold=1)
-    X, y = small_dataset.obs[FEATURE_COLUMNS], small_dataset.targets
-    config = _config(name)
-    config["features"]["pca_components"] = 16
-    predictions = []
-    for targets in (y, with_sentinel(y, valid_idx[3])):
-        fitted = build_model(config, seed=0).fit(X.iloc[train_idx], targets[train_idx])
-        predictions.append(fitted.predict(X))
-    np.testing.assert_array_equal(*predictions)
+    train_idx, _ = lymphoid_fold(small_dataset, fold=1)
+    X, y = small_dataset.obs[FEATURE_COLUMNS].iloc[train_idx], small_dataset.targets[train_idx]
+    _, stop = next(GroupShuffleSplit(n_splits=1, test_size=0.15, random_state=0).split(X, groups=X["sm_name"].astype(str)))
+    histories = []
+    for targets in (y, with_sentinel(y, stop)):
+        histories.append(build_model(_config(name, refit=False, lr_patience=1000), seed=0).fit(X, targets).history_)
+    clean, planted = histories
+    assert planted["valid_mrrmse"][0] > 1e3 > clean["valid_mrrmse"][0]
+    assert planted["train_loss"] == clean["train_loss"][: len(planted["train_loss"])]  # never a gradient
 
 
 def test_transformer_gives_unseen_categories_the_zero_token(small_dataset):
@@ -182,10 +194,11 @@ def test_gpu_path_is_selected_and_predicts(small_dataset, name):
 
 def test_cv_run_stores_histories_and_loss_curve_pngs(small_dataset, tmp_path):
     config = _config("mlp", max_epochs=4)
-    result = run_cv(small_dataset, config, oof_root=tmp_path, progress=False)
-    meta = json.loads((result.run_dir / "meta.json").read_text())
+    result = run_cv(small_dataset, config, progress=False)
+    run_dir = save_run(result, tmp_path, artifacts=loss_curve_pngs(result.meta))
+    meta = json.loads((run_dir / "meta.json").read_text())
     for fold in meta["folds"]:
         assert len(fold["history"]["train_loss"]) == len(fold["history"]["epoch"]) >= 1
-        png = (result.run_dir / f"loss_fold{fold['fold']}.png").read_bytes()
+        png = (run_dir / f"loss_fold{fold['fold']}.png").read_bytes()
         assert png.startswith(b"\x89PNG\r\n\x1a\n")
     assert len(meta["folds"]) == 4

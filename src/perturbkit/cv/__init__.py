@@ -175,8 +175,9 @@ def _run_folds(dataset, config, splitter, fold_ids, progress, log_buffer, on_fol
             _fit(model, X.iloc[train_idx], y[train_idx], X_test)
             seed_oof[position, valid_idx] = model.predict(X.iloc[valid_idx])
             test_sum += model.predict(X_test)
-            if hasattr(model, "history_"):
-                histories.append(model.history_)
+            history = getattr(getattr(model, "regressor_", model), "history_", None)  # regressor_: a target-transform wrapper
+            if history is not None:
+                histories.append(history)
         oof[valid_idx] = seed_oof[:, valid_idx].mean(axis=0)
         entry = {
             "fold": fold,

@@ -1,36 +1,32 @@
-"""One training loop for every torch model, and the estimator base class around it.
+"""One training loop for every torch model, the training settings they share, and their estimator base.
 
 What a fold's torch model does, in order:
 
-1. **Inputs, once per fold.** The model's :class:`~perturbkit.features.FeatureBuilder` (one-hot
-   keys, target statistics, RDKit chemistry, optional input PCA) is fitted on the fold's training
-   rows only. Columns constant on those rows are dropped, the rest are standardised with the
-   training rows' mean and standard deviation, and everything becomes float32 tensors on the
-   device a single time; batches are index slices of them (no per-row Python work).
-   Models with categorical *tokens* get integer codes too: each category seen in the training
-   rows has its own code, every other category (a compound the fold never trained on) code 0,
-   a zero embedding.
-2. **Training.** Adam (fused, else foreach) at ``lr`` (1e-3), loss ``mse`` by default
-   (``mrrmse``, the competition metric on the batch, and ``huber`` selectable), gradient-norm
-   clipping, full-batch steps by default (``batch_size = 0``; a positive size gives shuffled
-   batches of about that size, never a tiny last one). The output layer's bias starts at the
-   training rows' mean profile. Seeds are fixed: the module's initialisation, dropout and
-   shuffling draw from a generator seeded with ``random_state``, and the process's global RNG
-   state is left as it was.
-3. **Model selection on the validation rows.** With ``eval_set`` (the CV harness passes the
-   fold's validation rows), every epoch is scored by the validation MRRMSE, which drives
-   ``ReduceLROnPlateau`` and early stopping; the best epoch's weights are restored at the end.
-   The fold's validation rows are used for this model selection only: they never enter the
-   features, the standardisation or a gradient. Its out-of-fold score is therefore slightly
-   optimistic by the choice of the stopping epoch, like any early-stopped model scored on its
-   stopping set.
-   Without ``eval_set`` (a refit on all rows, or a plain ``fit``) there is nothing to select
-   on: the model trains exactly ``refit_epochs`` epochs (``max_epochs`` when 0), and the
-   learning-rate schedule follows the training loss.
-4. **History.** Per-epoch training loss, validation loss and validation MRRMSE, learning rate
-   and the best epoch are kept in ``history_`` (the CV harness stores it in the run's meta and
-   plots it per fold).
+1. **Inputs.** The model's :class:`~perturbkit.features.FeatureBuilder` (one-hot keys, target
+   statistics, RDKit chemistry, optional input PCA) is fitted on the rows given to ``fit`` only.
+   Columns constant on those rows are dropped, the rest standardised with their mean and standard
+   deviation, and everything becomes float32 tensors on the device once; batches are index slices
+   (no per-row Python work). Models with categorical *tokens* get integer codes: each category
+   seen in the fitted rows has its own code, every other category (a compound the fold never
+   trained on) code 0, a zero embedding.
+2. **Training.** Adam (fused, else foreach) at ``lr``, loss ``mse`` (``mrrmse``, the competition
+   metric on the batch, and ``huber`` selectable), gradient-norm clipping, shuffled batches of
+   about ``batch_size`` rows (0: full batch). The output layer's bias starts at the fitted rows'
+   mean profile. Seeded: initialisation, dropout, shuffles and the inner split draw from
+   ``random_state``; the process's global RNG state is left as it was.
+3. **Honest model selection.** Early stopping, best-epoch restore and ``ReduceLROnPlateau`` use an
+   inner split of the rows given to ``fit`` -- never the rows a CV fold is scored on: a seeded
+   ``GroupShuffleSplit`` by compound holds out ``valid_fraction`` of the compounds (all their
+   rows), the features are fitted on the rest, and the epoch with the best inner MRRMSE is
+   selected. With ``refit`` (default) a fresh network is then trained on *all* the rows for that
+   many epochs, its features refitted on all of them. ``valid_fraction = 0`` trains
+   ``max_epochs`` epochs on all rows with the schedule on the training loss.
+4. **History.** Per-epoch training loss, inner validation loss and MRRMSE, learning rate and the
+   selected epoch are kept in ``history_`` (the CV harness stores it in the run's meta; the report
+   plots it).
 
+All training settings live in one :class:`TrainSettings` (the ``train`` parameter of every torch
+model; config table ``[params.train]``, nested parameters ``train__lr`` etc.), defaults here only.
 ``device="auto"`` trains on CUDA when ``torch.cuda.is_available()``, else on the CPU, where
 ``torch.set_num_threads`` is set to the CPUs this process may use (``n_threads`` to override)
 during ``fit`` and ``predict``.
@@ -44,15 +40,19 @@ import os
 import time
 from contextlib import contextmanager
 
+from numbers import Integral, Real
+
 import numpy as np
 import pandas as pd
 import torch
 from sklearn.base import BaseEstimator, RegressorMixin, clone
+from sklearn.model_selection import GroupShuffleSplit
+from sklearn.utils._param_validation import Interval, StrOptions
 from torch import nn
 
 from perturbkit.features import FeatureBuilder
 
-__all__ = ["LOSSES", "TorchRegressor", "batch_mrrmse", "make_loss", "resolve_device", "set_threads", "train_module"]
+__all__ = ["LOSSES", "TorchRegressor", "TrainSettings", "batch_mrrmse", "make_loss", "resolve_device", "set_threads", "train_module"]
 
 LOSSES = ("mse", "mrrmse", "huber")
 MIN_INPUT_STD = 1e-4  # input columns whose training-row spread is below this are dropped
@@ -141,39 +141,88 @@ def _round(value: float) -> float:
     return float(f"{value:.6g}")
 
 
+class TrainSettings(BaseEstimator):
+    """How every torch model trains; the one place the defaults are written."""
+
+    _parameter_constraints = {
+        "loss": [StrOptions(set(LOSSES))],
+        "huber_delta": [Interval(Real, 0, None, closed="neither")],
+        "lr": [Interval(Real, 0, None, closed="neither")],
+        "weight_decay": [Interval(Real, 0, None, closed="left")],
+        "batch_size": [Interval(Integral, 0, None, closed="left")],
+        "max_epochs": [Interval(Integral, 1, None, closed="left")],
+        "patience": [Interval(Integral, 1, None, closed="left")],
+        "lr_patience": [Interval(Integral, 0, None, closed="left")],
+        "lr_factor": [Interval(Real, 0, 1, closed="neither")],
+        "min_lr": [Interval(Real, 0, None, closed="left")],
+        "clip_norm": [Interval(Real, 0, None, closed="left")],
+        "valid_fraction": [Interval(Real, 0, 1, closed="left")],
+        "refit": ["boolean"],
+        "device": [str],
+        "n_threads": [Interval(Integral, 0, None, closed="left")],
+    }
+
+    def __init__(
+        self,
+        loss: str = "mse",
+        huber_delta: float = 1.0,
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        batch_size: int = 128,
+        max_epochs: int = 60,
+        patience: int = 10,
+        lr_patience: int = 4,
+        lr_factor: float = 0.5,
+        min_lr: float = 1e-5,
+        clip_norm: float = 1.0,
+        valid_fraction: float = 0.15,
+        refit: bool = True,
+        device: str = "auto",
+        n_threads: int = 0,
+    ):
+        self.loss = loss
+        self.huber_delta = huber_delta
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.batch_size = batch_size
+        self.max_epochs = max_epochs
+        self.patience = patience
+        self.lr_patience = lr_patience
+        self.lr_factor = lr_factor
+        self.min_lr = min_lr
+        self.clip_norm = clip_norm
+        self.valid_fraction = valid_fraction
+        self.refit = refit
+        self.device = device
+        self.n_threads = n_threads
+
+
 def train_module(
     module: nn.Module,
     inputs: tuple[torch.Tensor, ...],
     targets: torch.Tensor,
+    settings: TrainSettings,
     valid: tuple[tuple[torch.Tensor, ...], torch.Tensor] | None = None,
     *,
-    loss: str = "mse",
-    huber_delta: float = 1.0,
-    lr: float = 1e-3,
-    weight_decay: float = 0.0,
-    batch_size: int = 0,
-    max_epochs: int = 100,
-    refit_epochs: int = 0,
-    patience: int = 20,
-    lr_patience: int = 5,
-    lr_factor: float = 0.5,
-    min_lr: float = 1e-5,
-    clip_norm: float = 1.0,
+    epochs: int | None = None,
     generator: torch.Generator | None = None,
 ) -> dict:
     """Train ``module(*inputs) -> predictions`` in place; returns the per-epoch history.
 
     ``inputs`` and ``targets`` (and ``valid``) are tensors on the module's device, row-aligned.
-    With ``valid``, early-stops on its MRRMSE and restores the best epoch's weights; without,
-    trains ``refit_epochs`` (``max_epochs`` when 0) epochs.
+    With ``valid`` (an inner split of the training rows), early-stops on its MRRMSE and restores
+    the best epoch's weights; without, trains ``epochs`` (default ``max_epochs``) epochs.
     """
-    objective = make_loss(loss, huber_delta)
-    optimizer = _optimizer(module.parameters(), lr, weight_decay)
-    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=lr_factor, patience=lr_patience, min_lr=min_lr)
+    objective = make_loss(settings.loss, settings.huber_delta)
+    optimizer = _optimizer(module.parameters(), settings.lr, settings.weight_decay)
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimizer, mode="min", factor=settings.lr_factor, patience=settings.lr_patience, min_lr=settings.min_lr
+    )
     parameters = [p for p in module.parameters() if p.requires_grad]
     n = len(targets)
+    batch_size = settings.batch_size
     n_batches = 1 if batch_size <= 0 or batch_size >= n else math.ceil(n / batch_size)
-    epochs = max_epochs if valid is not None or refit_epochs <= 0 else refit_epochs
+    epochs = settings.max_epochs if valid is not None or epochs is None else epochs
     history = {"epoch": [], "train_loss": [], "valid_loss": [], "valid_mrrmse": [], "lr": [], "seconds": []}
     best_score, best_epoch, best_state = math.inf, 0, None
     started = time.perf_counter()
@@ -192,8 +241,8 @@ def train_module(
             optimizer.zero_grad(set_to_none=True)
             batch_loss = objective(module(*batch_inputs), batch_targets)
             batch_loss.backward()
-            if clip_norm > 0:
-                nn.utils.clip_grad_norm_(parameters, clip_norm, foreach=True)
+            if settings.clip_norm > 0:
+                nn.utils.clip_grad_norm_(parameters, settings.clip_norm, foreach=True)
             optimizer.step()
             total += batch_loss.detach() * len(batch_targets)
         train_loss = float(total) / n
@@ -219,47 +268,59 @@ def train_module(
         if not math.isfinite(train_loss):
             logger.warning("epoch %d: training loss is %s; stopping", epoch, train_loss)
             break
-        if valid is not None and epoch - best_epoch >= patience:
+        if valid is not None and epoch - best_epoch >= settings.patience:
             break
     if best_state is not None:
         module.load_state_dict(best_state)
     module.eval()
     history["best_epoch"] = best_epoch if valid is not None else len(history["epoch"])
     history["best_valid_mrrmse"] = _round(best_score) if valid is not None else None
-    history["loss"] = loss
+    history["loss"] = settings.loss
     history["total_seconds"] = _round(time.perf_counter() - started)
     return history
 
 
-class TorchRegressor(RegressorMixin, BaseEstimator):
-    """Base estimator: features once per fold, :func:`train_module`, predictions to all genes.
+class CellTypeGain(nn.Module):
+    """``net(x) * gain[cell type]``: a learned output scale per cell type (1 at the start and for unseen ones).
 
-    Subclasses list their hyper-parameters in ``__init__`` (scikit-learn reads them from its
-    signature), name their categorical token fields in ``token_fields`` (empty: none) and build
-    the network in ``_build_module(n_continuous, cardinalities, n_outputs)``; the network's
-    ``forward(continuous, tokens)`` returns predictions and its ``output`` attribute is the final
-    ``nn.Linear``. The training parameters every subclass takes are those of :func:`train_module`
-    plus ``features``, ``device``, ``n_threads`` and ``random_state``.
+    The cell type's code is the last token column; the wrapped network gets the others.
+    """
+
+    def __init__(self, net: nn.Module, n_cell_types: int):
+        super().__init__()
+        self.net = net
+        self.output = net.output
+        self.log_gain = nn.Embedding(n_cell_types, 1, padding_idx=0)
+        nn.init.zeros_(self.log_gain.weight)
+
+    def forward(self, continuous: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        return self.net(continuous, tokens[:, :-1]) * torch.exp(self.log_gain(tokens[:, -1]))
+
+
+class TorchRegressor(RegressorMixin, BaseEstimator):
+    """Base estimator: features, :func:`train_module` with honest selection, predictions to all genes.
+
+    Subclasses list their architecture in ``__init__`` (scikit-learn reads it from the signature)
+    plus ``features``, ``train`` (a :class:`TrainSettings`), ``celltype_gain`` and
+    ``random_state``; they name their categorical token fields in ``token_fields`` (empty: none)
+    and build the network in ``_build_module(n_continuous, cardinalities, n_outputs)``, whose
+    ``forward(continuous, tokens)`` returns predictions and whose ``output`` is the final
+    ``nn.Linear``.
     """
 
     token_fields: tuple[str, ...] = ()
-    TRAIN_PARAMS = (
-        "loss",
-        "huber_delta",
-        "lr",
-        "weight_decay",
-        "batch_size",
-        "max_epochs",
-        "refit_epochs",
-        "patience",
-        "lr_patience",
-        "lr_factor",
-        "min_lr",
-        "clip_norm",
-    )
 
     def _build_module(self, n_continuous: int, cardinalities: list[int], n_outputs: int) -> nn.Module:
         raise NotImplementedError
+
+    @property
+    def _settings(self) -> TrainSettings:
+        return self.train if self.train is not None else TrainSettings()
+
+    @property
+    def _fields(self) -> tuple[str, ...]:
+        """Token fields, with the cell type appended for the per-cell-type gain."""
+        return (*self.token_fields, "cell_type") if self.celltype_gain else self.token_fields
 
     # -- inputs -------------------------------------------------------------------------------
     def _continuous(self, X: pd.DataFrame, y=None) -> np.ndarray:
@@ -277,8 +338,8 @@ class TorchRegressor(RegressorMixin, BaseEstimator):
 
     def _tokens(self, X: pd.DataFrame, fit: bool = False) -> np.ndarray:
         if fit:
-            self.vocabularies_ = {c: pd.Index(sorted(X[c].astype(str).unique())) for c in self.token_fields}
-        codes = [self.vocabularies_[c].get_indexer(X[c].astype(str)) + 1 for c in self.token_fields]
+            self.vocabularies_ = {c: pd.Index(sorted(X[c].astype(str).unique())) for c in self._fields}
+        codes = [self.vocabularies_[c].get_indexer(X[c].astype(str)) + 1 for c in self._fields]
         return np.stack(codes, axis=1).astype(np.int64) if codes else np.zeros((len(X), 0), dtype=np.int64)
 
     def _tensors(self, X: pd.DataFrame, y=None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -287,37 +348,72 @@ class TorchRegressor(RegressorMixin, BaseEstimator):
         return continuous, tokens
 
     # -- estimator ----------------------------------------------------------------------------
-    def fit(self, X: pd.DataFrame, y, eval_set=None) -> TorchRegressor:
-        self.device_ = resolve_device(self.device)
-        with _threads(self.device_, self.n_threads):
-            return self._fit(X, y, eval_set)
-
-    def _fit(self, X: pd.DataFrame, y, eval_set) -> TorchRegressor:
+    def fit(self, X: pd.DataFrame, y) -> TorchRegressor:
+        settings = self._settings
+        self.device_ = resolve_device(settings.device)
         y = np.asarray(y, dtype=np.float32)
+        with _threads(self.device_, settings.n_threads):
+            if settings.valid_fraction <= 0:
+                self.history_ = self._train(X, y, settings)
+                return self
+            splitter = GroupShuffleSplit(n_splits=1, test_size=settings.valid_fraction, random_state=int(self.random_state))
+            inner, stop = next(splitter.split(X, groups=X["sm_name"].astype(str).to_numpy()))
+            history = self._train(X.iloc[inner], y[inner], settings, valid=(X.iloc[stop], y[stop]))
+            history["inner_split"] = {"train_rows": int(len(inner)), "valid_rows": int(len(stop))}
+            if settings.refit:
+                history["refit"] = self._train(X, y, settings, epochs=max(1, history["best_epoch"]))
+            self.history_ = history
+        return self
+
+    def _train(self, X: pd.DataFrame, y: np.ndarray, settings: TrainSettings, *, valid=None, epochs=None) -> dict:
+        """Fit features and a fresh network on ``(X, y)``; the fitted state replaces any earlier one."""
         self.features_ = clone(self.features if self.features is not None else FeatureBuilder())
         inputs = self._tensors(X, y)
         targets = torch.from_numpy(y).to(self.device_)
-        valid = None
-        if eval_set is not None:
-            X_valid, y_valid = eval_set
-            valid = (self._tensors(X_valid), torch.from_numpy(np.asarray(y_valid, dtype=np.float32)).to(self.device_))
-        cardinalities = [len(self.vocabularies_[c]) + 1 for c in self.token_fields]
+        if valid is not None:
+            valid = (self._tensors(valid[0]), torch.from_numpy(valid[1]).to(self.device_))
+        cardinalities = [len(self.vocabularies_[c]) + 1 for c in self._fields]
         self.n_features_in_ = int(inputs[0].shape[1])
         generator = torch.Generator().manual_seed(int(self.random_state))
         with _seeded(int(self.random_state), self.device_):
-            module = self._build_module(self.n_features_in_, cardinalities, y.shape[1]).to(self.device_)
+            n_tokens = len(self.token_fields)
+            module = self._build_module(self.n_features_in_, cardinalities[:n_tokens], y.shape[1])
+            if self.celltype_gain:
+                module = CellTypeGain(module, cardinalities[-1])
+            module = module.to(self.device_)
             with torch.no_grad():
                 module.output.bias.copy_(targets.mean(dim=0))
-            settings = {name: getattr(self, name) for name in self.TRAIN_PARAMS}
-            self.history_ = train_module(module, inputs, targets, valid, generator=generator, **settings)
+            history = train_module(module, inputs, targets, settings, valid, epochs=epochs, generator=generator)
         self.module_ = module
         self.n_parameters_ = sum(p.numel() for p in module.parameters())
-        self.history_["parameters"] = self.n_parameters_
-        self.history_["inputs"] = self.n_features_in_
-        return self
+        history["parameters"] = self.n_parameters_
+        history["inputs"] = self.n_features_in_
+        return history
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
         self.module_.eval()
-        with _threads(self.device_, self.n_threads):
+        with _threads(self.device_, self._settings.n_threads):
             prediction = _predict(self.module_, self._tensors(X))
         return prediction.float().cpu().numpy()
+
+
+def torch_factory(estimator: type[TorchRegressor], default_features: dict):
+    """A registry factory: ``[features]`` -> FeatureBuilder, ``[params.train]`` -> TrainSettings, and
+    ``target_components > 0`` wraps the estimator to predict the fold's target-PCA scores."""
+
+    def factory(features: dict | None = None, train: dict | None = None, target_components: int = 0, **params):
+        from sklearn.compose import TransformedTargetRegressor
+
+        from perturbkit.features.pca import WidePCA
+
+        model = estimator(
+            features=FeatureBuilder(**(default_features if features is None else features)),
+            train=TrainSettings(**(train or {})),
+            **params,
+        )
+        if int(target_components) <= 0:
+            return model
+        # PCA fitted on the rows given to fit (the fold's training rows); predictions inverted to genes.
+        return TransformedTargetRegressor(regressor=model, transformer=WidePCA(int(target_components)), check_inverse=False)
+
+    return factory

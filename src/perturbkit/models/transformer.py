@@ -20,12 +20,15 @@ random vector. Training is :mod:`perturbkit.models.torch_loop`.
 
 from __future__ import annotations
 
+from numbers import Integral, Real
+
 import torch
+from sklearn.utils._param_validation import Interval
 from torch import nn
 
 from perturbkit.features import FeatureBuilder
 from perturbkit.models.registry import register_model
-from perturbkit.models.torch_loop import TorchRegressor
+from perturbkit.models.torch_loop import TorchRegressor, TrainSettings, torch_factory
 
 __all__ = ["DEFAULT_FEATURES", "TabTransformerNet", "TabTransformerRegressor"]
 
@@ -44,7 +47,7 @@ class TabTransformerNet(nn.Module):
         n_layers: int = 1,
         feedforward: int = 256,
         attention_dropout: float = 0.1,
-        hidden: int = 1024,
+        hidden: int = 512,
         dropout: float = 0.2,
     ):
         super().__init__()
@@ -80,6 +83,21 @@ class TabTransformerNet(nn.Module):
 class TabTransformerRegressor(TorchRegressor):
     """The TabTransformer-like model behind the estimator contract; ``tokens`` names the categorical fields."""
 
+    _parameter_constraints = {
+        "tokens": ["array-like"],
+        "d_model": [Interval(Integral, 1, None, closed="left")],
+        "n_heads": [Interval(Integral, 1, None, closed="left")],
+        "n_layers": [Interval(Integral, 1, None, closed="left")],
+        "feedforward": [Interval(Integral, 1, None, closed="left")],
+        "attention_dropout": [Interval(Real, 0, 1, closed="left")],
+        "hidden": [Interval(Integral, 1, None, closed="left")],
+        "dropout": [Interval(Real, 0, 1, closed="left")],
+        "features": [FeatureBuilder, None],
+        "train": [TrainSettings, None],
+        "celltype_gain": ["boolean"],
+        "random_state": [Interval(Integral, 0, None, closed="left")],
+    }
+
     def __init__(
         self,
         tokens=("cell_type", "sm_name"),
@@ -88,23 +106,11 @@ class TabTransformerRegressor(TorchRegressor):
         n_layers: int = 1,
         feedforward: int = 256,
         attention_dropout: float = 0.1,
-        hidden: int = 1024,
+        hidden: int = 512,
         dropout: float = 0.2,
         features: FeatureBuilder | None = None,
-        loss: str = "mse",
-        huber_delta: float = 1.0,
-        lr: float = 1e-3,
-        weight_decay: float = 0.0,
-        batch_size: int = 0,
-        max_epochs: int = 100,
-        refit_epochs: int = 0,
-        patience: int = 20,
-        lr_patience: int = 5,
-        lr_factor: float = 0.5,
-        min_lr: float = 1e-5,
-        clip_norm: float = 1.0,
-        device: str = "auto",
-        n_threads: int = 0,
+        train: TrainSettings | None = None,
+        celltype_gain: bool = False,
         random_state: int = 0,
     ):
         self.tokens = tokens
@@ -116,20 +122,8 @@ class TabTransformerRegressor(TorchRegressor):
         self.hidden = hidden
         self.dropout = dropout
         self.features = features
-        self.loss = loss
-        self.huber_delta = huber_delta
-        self.lr = lr
-        self.weight_decay = weight_decay
-        self.batch_size = batch_size
-        self.max_epochs = max_epochs
-        self.refit_epochs = refit_epochs
-        self.patience = patience
-        self.lr_patience = lr_patience
-        self.lr_factor = lr_factor
-        self.min_lr = min_lr
-        self.clip_norm = clip_norm
-        self.device = device
-        self.n_threads = n_threads
+        self.train = train
+        self.celltype_gain = celltype_gain
         self.random_state = random_state
 
     @property
@@ -151,6 +145,4 @@ class TabTransformerRegressor(TorchRegressor):
         )
 
 
-@register_model("transformer")
-def transformer(features: dict | None = None, **params) -> TabTransformerRegressor:
-    return TabTransformerRegressor(features=FeatureBuilder(**(DEFAULT_FEATURES if features is None else features)), **params)
+register_model("transformer")(torch_factory(TabTransformerRegressor, DEFAULT_FEATURES))
