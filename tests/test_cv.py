@@ -159,3 +159,25 @@ def test_cli_bad_override_is_named(small_world, tmp_path):
 def test_meta_is_valid_json_with_config(ridge_run):
     meta = json.loads((ridge_run[1] / "meta.json").read_text())
     assert meta["config"]["params"]["alpha"] == load_config("pca_ridge")["params"]["alpha"]
+
+
+def test_test_like_overall_weights_b_myeloid_as_much_as_lymphoid(small_dataset):
+    result = run_cv(small_dataset, load_config("compound_mean", overrides=['cv.scheme="test_like"']), progress=False)
+    per_cell_type = result.meta["scores"]["per_cell_type"]
+    assert set(per_cell_type) == {"B cells", "Myeloid cells", "NK cells", "T cells CD4+", "T cells CD8+", "T regulatory cells"}
+
+    def mean_of(cell_types):
+        rows = sum(per_cell_type[c]["rows"] for c in cell_types)
+        return sum(per_cell_type[c]["mrrmse"] * per_cell_type[c]["rows"] for c in cell_types) / rows
+
+    bm = mean_of(["B cells", "Myeloid cells"])
+    lymphoid = mean_of(["NK cells", "T cells CD4+", "T cells CD8+", "T regulatory cells"])
+    assert result.meta["scores"]["overall"] == pytest.approx((bm + lymphoid) / 2)
+
+
+def test_seeds_average_predictions_and_report_the_spread(small_dataset):
+    config = load_config("pca_knn", overrides=["cv.seeds=[0, 1]"])
+    result = run_cv(small_dataset, config, progress=False)
+    assert result.meta["seeds"] == [0, 1] and set(result.meta["scores"]["per_seed"]) == {"0", "1"}
+    assert result.meta["scores"]["seed_std"] >= 0
+    assert "per-seed MRRMSE std" in summary_text(result.meta)

@@ -8,9 +8,9 @@ import pytest
 
 from perturbkit.data.layout import LYMPHOID_CELL_TYPES, TEST_CELL_TYPES
 from perturbkit.errors import ConfigError
-from perturbkit.folds import NEVER_VALIDATED, folds_frame, folds_hash, make_splitter
+from perturbkit.folds import NEVER_VALIDATED, folds_frame, folds_hash, list_splitters, make_splitter
 
-SCHEMES = ["lymphoid_holdout", "bm_holdout", "kfold"]
+SCHEMES = list_splitters()
 
 
 def _splitter(dataset, scheme, seed=0):
@@ -91,3 +91,44 @@ def test_splitters_follow_sklearn_api(small_dataset):
     assert isinstance(splitter, BaseCrossValidator)
     tests = list(splitter._iter_test_indices(pd.DataFrame(small_dataset.obs)))
     assert [len(t) for t in tests] == [len(v) for _, v in splitter.split(small_dataset.obs)]
+
+
+def test_test_like_unites_lymphoid_and_panel_rows_in_four_folds(small_dataset):
+    obs = small_dataset.obs.astype({"cell_type": str, "sm_name": str})
+    splitter = _splitter(small_dataset, "test_like")
+    fold_ids = splitter.fold_ids(obs)
+    lymphoid = _splitter(small_dataset, "lymphoid_holdout").fold_ids(obs)
+    bm = _splitter(small_dataset, "bm_holdout").fold_ids(obs)
+    np.testing.assert_array_equal(fold_ids[lymphoid >= 0], lymphoid[lymphoid >= 0])
+    np.testing.assert_array_equal(fold_ids[bm >= 0], bm[bm >= 0])
+    assert ((lymphoid >= 0) & (bm >= 0)).sum() == 0 and ((fold_ids >= 0) == ((lymphoid >= 0) | (bm >= 0))).all()
+    for fold, (train_idx, valid_idx) in enumerate(splitter.split(obs)):
+        valid, train = obs.iloc[valid_idx], obs.iloc[train_idx]
+        assert set(valid["cell_type"]) == {LYMPHOID_CELL_TYPES[fold], *TEST_CELL_TYPES}
+        # like the test: every validated B/Myeloid compound keeps its lymphoid rows in training
+        panel = set(valid.loc[valid["cell_type"].isin(TEST_CELL_TYPES), "sm_name"])
+        assert panel and panel <= set(train.loc[train["cell_type"].isin(LYMPHOID_CELL_TYPES), "sm_name"])
+
+
+def test_test_like_weights_give_b_myeloid_rows_half_the_score(small_dataset):
+    obs = small_dataset.obs.astype({"cell_type": str, "sm_name": str})
+    splitter = _splitter(small_dataset, "test_like")
+    validated = splitter.fold_ids(obs) >= 0
+    weights = splitter.row_weights(obs)[validated]
+    is_bm = obs["cell_type"].isin(TEST_CELL_TYPES).to_numpy()[validated]
+    assert weights.mean() == pytest.approx(1.0)
+    assert weights[is_bm].sum() == pytest.approx(weights[~is_bm].sum())
+    assert weights[is_bm].max() > 10 * weights[~is_bm].max()
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_folds_are_deterministic_and_hashed(small_dataset, scheme):
+    first = folds_hash(folds_frame(small_dataset.obs, _splitter(small_dataset, scheme).fold_ids(small_dataset.obs)))
+    again = folds_hash(folds_frame(small_dataset.obs, _splitter(small_dataset, scheme).fold_ids(small_dataset.obs)))
+    assert first == again
+
+
+@pytest.mark.parametrize("scheme", ["lymphoid_holdout", "test_like"])
+def test_fixed_fold_schemes_refuse_another_fold_count(small_dataset, scheme):
+    with pytest.raises(ConfigError, match="exactly 4 folds"):
+        make_splitter(scheme, test_compounds=small_dataset.test["sm_name"].astype(str), n_splits=2)
