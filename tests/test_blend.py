@@ -161,12 +161,16 @@ def test_blend_in_sample_and_nested_scores(members, small_dataset):
 def test_nested_refits_without_the_held_out_fold(members, small_dataset, gram):
     result = blend_members(members, small_dataset, FAST)
     folds = members.folds
+    tuned_nested = np.empty(len(folds))
     for k, fit in result.nested_fits.items():
         train = folds != k
         expected = search(gram[train], "slsqp").weights
         np.testing.assert_allclose(fit.weights["all"], expected)
         held = folds == k
-        np.testing.assert_allclose(result.rows.loc[held, "blend_nested"], objective.row_rmse(gram[held], expected))
+        tuned_nested[held] = objective.row_rmse(gram[held], expected)
+    assert result.choice["nested"]["tuned"] == pytest.approx(tuned_nested.mean())
+    chosen = result.choice["chosen"]
+    assert result.choice["nested"][chosen] == min(result.choice["nested"].values()) == pytest.approx(result.scores["nested"])
 
 
 def test_scale_and_clip(members, small_dataset):
@@ -177,7 +181,8 @@ def test_scale_and_clip(members, small_dataset):
     assert (result.test >= low - 1e-6).all() and (result.test <= high + 1e-6).all()
     assert "in_sample_unclipped" in result.scores
     # the fitted scale is no worse than 1 on the unclipped objective
-    assert result.scores["in_sample_unclipped"] <= blend_members(members, small_dataset, dataclasses.replace(FAST, nested=False)).scores["in_sample"] + 1e-9
+    scaled = blend_members(members, small_dataset, BlendOptions(method="slsqp", scale=True, clip=True, nested=False))
+    assert scaled.scores["in_sample_unclipped"] <= blend_members(members, small_dataset, dataclasses.replace(FAST, nested=False)).scores["in_sample"] + 1e-9
 
 
 def test_runs_with_shuffled_rows_are_aligned_by_key(lymphoid_runs, small_dataset, tmp_path, members):
@@ -302,3 +307,51 @@ def test_cli_blend_errors_are_named(oof_root, small_world, tmp_path, capsys, mon
     code = main(["blend", "--data", str(small_world), "--oof", str(oof_root), "--set", "bogus=1"])
     assert code == 2
     assert "bogus" in capsys.readouterr().err
+
+
+def test_tuned_weights_that_lose_nested_are_not_written(members, small_dataset):
+    """Member 0 is perfect on every fold but the last, where it is far off; member 1 is fair everywhere.
+
+    Weights tuned without the last fold trust member 0 and fail there: in nested terms the tuned
+    weights lose to the simple average, which is what gets written.
+    """
+    folds = members.folds
+    last = folds == folds.max()
+    fair = members.y + 1.0
+    spiky = np.where(last[:, None], members.y + 6.0, members.y)
+    rigged = dataclasses.replace(members, names=["spiky", "fair"], oof=np.stack([spiky, fair]).astype(np.float32),
+                                 test=members.test[:2])
+    result = blend_members(rigged, small_dataset, FAST)
+    nested = result.choice["nested"]
+    assert nested["tuned"] > nested["simple_average"]
+    assert result.choice["chosen"] == "simple_average"
+    np.testing.assert_allclose(result.fit.weights["all"], [0.5, 0.5])
+    np.testing.assert_allclose(result.test, rigged.test.mean(axis=0), rtol=1e-6)
+    assert "written: simple_average" in result.table()
+    assert result.scores["nested"] == pytest.approx(nested["simple_average"])
+
+
+def test_toy_blend_method_registers_and_runs_through_blend(members, small_dataset):
+    from perturbkit.blend import SearchResult, list_blend_methods, register_blend_method
+
+    @register_blend_method("first_member_toy", "all weight on the first member (test)")
+    def first_member(gram):
+        weights = np.eye(gram.shape[1] - 1)[0]
+        return SearchResult(method="first_member_toy", weights=weights, score=objective.score(gram, weights),
+                            evaluations=1, seconds=0.0, chosen="search")
+
+    assert "first_member_toy" in list_blend_methods()
+    result = blend_members(members, small_dataset, BlendOptions(method="first_member_toy", nested=False))
+    assert result.fit.searches["all"].method == "first_member_toy"
+    assert all(fit.searches["all"].method == "first_member_toy" for fit in
+               blend_members(members, small_dataset, BlendOptions(method="first_member_toy")).nested_fits.values())
+
+
+def test_test_like_runs_blend_with_the_schemes_row_weights(small_dataset, tmp_path):
+    paths = _runs(small_dataset, tmp_path, "test_like", models=("zeros", "compound_mean"))
+    test_like = load_members(paths, small_dataset)
+    is_bm = test_like.keys["cell_type"].isin(["B cells", "Myeloid cells"]).to_numpy()
+    assert test_like.row_weights[is_bm].sum() == pytest.approx(test_like.row_weights[~is_bm].sum())
+    result = blend_members(test_like, small_dataset, FAST)
+    run_score = json.loads((paths[1] / "meta.json").read_text())["scores"]["overall"]
+    assert result.scores["members"]["compound_mean"] == pytest.approx(run_score, rel=1e-5)

@@ -124,12 +124,15 @@ def _load_data_dir(args):
 
 
 def _add_blend_commands(commands) -> None:
+    from perturbkit.blend.search import blend_method_help, list_blend_methods
+
     """blend, report, rank: from stored runs to a submission, its report and compound rankings."""
     blend = commands.add_parser("blend", help="tune blend weights over stored runs, write submission CSV + h5ad + json")
     blend.add_argument("--runs", nargs="+", type=Path, default=None, help="run directories (default: latest run of each model)")
     blend.add_argument("--all", action="store_true", help="every compatible run, not only the latest of each model")
     blend.add_argument("--scheme", default=None, help="only runs of this CV scheme")
-    blend.add_argument("--method", choices=["optuna", "slsqp", "caruana"], default=None, help="default: configs/blend.toml (optuna)")
+    blend.add_argument("--method", choices=list_blend_methods(), default=None,
+                       help="default: configs/blend.toml; " + "; ".join(f"{k}: {v}" for k, v in blend_method_help().items()))
     blend.add_argument("--trials", type=int, default=None, help="optuna trials (default 1000)")
     blend.add_argument("--seed", type=int, default=None)
     for flag, text in (("per-celltype", "separate weights for B-like and Myeloid-like rows"),

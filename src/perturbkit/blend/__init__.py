@@ -22,12 +22,11 @@ from perturbkit.blend.members import (
     select_runs,
 )
 from perturbkit.blend.objective import gram_matrices, row_rmse, score
-from perturbkit.blend.search import METHODS, SearchResult, search, weights_from_uniform
+from perturbkit.blend.search import SearchResult, list_blend_methods, register_blend_method, search, weights_from_uniform
 from perturbkit.data import Dataset
 
 __all__ = [
     "GROUPS",
-    "METHODS",
     "BlendError",
     "BlendOptions",
     "BlendResult",
@@ -40,8 +39,10 @@ __all__ = [
     "cell_group",
     "fit_weights",
     "gram_matrices",
+    "list_blend_methods",
     "load_members",
     "member_names",
+    "register_blend_method",
     "row_rmse",
     "score",
     "search",

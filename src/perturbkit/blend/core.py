@@ -6,6 +6,12 @@ scored on fold k; the nested score is the MRRMSE of those held-out rows, i.e. th
 averaged with the folds' row counts as weights. Clipping uses, for the rows of fold k, each
 gene's range over the training rows of fold k (every de_train row not in fold k), so it never
 sees the truth it is scored on; test predictions are clipped to the range of all rows.
+
+Rows are weighted as the runs' scheme weights them (``test_like``: the B/Myeloid rows carry half
+the score), in the search and in every score. The blend never submits weights whose nested score
+is worse than the simple average's or the best member's: the three candidates (the tuned weights,
+the simple average, the single member that is best on the other folds) are scored nested in the
+same way, and the lowest is written (ties go to the simpler one); the table says which and why.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ import pandas as pd
 
 from perturbkit.blend import objective
 from perturbkit.blend.members import GROUPS, BlendError, Members
-from perturbkit.blend.search import METHODS, SearchResult, search, study_name_for
+from perturbkit.blend.search import SearchResult, list_blend_methods, search, study_name_for
 from perturbkit.data import Dataset
 from perturbkit.errors import ConfigError
 from perturbkit.metrics import rowwise_rmse
@@ -50,8 +56,8 @@ class BlendOptions:
         if unknown:
             raise ConfigError(f"unknown blend option(s) {unknown}; known: {sorted(known)}")
         options = cls(**values)
-        if options.method not in METHODS:
-            raise ConfigError(f"unknown blend method {options.method!r}; known: {list(METHODS)}")
+        if options.method not in list_blend_methods():
+            raise ConfigError(f"unknown blend method {options.method!r}; known: {list_blend_methods()}")
         if options.trials < 1 or options.caruana_size < 1:
             raise ConfigError("blend trials and caruana_size must be at least 1")
         if not options.scale_min <= 1.0 <= options.scale_max:
@@ -158,35 +164,45 @@ class BlendResult:
     nested_fits: dict[int, Fit] = field(default_factory=dict)
     seconds: dict = field(default_factory=dict)
     gene_range: tuple | None = None
+    choice: dict = field(default_factory=lambda: {"chosen": CHOICES[0], "nested": {}, "reason": "no nested score (nested = false)"})
 
     @property
     def names(self) -> list[str]:
         return self.members.names
 
+    def _mean(self, column: str) -> float:
+        return float(np.average(self.rows[column], weights=self.rows["weight"]))
+
     @property
     def scores(self) -> dict:
         rows = self.rows
         scores = {
-            "in_sample": float(rows["blend"].mean()),
-            "nested": float(rows["blend_nested"].mean()) if "blend_nested" in rows else None,
-            "simple_average": float(rows["simple_average"].mean()),
-            "members": {name: float(rows[name].mean()) for name in self.names},
+            "in_sample": self._mean("blend"),
+            "nested": self._mean("blend_nested") if "blend_nested" in rows else None,
+            "simple_average": self._mean("simple_average"),
+            "members": {name: self._mean(name) for name in self.names},
             "rows": int(len(rows)),
+            "chosen": self.choice["chosen"],
         }
         if "blend_unclipped" in rows:
-            scores["in_sample_unclipped"] = float(rows["blend_unclipped"].mean())
+            scores["in_sample_unclipped"] = self._mean("blend_unclipped")
         return scores
 
     def _columns(self) -> list[str]:
         extra = [c for c in ("blend_unclipped", "blend_nested") if c in self.rows]
         return [*self.names, "simple_average", "blend", *extra]
 
+    def _grouped(self, by: str) -> pd.DataFrame:
+        columns = self._columns()
+        weighted = self.rows[columns].mul(self.rows["weight"], axis=0).groupby(self.rows[by], sort=True).sum()
+        return weighted.div(self.rows.groupby(by, sort=True)["weight"].sum(), axis=0)
+
     def per_fold(self) -> pd.DataFrame:
-        """MRRMSE per fold (rows) of each member, the simple average and the blend (columns)."""
-        return self.rows.groupby("fold", sort=True)[self._columns()].mean()
+        """MRRMSE per fold (rows) of each member, the simple average and the blend (columns), rows weighted."""
+        return self._grouped("fold")
 
     def per_cell_type(self) -> pd.DataFrame:
-        return self.rows.groupby("cell_type", sort=True)[self._columns()].mean()
+        return self._grouped("cell_type")
 
     def weight_sets(self) -> list[str]:
         return list(self.fit.weights)
@@ -241,6 +257,9 @@ class BlendResult:
             + (f" (nested minus best member {scores['nested'] - best:+.4f}, minus simple average {scores['nested'] - average:+.4f})"
                if nested_available else "")
         )
+        if self.choice["nested"]:
+            nested_scores = ", ".join(f"{k} {v:.4f}" for k, v in self.choice["nested"].items())
+            lines.append(f"written: {self.choice['chosen']} (nested: {nested_scores}); {self.choice['reason']}")
         chosen = {k: s.chosen for k, s in self.fit.searches.items() if s.chosen != "search"}
         for key, which in chosen.items():
             label = "the simple average" if which == "simple_average" else self.names[int(which.split(":")[1])]
@@ -286,6 +305,7 @@ class BlendResult:
                 "per_fold": {str(k): v for k, v in self.per_fold().to_dict(orient="index").items()},
                 "per_cell_type": self.per_cell_type().to_dict(orient="index"),
             },
+            "choice": self.choice,
             "nested_weights": {
                 str(k): {g: dict(zip(self.names, map(float, w))) for g, w in fit.weights.items()} for k, fit in self.nested_fits.items()
             },
@@ -308,18 +328,35 @@ class BlendResult:
         return record
 
 
+CHOICES = ("tuned", "simple_average", "best_member")
+
+
+def _fixed_fit(weights: np.ndarray, chosen: str) -> Fit:
+    """One global weight set that no search produced (the simple average or a single member)."""
+    result = SearchResult(method=chosen, weights=weights, score=float("nan"), evaluations=0, seconds=0.0, chosen=chosen)
+    return Fit(weights={ALL: weights}, scale={ALL: 1.0}, searches={ALL: result})
+
+
+def _best_member(weighted_gram: np.ndarray) -> np.ndarray:
+    n_members = weighted_gram.shape[1] - 1
+    scores = [objective.score(weighted_gram, np.eye(n_members)[m]) for m in range(n_members)]
+    return np.eye(n_members)[int(np.argmin(scores))]
+
+
 def blend_members(members: Members, dataset: Dataset, options: BlendOptions = BlendOptions(), *, progress=None) -> BlendResult:
-    """Fit, score (in-sample and nested) and apply a blend of ``members`` (aligned on ``dataset``)."""
+    """Fit, score (in-sample and nested), choose and apply a blend of ``members`` (aligned on ``dataset``)."""
     say = progress or (lambda message: None)
     timings = {}
     started = time.perf_counter()
     gram = objective.gram_matrices(members.oof, members.y)
+    # Scaling row r's Gram matrix by w_r^2 scales its RMSE by w_r: every search then minimises the weighted MRRMSE.
+    weighted_gram = gram * (members.row_weights**2)[:, None, None]
     timings["gram"] = time.perf_counter() - started
     groups, folds = members.groups, members.folds
     if options.per_celltype and len(set(groups)) < 2:
         raise BlendError(
             f"--per-celltype needs validated rows of both B-like (B, NK, T cells) and Myeloid-like cells; scheme "
-            f"{members.scheme} validates only {sorted(set(members.keys['cell_type']))}; use bm_holdout or kfold runs"
+            f"{members.scheme} validates only {sorted(set(members.keys['cell_type']))}; use bm_holdout, test_like or kfold runs"
         )
     need = set(members.test_groups)
 
@@ -327,15 +364,58 @@ def blend_members(members: Members, dataset: Dataset, options: BlendOptions = Bl
     started = time.perf_counter()
     rows_digest = str(members.folds_hash) + str(members.data_hash)
     prefix = study_name_for(members.names, rows_digest) + f"-{options.method}-s{options.seed}"
-    fit = fit_weights(gram, groups, options, need=need, storage=options.storage, study_prefix=prefix)
+    fit = fit_weights(weighted_gram, groups, options, need=need, storage=options.storage, study_prefix=prefix)
     timings["fit"] = time.perf_counter() - started
 
     ranges = clip_ranges(dataset.targets, members.dataset_folds, np.unique(folds)) if options.clip else None
-    weights, scale = fit.params_for(groups)
+
+    def row_scores(fitted: Fit, rows: np.ndarray, clip_range) -> np.ndarray:
+        w, s = fitted.params_for(groups[rows])
+        if clip_range is None:
+            return gram_row_rmse(gram[rows], w, s)
+        return rowwise_rmse(members.y[rows], np.clip(combine(members.oof[:, rows], w, s), *clip_range))
+
     table = members.keys.copy()
+    table["weight"] = members.row_weights
     for m, name in enumerate(members.names):
         table[name] = np.sqrt(np.maximum(gram[:, m, m], 0.0))
-    table["simple_average"] = objective.row_rmse(gram, np.full(len(members.names), 1.0 / len(members.names)))
+    n_members = len(members.names)
+    table["simple_average"] = objective.row_rmse(gram, np.full(n_members, 1.0 / n_members))
+
+    nested_fits, choice = {}, None
+    if options.nested:
+        started = time.perf_counter()
+        unique = np.unique(folds)
+        if len(unique) < 2:
+            raise BlendError("a nested score needs at least two folds; pass --no-nested")
+        nested = {name: np.empty(len(folds)) for name in CHOICES}
+        for k in unique:
+            say(f"nested score: fitting without fold {k}")
+            train, held = folds != k, np.flatnonzero(folds == k)
+            candidates = {
+                "tuned": fit_weights(weighted_gram[train], groups[train], options, need=set(groups[held])),
+                "simple_average": _fixed_fit(np.full(n_members, 1.0 / n_members), "simple_average"),
+                "best_member": _fixed_fit(_best_member(weighted_gram[train]), "best_member"),
+            }
+            nested_fits[int(k)] = candidates["tuned"]
+            for name, fitted in candidates.items():
+                nested[name][held] = row_scores(fitted, held, ranges[int(k)] if ranges else None)
+        nested_means = {name: float(np.average(values, weights=members.row_weights)) for name, values in nested.items()}
+        # Ties go to the simpler candidate: the simple average, then a single member, then tuned weights.
+        chosen = min(reversed(CHOICES), key=lambda name: nested_means[name])
+        reason = (
+            "the tuned weights generalise best to held-out folds" if chosen == "tuned"
+            else f"the tuned weights score worse on held-out folds than the {chosen.replace('_', ' ')}, which is written instead"
+        )
+        choice = {"chosen": chosen, "nested": nested_means, "reason": reason}
+        if chosen == "simple_average":
+            fit = _fixed_fit(np.full(n_members, 1.0 / n_members), chosen)
+        elif chosen == "best_member":
+            fit = _fixed_fit(_best_member(weighted_gram), chosen)
+        table["blend_nested"] = nested[chosen]
+        timings["nested"] = time.perf_counter() - started
+
+    weights, scale = fit.params_for(groups)
     unclipped = gram_row_rmse(gram, weights, scale)
     oof = combine(members.oof, weights, scale)
     if options.clip:
@@ -345,32 +425,11 @@ def blend_members(members: Members, dataset: Dataset, options: BlendOptions = Bl
     else:
         table["blend"] = unclipped
 
-    nested_fits = {}
-    if options.nested:
-        started = time.perf_counter()
-        nested = np.empty(len(folds))
-        unique = np.unique(folds)
-        if len(unique) < 2:
-            raise BlendError("a nested score needs at least two folds; pass --no-nested")
-        for k in unique:
-            say(f"nested score: fitting without fold {k}")
-            train, held = folds != k, folds == k
-            fold_fit = fit_weights(gram[train], groups[train], options, need=set(groups[held]))
-            nested_fits[int(k)] = fold_fit
-            w, s = fold_fit.params_for(groups[held])
-            if options.clip:
-                prediction = np.clip(combine(members.oof[:, held], w, s), *ranges[int(k)])
-                nested[held] = rowwise_rmse(members.y[held], prediction)
-            else:
-                nested[held] = gram_row_rmse(gram[held], w, s)
-        table["blend_nested"] = nested
-        timings["nested"] = time.perf_counter() - started
-
     test_weights, test_scale = fit.params_for(members.test_groups)
     test = combine(members.test, test_weights, test_scale)
     if options.clip:
         test = np.clip(test, *ranges[None])
-    return BlendResult(
+    result = BlendResult(
         members=members,
         options=options,
         fit=fit,
@@ -382,3 +441,6 @@ def blend_members(members: Members, dataset: Dataset, options: BlendOptions = Bl
         seconds=timings,
         gene_range=ranges[None] if ranges else None,
     )
+    if choice is not None:
+        result.choice = choice
+    return result

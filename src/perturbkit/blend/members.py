@@ -18,6 +18,7 @@ from perturbkit.cv.store import Run, is_complete, list_runs, load_run
 from perturbkit.data import Dataset
 from perturbkit.data.layout import KEY_COLUMNS
 from perturbkit.errors import PerturbkitError
+from perturbkit.folds import make_splitter
 
 MYELOID_CELL_TYPES = ("Myeloid cells",)
 GROUPS = ("B-like", "Myeloid-like")
@@ -56,6 +57,7 @@ class Members:
     folds_hash: str
     scheme: str
     dropped_rows: dict[str, int]  # per member: validated rows left out because another run lacks them
+    row_weights: np.ndarray  # (R,) each row's weight in the scheme's score (test_like: B/Myeloid half), mean 1
 
     @property
     def folds(self) -> np.ndarray:
@@ -225,4 +227,14 @@ def load_members(paths, dataset: Dataset, *, names=None) -> Members:
         folds_hash=next(iter(hashes)),
         scheme=str(runs[0].meta.get("scheme")),
         dropped_rows={name: int(len(f) - len(common)) for name, f in zip(names, folds)},
+        row_weights=_row_weights(runs[0], dataset, positions),
     )
+
+
+def _row_weights(run: Run, dataset: Dataset, positions: np.ndarray) -> np.ndarray:
+    """The run's scheme weights of the blended rows, renormalised to mean 1 over them."""
+    splitter = make_splitter(
+        str(run.meta.get("scheme")), test_compounds=dataset.test["sm_name"].astype(str), seed=int(run.meta.get("seed", 0))
+    )
+    weights = splitter.row_weights(dataset.obs)[positions]
+    return weights / weights.mean()

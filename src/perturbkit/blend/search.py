@@ -1,13 +1,18 @@
-"""Weight searches on the simplex behind one result type: optuna (TPE), slsqp and caruana.
+"""Weight searches on the simplex behind one result type and one registry: optuna (TPE), slsqp, caruana.
 
-Every search ends by comparing its answer with each member alone and with the simple average,
-keeping whichever scores best, so a tuned blend is never worse in-sample than those.
+A method is ``@register_blend_method(name, help)`` on ``fn(gram, **settings) -> SearchResult``;
+:func:`search` passes it the settings its signature names (``trials``, ``seed``, ``storage``,
+``study_name``, ``caruana_size``, ...). Every search ends by comparing its answer with each
+member alone and with the simple average, keeping whichever scores best, so a tuned blend is
+never worse in-sample than those.
 """
 
 from __future__ import annotations
 
 import hashlib
+import inspect
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -15,7 +20,26 @@ import numpy as np
 from perturbkit.blend import objective
 from perturbkit.blend.members import BlendError
 
-METHODS = ("optuna", "slsqp", "caruana")
+_METHODS: dict[str, Callable[..., "SearchResult"]] = {}
+_METHOD_HELP: dict[str, str] = {}
+
+
+def register_blend_method(name: str, help: str):
+    def decorator(fn):
+        if name in _METHODS:
+            raise ValueError(f"blend method {name!r} is registered twice")
+        _METHODS[name], _METHOD_HELP[name] = fn, help
+        return fn
+
+    return decorator
+
+
+def list_blend_methods() -> list[str]:
+    return list(_METHODS)
+
+
+def blend_method_help() -> dict[str, str]:
+    return dict(_METHOD_HELP)
 
 
 @dataclass(frozen=True)
@@ -41,6 +65,7 @@ def _best_so_far(values) -> list[float]:
     return [float(v) for v in np.minimum.accumulate(np.asarray(values, dtype=np.float64))] if len(values) else []
 
 
+@register_blend_method("optuna", "seeded TPE over Dirichlet weights (x_i = -log u_i)")
 def search_optuna(gram, *, trials: int, seed: int, storage: str | None = None, study_name: str | None = None,
                   multivariate: bool = True, n_ei_candidates: int = 24) -> SearchResult:
     try:
@@ -84,6 +109,7 @@ def search_optuna(gram, *, trials: int, seed: int, storage: str | None = None, s
     )
 
 
+@register_blend_method("slsqp", "scipy SLSQP on the simplex (fast, deterministic)")
 def search_slsqp(gram, *, max_iter: int = 200) -> SearchResult:
     from scipy.optimize import minimize
 
@@ -115,14 +141,15 @@ def search_slsqp(gram, *, max_iter: int = 200) -> SearchResult:
     )
 
 
-def search_caruana(gram, *, size: int = 25) -> SearchResult:
+@register_blend_method("caruana", "greedy ensemble selection with replacement")
+def search_caruana(gram, *, caruana_size: int = 25) -> SearchResult:
     """Greedy forward selection with replacement; keeps the best ensemble seen over ``size`` steps."""
     n_members = gram.shape[1] - 1
     started = time.perf_counter()
     counts = np.zeros(n_members)
     eye = np.eye(n_members)
     best_counts, best_score, history = None, np.inf, []
-    for _ in range(size):
+    for _ in range(caruana_size):
         candidates = counts + eye
         scores = objective.score_many(gram, candidates / candidates.sum(axis=1, keepdims=True))
         pick = int(np.argmin(scores))
@@ -135,7 +162,7 @@ def search_caruana(gram, *, size: int = 25) -> SearchResult:
         method="caruana",
         weights=weights,
         score=objective.score(gram, weights),
-        evaluations=size * n_members,
+        evaluations=caruana_size * n_members,
         seconds=time.perf_counter() - started,
         chosen="search",
         history=history,
@@ -148,26 +175,23 @@ def study_name_for(names, rows_digest: str) -> str:
     return f"perturbkit-blend-{digest}"
 
 
-def search(gram, method: str = "optuna", *, trials: int = 1000, seed: int = 0, storage: str | None = None,
-           study_name: str | None = None, caruana_size: int = 25, multivariate: bool = True,
-           n_ei_candidates: int = 24) -> SearchResult:
+def search(gram, method: str = "optuna", **settings) -> SearchResult:
     """Search non-negative weights summing to one that minimise the MRRMSE over ``gram``'s rows.
 
-    The answer is never worse than any single member or the simple average on these rows.
+    ``settings`` (trials, seed, storage, study_name, caruana_size, ...) reach the method when its
+    signature names them. The answer is never worse than any single member or the simple average
+    on these rows.
     """
+    try:
+        method_fn = _METHODS[method]
+    except KeyError:
+        raise BlendError(f"unknown blend method {method!r}; known: {list_blend_methods()}") from None
     n_members = gram.shape[1] - 1
     if n_members == 1:
         return SearchResult(method=method, weights=np.ones(1), score=objective.score(gram, np.ones(1)), evaluations=1,
                             seconds=0.0, chosen="member:0", history=[])
-    if method == "optuna":
-        result = search_optuna(gram, trials=trials, seed=seed, storage=storage, study_name=study_name,
-                               multivariate=multivariate, n_ei_candidates=n_ei_candidates)
-    elif method == "slsqp":
-        result = search_slsqp(gram)
-    elif method == "caruana":
-        result = search_caruana(gram, size=caruana_size)
-    else:
-        raise BlendError(f"unknown blend method {method!r}; known: {list(METHODS)}")
+    accepted = inspect.signature(method_fn).parameters
+    result = method_fn(gram, **{k: v for k, v in settings.items() if k in accepted})
     references = np.vstack([np.full(n_members, 1.0 / n_members), np.eye(n_members)])
     scores = np.array([objective.score(gram, w) for w in references])
     best = int(np.argmin(scores))
