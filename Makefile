@@ -7,6 +7,7 @@ DATA ?= demo
 OOF ?= oof/
 SUBMISSIONS ?= submissions/
 SET ?=
+RECIPE ?= configs/recipe.toml
 TORCH_VERSION ?= 2.13.0
 # Kaggle: make data | kernel-deps | kernel | push | submit (see `make help`)
 KAGGLE_USER ?= $(KAGGLE_USERNAME)
@@ -23,7 +24,7 @@ SET_ARGS := $(foreach s,$(SET),--set $(s))
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install cv runs test test-all bench demo validate score clean data kernel kernel-deps push submit blend report
+.PHONY: help install cv recipe runs test test-all bench demo validate score clean data kernel kernel-deps push submit blend report
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-12s %s\n", $$1, $$2}'
@@ -41,6 +42,9 @@ install: $(STAMP) ## create .venv and install perturbkit with its dev extras
 
 cv: $(STAMP) ## cross-validate MODEL on DATA, store the run under OOF (SET="params.alpha=3 ...")
 	$(PY) -m perturbkit cv --model $(MODEL) --data $(DATA) --oof $(OOF) $(SET_ARGS)
+
+recipe: $(STAMP) ## cross-validate RECIPE's members on DATA (stored runs reused), blend, write SUBMISSIONS/blend.csv|h5ad|json
+	$(PY) -m perturbkit recipe --config $(RECIPE) --data $(DATA) --oof $(OOF) --submissions $(SUBMISSIONS) $(SET_ARGS)
 
 runs: $(STAMP) ## list the runs stored under OOF with their scores
 	$(PY) -m perturbkit runs --oof $(OOF)

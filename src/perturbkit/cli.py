@@ -38,6 +38,18 @@ def cmd_cv(args) -> None:
     print(f"run written to {run_dir}")
 
 
+def cmd_recipe(args) -> None:
+    from perturbkit.blend.command import dataset_id_for
+    from perturbkit.recipe import load_recipe, run_recipe
+
+    recipe = load_recipe(args.config, configs_dir=args.configs_dir, overrides=args.set)
+    dataset = _load_data(args, require_smiles=any(c.get("features", {}).get("chemistry") for c in recipe.members))
+    result = run_recipe(dataset, recipe, oof_root=args.oof, submissions=args.submissions, dataset_id=dataset_id_for(args),
+                        progress=not args.no_progress)
+    print(result.blend.table())
+    print(result.table())
+
+
 def cmd_runs(args) -> None:
     from perturbkit.cv import list_runs
 
@@ -411,6 +423,17 @@ def build_parser() -> argparse.ArgumentParser:
     cv.add_argument("--no-progress", action="store_true")
     _add_data_options(cv)
     cv.set_defaults(func=cmd_cv)
+
+    recipe = commands.add_parser("recipe", help="cross-validate the recipe's members (reusing stored runs), blend, write the submission")
+    recipe.add_argument("--config", type=Path, default=Path("configs/recipe.toml"))
+    recipe.add_argument("--configs-dir", type=Path, default=Path("configs"))
+    recipe.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override for every member, e.g. cv.seed=1")
+    recipe.add_argument("--oof", type=Path, default=Path("oof"), help="root of the run store")
+    recipe.add_argument("--submissions", type=Path, default=Path("submissions"))
+    recipe.add_argument("--dataset-id", default=None, help="h5ad dataset id (default: from --data)")
+    recipe.add_argument("--no-progress", action="store_true")
+    _add_data_options(recipe)
+    recipe.set_defaults(func=cmd_recipe)
 
     runs = commands.add_parser("runs", help="list stored runs with their scores")
     runs.add_argument("--oof", type=Path, default=Path("oof"))

@@ -1,0 +1,178 @@
+"""The recipe: one command from data to the recommended blend and its submission files.
+
+``configs/recipe.toml`` names the validation scheme, the member models (each with its own
+``--set``-style overrides) and the blend options. :func:`run_recipe` cross-validates each member
+through the same harness as ``perturbkit cv`` -- reusing a stored run when one with the same data,
+config and fold hashes is already under the run store -- then blends the members and writes
+``<submissions>/blend.{csv,h5ad,json}``. Everything is validated before the first fit; a member
+that fails stops the recipe with its name, keeps the runs already stored and writes no blend.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from perturbkit.config import config_hash, load_config, read_toml
+from perturbkit.cv import build_model, run_cv, save_run
+from perturbkit.cv.store import list_runs
+from perturbkit.data import Dataset
+from perturbkit.errors import ConfigError, PerturbkitError
+from perturbkit.folds import folds_frame, folds_hash, make_splitter
+
+RECIPE_KEYS = {"scheme", "seeds", "members", "blend"}
+MEMBER_KEYS = {"model", "set"}
+
+
+class RecipeError(PerturbkitError):
+    """A recipe member failed; the message names it and what was kept."""
+
+
+@dataclass(frozen=True)
+class Recipe:
+    scheme: str
+    seeds: list[int]
+    members: list[dict]  # resolved model configs, one per member
+    blend: dict  # BlendOptions values
+    source: str
+
+
+@dataclass
+class MemberOutcome:
+    model: str
+    run_dir: Path
+    reused: bool
+    seconds: float
+    meta: dict
+
+
+@dataclass
+class RecipeResult:
+    members: list[MemberOutcome]
+    blend: object  # perturbkit.blend.BlendResult
+    files: dict[str, Path]
+    seconds: float
+    notes: list[str] = field(default_factory=list)
+
+    def table(self) -> str:
+        """Each member's CV (and relative to zeros), whether it ran or was reused, and the blend."""
+        scheme = self.members[0].meta["scheme"]
+        lines = [f"recipe: {len(self.members)} members, scheme {scheme}", f"{'member':<22} {'CV':>8} {'rel':>6} {'sec':>7}  run"]
+        for outcome in self.members:
+            scores = outcome.meta["scores"]
+            state = "stored, reused" if outcome.reused else "ran"
+            lines.append(
+                f"{outcome.model:<22} {scores['overall']:>8.4f} {scores['relative_to_zeros']:>6.3f} {outcome.seconds:>7.1f}  "
+                f"{state} {outcome.run_dir.name}"
+            )
+        scores = self.blend.scores
+        zeros = self.members[0].meta["scores"]["zeros"]
+        nested = scores["nested"]
+        rel = f"{nested / zeros:>6.3f}" if nested is not None and zeros else f"{'':>6}"
+        lines.append(f"{'blend (nested)':<22} {nested if nested is not None else float('nan'):>8.4f} {rel} {'':>7}  written: {scores['chosen']}")
+        lines.append(f"total {self.seconds:.1f} s; files: " + ", ".join(str(p) for p in self.files.values()))
+        return "\n".join(lines)
+
+
+def load_recipe(path: Path | str, *, configs_dir: Path = Path("configs"), overrides=()) -> Recipe:
+    """Read and validate a recipe: every member's config resolved and its model built once, before any work."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: recipe not found")
+    raw = read_toml(path)
+    unknown = sorted(set(raw) - RECIPE_KEYS)
+    if unknown:
+        raise ConfigError(f"{path}: unknown recipe key(s) {unknown}; known: {sorted(RECIPE_KEYS)}")
+    entries = raw.get("members") or []
+    if not entries:
+        raise ConfigError(f"{path}: the recipe lists no [[members]]")
+    scheme = str(raw.get("scheme") or load_config("zeros", configs_dir=configs_dir)["cv"]["scheme"])
+    seeds = [int(s) for s in raw.get("seeds") or [0]]
+    members = []
+    for position, entry in enumerate(entries):
+        label = f"{path}: member {position + 1}"
+        if not isinstance(entry, dict) or "model" not in entry:
+            raise ConfigError(f"{label}: needs model = \"<registered model>\"")
+        unknown = sorted(set(entry) - MEMBER_KEYS)
+        if unknown:
+            raise ConfigError(f"{label} ({entry['model']}): unknown key(s) {unknown}; known: {sorted(MEMBER_KEYS)}")
+        cv_overrides = [f'cv.scheme="{scheme}"', f"cv.seed={seeds[0]}", f"cv.seeds={seeds if len(seeds) > 1 else []}"]
+        try:
+            config = load_config(
+                entry["model"], configs_dir=configs_dir, overrides=[*cv_overrides, *entry.get("set", []), *overrides]
+            )
+            build_model(config, seeds[0])
+        except PerturbkitError as exc:
+            raise ConfigError(f"{label} ({entry['model']}): {exc}") from exc
+        members.append(config)
+    from perturbkit.blend import BlendOptions
+
+    blend = dict(raw.get("blend", {}))
+    BlendOptions.from_dict(blend)  # a bad blend option fails before any fit
+    return Recipe(scheme=scheme, seeds=seeds, members=members, blend=blend, source=str(path))
+
+
+def _expected_folds_hash(dataset: Dataset, config: dict) -> str:
+    cv = config["cv"]
+    splitter = make_splitter(
+        cv["scheme"], test_compounds=dataset.test["sm_name"].astype(str), seed=int(cv["seed"]), n_splits=int(cv.get("n_splits") or 0) or None
+    )
+    return folds_hash(folds_frame(dataset.obs, splitter.fold_ids(dataset.obs)))
+
+
+def find_stored_run(oof_root: Path | str, dataset: Dataset, config: dict) -> Path | None:
+    """The newest complete run of this config on this data with these folds, if the store has one."""
+    runs = list_runs(oof_root)
+    if runs.empty:
+        return None
+    wanted = (dataset.data_hash, config_hash(config), _expected_folds_hash(dataset, config))
+    for path in runs.loc[runs["model"] == config["model"], "path"]:
+        meta = json.loads((Path(path) / "meta.json").read_text())
+        if (meta.get("data_hash"), meta.get("config_hash"), meta.get("folds_hash")) == wanted:
+            return Path(path)
+    return None
+
+
+def run_recipe(
+    dataset: Dataset,
+    recipe: Recipe,
+    *,
+    oof_root: Path | str,
+    submissions: Path | str,
+    dataset_id: str,
+    progress: bool = False,
+    say=print,
+) -> RecipeResult:
+    """Cross-validate (or reuse) each member, blend them, write ``<submissions>/blend.*``."""
+    from perturbkit.blend import BlendOptions, blend_runs, write_blend
+    from perturbkit.report.plots import loss_curve_pngs
+
+    started = time.perf_counter()
+    outcomes: list[MemberOutcome] = []
+    for position, config in enumerate(recipe.members):
+        model = config["model"]
+        stored = find_stored_run(oof_root, dataset, config)
+        if stored is not None:
+            say(f"[{position + 1}/{len(recipe.members)}] {model}: stored run {stored} has this data, config and folds; reused")
+            meta = json.loads((stored / "meta.json").read_text())
+            outcomes.append(MemberOutcome(model, stored, True, 0.0, meta))
+            continue
+        say(f"[{position + 1}/{len(recipe.members)}] {model}: cross-validating ({recipe.scheme})")
+        member_start = time.perf_counter()
+        try:
+            result = run_cv(dataset, config, progress=progress)
+            run_dir = save_run(result, oof_root, artifacts=loss_curve_pngs(result.meta))
+        except Exception as exc:
+            kept = ", ".join(str(o.run_dir) for o in outcomes) or "none"
+            raise RecipeError(
+                f"recipe member {position + 1} ({model}) failed: {type(exc).__name__}: {exc}; "
+                f"completed runs kept: {kept}; no blend written"
+            ) from exc
+        outcomes.append(MemberOutcome(model, run_dir, False, time.perf_counter() - member_start, result.meta))
+    if len(outcomes) == 1:
+        raise RecipeError(f"{recipe.source}: a blend needs at least two members")
+    blend = blend_runs([o.run_dir for o in outcomes], dataset, BlendOptions.from_dict(recipe.blend))
+    files = write_blend(blend, dataset, submissions, "blend", dataset_id=dataset_id)
+    return RecipeResult(members=outcomes, blend=blend, files=files, seconds=time.perf_counter() - started)

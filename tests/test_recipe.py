@@ -1,0 +1,118 @@
+"""The recipe: members through the harness, stored runs reused, a blend written; bad recipes and failing members."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from perturbkit.cv import load_run
+from perturbkit.errors import ConfigError
+from perturbkit.folds import make_splitter
+from perturbkit.recipe import RecipeError, load_recipe, run_recipe
+
+RECIPE = """
+scheme = "test_like"
+seeds = [0]
+
+[[members]]
+model = "compound_mean"
+
+[[members]]
+model = "pca_ridge"
+set = ["params.n_components=8"]
+
+[blend]
+method = "slsqp"
+scale = true
+"""
+
+
+def _recipe(tmp_path: Path, text: str = RECIPE) -> Path:
+    path = tmp_path / "recipe.toml"
+    path.write_text(text)
+    return path
+
+
+def _run(dataset, tmp_path, recipe_path, oof="oof"):
+    recipe = load_recipe(recipe_path)
+    return run_recipe(dataset, recipe, oof_root=tmp_path / oof, submissions=tmp_path / "submissions", dataset_id="test",
+                      say=lambda message: None)
+
+
+def test_recipe_blends_its_members_and_reuses_stored_runs(small_dataset, tmp_path):
+    path = _recipe(tmp_path)
+    first = _run(small_dataset, tmp_path, path)
+    assert [o.model for o in first.members] == ["compound_mean", "pca_ridge"] and not any(o.reused for o in first.members)
+    assert {p.suffix for p in first.files.values()} == {".csv", ".h5ad", ".json"}
+    record = json.loads(first.files["json"].read_text())
+    assert record["scheme"] == "test_like" and record["choice"]["chosen"] in ("tuned", "simple_average", "best_member")
+    assert "blend (nested)" in first.table() and "pca_ridge" in first.table()
+    second = _run(small_dataset, tmp_path, path)
+    assert all(o.reused for o in second.members)
+    assert [o.run_dir for o in second.members] == [o.run_dir for o in first.members]
+    assert len(list((tmp_path / "oof").glob("*/*"))) == 2
+
+
+def test_recipe_reruns_a_member_whose_config_changed(small_dataset, tmp_path):
+    _run(small_dataset, tmp_path, _recipe(tmp_path))
+    changed = _run(small_dataset, tmp_path, _recipe(tmp_path, RECIPE.replace("n_components=8", "n_components=6")))
+    assert [o.reused for o in changed.members] == [True, False]
+
+
+def test_recipe_members_keep_fold_validation_rows_out(small_dataset, tmp_path):
+    fold_ids = make_splitter("test_like", test_compounds=small_dataset.test["sm_name"].astype(str)).fold_ids(small_dataset.obs)
+    planted = small_dataset.targets.copy()
+    planted[fold_ids == 0] = 1e4
+    path = _recipe(tmp_path)
+    clean = _run(small_dataset, tmp_path, path, oof="clean")
+    dirty = _run(dataclasses.replace(small_dataset, targets=planted), tmp_path, path, oof="planted")
+    for a, b in zip(clean.members, dirty.members):
+        run_a, run_b = load_run(a.run_dir), load_run(b.run_dir)
+        in_fold = run_a.oof_keys["fold"].to_numpy() == 0
+        np.testing.assert_array_equal(run_a.oof[in_fold], run_b.oof[in_fold])
+
+
+def test_unknown_model_fails_before_any_work(small_dataset, tmp_path):
+    path = _recipe(tmp_path, RECIPE.replace('model = "pca_ridge"', 'model = "nonesuch"'))
+    with pytest.raises(ConfigError, match="member 2 \\(nonesuch\\).*unknown model 'nonesuch'"):
+        load_recipe(path)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("scheme = 'test_like'\n", "lists no \\[\\[members\\]\\]"),
+    ("bogus = 1\n" + RECIPE, "unknown recipe key\\(s\\) \\['bogus'\\]"),
+    (RECIPE.replace('method = "slsqp"', 'method = "nonesuch"'), "unknown blend method 'nonesuch'"),
+    (RECIPE.replace('set = ["params.n_components=8"]', 'sett = []'), "unknown key\\(s\\) \\['sett'\\]"),
+])
+def test_bad_recipes_are_named(tmp_path, text, message):
+    with pytest.raises(ConfigError, match=message):
+        load_recipe(_recipe(tmp_path, text))
+
+
+def test_failing_member_stops_the_recipe_keeps_runs_and_writes_no_blend(small_dataset, tmp_path, monkeypatch):
+    from perturbkit.models.pca_target import PCATargetRegressor
+
+    def broken_fit(self, X, y):
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(PCATargetRegressor, "fit", broken_fit)
+    with pytest.raises(RecipeError, match="member 2 \\(pca_ridge\\) failed: RuntimeError: out of memory; completed runs kept: .*compound_mean"):
+        _run(small_dataset, tmp_path, _recipe(tmp_path))
+    assert len(list((tmp_path / "oof" / "compound_mean").iterdir())) == 1
+    assert not (tmp_path / "submissions").exists() or not list((tmp_path / "submissions").iterdir())
+
+
+def test_cli_recipe(small_world, tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "perturbkit", "recipe", "--config", str(_recipe(tmp_path)), "--data", str(small_world),
+         "--oof", str(tmp_path / "oof"), "--submissions", str(tmp_path / "sub"), "--no-progress"],
+        capture_output=True, text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "blend (nested)" in result.stdout and (tmp_path / "sub" / "blend.csv").is_file()
