@@ -196,3 +196,17 @@ def test_bad_parameters_are_refused_before_fitting(small_dataset, name, params, 
 def test_pseudo_names_an_unknown_base():
     with pytest.raises(UnknownModelError, match="no_such_model"):
         create_model("pseudo", base="no_such_model")
+
+
+def test_lowrank_chemistry_places_a_compound_without_rows(small_dataset):
+    """A compound with no training rows gets zero compound effects, or with chemistry its fingerprint's."""
+    obs = small_dataset.obs
+    compound = obs["sm_name"].astype(str).iloc[0]
+    rows = np.flatnonzero(obs["sm_name"].astype(str).to_numpy() != compound)
+    X = obs[COLUMNS].iloc[rows]
+    row = obs[COLUMNS].iloc[[0]]
+    plain = create_model("lowrank", **SMALL["lowrank"]).fit(X, small_dataset.targets[rows])
+    chem = create_model("lowrank", **SMALL["lowrank"], chemistry=True, morgan_bits=128).fit(X, small_dataset.targets[rows])
+    unseen = row.assign(sm_name="no such compound")  # the same cell type with neither rows nor an analogue's name
+    np.testing.assert_array_equal(plain.predict(row), plain.predict(unseen))
+    assert not np.allclose(chem.predict(row), plain.predict(row))
