@@ -54,3 +54,31 @@ def test_build_model_seeds_nested_random_states():
     params = build_model(config, seed=7).get_params(deep=True)
     seeds = [v for k, v in params.items() if k.endswith("random_state")]
     assert seeds and set(seeds) == {7}
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_every_registered_model_ships_a_config(name):
+    assert load_config(name)["model"] == name
+    assert (__import__("pathlib").Path("configs") / f"{name}.toml").is_file()
+
+
+def test_a_linear_model_imports_no_torch():
+    import subprocess
+    import sys
+
+    code = "import sys; from perturbkit.models import create_model; create_model('pca_ridge'); print('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
+
+
+def test_toy_model_registers_and_runs_through_cv(small_dataset):
+    """Extending perturbkit: a model registered at run time goes through the harness like a built-in one."""
+    from perturbkit.cv import run_cv
+    from perturbkit.models import register_model
+    from perturbkit.models.baselines import GroupMeanRegressor
+
+    register_model("half_compound_mean_toy")(lambda shrink=0.5: GroupMeanRegressor(by="sm_name", shrink=shrink))
+    config = {"model": "half_compound_mean_toy", "params": {}, "cv": load_config("zeros")["cv"]}
+    result = run_cv(small_dataset, config, progress=False)
+    assert result.meta["model"] == "half_compound_mean_toy" and result.oof.shape[1] == small_dataset.n_genes
+    with pytest.raises(ValueError, match="registered twice"):
+        register_model("pca_ridge")(lambda: None)

@@ -6,7 +6,6 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, RegressorMixin
 
-from perturbkit.models.registry import register_model
 
 
 class GroupMeanRegressor(RegressorMixin, BaseEstimator):
@@ -38,21 +37,17 @@ class GroupMeanRegressor(RegressorMixin, BaseEstimator):
         return (self.shrink * prediction).astype(np.float32)
 
 
-@register_model("zeros")
 def zeros() -> GroupMeanRegressor:
     return GroupMeanRegressor(by=None, shrink=0.0)
 
 
-@register_model("gene_mean")
 def gene_mean() -> GroupMeanRegressor:
     return GroupMeanRegressor(by=None)
 
 
-@register_model("compound_mean")
 def compound_mean(shrink: float = 1.0) -> GroupMeanRegressor:
     return GroupMeanRegressor(by="sm_name", shrink=shrink)
 
 
-@register_model("celltype_mean")
 def celltype_mean(shrink: float = 1.0) -> GroupMeanRegressor:
     return GroupMeanRegressor(by="cell_type", shrink=shrink)

@@ -29,7 +29,6 @@ from sklearn.linear_model import Ridge
 from sklearn.utils._param_validation import Interval
 
 from perturbkit.features.pca import WidePCA
-from perturbkit.models.registry import register_model
 
 
 def _solve_factors(outer: np.ndarray, rhs: np.ndarray, reg: float) -> np.ndarray:
@@ -69,8 +68,8 @@ class LowRankCompletion(RegressorMixin, BaseEstimator):
     def __init__(
         self,
         n_components: int = 64,
-        rank: int = 8,
-        reg: float = 1.0,
+        rank: int = 0,
+        reg: float = 3.0,
         effect_reg: float = 1.0,
         n_iter: int = 30,
         chemistry: bool = False,
@@ -147,18 +146,3 @@ class LowRankCompletion(RegressorMixin, BaseEstimator):
         b, v = compound[:, :n_components], compound[:, n_components:]
         z = self.mean_ + a + b + (u * v) @ self.basis_
         return self.pca_.inverse_transform(z * self.scale_).astype(np.float32)
-
-
-@register_model("lowrank")
-def lowrank(
-    n_components: int = 64,
-    rank: int = 8,
-    reg: float = 1.0,
-    effect_reg: float = 1.0,
-    n_iter: int = 30,
-    chemistry: bool = False,
-    chemistry_alpha: float = 10.0,
-    morgan_bits: int = 2048,
-    random_state: int | None = 0,
-) -> LowRankCompletion:
-    return LowRankCompletion(n_components, rank, reg, effect_reg, n_iter, chemistry, chemistry_alpha, morgan_bits, random_state)

@@ -16,7 +16,6 @@ from sklearn.utils._param_validation import Interval
 from torch import nn
 
 from perturbkit.features import FeatureBuilder
-from perturbkit.models.registry import register_model
 from perturbkit.models.torch_loop import TorchRegressor, TrainSettings, torch_factory
 
 __all__ = ["DEFAULT_FEATURES", "MLPNet", "MLPRegressor"]
@@ -71,4 +70,4 @@ class MLPRegressor(TorchRegressor):
         return MLPNet(n_continuous, n_outputs, hidden=tuple(int(h) for h in self.hidden), dropout=float(self.dropout))
 
 
-register_model("mlp")(torch_factory(MLPRegressor, DEFAULT_FEATURES))
+mlp = torch_factory(MLPRegressor, DEFAULT_FEATURES)

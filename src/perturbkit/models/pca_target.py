@@ -20,7 +20,6 @@ from sklearn.preprocessing import StandardScaler
 
 from perturbkit.features import FeatureBuilder
 from perturbkit.features.pca import WidePCA
-from perturbkit.models.registry import register_model
 
 
 class PCATargetRegressor(RegressorMixin, BaseEstimator):
@@ -103,14 +102,12 @@ class PerComponentLGBM(RegressorMixin, BaseEstimator):
         return np.column_stack([b.predict(X, num_iteration=b.best_iteration) for b in self.boosters_])
 
 
-@register_model("pca_ridge")
 def pca_ridge(n_components: int = 64, alpha: float = 10.0, features: dict | None = None) -> PCATargetRegressor:
     return PCATargetRegressor(
         make_pipeline(StandardScaler(), Ridge(alpha=alpha)), FeatureBuilder(**(features or {})), n_components
     )
 
 
-@register_model("pca_knn")
 def pca_knn(n_components: int = 64, n_neighbors: int = 10, weights: str = "distance", features: dict | None = None) -> PCATargetRegressor:
     return PCATargetRegressor(
         make_pipeline(StandardScaler(), KNeighborsRegressor(n_neighbors=n_neighbors, weights=weights)),
@@ -119,6 +116,5 @@ def pca_knn(n_components: int = 64, n_neighbors: int = 10, weights: str = "dista
     )
 
 
-@register_model("pca_lgbm")
 def pca_lgbm(n_components: int = 16, features: dict | None = None, **booster_params) -> PCATargetRegressor:
     return PCATargetRegressor(PerComponentLGBM(**booster_params), FeatureBuilder(**(features or {})), n_components)

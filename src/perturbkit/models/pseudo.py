@@ -22,7 +22,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator, RegressorMixin, clone
 from sklearn.utils._param_validation import HasMethods, Interval
 
-from perturbkit.models.registry import create_model, register_model
+from perturbkit.models.registry import create_model
 
 
 def _takes(estimator, argument: str) -> bool:
@@ -74,7 +74,6 @@ class PseudoLabelRegressor(RegressorMixin, BaseEstimator):
         return np.asarray(self.estimator_.predict(X), dtype=np.float32)
 
 
-@register_model("pseudo")
 def pseudo(base: str = "transfer_ridge", base_params: dict | None = None, weight: float = 1.0, stages: int = 2, features: dict | None = None) -> PseudoLabelRegressor:
     """``features`` (the config's [features] table) goes to the wrapped model."""
     params = dict(base_params or {})

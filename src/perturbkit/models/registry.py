@@ -1,37 +1,54 @@
-"""Model registry: ``@register_model("name")`` on a factory, ``create_model(name, **params)``.
+"""Model registry: every built-in model is an entry of the ``perturbkit.models`` entry-point group.
 
-Factories take the config's ``[params]`` as keyword arguments and ``features`` (the config's
-``[features]`` table) where the model builds features, and return an unfitted estimator.
+``pyproject.toml`` lists each model once (``name = "module:factory"``); a model's module is
+imported only when the model is created, so a linear model never imports torch. Other packages
+add models through the same group, and a notebook registers one at run time with
+``@register_model("name")``. Factories (an estimator class or a function) take the config's
+``[params]`` as keyword arguments and ``features`` (its ``[features]`` table) where the model
+builds features, and return an unfitted estimator.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from importlib.metadata import entry_points
 
 from sklearn.base import BaseEstimator
 
 from perturbkit.errors import UnknownModelError
 
-_REGISTRY: dict[str, Callable[..., BaseEstimator]] = {}
+ENTRY_POINT_GROUP = "perturbkit.models"
+_REGISTERED: dict[str, Callable[..., BaseEstimator]] = {}
+
+
+def _entries() -> dict:
+    return {entry.name: entry for entry in entry_points(group=ENTRY_POINT_GROUP)}
 
 
 def register_model(name: str):
+    """Register a factory at run time (a notebook, a test); names already taken are refused."""
+
     def decorator(factory: Callable[..., BaseEstimator]):
-        if name in _REGISTRY:
+        if name in _REGISTERED or name in _entries():
             raise ValueError(f"model {name!r} is registered twice")
-        _REGISTRY[name] = factory
+        _REGISTERED[name] = factory
         return factory
 
     return decorator
 
 
 def list_models() -> list[str]:
-    return sorted(_REGISTRY)
+    return sorted({*_entries(), *_REGISTERED})
+
+
+def model_factory(name: str) -> Callable[..., BaseEstimator]:
+    if name in _REGISTERED:
+        return _REGISTERED[name]
+    entry = _entries().get(name)
+    if entry is None:
+        raise UnknownModelError(f"unknown model {name!r}, known: {', '.join(list_models())}")
+    return entry.load()
 
 
 def create_model(name: str, **params) -> BaseEstimator:
-    try:
-        factory = _REGISTRY[name]
-    except KeyError:
-        raise UnknownModelError(f"unknown model {name!r}, known: {', '.join(list_models())}") from None
-    return factory(**params)
+    return model_factory(name)(**params)

@@ -39,7 +39,6 @@ from sklearn.linear_model import RidgeCV
 from sklearn.utils._param_validation import Interval
 
 from perturbkit.features.pca import WidePCA
-from perturbkit.models.registry import register_model
 
 MIN_EXAMPLES = 3  # leave-one-out needs a few compounds to choose a strength from
 DEFAULT_ALPHAS = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
@@ -142,8 +141,3 @@ class TransferRidge(RegressorMixin, BaseEstimator):
             scores = self.ridges_[t].predict(self._inputs(codes, t, self.sources_[t]))
             prediction[rows[known]] = self.pca_.inverse_transform(scores) + self.type_residuals_[t]
         return prediction.astype(np.float32)
-
-
-@register_model("transfer_ridge")
-def transfer_ridge(n_components: int = 32, alphas=DEFAULT_ALPHAS, min_source_coverage: float = 0.5, residual_mean: bool = True) -> TransferRidge:
-    return TransferRidge(n_components, alphas, min_source_coverage, residual_mean)

@@ -27,7 +27,6 @@ from sklearn.utils._param_validation import Interval
 from torch import nn
 
 from perturbkit.features import FeatureBuilder
-from perturbkit.models.registry import register_model
 from perturbkit.models.torch_loop import TorchRegressor, TrainSettings, torch_factory
 
 __all__ = ["DEFAULT_FEATURES", "TabTransformerNet", "TabTransformerRegressor"]
@@ -145,4 +144,4 @@ class TabTransformerRegressor(TorchRegressor):
         )
 
 
-register_model("transformer")(torch_factory(TabTransformerRegressor, DEFAULT_FEATURES))
+transformer = torch_factory(TabTransformerRegressor, DEFAULT_FEATURES)
