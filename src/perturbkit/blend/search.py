@@ -12,34 +12,28 @@ from __future__ import annotations
 import hashlib
 import inspect
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from perturbkit.blend import objective
 from perturbkit.blend.members import BlendError
+from perturbkit.registry import Registry
 
-_METHODS: dict[str, Callable[..., "SearchResult"]] = {}
-_METHOD_HELP: dict[str, str] = {}
+BLEND_METHODS = Registry("blend method", error=BlendError)
 
 
 def register_blend_method(name: str, help: str):
-    def decorator(fn):
-        if name in _METHODS:
-            raise ValueError(f"blend method {name!r} is registered twice")
-        _METHODS[name], _METHOD_HELP[name] = fn, help
-        return fn
-
-    return decorator
+    """Register ``fn(gram, **settings) -> SearchResult`` as blend method ``name``."""
+    return BLEND_METHODS.register(name, help)
 
 
 def list_blend_methods() -> list[str]:
-    return list(_METHODS)
+    return BLEND_METHODS.names()
 
 
 def blend_method_help() -> dict[str, str]:
-    return dict(_METHOD_HELP)
+    return BLEND_METHODS.help()
 
 
 @dataclass(frozen=True)
@@ -182,10 +176,7 @@ def search(gram, method: str = "optuna", **settings) -> SearchResult:
     signature names them. The answer is never worse than any single member or the simple average
     on these rows.
     """
-    try:
-        method_fn = _METHODS[method]
-    except KeyError:
-        raise BlendError(f"unknown blend method {method!r}; known: {list_blend_methods()}") from None
+    method_fn = BLEND_METHODS.get(method)
     n_members = gram.shape[1] - 1
     if n_members == 1:
         return SearchResult(method=method, weights=np.ones(1), score=objective.score(gram, np.ones(1)), evaluations=1,

@@ -7,13 +7,14 @@ in ``PredefinedSplit``. ``split`` takes the obs frame (``cell_type``, ``sm_name`
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import numpy as np
 import pandas as pd
 from sklearn.model_selection import BaseCrossValidator, KFold, PredefinedSplit
 
 from perturbkit.errors import ConfigError
+from perturbkit.registry import Registry
 from perturbkit.data.layout import LYMPHOID_CELL_TYPES, TEST_CELL_TYPES
 
 NEVER_VALIDATED = -1
@@ -50,35 +51,24 @@ class AssignedFolds(BaseCrossValidator):
         return self._predefined(X).split()
 
 
-_SPLITTERS: dict[str, Callable[..., AssignedFolds]] = {}
-_SPLITTER_HELP: dict[str, str] = {}
+SPLITTERS = Registry("CV scheme")
 
 
 def register_splitter(name: str, help: str):
     """Register ``factory(test_compounds=..., seed=..., n_splits=...)`` as CV scheme ``name``."""
-
-    def decorator(factory):
-        if name in _SPLITTERS:
-            raise ValueError(f"CV scheme {name!r} is registered twice")
-        _SPLITTERS[name], _SPLITTER_HELP[name] = factory, help
-        return factory
-
-    return decorator
+    return SPLITTERS.register(name, help)
 
 
 def list_splitters() -> list[str]:
-    return sorted(_SPLITTERS)
+    return SPLITTERS.names()
 
 
 def splitter_help() -> dict[str, str]:
-    return dict(sorted(_SPLITTER_HELP.items()))
+    return SPLITTERS.help()
 
 
 def make_splitter(scheme: str, *, test_compounds, seed: int = 0, n_splits: int | None = None) -> AssignedFolds:
-    try:
-        factory = _SPLITTERS[scheme]
-    except KeyError:
-        raise ConfigError(f"unknown CV scheme {scheme!r}; known: {list_splitters()}") from None
+    factory = SPLITTERS.get(scheme)
     return factory(test_compounds=tuple(sorted(set(map(str, test_compounds)))), seed=seed, n_splits=n_splits)
 
 

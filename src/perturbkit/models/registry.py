@@ -16,9 +16,10 @@ from importlib.metadata import entry_points
 from sklearn.base import BaseEstimator
 
 from perturbkit.errors import UnknownModelError
+from perturbkit.registry import Registry
 
 ENTRY_POINT_GROUP = "perturbkit.models"
-_REGISTERED: dict[str, Callable[..., BaseEstimator]] = {}
+_REGISTERED = Registry("model", error=UnknownModelError)
 
 
 def _entries() -> dict:
@@ -28,22 +29,18 @@ def _entries() -> dict:
 def register_model(name: str):
     """Register a factory at run time (a notebook, a test); names already taken are refused."""
 
-    def decorator(factory: Callable[..., BaseEstimator]):
-        if name in _REGISTERED or name in _entries():
-            raise ValueError(f"model {name!r} is registered twice")
-        _REGISTERED[name] = factory
-        return factory
-
-    return decorator
+    if name in _entries():
+        raise ValueError(f"model {name!r} is registered twice")
+    return _REGISTERED.register(name)
 
 
 def list_models() -> list[str]:
-    return sorted({*_entries(), *_REGISTERED})
+    return sorted({*_entries(), *_REGISTERED.names()})
 
 
 def model_factory(name: str) -> Callable[..., BaseEstimator]:
     if name in _REGISTERED:
-        return _REGISTERED[name]
+        return _REGISTERED.get(name)
     entry = _entries().get(name)
     if entry is None:
         raise UnknownModelError(f"unknown model {name!r}, known: {', '.join(list_models())}")
