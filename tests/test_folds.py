@@ -132,3 +132,19 @@ def test_folds_are_deterministic_and_hashed(small_dataset, scheme):
 def test_fixed_fold_schemes_refuse_another_fold_count(small_dataset, scheme):
     with pytest.raises(ConfigError, match="exactly 4 folds"):
         make_splitter(scheme, test_compounds=small_dataset.test["sm_name"].astype(str), n_splits=2)
+
+
+def test_toy_scheme_registers_and_runs_through_cv(small_dataset):
+    """Extending perturbkit: a new CV scheme is a registered splitter factory; cv and the CLI's choices pick it up."""
+    from perturbkit.cli import build_parser
+    from perturbkit.config import load_config
+    from perturbkit.cv import run_cv
+    from perturbkit.folds import LymphoidHoldout, register_splitter
+
+    @register_splitter("nk_cd4_toy", "NK and CD4+ rows of the test compounds (test)")
+    def nk_cd4(*, test_compounds, seed, n_splits):
+        return LymphoidHoldout(test_compounds, cell_types=("NK cells", "T cells CD4+"))
+
+    result = run_cv(small_dataset, load_config("compound_mean", overrides=['cv.scheme="nk_cd4_toy"']), progress=False)
+    assert set(result.meta["scores"]["per_cell_type"]) == {"NK cells", "T cells CD4+"}
+    assert build_parser().parse_args(["cv", "--model", "zeros", "--scheme", "nk_cd4_toy"]).scheme == "nk_cd4_toy"
