@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from perturbkit.config import apply_overrides, config_hash, load_config
+from perturbkit.config import apply_overrides, config_hash, load_config, validate_config
 from perturbkit.errors import ConfigError
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
 def test_model_config_over_cv_defaults_under_overrides(tmp_path):
@@ -41,3 +45,90 @@ def test_missing_config_file_is_named(tmp_path):
 def test_override_values_are_toml_literals_else_strings():
     config = apply_overrides({}, ["a.int=3", "a.float=0.5", "a.bool=true", "a.list=[1, 2]", "a.word=transformer"])
     assert config["a"] == {"int": 3, "float": 0.5, "bool": True, "list": [1, 2], "word": "transformer"}
+
+
+@pytest.mark.parametrize("word, expected", [("False", False), ("no", False), ("off", False), ("True", True), ("yes", True), ("false", False)])
+def test_boolean_words_are_booleans(word, expected):
+    config = load_config("pca_ridge", configs_dir=CONFIGS, overrides=[f"cv.refit={word}"])
+    assert config["cv"]["refit"] is expected
+
+
+def test_cli_flags_are_validated_with_the_config():
+    config = load_config("pca_ridge", configs_dir=CONFIGS, overrides=["cv.refit=no"], cv={"seed": 3, "scheme": "kfold", "n_splits": 3})
+    assert config["cv"] == {"scheme": "kfold", "seed": 3, "seeds": [], "n_splits": 3, "refit": False}
+    with pytest.raises(ConfigError, match=r"cv\.seed = -1: Input should be greater than or equal to 0"):
+        load_config("pca_ridge", configs_dir=CONFIGS, cv={"seed": -1})
+
+
+@pytest.mark.parametrize(
+    "model, overrides, message",
+    [
+        ("pca_ridge", ["cv.sed=3"], r"unknown key 'cv\.sed'; known keys of cv: n_splits, refit, scheme, seed, seeds"),
+        ("pca_ridge", ["foo.bar=3"], r"unknown key 'foo'; known keys of the config: cv, features, model, params, tune"),
+        ("pca_ridge", ["feature.stats_components=8"], r"unknown key 'feature'"),
+        ("pca_ridge", ["features.stat_components=8"], r"unknown key\(s\) \['features\.stat_components'\]; known keys of features: .*stats_components"),
+        ("pca_ridge", ['cv.schem="kfold"'], r"unknown key 'cv\.schem'"),
+        ("pca_ridge", ['cv.scheme="kfld"'], r"cv\.scheme = 'kfld': unknown CV scheme; known: .*kfold"),
+        ("pca_ridge", ["params.n_components=0"], r"params\.n_components: The 'n_components' parameter of PCATargetRegressor must be an int in the range \[1, inf\)\. Got 0"),
+        ("pca_ridge", ["params.n_components=3.5"], r"params\.n_components: .* Got 3\.5 instead"),
+        ("pca_ridge", ["params.alpha=-5"], r"params\.alpha: The 'alpha' parameter of Ridge must be a float in the range \[0\.0, inf\)"),
+        ("pca_ridge", ["params.alpah=3"], r"model 'pca_ridge' has no parameter\(s\) \['params\.alpah'\]; known: alpha, n_components"),
+        ("pca_ridge", ["params.loss=mae"], r"has no parameter\(s\) \['params\.loss'\]"),
+        ("pca_ridge", ["cv.seed=abc"], r"cv\.seed = 'abc': Input should be a valid integer"),
+        ("pca_ridge", ["cv.seed=-1"], r"cv\.seed = -1"),
+        ("pca_ridge", ["cv.seeds=[1, 1]"], r"cv\.seeds = \[1, 1\]: seeds must be distinct"),
+        ("pca_ridge", ['features.target_stats=["bogus"]'], r"features\.target_stats = \['bogus'\]: unknown statistics \['bogus'\]; known: \['mean', 'std', 'median'\]"),
+        ("pca_ridge", ['features.chemistry=["maccs"]'], r"features\.chemistry = \['maccs'\]: unknown chemistry blocks \['maccs'\]; known: \['morgan', 'substructures'\]"),
+        ("pca_ridge", ["features.stats_components=-1"], r"features\.stats_components = -1: Input should be greater than 0"),
+        ("pca_ridge", ['features.onehot=["donor"]'], r"features\.onehot\.0 = 'donor'"),
+        ("pca_ridge", ["cv.n_splits=1"], r"cv\.n_splits = 1: must be 0 \(the scheme's own\) or at least 2"),
+        ("pca_ridge", ["cv.n_splits=2"], r"cv\.n_splits=2: scheme 'lymphoid_holdout' has exactly 4 folds"),
+        ("pca_lgbm", ["params.learning_rate=-1"], r"params\.learning_rate: The 'learning_rate' parameter of PerComponentLGBM"),
+        ("pca_knn", ['params.weights="far"'], r"params\.weights: The 'weights' parameter of KNeighborsRegressor"),
+        ("compound_mean", ['params.shrink="abc"'], r"params\.shrink: The 'shrink' parameter of GroupMeanRegressor"),
+        ("zeros", ["features.stats_components=4"], r"model 'zeros' builds no features"),
+    ],
+)
+def test_bad_settings_are_named_before_any_work(model, overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(model, configs_dir=CONFIGS, overrides=overrides)
+
+
+def test_tune_table_passes_through():
+    config = load_config("pca_ridge", configs_dir=CONFIGS, overrides=['tune.alpha={low = 0.1, high = 100.0, log = true}'])
+    assert config["tune"] == {"alpha": {"low": 0.1, "high": 100.0, "log": True}}
+
+
+def test_every_shipped_config_validates_and_keeps_its_hash():
+    """Validation types values but does not add keys: stored runs keep matching their configs' hashes."""
+    for path in sorted(CONFIGS.glob("*.toml")):
+        if path.stem in ("cv", "blend", "recipe"):
+            continue
+        config = load_config(path.stem, configs_dir=CONFIGS)
+        assert validate_config(config) == config
+
+
+def test_feature_schema_covers_the_feature_builder():
+    from perturbkit.config import FeatureSettings
+    from perturbkit.features import FeatureBuilder
+
+    assert set(FeatureSettings.model_fields) == set(FeatureBuilder().get_params(deep=False))
+
+
+def test_n_components_beyond_the_fold_is_an_error_not_a_clamp(small_dataset):
+    from perturbkit.cv import build_model
+
+    config = load_config("pca_ridge", configs_dir=CONFIGS, overrides=["params.n_components=100000", "features.stats_components=2"])
+    model = build_model(config, 0)
+    with pytest.raises(ConfigError, match=r"params\.n_components=100000: at most \d+ here \(the fold has \d+ training rows x 300 genes\)"):
+        model.fit(small_dataset.obs[["cell_type", "sm_name", "SMILES"]], small_dataset.targets)
+
+
+def test_cli_rejects_bad_config_before_loading_data(tmp_path, capsys):
+    from perturbkit.cli import main
+
+    code = main(["cv", "--model", "pca_ridge", "--configs-dir", str(CONFIGS), "--data", str(tmp_path / "no-such-data"),
+                 "--oof", str(tmp_path / "oof"), "--set", "cv.refit=maybe"])
+    assert code == 2
+    assert "cv.refit = 'maybe': Input should be a valid boolean" in capsys.readouterr().err
+    assert not (tmp_path / "oof").exists()

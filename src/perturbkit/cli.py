@@ -23,14 +23,15 @@ def _load_data(args, *, require_smiles: bool = False):
 
 def cmd_cv(args) -> None:
     from perturbkit.config import load_config
-    from perturbkit.cv import build_model, run_cv, save_run, summary_text
+    from perturbkit.cv import run_cv, save_run, summary_text
+    from perturbkit.io import check_writable
     from perturbkit.report.plots import loss_curve_pngs
 
-    config = load_config(args.model, config_path=args.config, configs_dir=args.configs_dir, overrides=args.set)
-    config["cv"].update({key: getattr(args, key) for key in ("scheme", "seed", "n_splits", "seeds") if getattr(args, key) is not None})
-    if args.refit:
-        config["cv"]["refit"] = True
-    build_model(config, int(config["cv"]["seed"]))  # an unknown model or parameter fails before loading data
+    flags = {key: getattr(args, key) for key in ("scheme", "seed", "n_splits", "seeds") if getattr(args, key) is not None}
+    # The whole config (flags included) is validated here, before data is loaded or anything fitted.
+    config = load_config(args.model, config_path=args.config, configs_dir=args.configs_dir, overrides=args.set,
+                         cv={**flags, **({"refit": True} if args.refit else {})})
+    check_writable(args.oof, "--oof")
     dataset = _load_data(args, require_smiles=bool(config.get("features", {}).get("chemistry")))
     result = run_cv(dataset, config, progress=not args.no_progress)
     run_dir = save_run(result, args.oof, artifacts=loss_curve_pngs(result.meta))

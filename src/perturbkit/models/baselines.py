@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from numbers import Real
+
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, RegressorMixin
-
+from sklearn.utils._param_validation import Interval, StrOptions
 
 
 class GroupMeanRegressor(RegressorMixin, BaseEstimator):
@@ -14,11 +16,17 @@ class GroupMeanRegressor(RegressorMixin, BaseEstimator):
     ``by=None`` predicts the gene-wise mean everywhere; ``shrink=0`` predicts zeros.
     """
 
+    _parameter_constraints = {
+        "by": [StrOptions({"sm_name", "cell_type"}), None],
+        "shrink": [Interval(Real, None, None, closed="neither")],
+    }
+
     def __init__(self, by: str | None = None, shrink: float = 1.0):
         self.by = by
         self.shrink = shrink
 
     def fit(self, X: pd.DataFrame, y) -> GroupMeanRegressor:
+        self._validate_params()
         y = np.asarray(y, dtype=np.float32)
         self.gene_mean_ = y.mean(axis=0)
         self.n_features_out_ = y.shape[1]

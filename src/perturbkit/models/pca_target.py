@@ -8,6 +8,7 @@ the features; ``inverse_transform`` returns to genes.
 from __future__ import annotations
 
 import os
+from numbers import Integral, Real
 
 import lightgbm as lgb
 import numpy as np
@@ -17,19 +18,35 @@ from sklearn.model_selection import train_test_split
 from sklearn.neighbors import KNeighborsRegressor
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+from sklearn.utils._param_validation import HasMethods, Interval
 
 from perturbkit.features import FeatureBuilder
+from perturbkit.errors import ConfigError
 from perturbkit.features.pca import WidePCA
 
 
 class PCATargetRegressor(RegressorMixin, BaseEstimator):
+    """``n_components`` is never clamped: more than the fold's training rows (or genes) is a :class:`ConfigError` in ``fit``."""
+
+    _parameter_constraints = {
+        "regressor": [HasMethods(["fit", "predict"])],
+        "features": [FeatureBuilder, None],
+        "n_components": [Interval(Integral, 1, None, closed="left")],
+    }
+
     def __init__(self, regressor, features: FeatureBuilder | None = None, n_components: int = 64):
         self.regressor = regressor
         self.features = features
         self.n_components = n_components
 
     def fit(self, X, y) -> PCATargetRegressor:
+        self._validate_params()
         y = np.asarray(y, dtype=np.float32)
+        if self.n_components > min(y.shape):
+            raise ConfigError(
+                f"params.n_components={self.n_components}: at most {min(y.shape)} here "
+                f"(the fold has {y.shape[0]} training rows x {y.shape[1]} genes)"
+            )
         self.features_ = clone(self.features if self.features is not None else FeatureBuilder())
         inputs = self.features_.fit_transform(X, y)
         self.pca_ = WidePCA(self.n_components).fit(y)
@@ -46,6 +63,17 @@ class PerComponentLGBM(RegressorMixin, BaseEstimator):
 
     The fold's validation rows are never used for early stopping, so OOF scores stay honest.
     """
+
+    _parameter_constraints = {
+        "n_estimators": [Interval(Integral, 1, None, closed="left")],
+        "learning_rate": [Interval(Real, 0, None, closed="neither")],
+        "num_leaves": [Interval(Integral, 2, None, closed="left")],
+        "min_child_samples": [Interval(Integral, 0, None, closed="left")],
+        "colsample_bytree": [Interval(Real, 0, 1, closed="right")],
+        "early_stopping_rounds": [Interval(Integral, 1, None, closed="left")],
+        "early_stopping_fraction": [Interval(Real, 0, 1, closed="neither")],
+        "random_state": ["random_state"],
+    }
 
     def __init__(
         self,
@@ -68,6 +96,7 @@ class PerComponentLGBM(RegressorMixin, BaseEstimator):
         self.random_state = random_state
 
     def fit(self, X, y) -> PerComponentLGBM:
+        self._validate_params()
         X, y = np.asarray(X, dtype=np.float32), np.asarray(y, dtype=np.float32)
         fit_rows, stop_rows = train_test_split(
             np.arange(len(X)), test_size=self.early_stopping_fraction, random_state=self.random_state

@@ -1,0 +1,122 @@
+"""Atomic outputs: every file or folder perturbkit writes appears complete or not at all.
+
+One naming and crash rule for all writers (run store, kernel build, download, submissions):
+content is written into a private staging path beside the target, ``.<name>.<pid>-<random>.partial``
+(plus the target's suffix for files, so writers that look at it still see it), and renamed into
+place only when complete. An exception removes the staging path; a killed process leaves it
+behind under that recognisable name, which no reader ever opens and :func:`remove_stale` deletes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import os
+import secrets
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from perturbkit.errors import PerturbkitError
+
+PARTIAL = ".partial"
+STALE_AFTER_S = 24 * 3600.0
+
+
+class OutputError(PerturbkitError, OSError):
+    """An output location that cannot be written, or a target that is taken."""
+
+
+def _staging_name(target: Path) -> str:
+    return f".{target.name}.{os.getpid()}-{secrets.token_hex(4)}{PARTIAL}"
+
+
+def is_partial(path: Path) -> bool:
+    return path.name.startswith(".") and PARTIAL in path.name
+
+
+@contextlib.contextmanager
+def atomic_file(target: Path | str) -> Iterator[Path]:
+    """Yield a staging path to write; on success it replaces ``target`` in one rename."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = target.with_name(_staging_name(target) + target.suffix)
+    try:
+        yield staging
+        os.replace(staging, target)
+    finally:
+        staging.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def atomic_dir(target: Path | str, *, replace: bool = False) -> Iterator[Path]:
+    """Yield a new private staging folder; on success it becomes ``target``.
+
+    Without ``replace`` the target's name is claimed exclusively (``mkdir`` fails when it exists,
+    even if another process claimed it a moment ago) and :class:`FileExistsError` is raised.
+    With ``replace`` an existing target is swapped for the new content and then removed.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = target.with_name(_staging_name(target))
+    staging.mkdir()
+    try:
+        yield staging
+        if replace and target.exists():
+            old = target.with_name(_staging_name(target))
+            os.replace(target, old)
+            os.replace(staging, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.mkdir(target)  # the exclusive claim of the name: a second writer fails here
+            os.replace(staging, target)  # a directory may replace the empty one it claimed
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def remove_stale(folder: Path | str, *, older_than: float = STALE_AFTER_S, patterns=(f".*{PARTIAL}*",)) -> list[Path]:
+    """Delete staging leftovers in ``folder`` last modified more than ``older_than`` seconds ago."""
+    now, removed = time.time(), []
+    for pattern in patterns:
+        for path in sorted(Path(folder).glob(pattern)):
+            try:
+                if now - path.lstat().st_mtime < older_than:
+                    continue
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path)
+                else:
+                    path.unlink()
+            except FileNotFoundError:  # another cleaner or its owner got there first
+                continue
+            removed.append(path)
+    return removed
+
+
+def check_writable(folder: Path | str, what: str) -> Path:
+    """Fail before any work when ``folder`` (or the nearest existing parent it would be created in) is not writable."""
+    folder = Path(folder)
+    existing = folder
+    while not existing.exists():
+        if existing.parent == existing:
+            break
+        existing = existing.parent
+    if existing.exists() and not existing.is_dir():
+        raise OutputError(f"{what} {folder}: {existing} is a file, not a folder")
+    try:  # a real write: access() says yes to root on read-only mounts
+        probe = existing / _staging_name(folder)
+        probe.mkdir()
+        probe.rmdir()
+    except OSError as exc:
+        reason = "read-only" if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS) else exc.strerror
+        raise OutputError(f"{what} {folder}: cannot write there ({reason}); nothing was computed") from None
+    return folder
+
+
+def sha256_file(path: Path | str, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
