@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-SECTIONS = ["bench_core", "bench_blend", "bench_torch"]
+SECTIONS = ["bench_core", "bench_blend", "bench_torch", "bench_recipe"]
 
 
 def main() -> None:

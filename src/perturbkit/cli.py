@@ -51,12 +51,42 @@ def cmd_recipe(args) -> None:
     print(result.table())
 
 
+def _names(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def cmd_agreement(args) -> None:
+    from perturbkit.agreement import run_agreement, write_agreement
+    from perturbkit.data.demo import list_variants
+    from perturbkit.folds import list_splitters
+    from perturbkit.models import list_models
+    from perturbkit.recipe import load_recipe
+
+    recipe = load_recipe(args.recipe) if args.recipe else None
+    result = run_agreement(
+        _names(args.variants) if args.variants else list_variants(),
+        _names(args.schemes) if args.schemes else list_splitters(),
+        _names(args.models) if args.models else list_models(),
+        demo_genes=args.demo_genes or None,
+        recipe=recipe,
+        oof_root=args.oof,
+        say=lambda message: print(message, flush=True),
+    )
+    files = write_agreement(result, args.out)
+    print(result.spearman.round(3).to_string())
+    print(f"best mean agreement: {result.best_scheme()}; written {', '.join(map(str, files.values()))}")
+
+
 def cmd_runs(args) -> None:
     from perturbkit.cv import list_runs
 
     runs = list_runs(args.oof)
+    if args.study is not None:
+        from perturbkit.tune import filter_study_runs
+
+        runs = filter_study_runs(runs, args.study)
     if runs.empty:
-        print(f"no complete runs under {args.oof}")
+        print(f"no complete runs under {args.oof}" + (f" of study {args.study!r}" if args.study is not None else ""))
         return
     if args.per_cell_type:
         import json
@@ -435,6 +465,16 @@ def build_parser() -> argparse.ArgumentParser:
     recipe.add_argument("--no-progress", action="store_true")
     _add_data_options(recipe)
     recipe.set_defaults(func=cmd_recipe)
+
+    agreement = commands.add_parser("agreement", help="CV vs hidden-test ranking of models, per scheme and demo variant")
+    agreement.add_argument("--variants", default=None, help="comma-separated demo variants (default: all)")
+    agreement.add_argument("--schemes", default=None, help="comma-separated CV schemes (default: all registered)")
+    agreement.add_argument("--models", default=None, help="comma-separated models (default: all registered)")
+    agreement.add_argument("--demo-genes", type=int, default=2000, help="genes per demo world (default 2000; 0: all 18,211)")
+    agreement.add_argument("--recipe", type=Path, default=None, help="also score this recipe's blend (e.g. configs/recipe.toml)")
+    agreement.add_argument("--oof", type=Path, default=Path("oof/agreement"), help="run store of the study, one folder per variant")
+    agreement.add_argument("--out", type=Path, default=Path("reports/agreement"))
+    agreement.set_defaults(func=cmd_agreement)
 
     runs = commands.add_parser("runs", help="list stored runs with their scores")
     runs.add_argument("--oof", type=Path, default=Path("oof"))

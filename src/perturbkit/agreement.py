@@ -1,0 +1,142 @@
+"""Does CV rank models like the test? The agreement study, on demo worlds whose test truth is known.
+
+For each demo variant and each CV scheme, every model is cross-validated through the harness and
+its fold-averaged test predictions are scored against the world's hidden ``test_truth.parquet``.
+Per (variant, scheme) the study reports Spearman's rank correlation between the models' CV and
+test MRRMSE (does the scheme pick the right model?) and per model the CV-to-test gap, both as
+ratios to predicting zeros on the same rows. With a recipe, the recipe's blend is scored too.
+The scheme with the best mean Spearman across variants is the project's default
+(``configs/cv.toml``); README "Validation schemes" shows the table ``make agreement`` writes.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy.stats import spearmanr
+
+from perturbkit.config import load_config
+from perturbkit.cv import run_cv
+from perturbkit.data import load, resolve_data_dir
+from perturbkit.metrics import rowwise_rmse
+from perturbkit.submit import read_truth
+
+
+@dataclass(frozen=True)
+class AgreementResult:
+    scores: pd.DataFrame  # variant, scheme, model, cv, cv_rel, test, test_rel, gap, seconds
+    spearman: pd.DataFrame  # variants (rows) x schemes (columns), plus a "mean" row
+
+    def best_scheme(self) -> str:
+        return str(self.spearman.loc["mean"].idxmax())
+
+    def markdown(self) -> str:
+        lines = ["Spearman correlation between CV and hidden-test MRRMSE across models (higher: CV ranks models like the test)", ""]
+        lines += _markdown_table(self.spearman.round(3), index_name="variant")
+        lines += ["", f"Best mean agreement: `{self.best_scheme()}`.", ""]
+        for (variant, scheme), group in self.scores.groupby(["variant", "scheme"], sort=False):
+            lines += [f"### {variant}, {scheme}: ratios to predicting zeros", ""]
+            table = group.set_index("model")[["cv_rel", "test_rel", "gap", "seconds"]].sort_values("test_rel")
+            lines += _markdown_table(table.round({"cv_rel": 3, "test_rel": 3, "gap": 3, "seconds": 1}), index_name="model")
+            lines.append("")
+        return "\n".join(lines)
+
+
+def _markdown_table(frame: pd.DataFrame, *, index_name: str) -> list[str]:
+    header = [index_name, *map(str, frame.columns)]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for name, row in frame.iterrows():
+        lines.append("| " + " | ".join([str(name), *(f"{v}" for v in row.to_numpy())]) + " |")
+    return lines
+
+
+def hidden_truth(data: str, dataset, *, demo_genes: int | None) -> np.ndarray:
+    """The world's test truth aligned to ``dataset.test`` (rows) and ``dataset.genes`` (columns)."""
+    keys, genes, values = read_truth(resolve_data_dir(data, demo_genes=demo_genes) / "test_truth.parquet")
+    rows = pd.Index(keys["id"]).get_indexer(dataset.test["id"])
+    columns = pd.Index(genes).get_indexer(list(dataset.genes))
+    if (rows < 0).any() or (columns < 0).any():
+        raise ValueError(f"{data}: test_truth.parquet does not cover the test ids and genes of id_map.csv / de_train")
+    return values[np.ix_(rows, columns)]
+
+
+def hidden_test_score(truth: np.ndarray, prediction: np.ndarray) -> float:
+    return float(rowwise_rmse(truth, prediction).mean())
+
+
+RECIPE_BLEND = "recipe blend"
+
+
+def run_agreement(variants, schemes, models, *, demo_genes: int | None = None, recipe=None, oof_root: Path | str | None = None,
+                  say=print) -> AgreementResult:
+    """Cross-validate every model under every scheme on every demo variant and score the hidden test.
+
+    With ``recipe`` (a :class:`perturbkit.recipe.Recipe`) and ``oof_root``, the runs are stored
+    under ``<oof_root>/<variant>/`` and the recipe's blend (its members reused from there where
+    their configs match) is scored too, as model ``recipe blend`` (CV: its nested score).
+    """
+    from perturbkit.cv import save_run
+
+    rows = []
+    for variant in variants:
+        data = f"demo:{variant}"
+        dataset = load(data, demo_genes=demo_genes)
+        truth = hidden_truth(data, dataset, demo_genes=demo_genes)
+        zeros_test = hidden_test_score(truth, np.zeros_like(truth))
+        store = Path(oof_root) / variant if oof_root is not None else None
+        for scheme in schemes:
+            for model in models:
+                started = time.perf_counter()
+                result = run_cv(dataset, load_config(model, overrides=[f'cv.scheme="{scheme}"']), progress=False)
+                if store is not None:
+                    save_run(result, store)
+                scores = result.meta["scores"]
+                test = hidden_test_score(truth, result.test)
+                rows.append({
+                    "variant": variant, "scheme": scheme, "model": model,
+                    "cv": scores["overall"], "cv_rel": scores["relative_to_zeros"],
+                    "test": test, "test_rel": test / zeros_test, "seconds": time.perf_counter() - started,
+                })
+                say(f"{variant:>12} {scheme:>17} {model:>16}: CV {scores['relative_to_zeros']:.3f}, test {test / zeros_test:.3f} x zeros")
+        if recipe is not None:
+            rows.append(_recipe_row(dataset, recipe, store, variant, truth, zeros_test, say))
+    scores = pd.DataFrame(rows)
+    scores["gap"] = scores["cv_rel"] - scores["test_rel"]
+    spearman = scores[scores["model"] != RECIPE_BLEND].groupby(["variant", "scheme"], sort=False).apply(
+        lambda g: spearmanr(g["cv"], g["test"]).statistic, include_groups=False
+    ).unstack("scheme")
+    spearman = spearman.reindex(index=list(variants), columns=list(schemes))
+    spearman.loc["mean"] = spearman.mean(axis=0)
+    return AgreementResult(scores=scores, spearman=spearman)
+
+
+def _recipe_row(dataset, recipe, store: Path, variant: str, truth: np.ndarray, zeros_test: float, say) -> dict:
+    import tempfile
+
+    from perturbkit.recipe import run_recipe
+
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="perturbkit-agreement-") as submissions:
+        outcome = run_recipe(dataset, recipe, oof_root=store, submissions=submissions, dataset_id=variant, say=lambda message: None)
+    scores = outcome.blend.scores
+    zeros_cv = outcome.members[0].meta["scores"]["zeros"]
+    test = hidden_test_score(truth, outcome.blend.test)
+    say(f"{variant:>12} {recipe.scheme:>17} {RECIPE_BLEND:>16}: nested {scores['nested'] / zeros_cv:.3f}, test {test / zeros_test:.3f} x zeros ({scores['chosen']})")
+    return {
+        "variant": variant, "scheme": recipe.scheme, "model": RECIPE_BLEND, "cv": scores["nested"],
+        "cv_rel": scores["nested"] / zeros_cv, "test": test, "test_rel": test / zeros_test,
+        "seconds": time.perf_counter() - started,
+    }
+
+
+def write_agreement(result: AgreementResult, out_dir: Path | str) -> dict[str, Path]:
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    files = {"csv": out_dir / "agreement.csv", "md": out_dir / "agreement.md"}
+    result.scores.to_csv(files["csv"], index=False)
+    files["md"].write_text(result.markdown() + "\n")
+    return files
