@@ -20,6 +20,8 @@ import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+MAX_KERNEL_SOURCE = 1_000_000  # Kaggle refuses a kernel source of 1 MB or more, with exactly this answer:
+KERNEL_TOO_LARGE = "The kernel source must be less than 1 megabytes in size."
 USERNAME = "fake-user"
 TOKEN = "fake-token-for-tests-0000"  # a dummy: the fake accepts exactly this one
 API = "/api/v1/"
@@ -134,6 +136,8 @@ class _Handler(BaseHTTPRequestHandler):
             return None
         if call == "kernels.KernelsApiService/SaveKernel":
             slug = payload.get("slug", "")
+            if len((payload.get("text") or "").encode()) >= MAX_KERNEL_SOURCE:
+                return self._error(400, KERNEL_TOO_LARGE)
             with self.fake.lock:
                 version = state.kernels.get(slug, {}).get("version", 0) + 1
                 state.kernels[slug] = {"request": payload, "version": version}

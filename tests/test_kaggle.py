@@ -14,7 +14,8 @@ import pytest
 from fake_kaggle import TOKEN, USERNAME, FakeKaggle, point_client_at
 from perturbkit.cli import main
 from perturbkit.data import load_dataset
-from perturbkit.data.kaggle import credential_sources
+from perturbkit.io import MARKER
+from perturbkit.kaggle import credential_sources
 from perturbkit.data.layout import COMPETITION
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,7 +56,7 @@ def test_download_lands_and_validates_the_files(fake_kaggle, small_world, tmp_pa
 
     assert main(["data", "download", "--out", str(out), "--quiet"]) == 0
 
-    assert sorted(p.name for p in out.iterdir()) == ["adata_obs_meta.csv", "de_train.parquet", "id_map.csv", "sample_submission.csv"]
+    assert sorted(p.name for p in out.iterdir()) == [MARKER, "adata_obs_meta.csv", "de_train.parquet", "id_map.csv", "sample_submission.csv"]
     assert (out / "de_train.parquet").read_bytes() == (small_world / "de_train.parquet").read_bytes()
     assert load_dataset(out).data_hash == load_dataset(small_world).data_hash
     printed = capsys.readouterr().out
@@ -129,3 +130,34 @@ def test_credential_sources_are_named_never_valued(no_credentials, monkeypatch):
     sources = credential_sources()
     assert sources == ["~/.kaggle/access_token", "KAGGLE_USERNAME/KAGGLE_KEY"]
     assert not any("secret" in s for s in sources)
+
+
+def test_a_new_download_replaces_perturbkits_folder_but_not_a_users(fake_kaggle, small_world, tmp_path, capsys):
+    fake_kaggle.state.competition_files[COMPETITION] = competition_zip(small_world)
+    out = tmp_path / "kaggle"
+    assert main(["data", "download", "--out", str(out), "--quiet"]) == 0
+    (out / "stale.csv").write_text("from an older download\n")
+    assert main(["data", "download", "--out", str(out), "--quiet"]) == 0
+    assert not (out / "stale.csv").exists() and (out / "de_train.parquet").is_file()
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("my own notes\n")
+    capsys.readouterr()
+    assert main(["data", "download", "--out", str(mine), "--quiet"]) == 2
+    assert "perturbkit did not create" in capsys.readouterr().err
+    assert sorted(p.name for p in mine.iterdir()) == ["notes.txt"]
+    assert len(fake_kaggle.calls("competitions.CompetitionApiService/DownloadDataFiles")) == 2  # refused before downloading
+    assert main(["data", "download", "--out", str(mine), "--quiet", "--force"]) == 0
+    assert (mine / "de_train.parquet").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no staging left
+
+
+def test_kernel_logs_prints_the_runs_log(fake_kaggle, capsys):
+    fake_kaggle.state.kernels[f"{USERNAME}/perturbkit-submission"] = {"request": {}, "version": 1}
+    fake_kaggle.state.log = '[{"stream_name": "stdout", "time": 1.0, "data": "line one\\n"}, {"stream_name": "stderr", "time": 2.0, "data": "line two\\n"}]'
+    assert main(["kernel", "logs", f"{USERNAME}/perturbkit-submission"]) == 0
+    assert capsys.readouterr().out == "line one\nline two\n"
+    assert main(["kernel", "logs", f"{USERNAME}/no-such-kernel"]) == 2
+    err = capsys.readouterr().err
+    assert "getting the log of kernel" in err and TOKEN not in err

@@ -1,11 +1,14 @@
 """The Kaggle kernel: build, metadata rules, credential guard, push/status/output and submit through the real
-client against the local fake Kaggle API, and the built script run offline on a fake /kaggle/input tree."""
+client against the local fake Kaggle API (which refuses a 1 MB source as Kaggle does), and the built script run
+offline on a fake /kaggle/input tree holding the code dataset."""
 
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -14,19 +17,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fake_kaggle import TOKEN, USERNAME, FakeKaggle, point_client_at
+from fake_kaggle import KERNEL_TOO_LARGE, TOKEN, USERNAME, FakeKaggle, point_client_at
 from perturbkit.cli import main
 from perturbkit.config import load_config
 from perturbkit.data.layout import COMPETITION
 from perturbkit.errors import ConfigError
+from perturbkit.io import MARKER, OutputError
 from perturbkit.kernel import (
+    MAX_SCRIPT_BYTES,
     CredentialLeakError,
+    KernelBuildError,
     KernelMetadataError,
     build_kernel,
     build_wheel,
     check_no_credentials,
     combine,
-    embedded_wheel,
     kernel_metadata,
     row_weights,
     spec_from_blend,
@@ -40,6 +45,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
 SLUG = "perturbkit-submission"
 KERNEL = f"{USERNAME}/{SLUG}"
+CODE_DATASET = f"{USERNAME}/{SLUG}-code"
 
 
 @pytest.fixture(scope="session")
@@ -231,15 +237,53 @@ def test_the_credential_guard_names_files_never_secrets(tmp_path, isolated_home,
 # --- build -----------------------------------------------------------------------------------
 
 
-def test_build_writes_metadata_and_one_script_embedding_the_wheel(built_kernel, built_wheel):
-    assert sorted(p.name for p in built_kernel.folder.iterdir()) == ["kernel-metadata.json", "kernel.py"]
+def test_build_writes_a_small_script_and_the_wheel_in_a_code_dataset(built_kernel, built_wheel):
+    assert sorted(p.name for p in built_kernel.folder.iterdir()) == [MARKER, "kernel-metadata.json", "kernel.py"]
     metadata = json.loads((built_kernel.folder / "kernel-metadata.json").read_text())
     assert metadata == built_kernel.metadata and metadata["id"] == KERNEL and metadata["enable_internet"] is False
+    assert metadata["dataset_sources"] == [CODE_DATASET]
     script = built_kernel.script.read_text()
-    assert embedded_wheel(script) == built_wheel.read_bytes()
+    assert len(script.encode()) < 100_000  # the wheel is no longer inside
+    digest = hashlib.sha256(built_wheel.read_bytes()).hexdigest()
+    assert repr(digest) in script and built_kernel.wheel_sha256 == digest
+    code = built_kernel.code_folder
+    assert built_kernel.wheel == code / f"perturbkit-{digest[:12]}" / built_wheel.name
+    assert built_kernel.wheel.read_bytes() == built_wheel.read_bytes()
+    assert json.loads((code / "dataset-metadata.json").read_text())["id"] == CODE_DATASET
     compile(script, str(built_kernel.script), "exec")
     assert "pip" in script and "--no-index" in script and "--no-deps" in script
-    assert [p.name for p in built_kernel.folder.parent.iterdir()] == [SLUG]  # no staging left behind
+    assert sorted(p.name for p in built_kernel.folder.parent.iterdir()) == [SLUG, f"{SLUG}-code"]  # no staging left behind
+
+
+def test_build_never_replaces_a_folder_perturbkit_did_not_create(built_wheel, tmp_path, isolated_home, capsys):
+    out = tmp_path / "kernels"
+    (out / SLUG).mkdir(parents=True)
+    (out / SLUG / "analysis.ipynb").write_text("{}")
+    spec = spec_from_configs(cheap_configs())
+    with pytest.raises(OutputError, match="perturbkit did not create"):
+        build_kernel(spec, user=USERNAME, out_root=out, wheel=built_wheel)
+    assert sorted(p.name for p in out.iterdir()) == [SLUG] and [p.name for p in (out / SLUG).iterdir()] == ["analysis.ipynb"]
+    built = build_kernel(spec, user=USERNAME, out_root=out, wheel=built_wheel, force=True)
+    assert not (out / SLUG / "analysis.ipynb").exists() and built.script.is_file()
+    build_kernel(spec, user=USERNAME, out_root=out, wheel=built_wheel)  # its own folder: replaced without --force
+
+
+def test_a_script_over_the_limit_is_refused_and_nothing_written(built_wheel, tmp_path, isolated_home):
+    spec = spec_from_configs(cheap_configs())
+    spec["source"] = "x" * MAX_SCRIPT_BYTES
+    with pytest.raises(KernelBuildError, match=r"kernel script of \d+ KB: Kaggle refuses a kernel source of 1 MB or more"):
+        build_kernel(spec, user=USERNAME, out_root=tmp_path / "kernels", wheel=built_wheel)
+    assert list((tmp_path / "kernels").iterdir()) == []
+
+
+def test_build_warns_when_a_member_needs_rdkit_and_no_wheels_dataset_is_attached(built_wheel, tmp_path, isolated_home):
+    chem = load_config("pca_ridge", configs_dir=CONFIGS, overrides=['features.chemistry=["morgan"]', "params.n_components=8"])
+    built = build_kernel(spec_from_configs([chem]), user=USERNAME, out_root=tmp_path / "a", wheel=built_wheel)
+    (warning,) = built.warnings
+    assert "rdkit (for pca_ridge (chemistry))" in warning and "--deps-dataset" in warning
+    deps = [f"{USERNAME}/perturbkit-deps"]
+    assert build_kernel(spec_from_configs([chem]), user=USERNAME, out_root=tmp_path / "b", wheel=built_wheel, dataset_sources=deps).warnings == []
+    assert build_kernel(spec_from_configs(cheap_configs()), user=USERNAME, out_root=tmp_path / "c", wheel=built_wheel).warnings == []
 
 
 def test_build_refuses_bad_input_and_keeps_the_previous_build(built_kernel, built_wheel):
@@ -263,8 +307,10 @@ def test_cli_build_from_a_blend_result(built_wheel, tmp_path, isolated_home, mon
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert "weight 0.25" in printed and "weight 0.75" in printed and "clip True" in printed
+    assert re.search(r"kernel\.py \d+\.\d KB \(Kaggle's limit: 1 MB\)", printed)
+    assert f"kaggle datasets version -p {out / SLUG}-code" in printed
     metadata = json.loads((out / SLUG / "kernel-metadata.json").read_text())
-    assert metadata["dataset_sources"] == [f"{USERNAME}/perturbkit-deps"]
+    assert metadata["dataset_sources"] == [CODE_DATASET, f"{USERNAME}/perturbkit-deps"]
     assert main(["kernel", "build", "--out", str(out), "--user", USERNAME]) == 2
     assert "name the kernel's models" in capsys.readouterr().err
 
@@ -286,8 +332,8 @@ def test_push_follow_and_output_round_trip(fake_kaggle, built_kernel, built_whee
     assert body["language"] == "python" and body["kernelType"] == "script"
     assert body["isPrivate"] is True and body.get("enableInternet", False) is False  # false is the wire default
     assert body["competitionDataSources"] == [COMPETITION]
-    assert embedded_wheel(body["text"]) == built_wheel.read_bytes()
     assert body["text"] == built_kernel.script.read_text()
+    assert body["datasetDataSources"] == [CODE_DATASET]
     statuses = fake_kaggle.calls("kernels.KernelsApiService/GetKernelSessionStatus")
     assert len(statuses) == 3 and statuses[0].json == {"userName": USERNAME, "kernelSlug": SLUG}
     assert (out / "submission.csv").read_bytes() == b"id,A1BG\n0,0.5\n"
@@ -307,6 +353,14 @@ def test_status_of_a_failed_run_reports_it_and_fetches_the_log(fake_kaggle, buil
     assert "ended error: out of memory" in capsys.readouterr().err
     assert (out / f"{SLUG}.log").read_text() == "traceback"
     assert main(["kernel", "status", "--dir", str(built_kernel.folder)]) == 2  # final status, no --follow
+
+
+def test_the_fake_refuses_a_1_mb_source_as_kaggle_does(fake_kaggle, built_kernel, capsys):
+    built_kernel.script.write_text("# padding\n" * 100_000)  # 1,000,000 bytes
+    assert main(["kernel", "push", "--dir", str(built_kernel.folder)]) == 2
+    err = capsys.readouterr().err
+    assert "HTTP 400" in err and KERNEL_TOO_LARGE in err
+    assert fake_kaggle.state.kernels == {}
 
 
 def test_push_refuses_a_folder_with_a_credential_and_sends_nothing(fake_kaggle, built_kernel, capsys):
@@ -356,38 +410,27 @@ def test_deps_folder_holds_wheels_and_dataset_metadata(built_wheel, tmp_path):
 # --- the built script, run offline on a fake /kaggle/input tree -------------------------------
 
 
-def test_kernel_script_runs_offline_and_writes_a_submission_score_accepts(built_wheel, small_world, tmp_path):
-    blend = blend_result(cheap_configs(), per_celltype=True)
-    built = build_kernel(spec_from_blend(blend), user=USERNAME, out_root=tmp_path / "kernels", wheel=built_wheel)
-    competition = tmp_path / "input" / COMPETITION
-    competition.mkdir(parents=True)
-    for name in ("de_train.parquet", "id_map.csv", "sample_submission.csv"):  # no test_truth: Kaggle keeps it
-        shutil.copy(small_world / name, competition / name)
-    working, site = tmp_path / "working", tmp_path / "site"
-    working.mkdir()
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH",) and not k.startswith("KAGGLE_")}
-    env.update(
-        PERTURBKIT_KAGGLE_INPUT=str(tmp_path / "input"),
-        PERTURBKIT_KAGGLE_WORKING=str(working),
-        PERTURBKIT_KAGGLE_SITE=str(site),
-        PIP_NO_INDEX="1",  # offline, as on Kaggle with internet disabled
-        TQDM_DISABLE="1",
-    )
-
-    result = subprocess.run([sys.executable, str(built.script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
-
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert f"perturbkit from {site / 'perturbkit'}" in result.stdout  # the embedded wheel, not the dev install
-    assert "note: the blend was fitted on other data" in result.stdout
-    assert sorted(p.name for p in working.iterdir()) == ["submission.csv"]
-    table = score_submission(working / "submission.csv", small_world / "test_truth.parquet")
-    assert table.loc["all", "rows"] == 255 and np.isfinite(table.loc["all", "mrrmse"])
+def kaggle_input(tmp_path: Path, world: Path, built) -> Path:
+    """A /kaggle/input tree: the competition's files (no test truth: Kaggle keeps it) and the kernel's code dataset."""
+    root = tmp_path / "input"
+    (root / COMPETITION).mkdir(parents=True)
+    for name in ("de_train.parquet", "id_map.csv", "sample_submission.csv"):
+        shutil.copy(world / name, root / COMPETITION / name)
+    shutil.copytree(built.code_folder, root / built.code_folder.name)
+    return root
 
 
-@pytest.mark.slow
+def run_script(script: Path, input_root: Path, tmp_path: Path) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH" and not k.startswith("KAGGLE_")}
+    env.update(PERTURBKIT_KAGGLE_INPUT=str(input_root), PERTURBKIT_KAGGLE_WORKING=str(tmp_path / "working"),
+               PERTURBKIT_KAGGLE_SITE=str(tmp_path / "site"), PIP_NO_INDEX="1", TQDM_DISABLE="1")  # offline, as on Kaggle
+    (tmp_path / "working").mkdir(exist_ok=True)
+    return subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+
+
 def test_the_kernel_reproduces_the_blenders_own_submission(built_wheel, small_world, tmp_path, monkeypatch):
-    """CV two models, blend them per cell type with clipping, build the kernel from the blend record:
-    run offline, it re-fits the members and writes the blender's submission again."""
+    """CV two models, blend them per cell type with clipping, build the kernel from the blend record: run offline
+    from the code dataset, it checks the wheel's hash, re-fits the members and writes the blender's submission again."""
     monkeypatch.chdir(tmp_path)
     for model, extra in (("compound_mean", []), ("pca_ridge", ["--set", "params.n_components=8", "--set", "features.stats_components=4"])):
         args = ["cv", "--model", model, "--configs-dir", str(CONFIGS), "--data", str(small_world), "--scheme", "kfold", "--no-progress"]
@@ -395,22 +438,34 @@ def test_the_kernel_reproduces_the_blenders_own_submission(built_wheel, small_wo
     blend_args = ["blend", "--data", str(small_world), "--method", "slsqp", "--per-celltype", "--clip", "--no-h5ad", "--name", "b1"]
     assert main([*blend_args, "--blend-config", str(CONFIGS / "blend.toml")]) == 0
     built = build_kernel(spec_from_blend(tmp_path / "submissions" / "b1.json"), user=USERNAME, out_root=tmp_path / "kernels", wheel=built_wheel)
-    competition = tmp_path / "input" / COMPETITION
-    competition.mkdir(parents=True)
-    for name in ("de_train.parquet", "id_map.csv", "sample_submission.csv"):
-        shutil.copy(small_world / name, competition / name)
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env.update(PERTURBKIT_KAGGLE_INPUT=str(tmp_path / "input"), PERTURBKIT_KAGGLE_WORKING=str(tmp_path / "working"),
-               PERTURBKIT_KAGGLE_SITE=str(tmp_path / "site"), PIP_NO_INDEX="1")
-    result = subprocess.run([sys.executable, str(built.script)], env=env, capture_output=True, text=True, timeout=600)
+
+    result = run_script(built.script, kaggle_input(tmp_path, small_world, built), tmp_path)
+
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert f"perturbkit from {tmp_path / 'site' / 'perturbkit'}" in result.stdout  # the shipped wheel, not the dev install
+    assert f"sha256 {built.wheel_sha256[:12]} checked" in result.stdout
     assert "data hash matches the blend's" in result.stdout
+    assert sorted(p.name for p in (tmp_path / "working").iterdir()) == ["submission.csv"]
     import pandas as pd
 
     kernel = pd.read_csv(tmp_path / "working" / "submission.csv")
     blender = pd.read_csv(tmp_path / "submissions" / "b1.csv")
     assert list(kernel.columns) == list(blender.columns) and (kernel["id"] == blender["id"]).all()
     assert np.abs(kernel.to_numpy() - blender.to_numpy()).max() < 1e-4
+    table = score_submission(tmp_path / "working" / "submission.csv", small_world / "test_truth.parquet")
+    assert table.loc["all", "rows"] == 255 and np.isfinite(table.loc["all", "mrrmse"])
+
+
+def test_the_script_refuses_a_wheel_whose_hash_differs(built_kernel, small_world, tmp_path):
+    input_root = kaggle_input(tmp_path, small_world, built_kernel)
+    shipped = input_root / built_kernel.code_folder.name / built_kernel.wheel.parent.name / built_kernel.wheel.name
+    shipped.write_bytes(shipped.read_bytes() + b"tampered")
+    result = run_script(built_kernel.script, input_root, tmp_path)
+    assert result.returncode != 0
+    assert f"no {built_kernel.wheel.name} with sha256 {built_kernel.wheel_sha256[:12]}" in result.stderr
+    assert f"attach the dataset {CODE_DATASET}" in result.stderr and "kaggle datasets version" in result.stderr
+    assert not (tmp_path / "site").exists() or not any((tmp_path / "site").iterdir())
+    assert list((tmp_path / "working").iterdir()) == []
 
 
 def test_the_script_installs_missing_requirements_from_an_attached_wheels_dataset(built_kernel, tmp_path):
@@ -436,6 +491,7 @@ def test_the_script_installs_missing_requirements_from_an_attached_wheels_datase
     assert [name for name, _ in script.unsatisfied(json.loads(script.REQUIREMENTS_JSON))] == ["tinydep-for-tests"]
     assert script.wheel_dirs(tmp_path / "input") == [dataset]
 
+    shutil.copytree(built_kernel.code_folder, tmp_path / "input" / built_kernel.code_folder.name)
     site = tmp_path / "site"
     script.install(site, tmp_path / "input")
 

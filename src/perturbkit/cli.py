@@ -215,9 +215,10 @@ def _add_blend_commands(commands) -> None:
 
 
 def cmd_data_download(args) -> None:
-    from perturbkit.data.kaggle import describe_download, download_competition
+    from perturbkit.data import load_dataset
+    from perturbkit.kaggle import describe_download, download_competition
 
-    print(describe_download(download_competition(args.out, quiet=args.quiet)))
+    print(describe_download(download_competition(args.out, validate=load_dataset, quiet=args.quiet, force=args.force)))
 
 
 def _kernel_spec(args) -> dict:
@@ -258,18 +259,22 @@ def cmd_kernel_build(args) -> None:
 
     spec = _kernel_spec(args)
     sources = [*args.dataset_source, *([args.deps_dataset] if args.deps_dataset else [])]
-    built = build_kernel(
-        spec, user=_kaggle_user(args), slug=args.slug, out_root=args.out, title=args.title, enable_gpu=args.gpu, dataset_sources=sources
-    )
+    built = build_kernel(spec, user=_kaggle_user(args), slug=args.slug, out_root=args.out, title=args.title, enable_gpu=args.gpu,
+                         dataset_sources=sources, force=args.force)
     size = built.script.stat().st_size
-    print(f"built {built.folder}/ ({built.metadata['id']}): {built.script.name} {size / 1e6:.2f} MB, wheel {built.wheel.name} sha256 {built.wheel_sha256[:16]}")
+    print(f"built {built.folder}/ ({built.metadata['id']}): {built.script.name} {size / 1000:.1f} KB (Kaggle's limit: 1 MB)")
+    print(f"  code dataset {built.code_folder}/ ({built.code_dataset}): {built.wheel.name} sha256 {built.wheel_sha256[:12]}")
     for member in spec["members"]:
         refit = "refit" if member["config"]["cv"].get("refit") else "fold mean"
         by_cell_type = ", ".join(f"{ct}: {w:.4g}" for ct, w in member.get("weight_by_cell_type", {}).items())
         print(f"  {member['config']['model']:<20} weight {member['weight']:.4g}  ({refit})" + (f"  [{by_cell_type}]" if by_cell_type else ""))
     scales = ", ".join(f"{ct}: {v:g}" for ct, v in spec.get("scale_by_cell_type", {}).items())
-    print(f"  scale {scales or format(spec['scale'], 'g')}, clip {spec['clip']}, datasets {sources or 'none'}, gpu {args.gpu}")
-    print(f"push it with: perturbkit kernel push --dir {built.folder} --follow --output")
+    print(f"  scale {scales or format(spec['scale'], 'g')}, clip {spec['clip']}, datasets {built.metadata['dataset_sources']}, gpu {args.gpu}")
+    for warning in built.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    print(f"upload the code dataset (first time: kaggle datasets create -p {built.code_folder}), or a new version of it:")
+    print(f"  kaggle datasets version -p {built.code_folder} -m 'perturbkit {built.wheel_sha256[:12]}'")
+    print(f"then push the kernel: perturbkit kernel push --dir {built.folder} --follow --output")
 
 
 def cmd_kernel_deps(args) -> None:
@@ -289,7 +294,7 @@ def _kernel_folder(args) -> Path:
 
 
 def _follow_and_fetch(kernel: str, args, api) -> None:
-    from perturbkit.kernel.remote import check_finished, download_output, follow_status
+    from perturbkit.kaggle import check_finished, download_output, follow_status
 
     status = follow_status(kernel, interval=args.interval, timeout=args.timeout, api=api)
     if getattr(args, "output", False) or status.status != "COMPLETE":
@@ -300,7 +305,7 @@ def _follow_and_fetch(kernel: str, args, api) -> None:
 
 
 def cmd_kernel_push(args) -> None:
-    from perturbkit.data.kaggle import kaggle_api
+    from perturbkit.kaggle import kaggle_api
     from perturbkit.kernel.remote import push_kernel
 
     api = kaggle_api()
@@ -311,8 +316,8 @@ def cmd_kernel_push(args) -> None:
 
 
 def cmd_kernel_status(args) -> None:
-    from perturbkit.data.kaggle import kaggle_api
-    from perturbkit.kernel.remote import check_finished, kernel_id, kernel_status
+    from perturbkit.kaggle import check_finished, kaggle_api, kernel_status
+    from perturbkit.kernel.remote import kernel_id
 
     kernel = kernel_id(args.kernel, None if args.kernel else _kernel_folder(args))
     api = kaggle_api()
@@ -326,7 +331,8 @@ def cmd_kernel_status(args) -> None:
 
 
 def cmd_kernel_output(args) -> None:
-    from perturbkit.kernel.remote import download_output, kernel_id
+    from perturbkit.kaggle import download_output
+    from perturbkit.kernel.remote import kernel_id
 
     kernel = kernel_id(args.kernel, None if args.kernel else _kernel_folder(args))
     out = Path(args.out) if args.out else Path(args.kernels) / f"{kernel.split('/')[1]}-output"
@@ -336,11 +342,19 @@ def cmd_kernel_output(args) -> None:
         print(f"  {path}")
 
 
+def cmd_kernel_logs(args) -> None:
+    from perturbkit.kaggle import kernel_logs
+    from perturbkit.kernel.remote import kernel_id
+
+    print(kernel_logs(kernel_id(args.kernel, None if args.kernel else _kernel_folder(args))), end="")
+
+
 def cmd_submit(args) -> None:
-    from perturbkit.kernel.remote import check_submission_file, submit_file
+    from perturbkit.kaggle import submit_file
+    from perturbkit.submit import check_competition_file
 
     if not args.no_check:
-        check_submission_file(args.file, args.template)
+        check_competition_file(args.file, args.template)
     print(submit_file(args.file, args.message, competition=args.competition))
 
 
@@ -352,6 +366,7 @@ def _add_kaggle_commands(commands) -> None:
     download = data_commands.add_parser("download", help="download the competition files with the Kaggle client, unzip, validate")
     download.add_argument("--out", type=Path, default=Path("data/kaggle"))
     download.add_argument("--quiet", action="store_true")
+    download.add_argument("--force", action="store_true", help="replace --out even if perturbkit did not write it")
     download.set_defaults(func=cmd_data_download)
 
     kernel = commands.add_parser("kernel", help="build, push and follow the Kaggle kernel")
@@ -380,6 +395,7 @@ def _add_kaggle_commands(commands) -> None:
     build.add_argument("--dataset-source", action="append", default=[], metavar="USER/SLUG", help="another dataset to attach")
     build.add_argument("--out", default="kernels", help="root of the kernel folders (default kernels/)")
     build.add_argument("--slug", default="perturbkit-submission")
+    build.add_argument("--force", action="store_true", help="replace <out>/<slug>[-code] even if perturbkit did not create them")
     build.set_defaults(func=cmd_kernel_build)
 
     deps = kernel_commands.add_parser("deps", help="download wheels the Kaggle image lacks into a dataset folder")
@@ -414,6 +430,12 @@ def _add_kaggle_commands(commands) -> None:
     output.add_argument("--out", default=None, help="default kernels/<slug>-output")
     common(output)
     output.set_defaults(func=cmd_kernel_output)
+
+    logs = kernel_commands.add_parser("logs", help="print the log of a kernel's latest run")
+    logs.add_argument("kernel", nargs="?", default=None, help="<username>/<kernel-slug> (default: from --dir)")
+    logs.add_argument("--dir", default=None)
+    common(logs)
+    logs.set_defaults(func=cmd_kernel_logs)
 
     submit = commands.add_parser("submit", help="submit a file to the competition with the Kaggle client")
     submit.add_argument("file", type=Path)

@@ -22,6 +22,7 @@ from pathlib import Path
 from perturbkit.errors import PerturbkitError
 
 PARTIAL = ".partial"
+MARKER = ".perturbkit-owned"  # in folders perturbkit rebuilds as a whole (kernel build, download)
 STALE_AFTER_S = 24 * 3600.0
 
 
@@ -51,24 +52,32 @@ def atomic_file(target: Path | str) -> Iterator[Path]:
 
 
 @contextlib.contextmanager
-def atomic_dir(target: Path | str, *, replace: bool = False) -> Iterator[Path]:
+def atomic_dir(target: Path | str, *, replace: bool = False, force: bool = False) -> Iterator[Path]:
     """Yield a new private staging folder; on success it becomes ``target``.
 
     Without ``replace`` the target's name is claimed exclusively (``mkdir`` fails when it exists,
     even if another process claimed it a moment ago) and :class:`FileExistsError` is raised.
-    With ``replace`` an existing target is swapped for the new content and then removed.
+    With ``replace`` the folder is perturbkit's (a :data:`MARKER` file says so): an existing target
+    is swapped for the new content and then removed, but only if it holds the marker or ``force``
+    is set; that is checked before anything is written.
     """
     target = Path(target)
+    if replace and target.exists() and not force and not (target / MARKER).is_file():
+        what = "a folder" if target.is_dir() else "a file"
+        raise OutputError(f"{target}: {what} perturbkit did not create (no {MARKER} in it); refusing to replace it. "
+                          "Move it away, choose another output, or pass --force")
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = target.with_name(_staging_name(target))
     staging.mkdir()
     try:
+        if replace:
+            (staging / MARKER).write_text("written by perturbkit; it replaces this folder as a whole when rebuilding it\n")
         yield staging
         if replace and target.exists():
             old = target.with_name(_staging_name(target))
             os.replace(target, old)
             os.replace(staging, target)
-            shutil.rmtree(old, ignore_errors=True)
+            shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink()
         else:
             os.mkdir(target)  # the exclusive claim of the name: a second writer fails here
             os.replace(staging, target)  # a directory may replace the empty one it claimed

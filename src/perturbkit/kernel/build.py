@@ -1,20 +1,22 @@
-"""``perturbkit kernel build``: kernels/<slug>/ with kernel-metadata.json and one self-contained script.
+"""``perturbkit kernel build``: kernels/<slug>/ (kernel-metadata.json + a small script) and kernels/<slug>-code/.
 
-The script embeds the perturbkit wheel (``pip wheel --no-deps`` of this project) as base64 and
-the pipeline spec as JSON; see ``script_template.py`` for what it does at run time.
+Kaggle refuses a kernel source of 1 MB or more, so the code does not travel in the script: the
+perturbkit wheel (``pip wheel --no-deps`` of this project) goes into a code dataset folder,
+``<slug>-code/perturbkit-<sha256[:12]>/<wheel>`` with its dataset-metadata.json, uploaded with
+``kaggle datasets create|version -p`` and attached to the kernel. The script carries the pipeline
+spec as JSON and the wheel's sha256, finds the wheel under /kaggle/input, checks the hash and
+installs it offline; see ``script_template.py``. Both folders are written atomically and carry
+perturbkit's marker: a folder without it is never replaced (unless ``force``).
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
+import contextlib
 import json
-import os
 import shutil
 import subprocess
 import sys
 import tempfile
-import textwrap
 import zipfile
 from dataclasses import dataclass
 from email.parser import Parser
@@ -22,11 +24,15 @@ from importlib import resources
 from pathlib import Path
 
 from perturbkit.errors import PerturbkitError
+from perturbkit.io import atomic_dir, sha256_file
+from perturbkit.kernel.deps import DATASET_METADATA_FILE, dataset_metadata, missing_packages
 from perturbkit.kernel.metadata import METADATA_FILE, check_no_credentials, kernel_metadata, validate_metadata
 from perturbkit.kernel.pipeline import validate_spec
 
 DEFAULT_SLUG = "perturbkit-submission"
 CODE_FILE = "kernel.py"
+CODE_SUFFIX = "-code"  # the code dataset's slug: <kernel slug>-code
+MAX_SCRIPT_BYTES = 900_000  # Kaggle refuses 1 MB ("The kernel source must be less than 1 megabytes in size.")
 PROJECT_FILES = ("pyproject.toml", "README.md", "LICENSE", "setup.cfg", "MANIFEST.in")
 
 
@@ -39,8 +45,11 @@ class KernelBuild:
     folder: Path
     script: Path
     metadata: dict
-    wheel: Path
+    wheel: Path  # inside the code dataset folder
     wheel_sha256: str
+    code_folder: Path  # the code dataset: upload with kaggle datasets create|version -p <code_folder>
+    code_dataset: str  # owner/slug
+    warnings: list[str]
 
 
 def project_root(start: Path | None = None) -> Path:
@@ -93,18 +102,16 @@ def _summary(spec: dict) -> str:
     return f"{spec.get('method', 'mean')} of [{members}]{extra} (from {spec.get('source', '?')})"
 
 
-def render_script(spec: dict, wheel: Path) -> str:
-    """The kernel script: the template with the wheel, its requirements and the spec filled in."""
+def render_script(spec: dict, wheel: Path, wheel_sha256: str, code_dataset: str) -> str:
+    """The kernel script: the template with the wheel's name and hash, its requirements and the spec filled in."""
     template = resources.files("perturbkit.kernel").joinpath("script_template.py").read_text()
-    data = wheel.read_bytes()
-    encoded = "\n".join(textwrap.wrap(base64.b64encode(data).decode("ascii"), 100))
     replacements = {
         '"__PERTURBKIT_WHEEL_NAME__"': repr(wheel.name),
-        '"__PERTURBKIT_WHEEL_SHA256__"': repr(hashlib.sha256(data).hexdigest()),
+        '"__PERTURBKIT_WHEEL_SHA256__"': repr(wheel_sha256),
+        '"__PERTURBKIT_CODE_DATASET__"': repr(code_dataset),
         '"__PERTURBKIT_REQUIREMENTS__"': repr(json.dumps(wheel_requirements(wheel))),
         '"__PERTURBKIT_SPEC__"': repr(json.dumps(spec, sort_keys=True)),
         "__PERTURBKIT_SUMMARY__": _summary(spec).replace('"""', "'''"),
-        "__PERTURBKIT_WHEEL_B64__": encoded,
     }
     for placeholder, value in replacements.items():
         if template.count(placeholder) != 1:
@@ -113,10 +120,19 @@ def render_script(spec: dict, wheel: Path) -> str:
     return template
 
 
-def embedded_wheel(script_text: str) -> bytes:
-    """The wheel bytes embedded in a kernel script (for checks and tests)."""
-    encoded = script_text.split('WHEEL_B64 = """', 1)[1].split('"""', 1)[0]
-    return base64.b64decode("".join(encoded.split()))
+def check_script_size(script_text: str) -> int:
+    size = len(script_text.encode())
+    if size >= MAX_SCRIPT_BYTES:
+        raise KernelBuildError(
+            f"kernel script of {size / 1000:.0f} KB: Kaggle refuses a kernel source of 1 MB or more and perturbkit stops at "
+            f"{MAX_SCRIPT_BYTES / 1000:.0f} KB; the spec is too large (fewer members, or smaller configs)"
+        )
+    return size
+
+
+def wheel_folder_name(sha256: str) -> str:
+    """The code dataset's folder for one wheel: versioned by its hash, so the script finds exactly its own."""
+    return f"perturbkit-{sha256[:12]}"
 
 
 def build_kernel(
@@ -129,40 +145,53 @@ def build_kernel(
     enable_gpu: bool = False,
     dataset_sources=(),
     wheel: Path | None = None,
-    wheel_dir: Path | str | None = None,
+    force: bool = False,
 ) -> KernelBuild:
-    """Write ``<out_root>/<slug>/`` (kernel-metadata.json + kernel.py), replacing an older build.
+    """Write ``<out_root>/<slug>/`` (kernel-metadata.json + kernel.py) and ``<out_root>/<slug>-code/`` (the wheel).
 
-    Metadata and spec are validated and the folder is checked for credentials before it
-    replaces anything; a failure leaves the previous build as it was.
+    Spec, metadata and size are checked and the folders for credentials before anything is
+    replaced; a failure leaves the previous build as it was. A folder perturbkit did not create is
+    refused unless ``force``. ``dataset_sources`` are attached besides the code dataset.
     """
     validate_spec(spec)
-    metadata = kernel_metadata(user, slug, title=title, code_file=CODE_FILE, enable_gpu=enable_gpu, dataset_sources=dataset_sources)
+    code_slug = f"{slug}{CODE_SUFFIX}"
+    code_id = f"{user}/{code_slug}"
+    sources = [code_id, *[s for s in dataset_sources if s != code_id]]
+    metadata = kernel_metadata(user, slug, title=title, code_file=CODE_FILE, enable_gpu=enable_gpu, dataset_sources=sources)
+    code_metadata = dataset_metadata(user, code_slug, ["perturbkit"], subtitle="The perturbkit wheel for its Kaggle kernel")
     out_root = Path(out_root)
-    if wheel is None:
-        wheel = build_wheel(wheel_dir or Path(tempfile.mkdtemp(prefix="perturbkit-wheel-")))
-    script_text = render_script(spec, wheel)
-    folder = out_root / slug
-    out_root.mkdir(parents=True, exist_ok=True)
-    staging = out_root / f".{slug}.building-{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir()
-    try:
+    folder, code_folder = out_root / slug, out_root / code_slug
+    with contextlib.ExitStack() as stack:
+        # Both targets are checked (marker) before the wheel is built.
+        code_staging = stack.enter_context(atomic_dir(code_folder, replace=True, force=force))
+        staging = stack.enter_context(atomic_dir(folder, replace=True, force=force))
+        if wheel is None:
+            wheel = build_wheel(stack.enter_context(tempfile.TemporaryDirectory(prefix="perturbkit-wheel-")))
+        digest = sha256_file(wheel)
+        shipped = code_staging / wheel_folder_name(digest) / wheel.name
+        shipped.parent.mkdir()
+        shutil.copy2(wheel, shipped)
+        (code_staging / DATASET_METADATA_FILE).write_text(json.dumps(code_metadata, indent=2) + "\n")
+        script_text = render_script(spec, wheel, digest, code_metadata["id"])
+        check_script_size(script_text)
         (staging / CODE_FILE).write_text(script_text)
         (staging / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
         validate_metadata(metadata, staging)
         check_no_credentials(staging)
-        if embedded_wheel(script_text) != wheel.read_bytes():
-            raise KernelBuildError("the script's embedded wheel does not decode to the built wheel")
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(staging, folder)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        check_no_credentials(code_staging)
+    warnings = []
+    missing = missing_packages(spec)
+    if missing and not dataset_sources:
+        needs = "; ".join(f"{package} ({why})" for package, why in missing.items())
+        warnings.append(f"the kernel needs {needs}, which the Kaggle image lacks, and no wheels dataset is attached: "
+                        f"make kernel-deps, upload it, then build with --deps-dataset {user}/perturbkit-deps")
     return KernelBuild(
         folder=folder,
         script=folder / CODE_FILE,
         metadata=metadata,
-        wheel=wheel,
-        wheel_sha256=hashlib.sha256(wheel.read_bytes()).hexdigest(),
+        wheel=code_folder / wheel_folder_name(digest) / wheel.name,
+        wheel_sha256=digest,
+        code_folder=code_folder,
+        code_dataset=code_metadata["id"],
+        warnings=warnings,
     )

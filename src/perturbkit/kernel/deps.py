@@ -35,7 +35,29 @@ class DepsFolder:
     metadata: dict
 
 
-def dataset_metadata(user: str, slug: str, packages) -> dict:
+# Packages the Kaggle image lacks, by the config key whose truthy value needs them (features.chemistry, lowrank's chemistry).
+IMAGE_LACKS = {"chemistry": "rdkit"}
+
+
+def _keys_in_use(config, found: set[str]) -> set[str]:
+    if isinstance(config, dict):
+        for key, value in config.items():
+            if key in IMAGE_LACKS and value:
+                found.add(key)
+            _keys_in_use(value, found)
+    return found
+
+
+def missing_packages(spec: dict) -> dict[str, str]:
+    """Packages the kernel's members need that the Kaggle image lacks: package -> which members, why."""
+    needs: dict[str, list[str]] = {}
+    for member in spec["members"]:
+        for key in sorted(_keys_in_use(member["config"], set())):
+            needs.setdefault(IMAGE_LACKS[key], []).append(f"{member['config']['model']} ({key})")
+    return {package: "for " + ", ".join(users) for package, users in needs.items()}
+
+
+def dataset_metadata(user: str, slug: str, packages, *, subtitle: str | None = None) -> dict:
     if not USER_PATTERN.match(user or ""):
         raise DepsError(f"Kaggle username {user!r} is not valid")
     if not (MIN_LENGTH <= len(slug) <= MAX_LENGTH) or not SLUG_PATTERN.match(slug):
@@ -45,7 +67,7 @@ def dataset_metadata(user: str, slug: str, packages) -> dict:
     return {
         "title": title,
         "id": f"{user}/{slug}",
-        "subtitle": ("Offline wheels for the perturbkit kernel: " + ", ".join(packages))[:80],  # Kaggle: 20-80 characters
+        "subtitle": (subtitle or "Offline wheels for the perturbkit kernel: " + ", ".join(packages))[:80],  # Kaggle: 20-80 characters
         "licenses": [{"name": "other"}],
     }
 

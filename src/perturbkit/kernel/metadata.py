@@ -155,7 +155,7 @@ def read_metadata(folder: Path | str) -> dict:
 
 def credential_findings(folder: Path | str) -> list[str]:
     """Paths (relative to ``folder``) that look like credentials, each with why; never their content."""
-    from perturbkit.data.kaggle import credential_values
+    from perturbkit.kaggle.auth import credential_values
 
     folder = Path(folder)
     secrets = credential_values()

@@ -1,24 +1,25 @@
 """perturbkit Kaggle kernel for open-problems-single-cell-perturbations (built by `perturbkit kernel build`).
 
-Runs offline: installs the perturbkit wheel embedded below with `pip install --no-deps --no-index`
-into a private directory, installs missing dependencies from attached datasets of wheels (made
-with `perturbkit kernel deps`), re-runs the configured models on the competition data and writes
-/kaggle/working/submission.csv.
+Runs offline: finds the perturbkit wheel in the attached code dataset (CODE_DATASET below),
+checks its sha256, installs it with `pip install --no-deps --no-index` into a private directory,
+installs missing dependencies from attached datasets of wheels (made with `perturbkit kernel deps`),
+re-runs the configured models on the competition data and writes /kaggle/working/submission.csv.
 
 Pipeline: __PERTURBKIT_SUMMARY__
 
 Environment variables, for running it elsewhere:
   PERTURBKIT_KAGGLE_INPUT    the input root (default /kaggle/input)
   PERTURBKIT_KAGGLE_WORKING  where submission.csv goes (default /kaggle/working)
-  PERTURBKIT_KAGGLE_SITE     the directory the wheel is installed into (default: a new temporary one)
+  PERTURBKIT_KAGGLE_SITE     the directory the wheel is installed into (default: a temporary one, removed at exit)
 """
 
-import base64
+import atexit
 import hashlib
 import importlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -28,6 +29,7 @@ from pathlib import Path
 
 WHEEL_NAME = "__PERTURBKIT_WHEEL_NAME__"
 WHEEL_SHA256 = "__PERTURBKIT_WHEEL_SHA256__"
+CODE_DATASET = "__PERTURBKIT_CODE_DATASET__"  # holds perturbkit-<sha256[:12]>/<WHEEL_NAME>
 REQUIREMENTS_JSON = "__PERTURBKIT_REQUIREMENTS__"  # the wheel's dependencies
 SPEC_JSON = "__PERTURBKIT_SPEC__"  # the pipeline: members (model configs), weights, scale, clip
 SKIP_REQUIREMENTS = {"kaggle", "six"}  # the kernel itself never calls the Kaggle API
@@ -79,15 +81,34 @@ def wheel_dirs(input_root):
     return sorted(found)
 
 
+def sha256_of(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def find_wheel(input_root):
+    """This build's wheel under the input root, recognised by its sha256 (other versions may be attached too)."""
+    seen = []
+    for depth in ("*/", "*/*/", "*/*/*/", "*/*/*/*/"):
+        for path in sorted(input_root.glob(depth + WHEEL_NAME)):
+            digest = sha256_of(path)
+            if digest == WHEEL_SHA256:
+                return path
+            seen.append(f"{path} (sha256 {digest[:12]})")
+    found = f"; found only {', '.join(seen)}" if seen else ""
+    raise SystemExit(
+        f"no {WHEEL_NAME} with sha256 {WHEEL_SHA256[:12]} under {input_root}{found}: attach the dataset {CODE_DATASET} and upload "
+        f"this build's version of it (kaggle datasets version -p kernels/{CODE_DATASET.split('/')[1]} -m 'perturbkit {WHEEL_SHA256[:12]}')"
+    )
+
+
 def install(site, input_root):
-    wheel_dir = Path(tempfile.mkdtemp(prefix="perturbkit-wheel-"))
-    wheel = wheel_dir / WHEEL_NAME
-    data = base64.b64decode(WHEEL_B64)
-    if hashlib.sha256(data).hexdigest() != WHEEL_SHA256:
-        raise SystemExit("the embedded perturbkit wheel is corrupt (sha256 mismatch)")
-    wheel.write_bytes(data)
+    wheel = find_wheel(input_root)
     pip_install(site, [str(wheel)])
-    log(f"installed {WHEEL_NAME} into {site}")
+    log(f"installed {wheel} (sha256 {WHEEL_SHA256[:12]} checked) into {site}")
     missing = unsatisfied(json.loads(REQUIREMENTS_JSON))
     if not missing:
         return
@@ -119,8 +140,12 @@ def main():
     spec = json.loads(SPEC_JSON)
     input_root = Path(os.environ.get("PERTURBKIT_KAGGLE_INPUT", "/kaggle/input"))
     working = Path(os.environ.get("PERTURBKIT_KAGGLE_WORKING", "/kaggle/working"))
-    site = Path(os.environ.get("PERTURBKIT_KAGGLE_SITE") or tempfile.mkdtemp(prefix="perturbkit-site-"))
-    site.mkdir(parents=True, exist_ok=True)
+    if os.environ.get("PERTURBKIT_KAGGLE_SITE"):
+        site = Path(os.environ["PERTURBKIT_KAGGLE_SITE"])
+        site.mkdir(parents=True, exist_ok=True)
+    else:
+        site = Path(tempfile.mkdtemp(prefix="perturbkit-site-"))
+        atexit.register(shutil.rmtree, site, ignore_errors=True)
     install(site, input_root)
     sys.path.insert(0, str(site))
     importlib.invalidate_caches()
@@ -131,10 +156,6 @@ def main():
     data_dir = find_competition_dir(input_root, spec["competition"])
     run_pipeline(spec, data_dir, working / "submission.csv", log=log)
 
-
-WHEEL_B64 = """
-__PERTURBKIT_WHEEL_B64__
-"""
 
 if __name__ == "__main__":
     main()

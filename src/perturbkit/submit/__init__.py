@@ -105,6 +105,18 @@ def read_truth(path: Path | str) -> tuple[pd.DataFrame, list[str], np.ndarray]:
     return split_wide(table, TRUTH_KEYS)
 
 
+def check_competition_file(path: Path | str, template: Path | str | None = None) -> None:
+    """The file has exactly the template's (default: the real competition's layout) ids and genes, all finite."""
+    from perturbkit.data.layout import gene_names, test_layout
+    from perturbkit.submit.write import read_template
+
+    if template is not None:
+        ids, genes = read_template(template)
+    else:
+        genes, ids = list(gene_names()), test_layout()["id"].to_numpy()
+    read_submission(path, genes=genes, ids=ids)
+
+
 def score_submission(submission: Path | str, truth: Path | str) -> pd.DataFrame:
     """Every row-wise metric per cell type and overall (row ``all``)."""
     keys, genes, y_true = read_truth(truth)

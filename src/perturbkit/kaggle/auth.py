@@ -1,27 +1,22 @@
-"""The Kaggle client: credentials check, an authenticated ``KaggleApi``, and the competition download.
+"""Credentials and an authenticated client: the real ``kaggle`` package (2.x, on ``kagglesdk``).
 
-Everything goes through the real ``kaggle`` package (2.x, on ``kagglesdk``). Credentials are
-looked for where the client looks; their values are never printed, logged or copied. Without
-any, :func:`kaggle_api` raises :class:`KaggleCredentialsError` *before* importing the client
-(importing it already tries to authenticate and creates ``~/.kaggle``), so a failed ``make data``
-writes nothing.
+Credentials are looked for where the client looks; their values are never printed, logged or
+copied. Without any, :func:`kaggle_api` raises :class:`KaggleCredentialsError` *before* importing
+the client (importing it already tries to authenticate and creates ``~/.kaggle``), so a failed
+``make data`` writes nothing.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import io
 import json
 import os
-import shutil
-from dataclasses import dataclass
 from pathlib import Path
 
 from perturbkit.data.layout import COMPETITION
 from perturbkit.errors import PerturbkitError
 
-DEFAULT_DOWNLOAD_DIR = Path("data/kaggle")
 DATA_PAGE = f"https://www.kaggle.com/competitions/{COMPETITION}/data"
 
 CREDENTIALS_HELP = f"""\
@@ -137,11 +132,16 @@ def kaggle_api():
 
 
 def _describe(exc: BaseException) -> str:
-    """An error's message without request headers (which carry the credential)."""
+    """An error's message and the server's own reason, without request headers (which carry the credential)."""
     response = getattr(exc, "response", None)
     status = getattr(response, "status_code", None)
     text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    return f"{text} (HTTP {status})" if status and str(status) not in text else text
+    text = f"{text} (HTTP {status})" if status and str(status) not in text else text
+    with contextlib.suppress(Exception):  # Kaggle says why in a JSON body: {"code": 400, "message": "..."}
+        reason = response.json().get("message")
+        if reason:
+            text = f"{text}: {reason}"
+    return text
 
 
 @contextlib.contextmanager
@@ -155,55 +155,3 @@ def api_errors(action: str):
         raise KaggleApiError(f"{action}: the Kaggle client exited ({exc.code})") from None
     except Exception as exc:
         raise KaggleApiError(f"{action}: {_describe(exc)}") from None
-
-
-@dataclass(frozen=True)
-class Download:
-    directory: Path
-    files: list[tuple[str, int]]  # name, bytes
-    dataset: object  # perturbkit.data.Dataset
-
-
-def download_competition(
-    out_dir: Path | str = DEFAULT_DOWNLOAD_DIR, *, competition: str = COMPETITION, quiet: bool = False, api=None
-) -> Download:
-    """``kaggle competitions download -c <competition>`` into ``out_dir``, unzipped and validated.
-
-    The archive is downloaded and unpacked into a hidden staging directory beside ``out_dir``
-    and validated with :func:`perturbkit.data.load_dataset`; only then do its files move into
-    ``out_dir`` (replacing files of the same name). Nothing is written without credentials.
-    """
-    from perturbkit.data import load_dataset
-
-    api = api or kaggle_api()
-    out_dir = Path(out_dir)
-    staging = out_dir.parent / f".{out_dir.name}.download-{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
-    try:
-        staging.mkdir(parents=True)
-        with api_errors(f"downloading the files of competition {competition!r}"):
-            api.competition_download_files(competition, path=str(staging), force=True, quiet=quiet, unzip=True)
-        dataset = dataclasses.replace(load_dataset(staging), source=str(out_dir))
-        out_dir.mkdir(parents=True, exist_ok=True)
-        files = []
-        for path in sorted(staging.iterdir()):
-            target = out_dir / path.name
-            if target.is_dir():
-                shutil.rmtree(target)
-            os.replace(path, target)
-            size = sum(p.stat().st_size for p in target.rglob("*") if p.is_file()) if target.is_dir() else target.stat().st_size
-            files.append((path.name, size))
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return Download(directory=out_dir, files=files, dataset=dataset)
-
-
-def describe_download(download: Download) -> str:
-    dataset = download.dataset
-    lines = [f"downloaded {COMPETITION} into {download.directory}:"]
-    lines += [f"  {name:<40} {size / 1e6:>10.1f} MB" for name, size in download.files]
-    lines.append(f"{len(dataset.obs)} training rows x {dataset.n_genes} genes, {len(dataset.test)} test rows")
-    lines.append(dataset.obs["cell_type"].astype(str).value_counts().sort_index().to_string())
-    lines.append(f"data hash {dataset.data_hash}")
-    lines.append(f"use it with DATA={download.directory} (make) or --data {download.directory}")
-    return "\n".join(lines)
