@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 MODEL ?= transformer
+# demo (the default demo world), demo:VARIANT (list: python -m perturbkit demo --list) or a Kaggle-layout directory
 DATA ?= demo
 OOF ?= oof/
 SUBMISSIONS ?= submissions/
@@ -71,6 +72,7 @@ report: $(STAMP) ## write reports/blend/ (PNGs, index.html, index.md) for SUBMIS
 	$(PY) -m perturbkit report --submissions $(SUBMISSIONS)
 
 score: $(STAMP) ## score FILE against TRUTH (default: the demo's hidden test truth)
+	@test -n "$(FILE)" || { echo "make score needs FILE=<submission .csv, .parquet or .h5ad>, e.g. make score FILE=submissions/blend.csv" >&2; exit 2; }
 	$(PY) -m perturbkit score $(FILE) --truth $(or $(TRUTH),$$($(PY) -m perturbkit demo)/test_truth.parquet)
 
 data: $(STAMP) ## download the competition data with the Kaggle client into KAGGLE_DATA, validate it (needs credentials)

@@ -1,11 +1,15 @@
+import subprocess
+import sys
 import warnings
 
 import numpy as np
 import pytest
 
+from perturbkit import chem
+from perturbkit.chem import invalid_smiles, morgan_fingerprints
 from perturbkit.data.layout import compounds
 from perturbkit.features import chemistry
-from perturbkit.features.chemistry import invalid_smiles, morgan_fingerprints, substructure_counts
+from perturbkit.features.chemistry import substructure_counts
 
 ETHYL_BENZOATE = "CCOC(=O)c1ccccc1"
 # Ethyl benzoate with a benzamide on the ring: the carbonyl fragment occurs twice.
@@ -34,9 +38,9 @@ def test_fingerprints_reflect_structural_similarity():
 def test_fingerprints_are_deterministic_and_cached():
     smiles = compounds()["SMILES"].tolist()
     first = morgan_fingerprints(smiles)
-    hits_before = chemistry._fingerprint.cache_info().hits
+    hits_before = chem._fingerprint.cache_info().hits
     second = morgan_fingerprints(smiles)
-    assert chemistry._fingerprint.cache_info().hits - hits_before == len(smiles)
+    assert chem._fingerprint.cache_info().hits - hits_before == len(smiles)
     np.testing.assert_array_equal(first, second)
     # Callers get their own copy: writing to it must not corrupt the cache.
     second[:] = 0
@@ -112,3 +116,30 @@ def test_substructure_counts_of_layout_compounds_are_deterministic():
     assert first.shape[0] == len(smiles) and first.shape[1] > 20
     assert ((first > 0).sum() >= 2).all()
     assert first.equals(substructure_counts(smiles))
+
+
+def test_features_use_the_one_fingerprint_implementation():
+    assert chemistry.morgan_fingerprints is chem.morgan_fingerprints
+    assert chemistry.invalid_smiles is chem.invalid_smiles
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "import perturbkit.features",
+        "import perturbkit.data, perturbkit.data.demo",
+    ],
+)
+def test_data_and_features_load_without_importing_rdkit(statement):
+    check = f"import sys; {statement}; assert 'rdkit' not in sys.modules, sorted(m for m in sys.modules if 'rdkit' in m)"
+    result = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+def test_chemistry_blocks_import_rdkit_when_asked_for():
+    check = (
+        "import sys; import perturbkit.features.chemistry; "
+        "assert 'rdkit' in sys.modules and 'perturbkit.chem' in sys.modules"
+    )
+    result = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr

@@ -9,6 +9,7 @@ import pytest
 
 from perturbkit.cv import FEATURE_COLUMNS
 from perturbkit.features import FeatureBuilder
+from perturbkit import chem
 from perturbkit.features import chemistry
 from perturbkit.folds import make_splitter
 
@@ -36,10 +37,10 @@ def test_chemistry_blocks_have_the_configured_sizes(small_dataset):
 def test_chemistry_is_deterministic_and_cached(small_dataset):
     X, y = small_dataset.obs[FEATURE_COLUMNS], small_dataset.targets
     first = FeatureBuilder(**CHEMISTRY_ONLY).fit_transform(X, y)
-    before = chemistry._fingerprint.cache_info()
+    before = chem._fingerprint.cache_info()
     builder = FeatureBuilder(**CHEMISTRY_ONLY)
     second = builder.fit_transform(X, y)
-    after = chemistry._fingerprint.cache_info()
+    after = chem._fingerprint.cache_info()
     np.testing.assert_array_equal(first, second)
     assert after.misses == before.misses and after.hits > before.hits  # every SMILES came from the cache
     np.testing.assert_array_equal(builder.transform(X), second)

@@ -10,7 +10,7 @@ from perturbkit.errors import PerturbkitError
 
 
 def _add_data_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", default="demo", help="'demo' (default) or a directory with de_train.parquet|h5ad + id_map.csv")
+    parser.add_argument("--data", default="demo", help="'demo' (default), 'demo:VARIANT' (perturbkit demo --list) or a directory with de_train.parquet|h5ad + id_map.csv")
     parser.add_argument("--demo-genes", type=int, default=None, help="genes in the demo world (default: all 18,211)")
     parser.add_argument("--layer", default="sign_log10_pval", help="h5ad layer holding the targets")
 
@@ -113,9 +113,13 @@ def cmd_score(args) -> None:
 
 
 def cmd_demo(args) -> None:
-    from perturbkit.data.demo import demo_dir
+    from perturbkit.data.demo import demo_dir, get_variant, list_variants
 
-    print(demo_dir(root=args.root, n_genes=args.genes, seed=args.seed))
+    if args.list:
+        for name in list_variants():
+            print(f"{name:<12} {get_variant(name).summary}")
+        return
+    print(demo_dir(root=args.root, n_genes=args.genes, seed=args.seed, variant=args.variant))
 
 
 def cmd_validate(args) -> None:
@@ -535,3 +539,5 @@ def main(argv=None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0
+    demo.add_argument("--variant", default="default", help="which structure of world (default: default; see --list)")
+    demo.add_argument("--list", action="store_true", help="list the demo variants and what differs between them")

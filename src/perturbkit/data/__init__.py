@@ -1,4 +1,4 @@
-"""Data: the competition's files (Kaggle download or brought by hand) or the shipped demo world."""
+"""Data: the competition's files (Kaggle download or brought by hand) or a shipped demo world."""
 
 from __future__ import annotations
 
@@ -8,15 +8,29 @@ from perturbkit.data.dataset import DataValidationError, Dataset, load_dataset
 
 DEMO = "demo"
 
-__all__ = ["DEMO", "DataValidationError", "Dataset", "load_dataset", "resolve_data_dir", "load"]
+__all__ = ["DEMO", "DataValidationError", "Dataset", "demo_variant", "load_dataset", "resolve_data_dir", "load"]
+
+
+def demo_variant(data: str | Path) -> str | None:
+    """The demo variant ``data`` names (``demo``: the default one, ``demo:NAME``: NAME), or None for a directory."""
+    text = str(data)
+    if text == DEMO:
+        from perturbkit.data.demo import DEFAULT_VARIANT
+
+        return DEFAULT_VARIANT
+    if text.startswith(f"{DEMO}:"):
+        return text[len(DEMO) + 1 :]
+    return None
 
 
 def resolve_data_dir(data: str | Path = DEMO, *, demo_genes: int | None = None, demo_seed: int = 0) -> Path:
-    """``demo`` gives the cached demo world (generated on first use); anything else is a Kaggle-layout directory."""
-    if str(data) == DEMO:
+    """``demo`` or ``demo:NAME`` gives that cached demo world (generated on first use; an unknown NAME
+    raises an error listing the known variants); anything else is a Kaggle-layout directory."""
+    variant = demo_variant(data)
+    if variant is not None:
         from perturbkit.data.demo import demo_dir
 
-        return demo_dir(n_genes=demo_genes, seed=demo_seed)
+        return demo_dir(n_genes=demo_genes, seed=demo_seed, variant=variant)
     return Path(data)
 
 

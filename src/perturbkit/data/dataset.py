@@ -90,7 +90,10 @@ def _read_train_h5ad(path: Path, layer: str) -> tuple[pd.DataFrame, np.ndarray, 
         import anndata
     except ImportError as exc:
         raise ImportError(f"{path}: reading .h5ad needs anndata: pip install 'perturbkit[h5ad]'") from exc
-    adata = anndata.read_h5ad(path)
+    try:
+        adata = anndata.read_h5ad(path)
+    except Exception as exc:  # h5py/anndata raise many types for a truncated or foreign file
+        raise _fail(path, f"cannot be read as h5ad ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from exc
     missing = [c for c in OBS_COLUMNS if c not in adata.obs.columns]
     if missing:
         raise _fail(path, f"obs is missing required column(s) {missing}")
@@ -107,6 +110,8 @@ def _read_train_h5ad(path: Path, layer: str) -> tuple[pd.DataFrame, np.ndarray, 
 
 
 def _validate_train(path: Path, obs: pd.DataFrame, targets: np.ndarray, genes: tuple[str, ...]) -> None:
+    if len(obs) == 0:
+        raise _fail(path, "has no training rows")
     if len(set(genes)) != len(genes):
         duplicated = pd.Index(genes)[pd.Index(genes).duplicated()].unique().tolist()
         raise _fail(path, f"duplicate gene column(s) {duplicated[:5]}")
@@ -201,7 +206,12 @@ def _check_template(path: Path, genes: tuple[str, ...]) -> None:
 
 def check_smiles(source: Path | str, obs: pd.DataFrame, test: pd.DataFrame, *, require: bool) -> None:
     """Warn about SMILES RDKit cannot parse; raise instead when the configured features need them."""
-    from perturbkit.features.chemistry import invalid_smiles
+    try:
+        from perturbkit.chem import invalid_smiles
+    except ImportError as exc:
+        if require:
+            raise ImportError(f"{source}: the configured chemistry features need RDKit: pip install rdkit") from exc
+        return  # without RDKit no chemistry feature is computed, so an unparseable SMILES cannot matter
 
     smiles = pd.concat([obs[["sm_name", "SMILES"]], test[["sm_name", "SMILES"]]]).drop_duplicates("sm_name")
     bad = set(invalid_smiles(smiles["SMILES"].astype(str).tolist()))

@@ -101,12 +101,103 @@ import pandas as pd
 import pyarrow.parquet as pq
 from scipy.special import log_ndtr, ndtr, ndtri_exp
 
-from perturbkit.data.layout import CELL_TYPES, celltype_means, compounds, gene_names, test_layout, train_layout
+from perturbkit.data.layout import (
+    CELL_TYPES,
+    LYMPHOID_CELL_TYPES,
+    TEST_CELL_TYPES,
+    celltype_means,
+    compounds,
+    gene_names,
+    nk_per_gene_std,
+    test_layout,
+    train_layout,
+)
 from perturbkit.data.wide import wide_table
-from perturbkit.features.chemistry import morgan_fingerprints
+from perturbkit.errors import PerturbkitError
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
+DEFAULT_VARIANT = "default"
 DEMO_FILES: tuple[str, ...] = ("de_train.parquet", "id_map.csv", "sample_submission.csv", "test_truth.parquet")
+
+
+class UnknownVariantError(PerturbkitError, ValueError):
+    """A demo variant name that :func:`list_variants` does not know."""
+
+
+@dataclass(frozen=True)
+class Variant:
+    """The structural parameters of one demo world (see the module docstring for the model)."""
+
+    name: str
+    summary: str  # one line for ``list_variants`` and the CLI help
+    carry_over: float  # correlation of B/Myeloid program mix and gene loadings with the lymphoid ones
+    bm_interaction: float  # weight of the B/Myeloid x compound effect no other cell type reveals
+    n_programs: int = 10  # rank of the program response shared across cell types
+    program_decay: float = 0.5  # program strengths fall as r**-decay: higher = lower effective rank
+    chemistry_share: float = 0.6  # share of a compound's latent variance explained by its fingerprint
+    bm_gain: float = 1.0  # scale of B/Myeloid compound effects (before cells per well)
+    bm_cells: float = 1.0  # cells in a B/Myeloid well relative to a T-cell well
+    toxicity: float = 0.0  # how strongly a compound's toxicity depletes B/Myeloid wells (0: not at all)
+    potency_spread: float = 0.5  # sigma of log potency
+    strong_factor: float = 4.0  # potency of a strong compound relative to a typical one
+    strong_share: float = 0.04  # share of strong compounds among the test compounds
+    panel_strong_share: float = 0.5  # share of strong compounds among the 17 B/Myeloid training compounds
+
+
+_VARIANTS: dict[str, Variant] = {
+    variant.name: variant
+    for variant in (
+        Variant(
+            name="default",
+            summary="moderate carry-over of the lymphoid response to B/Myeloid, a strong training panel",
+            carry_over=0.8,
+            bm_interaction=0.5,
+        ),
+        Variant(
+            name="carryover",
+            summary="B/Myeloid responses are a near-linear map of the lymphoid ones; low rank, chemistry-driven",
+            carry_over=0.95,
+            bm_interaction=0.2,
+            n_programs=6,
+            program_decay=0.8,
+            chemistry_share=0.85,
+        ),
+        Variant(
+            name="divergent",
+            summary="weak carry-over, high-rank cell-type interaction, little chemistry signal",
+            carry_over=0.5,
+            bm_interaction=0.8,
+            n_programs=24,
+            program_decay=0.2,
+            chemistry_share=0.2,
+            bm_gain=0.8,
+        ),
+        Variant(
+            name="fewcells",
+            summary="t statistics scale with cells per well: B/Myeloid wells are small and toxic compounds empty them",
+            carry_over=0.85,
+            bm_interaction=0.4,
+            bm_gain=1.3,
+            bm_cells=0.5,
+            toxicity=1.0,
+            strong_share=0.08,
+            panel_strong_share=0.2,
+        ),
+    )
+}
+
+
+def list_variants() -> list[str]:
+    """The names of the demo variants, the default first."""
+    return list(_VARIANTS)
+
+
+def get_variant(name: str) -> Variant:
+    """The parameters of demo variant ``name``; an unknown name raises an error listing the known ones."""
+    try:
+        return _VARIANTS[name]
+    except KeyError:
+        raise UnknownVariantError(f"unknown demo variant {name!r}; known: {list_variants()}") from None
 
 
 @dataclass(frozen=True)
@@ -117,23 +208,28 @@ class _CellResponse:
     interaction: float  # weight of the compound x cell-type effect no other cell type reveals
 
 
-_CELL_RESPONSES: dict[str, _CellResponse] = {
-    "B cells": _CellResponse(gain=1.0, program_agreement=0.75, loading_agreement=0.8, interaction=0.4),
-    "Myeloid cells": _CellResponse(gain=1.0, program_agreement=0.65, loading_agreement=0.75, interaction=0.4),
+# Lymphoid cell types are alike in every variant; CD8+ is weak (noise-dominated like the real CD8+).
+_LYMPHOID_RESPONSES: dict[str, _CellResponse] = {
     "NK cells": _CellResponse(gain=1.0, program_agreement=0.9, loading_agreement=0.9, interaction=0.35),
     "T cells CD4+": _CellResponse(gain=0.9, program_agreement=0.9, loading_agreement=0.9, interaction=0.35),
     "T cells CD8+": _CellResponse(gain=0.5, program_agreement=0.85, loading_agreement=0.9, interaction=0.35),
     "T regulatory cells": _CellResponse(gain=1.0, program_agreement=0.9, loading_agreement=0.9, interaction=0.35),
 }
-N_PROGRAMS = 10
-CHEMISTRY_SHARE = 0.8  # share of a compound's latent variance explained by its fingerprint
-PROGRAM_WEIGHT = 0.9  # weight of the low-rank program response in a compound's effect
-SIGNATURE_WEIGHT = 0.4  # weight of its own gene signature, shared by all cell types
-POTENCY_MEDIAN = 1.0
-POTENCY_SPREAD = 0.5  # sigma of log potency
-STRONG_FRACTION = 0.05
-STRONG_FACTOR = 4.0
-CALIBRATION_STEPS = 3
+# Myeloid cells are further from lymphocytes than B cells are.
+_MYELOID_CARRY_OVER_LOSS = 0.1
+
+
+def _cell_response(variant: Variant, cell_type: str) -> _CellResponse:
+    if cell_type in _LYMPHOID_RESPONSES:
+        return _LYMPHOID_RESPONSES[cell_type]
+    agreement = variant.carry_over - (_MYELOID_CARRY_OVER_LOSS if cell_type == "Myeloid cells" else 0.0)
+    return _CellResponse(variant.bm_gain, agreement, agreement, variant.bm_interaction)
+
+
+PROGRAM_WEIGHT = 0.3  # weight of the low-rank program response in a compound's effect
+SIGNATURE_WEIGHT = 0.15  # weight of its own gene signature, shared by all cell types
+RESPONSIVENESS_FLOOR = 0.8  # response of a gene whose real lymphoid means are zero, in t units
+CALIBRATION_STEPS = 8
 
 _LN2 = math.log(2.0)
 _LN10 = math.log(10.0)
@@ -202,7 +298,60 @@ def _world_compounds() -> pd.DataFrame:
     return compounds().loc[lambda table: table["sm_name"].isin(used)].reset_index(drop=True)
 
 
-def _simulate(gene_idx: np.ndarray, seed: int) -> np.ndarray:
+def _compound_latent(variant: Variant, smiles: pd.Series, seed: int) -> np.ndarray:
+    """Program latent per compound: a fingerprint projection (analogues alike) plus its own part."""
+    from perturbkit.chem import morgan_fingerprints  # RDKit only when a world is generated
+
+    fingerprints = morgan_fingerprints(smiles).astype(np.float32)
+    centred = fingerprints - fingerprints.mean(axis=0)
+    centred /= np.linalg.norm(centred, axis=1, keepdims=True)
+    # Streams are drawn at a fixed width, so changing a variant's rank keeps its leading programs.
+    width = max(v.n_programs for v in _VARIANTS.values())
+    projection = _rng(seed, "chemistry").standard_normal((fingerprints.shape[1], width), dtype=np.float32)
+    idiosyncratic = _rng(seed, "idiosyncratic").standard_normal((len(smiles), width), dtype=np.float32)
+    latent = math.sqrt(variant.chemistry_share) * (centred @ projection)
+    latent += math.sqrt(1 - variant.chemistry_share) * idiosyncratic
+    return latent[:, : variant.n_programs]
+
+
+def _gene_responsiveness(gene_idx: np.ndarray) -> np.ndarray:
+    """How strongly each gene responds to compounds, mean 1 over all genes.
+
+    The RMS over the lymphoid cell types of the t statistic of its real mean, plus a floor: genes
+    that move on average also move most from compound to compound (on real data the per-gene std
+    over the NK rows correlates at 0.9 with the NK mean's magnitude).
+    """
+    t_means = _t_from_signed_log10_p(celltype_means()[list(LYMPHOID_CELL_TYPES)].to_numpy())
+    responsiveness = np.sqrt((t_means**2).mean(axis=1)) + RESPONSIVENESS_FLOOR
+    return (responsiveness / responsiveness.mean()).astype(np.float32)[gene_idx]
+
+
+def _potency(variant: Variant, panel: np.ndarray, seed: int) -> np.ndarray:
+    """Lognormal potency; a few compounds are ``strong_factor`` stronger, far more of them in the panel."""
+    rng = _rng(seed, "potency")
+    potency = np.exp(variant.potency_spread * rng.standard_normal(len(panel)))
+    for members, share in ((np.flatnonzero(panel), variant.panel_strong_share), (np.flatnonzero(~panel), variant.strong_share)):
+        potency[rng.permutation(members)[: round(share * len(members))]] *= variant.strong_factor
+    return potency
+
+
+def _cells_per_well(variant: Variant, panel: np.ndarray, seed: int) -> np.ndarray:
+    """Relative cells in each (cell type, compound) well: lymphoid 1; B/Myeloid ``bm_cells`` x survival.
+
+    A compound's toxicity (exponential, mean 1) leaves a fraction exp(-toxicity x tox) of the
+    B/Myeloid cells; the panel compounds were profiled in B and Myeloid cells because their wells
+    kept them, so they survive whole.
+    """
+    tox = _rng(seed, "toxicity").exponential(size=len(panel))
+    survival = np.where(panel, 1.0, np.exp(-variant.toxicity * tox))
+    cells = np.ones((len(CELL_TYPES), len(panel)))
+    for k, cell_type in enumerate(CELL_TYPES):
+        if cell_type in TEST_CELL_TYPES:
+            cells[k] = variant.bm_cells * survival
+    return cells
+
+
+def _simulate(gene_idx: np.ndarray, seed: int, variant: Variant) -> np.ndarray:
     """Signed -log10 p of every (cell type, compound) pair: array (cell type, compound, gene), float32.
 
     Gene-level randomness is drawn for all genes and then subset, so a gene's values do not depend
@@ -210,30 +359,21 @@ def _simulate(gene_idx: np.ndarray, seed: int) -> np.ndarray:
     """
     compound_table = _world_compounds()
     n_compounds, n_all_genes = len(compound_table), len(gene_names())
-
-    # Compound latent: a fingerprint projection (chemically similar => similar latent) plus its own part.
-    fingerprints = morgan_fingerprints(compound_table["SMILES"]).astype(np.float32)
-    centred = fingerprints - fingerprints.mean(axis=0)
-    centred /= np.linalg.norm(centred, axis=1, keepdims=True)
-    projection = _rng(seed, "chemistry").standard_normal((fingerprints.shape[1], N_PROGRAMS), dtype=np.float32)
-    idiosyncratic = _rng(seed, "idiosyncratic").standard_normal((n_compounds, N_PROGRAMS), dtype=np.float32)
-    latent = math.sqrt(CHEMISTRY_SHARE) * (centred @ projection) + math.sqrt(1 - CHEMISTRY_SHARE) * idiosyncratic
-
-    potency_rng = _rng(seed, "potency")
-    potency = POTENCY_MEDIAN * np.exp(POTENCY_SPREAD * potency_rng.standard_normal(n_compounds))
-    strong = potency_rng.permutation(n_compounds)[: round(STRONG_FRACTION * n_compounds)]
-    potency[strong] *= STRONG_FACTOR
-    potency = potency.astype(np.float32)
-
-    # Decaying program strengths: a few programs dominate, as in real perturbation data.
-    program_scale = 1 / np.sqrt(np.arange(1, N_PROGRAMS + 1, dtype=np.float32))
-    program_scale /= np.linalg.norm(program_scale)
-    shared_loadings = _heavy_tailed(_rng(seed, "loadings"), (N_PROGRAMS, n_all_genes))[:, gene_idx]
-    signature = _heavy_tailed(_rng(seed, "signature"), (n_compounds, n_all_genes))[:, gene_idx]
-    real_means = celltype_means().to_numpy(dtype=np.float32)[gene_idx]
-    # celltype_means() are de_train's per-cell-type means, so the baseline is fitted on the training
-    # rows alone: the shipped means then say nothing about the hidden test rows.
     train = train_layout()
+    panel = compound_table["sm_name"].isin(train.loc[train["cell_type"].isin(TEST_CELL_TYPES), "sm_name"]).to_numpy()
+
+    latent = _compound_latent(variant, compound_table["SMILES"], seed)
+    potency = _potency(variant, panel, seed)
+    cells = _cells_per_well(variant, panel, seed)
+
+    program_scale = np.arange(1, variant.n_programs + 1, dtype=np.float32) ** -variant.program_decay
+    program_scale /= np.linalg.norm(program_scale)
+    shared_loadings = _heavy_tailed(_rng(seed, "loadings"), (variant.n_programs, n_all_genes))[:, gene_idx]
+    signature = _heavy_tailed(_rng(seed, "signature"), (n_compounds, n_all_genes))[:, gene_idx]
+    responsiveness = _gene_responsiveness(gene_idx)
+    real_means = celltype_means().to_numpy(dtype=np.float32)[gene_idx]
+    # celltype_means() are de_train's per-cell-type means, so the generic response is fitted on the
+    # training rows alone: the shipped means then say nothing about the hidden test rows.
     compound_row = {name: c for c, name in enumerate(compound_table["sm_name"])}
     calibration_rows = [
         train.loc[train["cell_type"] == cell_type, "sm_name"].map(compound_row).to_numpy() for cell_type in CELL_TYPES
@@ -241,44 +381,49 @@ def _simulate(gene_idx: np.ndarray, seed: int) -> np.ndarray:
 
     def cell_type_values(k: int) -> np.ndarray:
         cell_type = CELL_TYPES[k]
-        response = _CELL_RESPONSES[cell_type]
+        response = _cell_response(variant, cell_type)
         rng = _rng(seed, f"cell type {cell_type}")
-        own_loadings = _heavy_tailed(rng, (N_PROGRAMS, n_all_genes))[:, gene_idx]
+        own_loadings = _heavy_tailed(rng, (variant.n_programs, n_all_genes))[:, gene_idx]
         agreement = response.loading_agreement
         loadings = agreement * shared_loadings + math.sqrt(1 - agreement**2) * own_loadings
         # A rotation of the same compound latent: the cell type's mix is learnable from shared compounds.
         agreement = response.program_agreement
-        mix = agreement * latent + math.sqrt(1 - agreement**2) * (latent @ _random_rotation(rng, N_PROGRAMS))
-        effect_scale = (response.gain * potency)[:, None]
+        rotation = _random_rotation(rng, variant.n_programs)
+        mix = agreement * latent + math.sqrt(1 - agreement**2) * (latent @ rotation)
+        # Effects grow with potency and, as t statistics do, with the square root of the cells measured.
+        effect_scale = (response.gain * potency * np.sqrt(cells[k])).astype(np.float32)[:, None]
         t_value = (mix * (PROGRAM_WEIGHT * program_scale)) @ loadings
         t_value += SIGNATURE_WEIGHT * signature
+        t_value *= responsiveness
         t_value *= effect_scale
         # Measurement noise (the null t is N(0, 1)) and the unpredictable compound x cell-type
         # interaction are independent normals, so one draw with the summed variance serves both.
         residual = rng.standard_normal((n_compounds, n_all_genes), dtype=np.float32)[:, gene_idx]
         residual *= np.sqrt(1 + (response.interaction * effect_scale) ** 2)
         t_value += residual
-        return _add_calibrated_baseline(t_value, real_means[:, k], calibration_rows[k])
+        return _add_generic_response(t_value, effect_scale[:, 0], real_means[:, k], calibration_rows[k])
 
     # Cell types are independent given the shared draws; numpy releases the GIL, so threads overlap.
     with ThreadPoolExecutor(max_workers=min(len(CELL_TYPES), os.cpu_count() or 1)) as pool:
         return np.stack(list(pool.map(cell_type_values, range(len(CELL_TYPES)))))
 
 
-def _add_calibrated_baseline(
-    t_value: np.ndarray, target_mean: np.ndarray, calibration_rows: np.ndarray
+def _add_generic_response(
+    t_value: np.ndarray, strength: np.ndarray, target_mean: np.ndarray, calibration_rows: np.ndarray
 ) -> np.ndarray:
-    """Signed -log10 p of ``t_value`` plus the per-gene baseline that puts the calibration rows' mean on target.
+    """Signed -log10 p of ``t_value + strength x G``, the generic response G chosen per gene so that
+    the calibration rows' mean is on target.
 
-    Starts from the inverse transform of the target and takes Newton steps per gene; the mean of a
-    monotone transform is monotone in the baseline, so the steps converge quickly.
+    Every compound triggers the cell type's generic response G in proportion to its effect scale, so
+    a strong panel sets G and a weak compound shows little of it. Newton steps per gene from the
+    inverse transform of the target: the mean is monotone in G, so they converge quickly.
     """
-    calibration_t = t_value[calibration_rows]
-    baseline = _t_from_signed_log10_p(target_mean).astype(np.float32)
+    calibration_t, weight = t_value[calibration_rows], strength[calibration_rows, None]
+    generic = _t_from_signed_log10_p(target_mean).astype(np.float32) / np.float32(weight.mean())
     for _ in range(CALIBRATION_STEPS):
-        value, slope = _signed_log10_p_and_slope(calibration_t + baseline)
-        baseline += (target_mean - value.mean(axis=0)) / slope.mean(axis=0)
-    return _signed_log10_p(t_value + baseline)
+        value, slope = _signed_log10_p_and_slope(calibration_t + weight * generic)
+        generic += (target_mean - value.mean(axis=0)) / (weight * slope).mean(axis=0)
+    return _signed_log10_p(t_value + strength[:, None] * generic)
 
 
 def _pair_rows(
@@ -290,19 +435,23 @@ def _pair_rows(
     )
 
 
-def generate_demo(out_dir: str | os.PathLike, n_genes: int | None = None, seed: int = 0) -> Path:
+def generate_demo(
+    out_dir: str | os.PathLike, n_genes: int | None = None, seed: int = 0, *, variant: str = DEFAULT_VARIANT
+) -> Path:
     """Write Kaggle's file set for a demo world into ``out_dir`` (created or overwritten) and return it.
 
     Files: ``de_train.parquet`` (the 614 real training pairs), ``id_map.csv`` (Kaggle's own),
     ``sample_submission.csv`` (zeros) and ``test_truth.parquet`` (the hidden truth of the 255 test
     rows, float32). ``n_genes`` keeps that many evenly spaced genes (alphabetical order) instead of
-    all 18,211; the same ``(n_genes, seed)`` always gives the same values.
+    all 18,211; ``variant`` names the world's structure (:func:`list_variants`). The same
+    ``(variant, n_genes, seed)`` always gives the same values. An unknown variant writes nothing.
     """
+    parameters = get_variant(variant)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     gene_idx = _gene_indices(n_genes)
     genes = [gene_names()[i] for i in gene_idx]
-    values = _simulate(gene_idx, seed)
+    values = _simulate(gene_idx, seed, parameters)
 
     cell_index = {cell_type: k for k, cell_type in enumerate(CELL_TYPES)}
     compound_index = {name: c for c, name in enumerate(_world_compounds()["sm_name"])}
@@ -336,22 +485,26 @@ def _is_complete(world: Path) -> bool:
     return all((world / name).is_file() for name in DEMO_FILES)
 
 
-def demo_dir(root: str | os.PathLike | None = None, n_genes: int | None = None, seed: int = 0) -> Path:
-    """The demo world for ``(n_genes, seed)`` under ``root``, generated on first use.
+def demo_dir(
+    root: str | os.PathLike | None = None, n_genes: int | None = None, seed: int = 0, *, variant: str = DEFAULT_VARIANT
+) -> Path:
+    """The demo world for ``(variant, n_genes, seed)`` under ``root``, generated on first use.
 
     ``root`` defaults to ``$PERTURBKIT_DEMO_ROOT`` or ``data/demo``. The world is written to a
     temporary sibling and renamed into place, so an interrupted run never leaves a partial world.
+    An unknown variant raises before anything is created.
     """
+    get_variant(variant)
     root = Path(root if root is not None else os.environ.get("PERTURBKIT_DEMO_ROOT", "data/demo"))
     n_resolved = len(_gene_indices(n_genes))
-    world = root / f"genes-{n_resolved}_seed-{seed}_v{GENERATOR_VERSION}"
+    world = root / f"{variant}_genes-{n_resolved}_seed-{seed}_v{GENERATOR_VERSION}"
     if _is_complete(world):
         return world
     root.mkdir(parents=True, exist_ok=True)
     staging = root / f".{world.name}.{uuid.uuid4().hex}.partial"
     staging.mkdir()
     try:
-        generate_demo(staging, n_genes=n_genes, seed=seed)
+        generate_demo(staging, n_genes=n_genes, seed=seed, variant=variant)
         try:
             os.replace(staging, world)
         except OSError as err:
@@ -363,3 +516,55 @@ def demo_dir(root: str | os.PathLike | None = None, n_genes: int | None = None, 
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return world
+
+
+REAL_TEST_SCORES: dict[str, float] = {"zeros": 1.57, "compound_mean": 1.47, "celltype_mean": 2.50}
+"""Published MRRMSE on the real private test (B/Myeloid rows; openproblems' re-run, unclipped)."""
+_QUANTILES = {"median": 50, "p90": 90, "p99": 99}
+
+
+def _summary(std: np.ndarray) -> dict[str, float]:
+    return {
+        "mean": float(std.mean()),
+        **{name: float(np.percentile(std, q)) for name, q in _QUANTILES.items()},
+        "max": float(std.max()),
+    }
+
+
+def calibration(world: str | os.PathLike) -> pd.DataFrame:
+    """A demo world's figures next to the real ones: columns ``generated`` and ``real``.
+
+    Rows: MRRMSE on the hidden test (``test_truth.parquet``) of predicting zeros, the compound mean
+    (mean of the compound's training rows) and the cell-type mean (mean of the cell type's training
+    rows), absolute and as a ratio to zeros; the largest per-gene difference between the training
+    rows' per-cell-type means and ``celltype_means()`` (real: 0); the distribution of the per-gene
+    std over the NK training rows and its Pearson r with the real one across genes (real: 1).
+    """
+    world = Path(world)
+    train = pd.read_parquet(world / "de_train.parquet")
+    truth = pd.read_parquet(world / "test_truth.parquet")
+    genes = [c for c in train.columns if c in set(gene_names())]
+    values = train[genes].to_numpy()
+    target = truth[genes].to_numpy(dtype=np.float64)
+    celltype_mean = pd.DataFrame(values).groupby(train["cell_type"].to_numpy()).mean()
+    compound_mean = pd.DataFrame(values).groupby(train["sm_name"].to_numpy()).mean()
+    predictions = {
+        "zeros": np.zeros_like(target),
+        "compound_mean": compound_mean.loc[truth["sm_name"]].to_numpy(),
+        "celltype_mean": celltype_mean.loc[truth["cell_type"]].to_numpy(),
+    }
+    scores = {name: float(np.sqrt(((p - target) ** 2).mean(axis=1)).mean()) for name, p in predictions.items()}
+    rows: dict[str, tuple[float, float]] = {}
+    for name, score in scores.items():
+        rows[f"test {name}"] = (score, REAL_TEST_SCORES[name])
+    for name in ("compound_mean", "celltype_mean"):
+        rows[f"test {name} / zeros"] = (scores[name] / scores["zeros"], REAL_TEST_SCORES[name] / REAL_TEST_SCORES["zeros"])
+    real_means = celltype_means().loc[genes]
+    difference = np.abs(celltype_mean.loc[list(real_means.columns)].to_numpy().T - real_means.to_numpy())
+    rows["celltype means max |diff|"] = (float(difference.max()), 0.0)
+    nk = values[(train["cell_type"] == "NK cells").to_numpy()]
+    generated_std, real_std = nk.std(axis=0), nk_per_gene_std().loc[genes].to_numpy()
+    for name, (ours, theirs) in zip(_summary(real_std), zip(_summary(generated_std).values(), _summary(real_std).values())):
+        rows[f"NK per-gene std {name}"] = (ours, theirs)
+    rows["NK per-gene std r"] = (float(np.corrcoef(generated_std, real_std)[0, 1]), 1.0)
+    return pd.DataFrame.from_dict(rows, orient="index", columns=["generated", "real"])

@@ -62,3 +62,10 @@ def celltype_means() -> pd.DataFrame:
     """Per gene (index), the mean profile of each cell type (columns), believed to be of the real de_train."""
     with _layout_file("celltype_means.parquet").open("rb") as fh:
         return pd.read_parquet(fh).set_index("gene")
+
+
+@cache
+def nk_per_gene_std() -> pd.Series:
+    """Per gene (index, de_train order), the std (ddof 0) of its values over the 146 real NK training rows."""
+    with _layout_file("nk_per_gene_std.parquet").open("rb") as fh:
+        return pd.read_parquet(fh).set_index("gene")["std"]

@@ -13,7 +13,6 @@ import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from perturbkit.features.chemistry import morgan_fingerprints, substructure_counts
 from perturbkit.features.pca import WidePCA
 from perturbkit.features.target_stats import STATISTICS, TargetStatistics
 
@@ -105,6 +104,9 @@ class FeatureBuilder(TransformerMixin, BaseEstimator):
     def _chemistry_blocks(self, X: pd.DataFrame, fit: bool = False) -> list[np.ndarray]:
         if not self.chemistry:
             return []
+        # RDKit is imported only here, so models without chemistry run without it.
+        from perturbkit.features.chemistry import morgan_fingerprints, substructure_counts
+
         codes, smiles = _unique_smiles(X)
         blocks = []
         if "morgan" in self.chemistry:

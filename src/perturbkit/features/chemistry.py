@@ -1,88 +1,35 @@
-"""RDKit chemistry features of compounds: Morgan fingerprints and BRICS substructure counts.
+"""Chemistry feature blocks of compounds: Morgan fingerprints (from :mod:`perturbkit.chem`) and BRICS substructure counts.
 
-Every per-SMILES computation is cached, so repeated calls over the same compounds are cheap and
-return identical values. A SMILES RDKit cannot parse never raises: it gets an all-zero row and one
-warning per call that names it; :func:`invalid_smiles` lists such SMILES for validation up front.
+This module imports RDKit, so :mod:`perturbkit.features` imports it only when a chemistry block is
+asked for. Fragment counts are cached per SMILES like the fingerprints; an unparseable SMILES gets
+an all-zero row and one warning per call that names it.
 """
 
 from __future__ import annotations
 
-import warnings
 from collections import Counter
 from collections.abc import Sequence
 from functools import lru_cache
 
 import numpy as np
 import pandas as pd
-from rdkit import Chem, rdBase
-from rdkit.Chem import BRICS, rdFingerprintGenerator
+from rdkit import Chem
+from rdkit.Chem import BRICS
 
-# Enough for every compound a user is likely to touch in one process, while bounding memory.
-_CACHE_SIZE = 8192
+from perturbkit.chem import CACHE_SIZE, invalid_smiles, mol, morgan_fingerprints, warn_invalid
 
-
-@lru_cache(maxsize=_CACHE_SIZE)
-def _mol(smiles: object) -> Chem.Mol | None:
-    """The parsed molecule, or None when the SMILES is unparseable, empty or not a string."""
-    if not isinstance(smiles, str):
-        return None
-    # RDKit reports parse errors on stderr itself; we warn once per call instead.
-    with rdBase.BlockLogs():
-        mol = Chem.MolFromSmiles(smiles)
-    if mol is None or mol.GetNumAtoms() == 0:
-        return None
-    return mol
+__all__ = ["invalid_smiles", "morgan_fingerprints", "substructure_counts"]
 
 
-@lru_cache(maxsize=16)
-def _morgan_generator(radius: int, n_bits: int):
-    return rdFingerprintGenerator.GetMorganGenerator(radius=radius, fpSize=n_bits)
-
-
-@lru_cache(maxsize=_CACHE_SIZE)
-def _fingerprint(smiles: object, radius: int, n_bits: int) -> np.ndarray:
-    mol = _mol(smiles)
-    if mol is None:
-        bits = np.zeros(n_bits, dtype=np.uint8)
-    else:
-        bits = _morgan_generator(radius, n_bits).GetFingerprintAsNumPy(mol).astype(np.uint8)
-    # Shared by every caller through the cache, so it must not be modified in place.
-    bits.flags.writeable = False
-    return bits
-
-
-@lru_cache(maxsize=_CACHE_SIZE)
+@lru_cache(maxsize=CACHE_SIZE)
 def _fragment_counts(smiles: object) -> tuple[tuple[str, int], ...]:
     """BRICS fragments of one compound as sorted (canonical fragment SMILES, count) pairs."""
-    mol = _mol(smiles)
-    if mol is None:
+    parsed = mol(smiles)
+    if parsed is None:
         return ()
     # BRICSDecompose returns a set and so loses repeats; breaking the bonds keeps every fragment.
-    pieces = Chem.GetMolFrags(BRICS.BreakBRICSBonds(mol), asMols=True)
+    pieces = Chem.GetMolFrags(BRICS.BreakBRICSBonds(parsed), asMols=True)
     return tuple(sorted(Counter(Chem.MolToSmiles(piece) for piece in pieces).items()))
-
-
-def invalid_smiles(smiles: Sequence[str]) -> list[str]:
-    """The SMILES (in input order, repeats kept) that RDKit cannot turn into a molecule."""
-    return [s for s in smiles if _mol(s) is None]
-
-
-def _warn_invalid(smiles: Sequence[str]) -> None:
-    bad = invalid_smiles(smiles)
-    if bad:
-        warnings.warn(
-            f"RDKit cannot parse {len(bad)} SMILES; their feature rows are all zero: {bad!r}",
-            stacklevel=3,
-        )
-
-
-def morgan_fingerprints(smiles: Sequence[str], radius: int = 2, n_bits: int = 2048) -> np.ndarray:
-    """Morgan (ECFP-like) bit fingerprints, one uint8 row of ``n_bits`` per SMILES."""
-    smiles = list(smiles)
-    _warn_invalid(smiles)
-    if not smiles:
-        return np.zeros((0, n_bits), dtype=np.uint8)
-    return np.stack([_fingerprint(s, radius, n_bits) for s in smiles])
 
 
 def substructure_counts(smiles: Sequence[str], min_count: int = 2) -> pd.DataFrame:
@@ -93,7 +40,7 @@ def substructure_counts(smiles: Sequence[str], min_count: int = 2) -> pd.DataFra
     given compounds. Rows follow the input order, indexed by SMILES.
     """
     smiles = list(smiles)
-    _warn_invalid(smiles)
+    warn_invalid(smiles)
     per_compound = [dict(_fragment_counts(s)) for s in smiles]
     compounds_with = Counter(fragment for counts in per_compound for fragment in counts)
     fragments = sorted(f for f, n in compounds_with.items() if n >= min_count)
