@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
-from perturbkit.errors import PerturbkitError
+from perturbkit.errors import PerturbkitError, redact
 
 
 def _add_data_options(parser: argparse.ArgumentParser) -> None:
@@ -43,7 +44,11 @@ def cmd_recipe(args) -> None:
     from perturbkit.blend.command import dataset_id_for
     from perturbkit.recipe import load_recipe, run_recipe
 
+    from perturbkit.io import check_writable
+
     recipe = load_recipe(args.config, configs_dir=args.configs_dir, overrides=args.set)
+    check_writable(args.oof, "--oof")
+    check_writable(args.submissions, "--submissions")
     dataset = _load_data(args, require_smiles=any(c.get("features", {}).get("chemistry") for c in recipe.members))
     result = run_recipe(dataset, recipe, oof_root=args.oof, submissions=args.submissions, dataset_id=dataset_id_for(args),
                         progress=not args.no_progress)
@@ -78,9 +83,14 @@ def cmd_agreement(args) -> None:
 
 
 def cmd_runs(args) -> None:
-    from perturbkit.cv import list_runs
+    from perturbkit.cv.store import clean_staging, list_runs
 
+    if args.clean:
+        for path in clean_staging(args.oof):
+            print(f"removed stale staging folder {path}")
     runs = list_runs(args.oof)
+    for message in runs.attrs.get("damaged", []):
+        print(f"skipped damaged run: {message}", file=sys.stderr)
     if args.study is not None:
         from perturbkit.tune import filter_study_runs
 
@@ -138,7 +148,9 @@ def cmd_models(args) -> None:
 
 def cmd_blend(args) -> None:
     from perturbkit.blend.command import run
+    from perturbkit.io import check_writable
 
+    check_writable(args.submissions, "--submissions")  # before loading data or blending
     run(args, _load_data(args))
 
 
@@ -208,7 +220,7 @@ def _add_blend_commands(commands) -> None:
     rank = commands.add_parser("rank", help="rank test compounds by a gene's predicted down- (or up-) regulation in a cell type")
     rank.add_argument("--gene", required=True)
     rank.add_argument("--cell-type", dest="cell_type", required=True, help='"B cells" or "Myeloid cells"')
-    rank.add_argument("--top", type=int, default=20)
+    rank.add_argument("--top", type=_positive_int, default=20, help="how many compounds to show (default 20)")
     rank.add_argument("--up", action="store_true", help="rank by up-regulation instead")
     rank.add_argument("--blend", type=Path, default=None, help="a blend's JSON (default: <submissions>/blend.json)")
     rank.add_argument("--runs", nargs="+", type=Path, default=None, help="rank by the mean of these runs instead")
@@ -259,8 +271,10 @@ def _kaggle_user(args) -> str:
 
 
 def cmd_kernel_build(args) -> None:
+    from perturbkit.io import check_writable
     from perturbkit.kernel import build_kernel
 
+    check_writable(args.out, "--out")
     spec = _kernel_spec(args)
     sources = [*args.dataset_source, *([args.deps_dataset] if args.deps_dataset else [])]
     built = build_kernel(spec, user=_kaggle_user(args), slug=args.slug, out_root=args.out, title=args.title, enable_gpu=args.gpu,
@@ -371,6 +385,7 @@ def _add_kaggle_commands(commands) -> None:
     download.add_argument("--out", type=Path, default=Path("data/kaggle"))
     download.add_argument("--quiet", action="store_true")
     download.add_argument("--force", action="store_true", help="replace --out even if perturbkit did not write it")
+    download.add_argument("--force", action="store_true", help="replace --out even if perturbkit did not write it")
     download.set_defaults(func=cmd_data_download)
 
     kernel = commands.add_parser("kernel", help="build, push and follow the Kaggle kernel")
@@ -441,6 +456,12 @@ def _add_kaggle_commands(commands) -> None:
     common(logs)
     logs.set_defaults(func=cmd_kernel_logs)
 
+    logs = kernel_commands.add_parser("logs", help="print the log of a kernel's latest run")
+    logs.add_argument("kernel", nargs="?", default=None, help="<username>/<kernel-slug> (default: from --dir)")
+    logs.add_argument("--dir", default=None)
+    common(logs)
+    logs.set_defaults(func=cmd_kernel_logs)
+
     submit = commands.add_parser("submit", help="submit a file to the competition with the Kaggle client")
     submit.add_argument("file", type=Path)
     submit.add_argument("-m", "--message", required=True)
@@ -448,6 +469,16 @@ def _add_kaggle_commands(commands) -> None:
     submit.add_argument("--template", type=Path, default=None, help="check ids/genes against this sample_submission.csv")
     submit.add_argument("--no-check", action="store_true", help="skip the check against the competition's ids and genes")
     submit.set_defaults(func=cmd_submit)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def _seed_list(text: str) -> list[int]:
@@ -506,6 +537,7 @@ def build_parser() -> argparse.ArgumentParser:
     runs.add_argument("--oof", type=Path, default=Path("oof"))
     runs.add_argument("--per-cell-type", action="store_true", help="add each cell type's CV MRRMSE")
     runs.add_argument("--truth", type=Path, default=None, help="score each run's test predictions against this truth file")
+    runs.add_argument("--clean", action="store_true", help="first remove staging folders of runs killed more than a day ago")
     runs.set_defaults(func=cmd_runs)
 
     score = commands.add_parser("score", help="score a submission against a truth file")
@@ -536,8 +568,11 @@ def main(argv=None) -> int:
     try:
         args.func(args)
     except PerturbkitError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {redact(str(exc))}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `perturbkit rank ... | head`: the reader left, which is no error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit flush does not raise again
+        return 0
     return 0
     demo.add_argument("--variant", default="default", help="which structure of world (default: default; see --list)")
     demo.add_argument("--list", action="store_true", help="list the demo variants and what differs between them")

@@ -1,5 +1,15 @@
 """Errors a user can act on: the CLI prints their message alone, without a traceback."""
 
+import re
+
+# scheme://user:password@host -> scheme://user:***@host (Optuna storage URLs, database URLs)
+_URL_PASSWORD = re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s'\"]*:)[^@\s'\"]+@")
+
+
+def redact(text: str) -> str:
+    """``text`` with the password of every URL in it masked."""
+    return _URL_PASSWORD.sub(r"\1***@", text)
+
 
 class PerturbkitError(Exception):
     pass

@@ -31,7 +31,8 @@ def _gene_column(path: Path, gene: str) -> pd.Series:
     else:
         names = pacsv.read_csv(path, read_options=pacsv.ReadOptions(skip_rows_after_names=10**9)).column_names
     if gene not in names:
-        close = difflib.get_close_matches(gene, names, n=3)
+        by_case = [name for name in names if name.casefold() == gene.casefold()]
+        close = by_case or difflib.get_close_matches(gene, names, n=3)
         raise RankError(f"{path}: no predictions for gene {gene!r}" + (f"; did you mean {close}?" if close else ""))
     if path.suffix == ".parquet":
         table = pq.read_table(path, columns=["id", gene])
@@ -66,10 +67,10 @@ def rank_compounds(
         raise RankError("rank needs a blend JSON or one or more run directories")
     columns = {}
     if blend is not None:
+        from perturbkit.blend.command import read_blend_record
+
         blend = Path(blend)
-        if not blend.is_file():
-            raise RankError(f"{blend}: blend record not found (run `perturbkit blend` first)")
-        record = json.loads(blend.read_text())
+        record = read_blend_record(blend)
         csv = Path(record.get("files", {}).get("csv", blend.with_suffix(".csv")))
         if not csv.is_file():
             csv = blend.with_suffix(".csv")
@@ -117,7 +118,9 @@ def rank_compounds(
     )
     table = table.sort_values("predicted", ascending=not up, kind="stable", ignore_index=True)
     table.insert(0, "rank", np.arange(1, len(table) + 1))
-    if top:
+    if top is not None:
+        if top < 1:
+            raise RankError(f"top must be at least 1, got {top}")
         table = table.head(top)
     direction = "up" if up else "down"
     title = f"{len(pairs)} compounds ranked by predicted {direction}-regulation of {gene} in {cell_type} ({source}); spread = std over models"

@@ -1,14 +1,19 @@
 """The run store: ``<root>/<model>/<run_id>/`` with oof.parquet, test.parquet, folds.parquet, meta.json, log.txt.
 
-A run is written into a hidden temporary directory and renamed into place when complete, so a
-crash or a kill never leaves a directory that ``list_runs`` (and so the blender) would pick up.
+Safe for concurrent writers into one root: a run id is the time, the config hash and a pid +
+random part, each run is written into its own private staging folder (:func:`perturbkit.io.atomic_dir`)
+and its final name is claimed exclusively, so two processes never share or clobber a folder.
+meta.json is written last and records each data file's size, row count and sha256; ``list_runs``
+skips (and names) runs whose files are missing or of another size, ``load_run`` verifies the
+hashes and row counts and raises :class:`DamagedRunError` naming the run. A killed writer leaves a
+``.<run_id>.<pid>-<random>.partial`` folder that nothing reads; ``clean_staging`` removes old ones.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
+import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,9 +24,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from perturbkit.data.wide import read_wide, wide_table
+from perturbkit.errors import PerturbkitError
+from perturbkit.io import atomic_dir, remove_stale, sha256_file
 
 RUN_FILES = ("oof.parquet", "test.parquet", "folds.parquet", "meta.json", "log.txt")
-TEMP_PREFIX = ".incomplete-"
+DATA_FILES = ("oof.parquet", "test.parquet", "folds.parquet")
+LEGACY_STAGING = ".incomplete-*"  # the staging name of older versions
+
+
+class DamagedRunError(PerturbkitError):
+    """A stored run whose files are missing, truncated, or disagree with its meta.json."""
 
 
 @dataclass(frozen=True)
@@ -50,67 +62,89 @@ def write_run(
 ) -> Path:
     """Write a complete run; ``artifacts`` are extra files (e.g. loss-curve PNGs) by name."""
     run_dir = Path(run_dir)
-    if run_dir.exists():
-        raise FileExistsError(f"{run_dir}: run directory exists already")
-    run_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = run_dir.parent / f"{TEMP_PREFIX}{run_dir.name}"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir()
-    try:
+    with atomic_dir(run_dir) as staging:
         pq.write_table(wide_table(oof_keys, genes, oof), staging / "oof.parquet")
         pq.write_table(wide_table(pd.DataFrame({"id": test_ids}), genes, test), staging / "test.parquet")
         pq.write_table(pa.Table.from_pandas(folds, preserve_index=False), staging / "folds.parquet")
         (staging / "log.txt").write_text(log_text)
         for name, content in (artifacts or {}).items():
             (staging / name).write_bytes(content)
-        # meta.json last: its presence marks the content complete even before the rename.
+        rows = {"oof.parquet": len(oof_keys), "test.parquet": len(test_ids), "folds.parquet": len(folds)}
+        meta = {**meta, "files": {name: {"bytes": (staging / name).stat().st_size, "rows": int(rows[name]),
+                                          "sha256": sha256_file(staging / name)} for name in DATA_FILES}}
+        # meta.json last, with the hashes of what it describes: load_run checks they agree.
         (staging / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True, default=str))
-        os.replace(staging, run_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return run_dir
 
 
-def _new_run_dir(oof_root: Path, model: str, digest: str) -> Path:
-    stem = f"{time.strftime('%Y%m%d-%H%M%S')}-{digest[:8]}"
-    run_dir, suffix = oof_root / model / stem, 1
-    while run_dir.exists():
-        run_dir, suffix = oof_root / model / f"{stem}-{suffix}", suffix + 1
-    return run_dir
+def new_run_id(digest: str) -> str:
+    """Time to the second, the config hash, then pid and randomness: unique across processes started together."""
+    return f"{time.strftime('%Y%m%d-%H%M%S')}-{digest[:8]}-{os.getpid()}{secrets.token_hex(2)}"
 
 
 def save_run(result, oof_root: Path | str, *, artifacts: dict[str, bytes] | None = None) -> Path:
     """Write a :class:`perturbkit.cv.CVResult` as ``<oof_root>/<model>/<run_id>/``; returns the run directory."""
     meta = result.meta
-    run_dir = _new_run_dir(Path(oof_root), meta["model"], meta["config_hash"])
-    meta["run_id"] = run_dir.name
-    return write_run(
-        run_dir,
-        oof_keys=result.oof_keys,
-        test_ids=result.test_ids,
-        genes=list(result.genes),
-        oof=result.oof,
-        test=result.test,
-        folds=result.folds,
-        meta=meta,
-        log_text=result.log_text,
-        artifacts=artifacts,
-    )
+    while True:
+        run_dir = Path(oof_root) / meta["model"] / new_run_id(meta["config_hash"])
+        meta["run_id"] = run_dir.name
+        try:
+            return write_run(
+                run_dir,
+                oof_keys=result.oof_keys,
+                test_ids=result.test_ids,
+                genes=list(result.genes),
+                oof=result.oof,
+                test=result.test,
+                folds=result.folds,
+                meta=meta,
+                log_text=result.log_text,
+                artifacts=artifacts,
+            )
+        except FileExistsError:  # another writer claimed this id first: draw another
+            continue
 
 
 def is_complete(run_dir: Path) -> bool:
     return not run_dir.name.startswith(".") and all((run_dir / name).is_file() for name in RUN_FILES)
 
 
+def check_files(run_dir: Path, meta: dict) -> None:
+    """Cheap checks (no reading): every data file present with the size meta.json recorded."""
+    for name, recorded in meta.get("files", {}).items():
+        path = run_dir / name
+        if not path.is_file():
+            raise DamagedRunError(f"{run_dir}: {name} is missing")
+        if path.stat().st_size != recorded["bytes"]:
+            raise DamagedRunError(f"{run_dir}: {name} has {path.stat().st_size} bytes, meta.json recorded {recorded['bytes']} (truncated or replaced)")
+
+
+def read_meta(run_dir: Path) -> dict:
+    try:
+        meta = json.loads((run_dir / "meta.json").read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DamagedRunError(f"{run_dir}: meta.json cannot be read ({exc})") from None
+    if not isinstance(meta, dict):
+        raise DamagedRunError(f"{run_dir}: meta.json is not a JSON object")
+    return meta
+
+
 def list_runs(root: Path | str) -> pd.DataFrame:
-    """Complete runs under ``root``, newest first, with their scores."""
-    rows = []
+    """Complete runs under ``root``, newest first, with their scores.
+
+    Damaged runs are left out and named in ``table.attrs["damaged"]`` (one message each).
+    """
+    rows, damaged = [], []
     for meta_path in sorted(Path(root).glob("*/*/meta.json")):
         run_dir = meta_path.parent
         if not is_complete(run_dir):
             continue
-        meta = json.loads(meta_path.read_text())
+        try:
+            meta = read_meta(run_dir)
+            check_files(run_dir, meta)
+        except DamagedRunError as exc:
+            damaged.append(str(exc))
+            continue
         scores = meta.get("scores", {})
         rows.append(
             {
@@ -125,23 +159,48 @@ def list_runs(root: Path | str) -> pd.DataFrame:
             }
         )
     columns = ["model", "run_id", "scheme", "mrrmse", "relative_to_zeros", "created", "data_hash", "path"]
-    return pd.DataFrame(rows, columns=columns).sort_values("created", ascending=False, ignore_index=True)
+    table = pd.DataFrame(rows, columns=columns).sort_values("created", ascending=False, ignore_index=True)
+    table.attrs["damaged"] = damaged
+    return table
 
 
 def load_run(run_dir: Path | str) -> Run:
+    """A stored run, its files verified against meta.json (sizes, sha256, rows, keys); :class:`DamagedRunError` if not."""
     run_dir = Path(run_dir)
     if not is_complete(run_dir):
         raise FileNotFoundError(f"{run_dir}: not a complete run directory (needs {', '.join(RUN_FILES)})")
-    oof_keys, genes, oof = read_wide(run_dir / "oof.parquet", ("cell_type", "sm_name", "fold"))
-    test_keys, test_genes, test = read_wide(run_dir / "test.parquet", ("id",))
+    meta = read_meta(run_dir)
+    check_files(run_dir, meta)
+    for name, recorded in meta.get("files", {}).items():
+        if sha256_file(run_dir / name) != recorded["sha256"]:
+            raise DamagedRunError(f"{run_dir}: {name} does not match the sha256 meta.json recorded (changed after the run was written)")
+    try:
+        oof_keys, genes, oof = read_wide(run_dir / "oof.parquet", ("cell_type", "sm_name", "fold"))
+        test_keys, test_genes, test = read_wide(run_dir / "test.parquet", ("id",))
+    except (pa.ArrowException, OSError, KeyError, ValueError) as exc:
+        raise DamagedRunError(f"{run_dir}: cannot read its predictions ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
     if test_genes != genes:
-        raise ValueError(f"{run_dir}: oof.parquet and test.parquet have different gene columns")
+        raise DamagedRunError(f"{run_dir}: oof.parquet and test.parquet have different gene columns")
+    files = meta.get("files", {})
+    for name, rows in (("oof.parquet", len(oof_keys)), ("test.parquet", len(test_keys))):
+        if name in files and files[name]["rows"] != rows:
+            raise DamagedRunError(f"{run_dir}: {name} has {rows} rows, meta.json recorded {files[name]['rows']}")
+    if "n_genes" in meta and meta["n_genes"] != len(genes):
+        raise DamagedRunError(f"{run_dir}: {len(genes)} gene columns, meta.json recorded {meta['n_genes']}")
     return Run(
         path=run_dir,
-        meta=json.loads((run_dir / "meta.json").read_text()),
+        meta=meta,
         oof_keys=oof_keys,
         oof=oof,
         test_ids=test_keys["id"].to_numpy(),
         test=test,
         genes=genes,
     )
+
+
+def clean_staging(root: Path | str, *, older_than: float = 24 * 3600.0) -> list[Path]:
+    """Remove staging folders of killed writers (``<root>/<model>/.*.partial``, older ``.incomplete-*``) older than ``older_than`` seconds."""
+    removed = []
+    for model_dir in sorted(p for p in Path(root).glob("*") if p.is_dir() and not p.name.startswith(".")):
+        removed += remove_stale(model_dir, older_than=older_than, patterns=(".*.partial*", LEGACY_STAGING))
+    return removed

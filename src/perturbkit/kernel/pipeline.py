@@ -44,14 +44,10 @@ def spec_from_blend(blend: dict | str | Path) -> dict:
     """The spec of a blend result (``submissions/<name>.json``): its members' configs and weights, scale, clip."""
     source = "blend"
     if not isinstance(blend, dict):
-        path = Path(blend)
-        if not path.is_file():
-            raise ConfigError(f"{path}: blend result not found")
-        try:
-            blend = json.loads(path.read_text())
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"{path}: not JSON ({exc})") from exc
-        source = str(path)
+        from perturbkit.blend.command import read_blend_record
+
+        source = str(blend)
+        blend = read_blend_record(blend)
     members = blend.get("members")
     if not isinstance(members, list) or not members:
         raise ConfigError(f"{source}: blend result has no 'members' list")

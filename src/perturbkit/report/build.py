@@ -202,10 +202,9 @@ def _read_meta(run_dir: Path) -> dict:
 
 def build_blend_report(blend_json: Path | str, out_dir: Path | str) -> Path:
     """``out_dir`` with the plots and pages of the blend recorded in ``blend_json``."""
-    blend_json = Path(blend_json)
-    if not blend_json.is_file():
-        raise ReportError(f"{blend_json}: blend record not found (run `perturbkit blend` first)")
-    record = json.loads(blend_json.read_text())
+    from perturbkit.blend.command import read_blend_record
+
+    record = read_blend_record(blend_json)  # refuses a record whose files changed since (an interrupted blend)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     scores = record["scores"]

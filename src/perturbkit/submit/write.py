@@ -1,13 +1,13 @@
 """Write submissions: Kaggle's CSV (checked against sample_submission.csv) and openproblems' prediction.h5ad.
 
-Both are written to a temporary file and renamed into place, and read back with
-``read_submission`` (the same checks ``perturbkit score`` applies) before they count as written.
+Each is written to a staging file beside it and renamed into place (:func:`perturbkit.io.atomic_file`),
+so a reader sees the old file or the new one, never half of one. Reading back with
+``read_submission`` is the caller's step (``write_blend``, the kernel pipeline).
 """
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +17,7 @@ import pyarrow.csv as pacsv
 
 from perturbkit.data.wide import wide_table
 from perturbkit.errors import DataValidationError
+from perturbkit.io import atomic_file
 
 H5AD_LAYER = "prediction"
 
@@ -48,10 +49,6 @@ def read_template(path: Path | str) -> tuple[np.ndarray, list[str]]:
     return table.column("id").to_numpy(), header[1:]
 
 
-def _replace(tmp: Path, path: Path) -> None:
-    os.replace(tmp, path)
-
-
 def write_submission_csv(path: Path | str, ids, genes, matrix, *, template: Path | str | None = None) -> Path:
     """Kaggle's format: ``id`` then one column per gene; in the template's row and column order when given."""
     path = Path(path)
@@ -70,19 +67,13 @@ def write_submission_csv(path: Path | str, ids, genes, matrix, *, template: Path
         rows = pd.Index(ids).get_indexer(template_ids)
         columns = pd.Index(genes).get_indexer(template_genes)
         ids, genes, matrix = template_ids, list(template_genes), matrix[np.ix_(rows, columns)]
-    path.parent.mkdir(parents=True, exist_ok=True)
     table = wide_table(pd.DataFrame({"id": np.asarray(ids)}), genes, matrix)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        names = ["id", *genes]
-        if any(any(ch in name for ch in ',"\r\n') for name in names):
-            raise DataValidationError("a gene name holds a comma, quote or line break; it cannot be a CSV header unquoted")
-        with pa.OSFile(str(tmp), "wb") as sink:  # an unquoted header, as in Kaggle's sample_submission.csv
-            sink.write((",".join(names) + "\n").encode())
-            pacsv.write_csv(table, sink, pacsv.WriteOptions(include_header=False))
-        _replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    names = ["id", *genes]
+    if any(any(ch in name for ch in ',"\r\n') for name in names):
+        raise DataValidationError("a gene name holds a comma, quote or line break; it cannot be a CSV header unquoted")
+    with atomic_file(path) as tmp, pa.OSFile(str(tmp), "wb") as sink:  # an unquoted header, as in Kaggle's sample_submission.csv
+        sink.write((",".join(names) + "\n").encode())
+        pacsv.write_csv(table, sink, pacsv.WriteOptions(include_header=False))
     return path
 
 
@@ -101,26 +92,19 @@ def write_prediction_h5ad(path: Path | str, ids, genes, matrix, *, dataset_id: s
         layers={H5AD_LAYER: matrix},
         uns={"dataset_id": str(dataset_id), "method_id": str(method_id)},
     )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.h5ad")
-    try:
+    with atomic_file(path) as tmp:
         adata.write_h5ad(tmp)
-        _replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 
 def write_json(path: Path | str, record: dict) -> Path:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(record, indent=2, default=_jsonable) + "\n")
-    _replace(tmp, path)
+    with atomic_file(path) as tmp:
+        tmp.write_text(json.dumps(record, indent=2, default=jsonable) + "\n")
     return path
 
 
-def _jsonable(value):
+def jsonable(value):
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, np.ndarray):
