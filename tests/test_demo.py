@@ -381,9 +381,10 @@ def test_full_world_matches_documented_numbers(tmp_path, train):
     for cell_type in CELL_TYPES:
         assert np.corrcoef(generated.loc[cell_type], real[cell_type])[0, 1] > 0.9999
 
-    scores = _test_baselines(full_train, full_truth)
-    documented = {"zeros": 3.623, "celltype_mean": 2.593, "compound_mean": 3.222, "combined": 2.384}
-    assert scores == pytest.approx(documented, abs=0.002)
+    table = calibration(world)["generated"]
+    documented = {"test zeros": 1.645, "test compound_mean": 1.562, "test celltype_mean": 2.474, "NK per-gene std r": 0.715}
+    assert table[list(documented)].to_dict() == pytest.approx(documented, abs=0.002)
+    assert table["celltype means max |diff|"] < 1e-4
 
     small_genes = _genes(train)
     np.testing.assert_allclose(full_train[small_genes].to_numpy(), train[small_genes].to_numpy(), rtol=1e-5, atol=1e-6)

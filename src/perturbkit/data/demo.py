@@ -1,9 +1,13 @@
-"""Semi-synthetic demo world on the real competition layout.
+"""Semi-synthetic demo worlds on the real competition layout, in several structurally different variants.
 
 The real target values cannot be downloaded, so :func:`generate_demo` writes Kaggle's file set for
 the real 614 training pairs, 255 test pairs and 18,211 genes -- ``de_train.parquet``,
 ``id_map.csv`` (Kaggle's own bytes), ``sample_submission.csv`` -- plus ``test_truth.parquet``, the
-hidden truth of the test rows drawn from the same model. :func:`demo_dir` caches worlds on disk.
+hidden truth of the test rows drawn from the same model. :func:`demo_dir` caches worlds on disk
+(``<variant>_genes-<n>_seed-<s>_v<GENERATOR_VERSION>``); ``--data demo:NAME`` loads variant NAME.
+A toolkit tuned on one generator learns that generator, so :func:`list_variants` names worlds that
+differ in *how* a compound's lymphoid response becomes its B/Myeloid response, all calibrated to
+the same public facts (:func:`calibration`).
 
 Generative model
 ----------------
@@ -11,76 +15,105 @@ Everything happens in t-statistic space; values are then the signed -log10 of th
 p-value, ``y = sign(t) * -log10(2 Phi(-|t|))`` (``log_ndtr`` in the far tail), so large t become
 very large y: heavy tails, as in limma output. For cell type k, compound c, gene g::
 
-    t = b[k, g] + gain_k * potency_c * (0.9 P[k, c, g] + 0.4 U[c, g])
-        + sqrt(1 + (interaction_k * gain_k * potency_c)**2) * e[k, c, g]
+    a[k, c] = gain_k * potency_c * sqrt(cells[k, c])
+    t = a[k, c] * (G[k, g] + w_g * (0.3 P[k, c, g] + 0.15 U[c, g])) + sqrt(1 + (interaction_k * a[k, c])**2) * e
 
-* Compound latent z_c (10 programs) = sqrt(0.8) * (unit-length centred Morgan fingerprint @ random
-  projection) + sqrt(0.2) * idiosyncratic normal. Two compounds' latents correlate at 0.8 x the
-  cosine similarity of their centred fingerprints, so analogues (imatinib/masitinib,
-  azacitidine/decitabine, the MEK inhibitors, ...) respond alike.
-* Programs: P[k, c] = (mix_k(z_c) * s) @ L_k with strengths s_r proportional to r**-0.5 and
-  heavy-tailed (Laplace) gene loadings L_k = lambda_k L_shared + sqrt(1 - lambda_k**2) L_own,k.
-  The cell type's mix is mix_k(z) = rho_k z + sqrt(1 - rho_k**2) z Q_k with a random rotation Q_k:
-  a fixed linear map of the same latent, so it is learnable from compounds seen in both cell types.
+* a[k, c], the size of the compound's effect: t statistics grow with the square root of the cells
+  a well kept. Lymphoid wells count 1; B/Myeloid wells ``bm_cells`` x exp(-toxicity x tox_c),
+  tox_c ~ Exp(1), except for the 17 panel compounds (their wells kept their cells: that is why
+  they could be profiled in B and Myeloid cells for training).
+* potency_c: lognormal (sigma ``potency_spread``); a few compounds are ``strong_factor`` (4x)
+  stronger: ``strong_share`` of the test compounds, but ``panel_strong_share`` (half, by default)
+  of the 17 panel compounds -- the positive controls and potent inhibitors profiled in B and
+  Myeloid cells for training are a strong panel, unlike a typical test compound.
+* G[k]: the cell type's generic response (stress, shared by all compounds in proportion to a[k, c]).
+  Per gene, Newton steps from the inverse transform of ``celltype_means()`` make the mean over the
+  cell type's *training* rows equal ``celltype_means()`` (de_train's per-cell-type means; fitted on
+  training rows only, so the shipped means say nothing about test rows). For B and Myeloid cells
+  the panel sets G; a weak test compound shows little of it, so the per-cell-type mean overshoots
+  test rows, as on the real private test. For NK cells, genes that move on average also move most
+  between compounds, as in the real data.
+* w_g, the gene's responsiveness: RMS over the lymphoid cell types of the t statistic of its real
+  mean, plus 0.8, scaled to mean 1. Compound-specific effects sit on the genes that respond.
+* Programs: P[k, c] = (mix_k(z_c) * s) @ L_k, ``n_programs`` programs with strengths s_r proportional
+  to r**-``program_decay`` and heavy-tailed (Laplace) gene loadings L_k = lambda_k L_shared +
+  sqrt(1 - lambda_k**2) L_own,k. The cell type's mix is mix_k(z) = rho_k z + sqrt(1 - rho_k**2) z Q_k
+  with a random rotation Q_k: a fixed linear map of the same latent, learnable from compounds seen in
+  both cell types. Lymphoid rho/lambda 0.9 (CD8+ gain 0.5: noise-dominated like the real CD8+);
+  B rho = lambda = ``carry_over``, Myeloid 0.1 less.
+* Compound latent z_c = sqrt(``chemistry_share``) x (unit-length centred Morgan fingerprint @ random
+  projection) + sqrt(1 - share) x idiosyncratic normal: analogues respond alike.
 * U[c]: the compound's own Laplace gene signature, shared by all cell types.
-* e ~ N(0, 1): the null noise of a t statistic, plus a compound x cell-type interaction that grows
-  with potency and no other cell type reveals (one draw carries both variances).
-* potency_c: 1.0 x lognormal(sigma 0.5); 5% of compounds (7 of 146) are 4x stronger.
-* (gain, rho, lambda, interaction) per cell type: NK 1.0/0.9/0.9/0.35, CD4+ 0.9/0.9/0.9/0.35,
-  Treg 1.0/0.9/0.9/0.35, CD8+ 0.5/0.85/0.9/0.35 (weak, so noise-dominated like the real CD8+),
-  B 1.0/0.75/0.8/0.4, Myeloid 1.0/0.65/0.75/0.4 (own program mix and loadings: the domain shift).
-* Baseline b[k, g]: per gene, the inverse transform of ``celltype_means()`` then 3 Newton steps
-  so that the mean over the cell type's *training* rows equals ``celltype_means()``. Those are
-  de_train's per-cell-type means, so fitting on training rows only keeps the shipped means from
-  revealing anything about test rows. B and Myeloid baselines sit at t ~ 2-3, where the transform
-  is steep: their compound effects and noise are amplified, which makes the test rows harder.
+* e ~ N(0, 1): the null noise of a t statistic, plus a compound x cell-type interaction
+  (``interaction_k``: 0.35 lymphoid, ``bm_interaction`` for B/Myeloid) that grows with the effect
+  and no other cell type reveals (one draw carries both variances).
 
 Gene-level randomness is drawn for all 18,211 genes and then subset, so a gene's values are the
 same in a small world (``n_genes``) as in the full one; each model component has its own stream.
 
-Measured (seed 0, all 18,211 genes)
------------------------------------
-Calibration, per-cell-type mean profile of the generated de_train vs ``celltype_means()`` (mean /
-std, and Pearson r across genes):
+Variants
+--------
+``default``
+    carry_over 0.8, B/Myeloid interaction 0.5, 10 programs (decay 0.5), chemistry share 0.6, no
+    cell loss. The middle of the road: the lymphoid response carries over to B/Myeloid through a
+    partly learnable map; the panel is strong.
+``carryover``
+    carry_over 0.95, interaction 0.2, 6 programs (decay 0.8), chemistry share 0.85. A compound acts
+    through the same few pathways in every blood cell type (a kinase inhibitor hits its kinase
+    wherever it is expressed), so its B/Myeloid response is nearly a linear map of its T/NK response,
+    and close analogues act alike: the cross-cell-type map pays most here.
+``divergent``
+    carry_over 0.5, interaction 0.8, 24 programs (decay 0.2: high rank), chemistry share 0.2,
+    B/Myeloid gain 0.8. Myeloid and B cells express different targets and pathways than T/NK cells
+    (monocytes respond to TLR/NF-kB modulators T cells ignore), so much of their response is
+    cell-type specific and high-rank, and structure says little: the map helps least.
+``fewcells``
+    carry_over 0.85, interaction 0.4, B/Myeloid gain 1.3 but half the cells per well, toxicity 1.0,
+    strong compounds 8% of test compounds and 20% of the panel. The real B and Myeloid populations
+    are small in PBMCs, and toxic compounds kill them, so many test wells hold few cells and their
+    t statistics are weak however strong the compound is in T/NK cells, while the panel (whose
+    wells kept their cells) is measured at full strength. Here the test rows are weak because of
+    cell loss more than because the panel is special, and a test row's strength is less predictable
+    from its lymphoid rows.
 
-=================== =========== =========== ========
-cell type           generated   real        r
-=================== =========== =========== ========
-B cells             1.17 / 1.74 1.17 / 1.74 1.0000
-Myeloid cells       1.18 / 2.14 1.18 / 2.14 1.0000
-NK cells            0.41 / 0.61 0.41 / 0.61 1.0000
-T cells CD4+        0.15 / 0.42 0.15 / 0.42 1.0000
-T cells CD8+        0.03 / 0.17 0.03 / 0.17 1.0000
-T regulatory cells  0.49 / 0.50 0.49 / 0.50 1.0000
-=================== =========== =========== ========
+Calibration (seed 0, all 18,211 genes; :func:`calibration`)
+------------------------------------------------------------
+MRRMSE on the hidden test (B/Myeloid rows) of predicting zeros, the compound mean (the compound's
+training rows) and the cell-type mean (the cell type's training rows), next to the published figures
+on the real private test; the per-gene std over the 146 NK training rows next to the real one
+(``nk_per_gene_std``), with the Pearson r across genes. The per-cell-type training means equal
+``celltype_means()`` in every variant (largest per-gene difference 3e-6 for the default).
 
-(largest per-gene difference 9e-5). Over all 146 compounds, hidden test rows included, the mean
-profiles still correlate with the real ones at r = 0.950 (B), 0.974 (Myeloid), 0.998 (CD8+) and
-1.000 (other lymphoid).
+============================ ======= ========= ========= ======== =====
+figure                       default carryover divergent fewcells real
+============================ ======= ========= ========= ======== =====
+test zeros                   1.645   1.400     1.790     1.578    1.57
+test compound mean           1.562   1.268     1.746     1.523    1.47
+test cell-type mean          2.474   2.224     2.600     2.403    2.50
+compound mean / zeros        0.949   0.906     0.976     0.965    0.94
+cell-type mean / zeros       1.504   1.589     1.453     1.522    1.59
+NK per-gene std mean         2.08    1.98      2.05      2.04     2.03
+NK per-gene std median       1.53    1.45      1.50      1.52     1.40
+NK per-gene std p90          4.08    3.85      4.05      3.94     4.56
+NK per-gene std p99          7.66    7.17      7.23      6.99     6.02
+NK per-gene std max          17.8    15.7      15.1      20.7     14.1
+NK per-gene std r with real  0.715   0.737     0.758     0.735    1
+============================ ======= ========= ========= ======== =====
 
-Simple baselines, MRRMSE (mean over rows of the RMSE across genes) on ``test_truth``:
+The generated NK spread is a little more heavy-tailed than the real one at the top (p99). Other
+seeds move the test figures through which compounds are strong: at 2,000 genes, seeds 1-2 of the
+default give zeros 1.42 / 1.16, compound mean 0.965 / 0.985 x zeros and cell-type mean 1.63 /
+1.88 x zeros.
 
-=============================== ===== ===== =======
-prediction                      all   B     Myeloid
-=============================== ===== ===== =======
-zeros                           3.623 3.410 3.837
-cell-type mean                  2.593 2.511 2.676
-compound mean                   3.222 2.985 3.462
-cell-type mean + compound dev.  2.384 2.282 2.486
-noise-free world                1.612
-=============================== ===== ===== =======
+Learnability (measured outside this module; the real best method reaches 0.82 x zeros): a ridge
+from a compound's mean lymphoid profile (or its four lymphoid profiles, a missing CD8+ row filled
+with their mean) to its B / Myeloid profile, fitted per cell type on the 17 panel compounds with
+its strength chosen by leave-one-out, scores on the hidden test, as a ratio to zeros: default
+0.856 / 0.856, carryover 0.766 / 0.772, divergent 0.895 / 0.893, fewcells 0.921 / 0.890 (all
+genes); at 2,000 genes 0.864 / 0.862, 0.773 / 0.777, 0.903 / 0.898, 0.940 / 0.903.
 
-"cell-type mean" averages the training rows of the row's cell type; "compound mean" the
-compound's training rows (all in other cell types); "compound dev." adds the compound's mean
-deviation from the cell-type means over its training rows; "noise-free world" is the same world
-regenerated with the residual term set to zero (measured outside this module), roughly what a
-perfect model of the signal would score. On the lymphoid training rows, the first four computed
-with the row left out score 1.624 / 1.531 / 1.599 / 1.509 (noise-free 0.981): the test rows are
-harder. Seeds 1-3 give 3.33-3.99 (zeros), 2.28-2.97 (cell-type mean), 3.02-3.61 (compound mean)
-and 2.18-2.78 (combined); the spread comes from which compounds are strong.
-
-Value scale of de_train: std 2.60, max |y| 431, 99.9th percentile of |y| 28; row RMS median 1.25,
-99th percentile 9.1, max 29. Full generation takes 3-5 s and under 1 GB on two cores.
+Value scale of the default de_train: std 2.42, max |y| 251, 99.9th percentile of |y| 33; row RMS
+median 0.80, 99th percentile 13, max 20. Full generation takes 5-12 s and under 1 GB on two cores.
 """
 
 from __future__ import annotations
@@ -129,7 +162,7 @@ class Variant:
     """The structural parameters of one demo world (see the module docstring for the model)."""
 
     name: str
-    summary: str  # one line for ``list_variants`` and the CLI help
+    summary: str  # one line for ``perturbkit demo --list``
     carry_over: float  # correlation of B/Myeloid program mix and gene loadings with the lymphoid ones
     bm_interaction: float  # weight of the B/Myeloid x compound effect no other cell type reveals
     n_programs: int = 10  # rank of the program response shared across cell types
