@@ -185,6 +185,13 @@ def test_scale_and_clip(members, small_dataset):
     assert scaled.scores["in_sample_unclipped"] <= blend_members(members, small_dataset, dataclasses.replace(FAST, nested=False)).scores["in_sample"] + 1e-9
 
 
+def unseal(run_dir: Path) -> None:
+    """Drop the file hashes from meta.json, so a run rewritten by hand loads (the store would refuse it as damaged)."""
+    meta = json.loads((run_dir / "meta.json").read_text())
+    del meta["files"]
+    (run_dir / "meta.json").write_text(json.dumps(meta))
+
+
 def test_runs_with_shuffled_rows_are_aligned_by_key(lymphoid_runs, small_dataset, tmp_path, members):
     shuffled = []
     for run in lymphoid_runs:
@@ -194,6 +201,7 @@ def test_runs_with_shuffled_rows_are_aligned_by_key(lymphoid_runs, small_dataset
             table = pq.read_table(copy / name)
             order = np.random.default_rng(7).permutation(table.num_rows)
             pq.write_table(table.take(order), copy / name)
+        unseal(copy)
         shuffled.append(copy)
     again = load_members(shuffled, small_dataset)
     np.testing.assert_array_equal(again.oof, members.oof)
@@ -229,6 +237,7 @@ def test_run_with_tampered_fold_rows_is_refused(lymphoid_runs, small_dataset, tm
     frame = pd.read_parquet(copy / "oof.parquet")
     frame.loc[0, "fold"] = (frame.loc[0, "fold"] + 1) % 4
     frame.to_parquet(copy / "oof.parquet", index=False)
+    unseal(copy)
     with pytest.raises(IncompatibleRunsError, match="folds"):
         load_members([lymphoid_runs[1], copy], small_dataset)
 

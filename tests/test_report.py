@@ -11,11 +11,12 @@ import pandas as pd
 import pytest
 
 from perturbkit.blend import BlendOptions, blend_runs, write_blend
+from perturbkit.blend.command import BlendRecordError
 from perturbkit.cli import main
 from perturbkit.config import load_config
 from perturbkit.cv import run_cv, save_run
 from perturbkit.rank import RankError, rank_compounds
-from perturbkit.report.build import ReportError, build_blend_report, build_runs_report
+from perturbkit.report.build import build_blend_report, build_runs_report
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +61,7 @@ def test_runs_report(runs, tmp_path):
 
 
 def test_report_errors(tmp_path, capsys):
-    with pytest.raises(ReportError, match="not found"):
+    with pytest.raises(BlendRecordError, match="nope.json: blend record not found"):
         build_blend_report(tmp_path / "nope.json", tmp_path / "r")
     assert main(["report", "--submissions", str(tmp_path)]) == 2
     assert "perturbkit blend" in capsys.readouterr().err
