@@ -20,12 +20,17 @@ BLEND ?=
 DEPS ?=
 DEPS_SLUG ?= perturbkit-deps
 MSG ?= perturbkit kernel $(SLUG)
+# Tuning: make tune MODEL=pca_ridge TRIALS=20 WORKERS=2 (STORAGE: a SQLAlchemy URL; default sqlite:///<OOF>/tune.db)
+TRIALS ?= 20
+WORKERS ?= 1
+STORAGE ?=
+STUDY ?=
 
 SET_ARGS := $(foreach s,$(SET),--set $(s))
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install cv recipe runs test test-all bench demo validate score clean data kernel kernel-deps push submit blend report
+.PHONY: help install cv recipe tune runs test test-all bench demo validate score clean data kernel kernel-deps push submit blend report
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-12s %s\n", $$1, $$2}'
@@ -46,6 +51,9 @@ cv: $(STAMP) ## cross-validate MODEL on DATA, store the run under OOF (SET="para
 
 recipe: $(STAMP) ## cross-validate RECIPE's members on DATA (stored runs reused), blend, write SUBMISSIONS/blend.csv|h5ad|json
 	$(PY) -m perturbkit recipe --config $(RECIPE) --data $(DATA) --oof $(OOF) --submissions $(SUBMISSIONS) $(SET_ARGS)
+
+tune: $(STAMP) ## tune MODEL's [tune] space: TRIALS trials by WORKERS processes in one Optuna study (STORAGE, STUDY), write configs/tuned/MODEL.toml
+	$(PY) -m perturbkit tune --model $(MODEL) --data $(DATA) --oof $(OOF) --trials $(TRIALS) --workers $(WORKERS) $(if $(STORAGE),--storage $(STORAGE)) $(if $(STUDY),--study $(STUDY)) $(SET_ARGS)
 
 runs: $(STAMP) ## list the runs stored under OOF with their scores
 	$(PY) -m perturbkit runs --oof $(OOF)

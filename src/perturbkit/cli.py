@@ -538,6 +538,7 @@ def build_parser() -> argparse.ArgumentParser:
     runs.add_argument("--per-cell-type", action="store_true", help="add each cell type's CV MRRMSE")
     runs.add_argument("--truth", type=Path, default=None, help="score each run's test predictions against this truth file")
     runs.add_argument("--clean", action="store_true", help="first remove staging folders of runs killed more than a day ago")
+    runs.add_argument("--study", default=None, help="only the kept trials of this tuning study, best first, with trial numbers")
     runs.set_defaults(func=cmd_runs)
 
     score = commands.add_parser("score", help="score a submission against a truth file")
@@ -558,6 +559,10 @@ def build_parser() -> argparse.ArgumentParser:
     models = commands.add_parser("models", help="list registered models")
     models.set_defaults(func=cmd_models)
     _add_blend_commands(commands)
+
+    from perturbkit.tune.cli import add_parser as add_tune_parser
+
+    _add_data_options(add_tune_parser(commands))
 
     _add_kaggle_commands(commands)
     return parser

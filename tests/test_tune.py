@@ -1,0 +1,299 @@
+"""perturbkit tune: the [tune] space and its errors, pruning through the harness, workers sharing one
+study in SQLite and in a real PostgreSQL server, a killed worker, the tuned config back into cv."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import tempfile
+import time
+import tomllib
+import uuid
+from pathlib import Path
+
+import optuna
+import pytest
+
+import postgres_cluster
+from perturbkit.cli import main
+from perturbkit.config import apply_overrides, load_config, parse_override
+from perturbkit.cv import list_runs, run_cv
+from perturbkit.data import load_dataset
+from perturbkit.errors import ConfigError
+from perturbkit.tune import (
+    TuneError,
+    TuneSettings,
+    filter_study_runs,
+    load_tune_config,
+    open_storage,
+    open_study,
+    parse_space,
+    run_tune,
+    without_tune,
+    write_tuned_config,
+)
+from perturbkit.tune.study import Objective, WorkerJob, run_worker
+from perturbkit.tune.toml_text import dumps, toml_literal
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+# A small space keeps the trials short; the shipped pca_ridge [tune] table is parsed on its own below.
+SMALL_SPACE = ('tune={params = {alpha = {log = [0.1, 1000.0]}, n_components = {int = [8, 32]}}}', "features.stats_components=8")
+
+
+def settings(world, tmp_path, **changes) -> TuneSettings:
+    values = dict(model="pca_ridge", trials=4, data=str(world), oof=tmp_path / "oof", configs_dir=CONFIGS,
+                  overrides=SMALL_SPACE, heartbeat=2)
+    values.update(changes)
+    return TuneSettings(**values)
+
+
+def pca_ridge_config(tune: dict) -> dict:
+    return {**load_config("pca_ridge", configs_dir=CONFIGS), "tune": tune}
+
+
+# --- the search space --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("model", ["pca_ridge", "pca_knn", "pca_lgbm", "mlp", "transformer"])
+def test_every_shipped_tune_table_parses_and_builds(model):
+    config, space = load_tune_config(TuneSettings(model=model, configs_dir=CONFIGS))
+    assert space.dimensions
+    assert {d.key.split(".")[0] for d in space.dimensions} <= {"params", "features"}
+    assert "tune" not in without_tune(config) and "tune" in config
+
+
+def test_dotted_and_quoted_keys_give_the_same_space_and_samples_become_overrides():
+    dotted = parse_space(pca_ridge_config({"params": {"alpha": {"log": [0.1, 10.0]}}, "features": {"stats_components": {"choice": [8, 16]}}}), "t")
+    quoted = parse_space(pca_ridge_config({"params.alpha": {"log": [0.1, 10.0]}, "features.stats_components": {"choice": [8, 16]}}), "t")
+    assert dotted == quoted
+    overrides = dotted.suggest(optuna.trial.FixedTrial({"params.alpha": 2.5, "features.stats_components": 16}))
+    assert overrides == ["params.alpha=2.5", "features.stats_components=16"]
+    config = apply_overrides(load_config("pca_ridge", configs_dir=CONFIGS), overrides)
+    assert config["params"]["alpha"] == 2.5 and config["features"]["stats_components"] == 16
+
+
+def test_list_choices_travel_as_toml_text_and_come_back_as_lists():
+    config = {**load_config("mlp", configs_dir=CONFIGS), "tune": {"params": {"hidden": {"choice": [[64], [128, 64]]}}}}
+    (dimension,) = parse_space(config, "t").dimensions
+    assert dimension.choices() == ["[64]", "[128, 64]"]  # Optuna stores scalars only
+    overrides = parse_space(config, "t").suggest(optuna.trial.FixedTrial({"params.hidden": "[128, 64]"}))
+    assert apply_overrides(config, overrides)["params"]["hidden"] == [128, 64]
+
+
+@pytest.mark.parametrize(
+    ("tune", "message"),
+    [
+        ({"params": {"alph": {"log": [0.1, 10.0]}}}, "params.alph"),  # not a parameter of the model
+        ({"features": {"stat_components": {"int": [4, 8]}}}, "features.stat_components"),
+        ({"cv": {"seed": {"int": [0, 3]}}}, "only params.* and features.*"),
+        ({"params": {"alpha": {"uniform": [0.1, 10.0]}}}, "kinds: log, float, int, choice"),
+        ({"params": {"alpha": {"log": [0.1, 10.0], "step": 1}}}, "expected one distribution"),
+        ({"params": {"alpha": {"log": [10.0, 0.1]}}}, "is empty"),
+        ({"params": {"alpha": {"log": [0.0, 10.0]}}}, "needs low > 0"),
+        ({"params": {"alpha": {"float": [1.0]}}}, "[low, high]"),
+        ({"params": {"n_components": {"int": [8.5, 32]}}}, "whole-number bounds"),
+        ({"params": {"alpha": {"choice": []}}}, "non-empty list"),
+        ({"params": {"alpha": {"choice": [1.0, 1.0]}}}, "repeated choices"),
+        ({"params": {"alpha": {"float": [-5.0, 1.0]}}}, "params.alpha=-5.0: model 'pca_ridge': params.alpha: The 'alpha' parameter of Ridge"),
+        ({"params": {"alpha": 3.0}}, "params.alpha"),
+    ],
+)
+def test_bad_space_is_a_named_config_error(tune, message):
+    with pytest.raises(ConfigError, match="configs/pca_ridge.toml") as error:
+        parse_space(pca_ridge_config(tune), "configs/pca_ridge.toml")
+    assert message in str(error.value)
+
+
+def test_a_bad_space_fails_before_any_trial_and_writes_nothing(small_world, tmp_path):
+    bad = settings(small_world, tmp_path, overrides=("tune={params = {n_neighbors = {int = [1, 5]}}}",))
+    with pytest.raises(ConfigError, match=r"\[tune\] params.n_neighbors"):
+        run_tune(bad)
+    assert not (tmp_path / "oof").exists()
+
+
+def test_toml_text_reads_back_as_the_same_config():
+    config = load_config("mlp", configs_dir=CONFIGS, overrides=['params.train.lr=1.5e-05', 'cv.seeds=[0, 1]'])
+    assert tomllib.loads(dumps(config, "header\nline two")) == config
+    for value in (3, -2.5, 1e-05, 1e16, True, "distance", 'say "hi"', [512, 256], ["a", 1.0]):
+        assert parse_override(f"x={toml_literal(value)}")[1] == value
+
+
+# --- storage ------------------------------------------------------------------------------------
+
+
+def test_bad_storage_url_is_named_with_its_password_masked():
+    with pytest.raises(ConfigError) as error:
+        open_storage("postgresql+psycopg://tuner:s3cret@127.0.0.1:1/studies")  # nothing listens on port 1
+    assert "tuner:***@127.0.0.1:1/studies" in str(error.value) and "s3cret" not in str(error.value)
+    with pytest.raises(ConfigError, match=r"--storage nodb://x:\*\*\*@h/db: cannot open .*nodb"):
+        open_storage("nodb://x:pw9@h/db")  # no such SQLAlchemy dialect
+    with pytest.raises(ConfigError, match="--storage no url: cannot open"):
+        open_storage("no url")
+
+
+def test_sqlite_storage_is_created_on_first_use(tmp_path):
+    open_storage(f"sqlite:///{tmp_path}/new/folder/tune.db")
+    assert (tmp_path / "new" / "folder" / "tune.db").is_file()
+
+
+# --- pruning through the harness -----------------------------------------------------------------
+
+
+def test_a_pruned_trial_writes_no_run_and_a_kept_one_is_tagged(small_world, tmp_path):
+    config, space = load_tune_config(settings(small_world, tmp_path))
+    dataset = load_dataset(small_world)
+    objective = Objective(dataset, without_tune(config), space, "pruning", tmp_path / "oof", "test/1")
+
+    always = optuna.create_study(pruner=optuna.pruners.ThresholdPruner(upper=0.0))  # every fold score is above 0
+    always.optimize(objective, n_trials=2)
+    assert [t.state for t in always.trials] == [optuna.trial.TrialState.PRUNED] * 2
+    assert [len(t.intermediate_values) for t in always.trials] == [1, 1]  # stopped after the first fold
+    assert list_runs(tmp_path / "oof").empty
+
+    never = optuna.create_study(pruner=optuna.pruners.NopPruner())
+    never.optimize(objective, n_trials=1)
+    (trial,) = never.trials
+    runs = list_runs(tmp_path / "oof")
+    assert len(runs) == 1 and runs.loc[0, "mrrmse"] == pytest.approx(trial.value)
+    meta = json.loads((Path(runs.loc[0, "path"]) / "meta.json").read_text())
+    assert meta["tune"] == {"study": "pruning", "trial": 0, "worker": "test/1"}
+    assert "tune" not in meta["config"]
+    assert meta["config"]["params"]["alpha"] == pytest.approx(trial.params["params.alpha"])
+    assert len(trial.intermediate_values) == 4  # one report per lymphoid_holdout fold
+
+
+# --- workers sharing one study -------------------------------------------------------------------
+
+
+def assert_workers_shared_one_study(outcome, trials: int, workers: int, oof: Path, study_name: str) -> None:
+    states = outcome.counts()
+    assert states["COMPLETE"] + states["PRUNED"] == trials and states["FAIL"] == states["RUNNING"] == 0
+    per_worker = outcome.per_worker()
+    assert len(per_worker) == workers and sorted(per_worker.values()) == [trials // workers] * workers
+    pids = {t.user_attrs["pid"] for t in outcome.study.trials}
+    assert len(pids) == workers and os.getpid() not in pids  # separate worker processes did the trials
+    numbers = [t.number for t in outcome.study.trials]
+    assert sorted(numbers) == list(range(trials))  # no trial number twice
+    complete = [t for t in outcome.study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert outcome.study.best_value == min(t.value for t in complete)
+    # One run per kept trial, none for pruned ones, no run directory written twice.
+    runs = filter_study_runs(list_runs(oof), study_name)
+    assert sorted(runs["trial"]) == sorted(t.number for t in complete)
+    assert runs["run_id"].is_unique
+    assert {t.user_attrs["run"] for t in complete} == set(runs["path"])
+
+
+def test_two_worker_processes_share_a_sqlite_study(small_world, tmp_path):
+    study_settings = settings(small_world, tmp_path, trials=6, workers=2)
+    outcome = run_tune(study_settings, say=lambda _: None)
+    assert study_settings.storage_url == f"sqlite:///{tmp_path / 'oof' / 'tune.db'}"
+    assert_workers_shared_one_study(outcome, 6, 2, tmp_path / "oof", "pca_ridge")
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """PERTURBKIT_TEST_POSTGRES_URL (.ci/run starts a server), else a throw-away cluster of our own, else skip."""
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        pytest.skip("psycopg is not installed (pip install -e '.[dev]'): no PostgreSQL test")
+    url = os.environ.get("PERTURBKIT_TEST_POSTGRES_URL")
+    if url:
+        yield url
+        return
+    folder = tempfile.mkdtemp(prefix="perturbkit-pg-")  # not under pytest's 0700 folder: the server's user must enter it
+    try:
+        url = postgres_cluster.start(folder)
+    except postgres_cluster.Unavailable as exc:
+        postgres_cluster.stop(folder)
+        pytest.skip(f"PERTURBKIT_TEST_POSTGRES_URL is unset and no PostgreSQL server could be started: {exc}")
+    yield url
+    postgres_cluster.stop(folder)
+
+
+def test_two_worker_processes_share_a_postgresql_study(small_world, tmp_path, postgres_url):
+    name = f"pca_ridge-{uuid.uuid4().hex[:8]}"
+    outcome = run_tune(settings(small_world, tmp_path, trials=4, workers=2, storage=postgres_url, study=name), say=lambda _: None)
+    assert_workers_shared_one_study(outcome, 4, 2, tmp_path / "oof", name)
+
+
+def test_a_second_command_joins_the_study_and_other_settings_are_refused(small_world, tmp_path):
+    first = run_tune(settings(small_world, tmp_path, trials=2), say=lambda _: None)
+    second = run_tune(settings(small_world, tmp_path, trials=1, seed=7), say=lambda _: None)
+    assert len(second.study.trials) == 3 and len(second.trials()) == 1 and len(first.trials()) == 2
+    with pytest.raises(TuneError, match="config_hash"):
+        run_tune(settings(small_world, tmp_path, trials=1, overrides=(*SMALL_SPACE, "features.leave_one_out=true")))
+    assert len(open_study(settings(small_world, tmp_path)).trials) == 3
+
+
+def _kill_target(job):
+    run_worker(job)
+
+
+def test_a_worker_killed_mid_trial_leaves_that_trial_failed_and_the_study_usable(small_world, tmp_path):
+    study_settings = settings(small_world, tmp_path, trials=1, heartbeat=1)  # grace period: 4 s
+    config, space = load_tune_config(study_settings)
+    study = open_study(study_settings, create=True, config=config, data_hash=load_dataset(small_world).data_hash)
+    worker = multiprocessing.get_context("spawn").Process(target=_kill_target, args=(WorkerJob(study_settings, config, space, 0, 5, "doomed"),))
+    worker.start()
+
+    def running() -> set[int]:
+        return {t.number for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)) if "pid" in t.user_attrs}
+
+    deadline = time.time() + 120
+    while True:  # a trial inside the objective, so past its first heartbeat, and still running a moment later
+        assert time.time() < deadline and worker.is_alive(), "the worker never ran a trial long enough"
+        before = running()
+        time.sleep(0.3)
+        if before & running():
+            break
+    worker.kill()
+    worker.join()
+    (killed,) = [t for t in study.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.RUNNING]
+    time.sleep(5)  # past the grace period, the next worker marks the silent trial failed before its own trial
+    outcome = run_tune(study_settings, say=lambda _: None)
+    states = {t.number: t.state for t in outcome.study.trials}
+    assert states[killed.number] == optuna.trial.TrialState.FAIL
+    assert outcome.counts()["COMPLETE"] == 1
+    assert outcome.study.best_trial.number != killed.number
+
+
+# --- results ---------------------------------------------------------------------------------------
+
+
+def test_best_writes_a_tuned_config_that_round_trips_into_cv(small_world, tmp_path, capsys):
+    study_settings = settings(small_world, tmp_path, trials=3, pruner="none")
+    outcome = run_tune(study_settings, say=lambda _: None)
+    best = outcome.study.best_trial
+    tuned = tmp_path / "tuned" / "pca_ridge.toml"
+    code = main(["tune", "--best", "--model", "pca_ridge", "--oof", str(tmp_path / "oof"), "--out", str(tuned),
+                 "--reports", str(tmp_path / "reports")])
+    printed = capsys.readouterr().out
+    assert code == 0
+    assert f"best trial {best.number} of 3" in printed
+    assert " ".join(f"--set {o}" for o in best.user_attrs["overrides"]) in printed
+    for png in ("history.png", "intermediate.png", "importances.png"):
+        assert (tmp_path / "reports" / "pca_ridge" / png).read_bytes()[:4] == b"\x89PNG"
+
+    config = load_config("pca_ridge", config_path=tuned, configs_dir=CONFIGS)
+    assert "tune" not in config
+    assert config == apply_overrides(without_tune(load_tune_config(study_settings)[0]), best.user_attrs["overrides"])
+    assert run_cv(load_dataset(small_world), config, progress=False).meta["scores"]["overall"] == pytest.approx(best.value, rel=1e-6)
+    assert main(["cv", "--model", "pca_ridge", "--config", str(tuned), "--data", str(small_world), "--oof", str(tmp_path / "cv"),
+                 "--no-progress"]) == 0
+    capsys.readouterr()
+    assert list_runs(tmp_path / "cv").loc[0, "mrrmse"] == pytest.approx(best.value, rel=1e-6)
+
+    assert main(["runs", "--oof", str(tmp_path / "oof"), "--study", "pca_ridge"]) == 0
+    listed = capsys.readouterr().out
+    assert "trial" in listed and len(listed.strip().splitlines()) == 4  # header + 3 kept trials
+    assert write_tuned_config(outcome.study, tmp_path / "again.toml", study_settings.storage_url)[1] == best.user_attrs["overrides"]
+
+
+def test_best_of_an_unknown_study_or_another_model_is_a_named_error(small_world, tmp_path, capsys):
+    run_tune(settings(small_world, tmp_path, trials=1), say=lambda _: None)
+    assert main(["tune", "--best", "--model", "pca_ridge", "--study", "nope", "--oof", str(tmp_path / "oof")]) == 2
+    assert "study 'nope'" in capsys.readouterr().err
+    assert main(["tune", "--best", "--model", "pca_knn", "--study", "pca_ridge", "--oof", str(tmp_path / "oof")]) == 2
+    assert "tunes model 'pca_ridge', not 'pca_knn'" in capsys.readouterr().err
