@@ -385,7 +385,6 @@ def _add_kaggle_commands(commands) -> None:
     download.add_argument("--out", type=Path, default=Path("data/kaggle"))
     download.add_argument("--quiet", action="store_true")
     download.add_argument("--force", action="store_true", help="replace --out even if perturbkit did not write it")
-    download.add_argument("--force", action="store_true", help="replace --out even if perturbkit did not write it")
     download.set_defaults(func=cmd_data_download)
 
     kernel = commands.add_parser("kernel", help="build, push and follow the Kaggle kernel")
@@ -449,12 +448,6 @@ def _add_kaggle_commands(commands) -> None:
     output.add_argument("--out", default=None, help="default kernels/<slug>-output")
     common(output)
     output.set_defaults(func=cmd_kernel_output)
-
-    logs = kernel_commands.add_parser("logs", help="print the log of a kernel's latest run")
-    logs.add_argument("kernel", nargs="?", default=None, help="<username>/<kernel-slug> (default: from --dir)")
-    logs.add_argument("--dir", default=None)
-    common(logs)
-    logs.set_defaults(func=cmd_kernel_logs)
 
     logs = kernel_commands.add_parser("logs", help="print the log of a kernel's latest run")
     logs.add_argument("kernel", nargs="?", default=None, help="<username>/<kernel-slug> (default: from --dir)")
@@ -550,6 +543,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--genes", type=int, default=None)
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--root", type=Path, default=None)
+    demo.add_argument("--variant", default="default", help="which structure of world (default: default; see --list)")
+    demo.add_argument("--list", action="store_true", help="list the demo variants and what differs between them")
     demo.set_defaults(func=cmd_demo)
 
     validate = commands.add_parser("validate", help="load and validate a dataset, print what it holds")
@@ -579,5 +574,3 @@ def main(argv=None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit flush does not raise again
         return 0
     return 0
-    demo.add_argument("--variant", default="default", help="which structure of world (default: default; see --list)")
-    demo.add_argument("--list", action="store_true", help="list the demo variants and what differs between them")
