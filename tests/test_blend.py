@@ -248,7 +248,7 @@ def test_per_celltype_needs_both_groups(members, small_dataset):
 
 
 def test_per_celltype_weights(bm_runs, small_dataset):
-    result = blend_runs(bm_runs, small_dataset, BlendOptions(method="caruana", per_celltype=True))
+    result = blend_runs(bm_runs, small_dataset, BlendOptions(method="caruana", per_celltype=True, nested=False))
     assert set(result.fit.weights) == {"B-like", "Myeloid-like"}
     for weights in result.fit.weights.values():
         assert (weights >= 0).all() and weights.sum() == pytest.approx(1.0)

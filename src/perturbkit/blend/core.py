@@ -260,7 +260,8 @@ class BlendResult:
         if self.choice["nested"]:
             nested_scores = ", ".join(f"{k} {v:.4f}" for k, v in self.choice["nested"].items())
             lines.append(f"written: {self.choice['chosen']} (nested: {nested_scores}); {self.choice['reason']}")
-        chosen = {k: s.chosen for k, s in self.fit.searches.items() if s.chosen != "search"}
+        # A search that fell back on a reference in-sample (the nested choice has its own line above).
+        chosen = {k: s.chosen for k, s in self.fit.searches.items() if s.chosen != "search" and self.choice["chosen"] == "tuned"}
         for key, which in chosen.items():
             label = "the simple average" if which == "simple_average" else self.names[int(which.split(":")[1])]
             lines.append(f"note: for weight set {key!r} the search did not beat {label}, which is used instead")
@@ -402,10 +403,10 @@ def blend_members(members: Members, dataset: Dataset, options: BlendOptions = Bl
                 nested[name][held] = row_scores(fitted, held, ranges[int(k)] if ranges else None)
         nested_means = {name: float(np.average(values, weights=members.row_weights)) for name, values in nested.items()}
         # Ties go to the simpler candidate: the simple average, then a single member, then tuned weights.
-        chosen = min(reversed(CHOICES), key=lambda name: nested_means[name])
+        chosen = min(("simple_average", "best_member", "tuned"), key=lambda name: nested_means[name])
         reason = (
             "the tuned weights generalise best to held-out folds" if chosen == "tuned"
-            else f"the tuned weights score worse on held-out folds than the {chosen.replace('_', ' ')}, which is written instead"
+            else f"the tuned weights score no better on held-out folds than the {chosen.replace('_', ' ')}, which is written instead"
         )
         choice = {"chosen": chosen, "nested": nested_means, "reason": reason}
         if chosen == "simple_average":
