@@ -9,6 +9,8 @@ OOF ?= oof/
 SUBMISSIONS ?= submissions/
 SET ?=
 RECIPE ?= configs/recipe.toml
+GENES ?= 2000
+MODELS_STUDY ?=
 TORCH_VERSION ?= 2.13.0
 # Kaggle: make data | kernel-deps | kernel | push | submit (see `make help`)
 KAGGLE_USER ?= $(KAGGLE_USERNAME)
@@ -30,7 +32,7 @@ SET_ARGS := $(foreach s,$(SET),--set $(s))
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install cv recipe tune runs test test-all bench demo validate score clean data kernel kernel-deps push submit blend report
+.PHONY: help install cv recipe agreement tune runs test test-all bench demo validate score clean data kernel kernel-deps push submit blend report
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-12s %s\n", $$1, $$2}'
@@ -51,6 +53,9 @@ cv: $(STAMP) ## cross-validate MODEL on DATA, store the run under OOF (SET="para
 
 recipe: $(STAMP) ## cross-validate RECIPE's members on DATA (stored runs reused), blend, write SUBMISSIONS/blend.csv|h5ad|json
 	$(PY) -m perturbkit recipe --config $(RECIPE) --data $(DATA) --oof $(OOF) --submissions $(SUBMISSIONS) $(SET_ARGS)
+
+agreement: $(STAMP) ## CV vs hidden-test agreement of every scheme on every demo variant (GENES genes), with RECIPE's blend: reports/agreement/
+	$(PY) -m perturbkit agreement --demo-genes $(GENES) --recipe $(RECIPE) --oof $(OOF)/agreement --out reports/agreement $(if $(MODELS_STUDY),--models $(MODELS_STUDY))
 
 tune: $(STAMP) ## tune MODEL's [tune] space: TRIALS trials by WORKERS processes in one Optuna study (STORAGE, STUDY), write configs/tuned/MODEL.toml
 	$(PY) -m perturbkit tune --model $(MODEL) --data $(DATA) --oof $(OOF) --trials $(TRIALS) --workers $(WORKERS) $(if $(STORAGE),--storage $(STORAGE)) $(if $(STUDY),--study $(STUDY)) $(SET_ARGS)
@@ -89,8 +94,13 @@ data: $(STAMP) ## download the competition data with the Kaggle client into KAGG
 kernel-deps: $(STAMP) ## download the wheels the Kaggle image lacks (rdkit) into KERNELS/DEPS_SLUG/ as a dataset folder
 	$(PY) -m perturbkit kernel deps --slug $(DEPS_SLUG) --kernels $(KERNELS) $(if $(KAGGLE_USER),--user $(KAGGLE_USER))
 
-kernel: $(STAMP) ## build KERNELS/SLUG/: one offline script running BLEND (a blend JSON) or MODELS; DEPS=<user>/<wheels dataset>
-	$(PY) -m perturbkit kernel build --slug $(SLUG) --out $(KERNELS) $(if $(KAGGLE_USER),--user $(KAGGLE_USER)) $(if $(BLEND),--blend $(BLEND),$(foreach m,$(MODELS),--model $(m)) $(SET_ARGS)) $(if $(DEPS),--deps-dataset $(DEPS))
+# `make kernel RECIPE=configs/recipe.toml`: run the recipe (stored runs reused), then build from its blend.
+KERNEL_RECIPE := $(if $(filter command line,$(origin RECIPE)),$(RECIPE))
+KERNEL_BLEND := $(if $(KERNEL_RECIPE),$(SUBMISSIONS)/blend.json,$(BLEND))
+
+kernel: $(STAMP) ## build KERNELS/SLUG/: one offline script running RECIPE (given here), BLEND (a blend JSON) or MODELS; DEPS=<user>/<wheels dataset>
+	$(if $(KERNEL_RECIPE),$(PY) -m perturbkit recipe --config $(KERNEL_RECIPE) --data $(DATA) --oof $(OOF) --submissions $(SUBMISSIONS) $(SET_ARGS))
+	$(PY) -m perturbkit kernel build --slug $(SLUG) --out $(KERNELS) $(if $(KAGGLE_USER),--user $(KAGGLE_USER)) $(if $(KERNEL_BLEND),--blend $(KERNEL_BLEND),$(foreach m,$(MODELS),--model $(m)) $(SET_ARGS)) $(if $(DEPS),--deps-dataset $(DEPS))
 
 push: $(STAMP) ## push KERNELS/SLUG with the Kaggle client, follow its run, download its output to KERNELS/SLUG-output/
 	$(PY) -m perturbkit kernel push --dir $(KERNELS)/$(SLUG) --kernels $(KERNELS) --follow --output
