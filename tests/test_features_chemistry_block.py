@@ -29,9 +29,9 @@ def test_chemistry_blocks_have_the_configured_sizes(small_dataset):
     np.testing.assert_array_equal(morgan, expected.astype(np.float32))
     builder = FeatureBuilder(onehot=[], target_stats=[], chemistry=["substructures"], substructure_min_count=3)
     counts = builder.fit_transform(X, y)
-    assert counts.shape == (len(X), len(builder.fragments_)) and counts.sum() > 0
+    assert counts.shape == (len(X), len(builder.blocks_["substructures"].fragments_)) and counts.sum() > 0
     reference = chemistry.substructure_counts(X["SMILES"].unique(), min_count=3)
-    assert list(builder.fragments_) == list(reference.columns)
+    assert list(builder.blocks_["substructures"].fragments_) == list(reference.columns)
 
 
 def test_chemistry_is_deterministic_and_cached(small_dataset):
@@ -56,7 +56,7 @@ def test_fragment_vocabulary_comes_from_the_fitted_rows(small_dataset):
     builder = FeatureBuilder(onehot=[], target_stats=[], chemistry=["substructures"], substructure_min_count=1)
     builder.fit(X.iloc[:50], y[:50])
     vocabulary = set(chemistry.substructure_counts(X["SMILES"].iloc[:50].unique(), min_count=1).columns)
-    assert set(builder.fragments_) == vocabulary
+    assert set(builder.blocks_["substructures"].fragments_) == vocabulary
     assert builder.transform(small_dataset.test[FEATURE_COLUMNS]).shape[1] == len(vocabulary)
 
 
@@ -84,7 +84,7 @@ def test_defaults_keep_the_original_blocks(small_dataset):
     X, y = small_dataset.obs[FEATURE_COLUMNS], small_dataset.targets
     builder = FeatureBuilder()
     features = builder.fit_transform(X, y)
-    assert builder.fragments_ is None and features.shape[1] == len(builder.onehot_.get_feature_names_out()) + len(
+    assert builder.blocks_ == {} and features.shape[1] == len(builder.onehot_.get_feature_names_out()) + len(
         builder.target_stats_.get_feature_names_out()
     )
 

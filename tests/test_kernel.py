@@ -280,7 +280,7 @@ def test_build_warns_when_a_member_needs_rdkit_and_no_wheels_dataset_is_attached
     chem = load_config("pca_ridge", configs_dir=CONFIGS, overrides=['features.chemistry=["morgan"]', "params.n_components=8"])
     built = build_kernel(spec_from_configs([chem]), user=USERNAME, out_root=tmp_path / "a", wheel=built_wheel)
     (warning,) = built.warnings
-    assert "rdkit (for pca_ridge (chemistry))" in warning and "--deps-dataset" in warning
+    assert "rdkit (for pca_ridge (morgan))" in warning and "--deps-dataset" in warning
     deps = [f"{USERNAME}/perturbkit-deps"]
     assert build_kernel(spec_from_configs([chem]), user=USERNAME, out_root=tmp_path / "b", wheel=built_wheel, dataset_sources=deps).warnings == []
     assert build_kernel(spec_from_configs(cheap_configs()), user=USERNAME, out_root=tmp_path / "c", wheel=built_wheel).warnings == []

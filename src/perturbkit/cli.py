@@ -25,6 +25,7 @@ def _load_data(args, *, require_smiles: bool = False):
 def cmd_cv(args) -> None:
     from perturbkit.config import load_config
     from perturbkit.cv import run_cv, save_run, summary_text
+    from perturbkit.features import feature_requirements
     from perturbkit.io import check_writable
     from perturbkit.report.plots import loss_curve_pngs
 
@@ -33,7 +34,7 @@ def cmd_cv(args) -> None:
     config = load_config(args.model, config_path=args.config, configs_dir=args.configs_dir, overrides=args.set,
                          cv={**flags, **({"refit": True} if args.refit else {})})
     check_writable(args.oof, "--oof")
-    dataset = _load_data(args, require_smiles=bool(config.get("features", {}).get("chemistry")))
+    dataset = _load_data(args, require_smiles=feature_requirements(config)[0])
     result = run_cv(dataset, config, progress=not args.no_progress)
     run_dir = save_run(result, args.oof, artifacts=loss_curve_pngs(result.meta))
     print(summary_text(result.meta))
@@ -42,6 +43,7 @@ def cmd_cv(args) -> None:
 
 def cmd_recipe(args) -> None:
     from perturbkit.blend.command import dataset_id_for
+    from perturbkit.features import feature_requirements
     from perturbkit.recipe import load_recipe, run_recipe
 
     from perturbkit.io import check_writable
@@ -49,7 +51,7 @@ def cmd_recipe(args) -> None:
     recipe = load_recipe(args.config, configs_dir=args.configs_dir, overrides=args.set)
     check_writable(args.oof, "--oof")
     check_writable(args.submissions, "--submissions")
-    dataset = _load_data(args, require_smiles=any(c.get("features", {}).get("chemistry") for c in recipe.members))
+    dataset = _load_data(args, require_smiles=any(feature_requirements(c)[0] for c in recipe.members))
     result = run_recipe(dataset, recipe, oof_root=args.oof, submissions=args.submissions, dataset_id=dataset_id_for(args),
                         progress=not args.no_progress)
     print(result.blend.table())
@@ -417,7 +419,7 @@ def _add_kaggle_commands(commands) -> None:
     build.set_defaults(func=cmd_kernel_build)
 
     deps = kernel_commands.add_parser("deps", help="download wheels the Kaggle image lacks into a dataset folder")
-    deps.add_argument("--packages", nargs="+", default=["rdkit"], help="packages to download (default: rdkit)")
+    deps.add_argument("--packages", nargs="+", default=None, help="packages to download (default: those the feature blocks import)")
     deps.add_argument("--with-deps", action="store_true", help="their dependencies too")
     deps.add_argument("--python-version", default="3.11", help="the Kaggle image's Python (default 3.11)")
     deps.add_argument("--user", default=None, help="Kaggle username (default: KAGGLE_USERNAME)")

@@ -132,9 +132,9 @@ class FeatureSettings(BaseModel):
     @field_validator("chemistry")
     @classmethod
     def _chemistry(cls, value):
-        from perturbkit.features import CHEMISTRY
+        from perturbkit.features import FEATURE_BLOCKS
 
-        return _members_of(value, CHEMISTRY, "chemistry blocks")
+        return _members_of(value, FEATURE_BLOCKS.names(), "chemistry blocks")
 
 
 def _members_of(values, known, what: str):

@@ -6,19 +6,28 @@ categoricals over train and test keys, so one-hot encoders know test compounds' 
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
+from perturbkit.features.blocks import (
+    FEATURE_BLOCKS,
+    feature_requirements,
+    register_feature_block,
+    transform_once_warned,
+)
 from perturbkit.features.pca import WidePCA
 from perturbkit.features.target_stats import STATISTICS, TargetStatistics
 
-__all__ = ["CHEMISTRY", "FeatureBuilder", "TargetStatistics", "one_hot_encoder"]
-
-CHEMISTRY = ("morgan", "substructures")
+__all__ = [
+    "FEATURE_BLOCKS",
+    "FeatureBuilder",
+    "TargetStatistics",
+    "feature_requirements",
+    "one_hot_encoder",
+    "register_feature_block",
+]
 
 
 def _unique_smiles(X: pd.DataFrame) -> tuple[np.ndarray, list]:
@@ -40,10 +49,11 @@ class FeatureBuilder(TransformerMixin, BaseEstimator):
     """One-hot keys, target statistics and compound chemistry, as one float32 matrix.
 
     Blocks are switched off with an empty value (``onehot=[]``, ``target_stats=[]``,
-    ``chemistry=[]``). ``chemistry`` names RDKit blocks of the row's SMILES: ``"morgan"``
-    (``morgan_bits`` fingerprint bits of radius ``morgan_radius``) and ``"substructures"`` (counts
-    of the BRICS fragments found in at least ``substructure_min_count`` of the fitted rows'
-    compounds; the vocabulary is fixed in ``fit``). An unparseable SMILES warns and gets zeros.
+    ``chemistry=[]``). ``chemistry`` names compound blocks of the row's SMILES from
+    :data:`~perturbkit.features.blocks.FEATURE_BLOCKS`: ``"morgan"`` (``morgan_bits`` fingerprint
+    bits of radius ``morgan_radius``) and ``"substructures"`` (counts of the BRICS fragments found
+    in at least ``substructure_min_count`` of the fitted rows' compounds; the vocabulary is fixed
+    in ``fit``), or any registered block. An unparseable SMILES warns and gets zeros.
     ``pca_components > 0`` replaces the blocks by that many principal components of the
     standardised blocks, scaler and PCA fitted on the rows given to ``fit``.
     """
@@ -77,6 +87,8 @@ class FeatureBuilder(TransformerMixin, BaseEstimator):
         return self
 
     def fit_transform(self, X: pd.DataFrame, y) -> np.ndarray:
+        # An unknown block name fails here, with the known ones, before anything is fitted.
+        self.blocks_ = {name: FEATURE_BLOCKS.get(name).builder(self.get_params(deep=False)) for name in self.chemistry or ()}
         blocks = []
         self.onehot_ = None
         if self.onehot:
@@ -92,34 +104,21 @@ class FeatureBuilder(TransformerMixin, BaseEstimator):
                 leave_one_out=self.leave_one_out,
             )
             blocks.append(self.target_stats_.fit_transform(X, y))
-        unknown = sorted(set(self.chemistry or ()) - set(CHEMISTRY))
-        if unknown:
-            raise ValueError(f"features: unknown chemistry block(s) {unknown}; known: {list(CHEMISTRY)}")
-        self.fragments_ = None
         blocks.extend(self._chemistry_blocks(X, fit=True))
         if not blocks:
             raise ValueError("features: every feature block is switched off")
         return self._reduce(np.hstack(blocks).astype(np.float32), fit=True)
 
-    def _chemistry_blocks(self, X: pd.DataFrame, fit: bool = False) -> list[np.ndarray]:
-        if not self.chemistry:
-            return []
-        # RDKit is imported only here, so models without chemistry run without it.
-        from perturbkit.features.chemistry import morgan_fingerprints, substructure_counts
+    def feature_blocks(self) -> list[str]:
+        """The compound blocks this builder computes (what :func:`feature_requirements` reads)."""
+        return list(self.chemistry or ())
 
+    def _chemistry_blocks(self, X: pd.DataFrame, fit: bool = False) -> list[np.ndarray]:
+        if not self.blocks_:
+            return []
         codes, smiles = _unique_smiles(X)
-        blocks = []
-        if "morgan" in self.chemistry:
-            blocks.append(morgan_fingerprints(smiles, radius=self.morgan_radius, n_bits=self.morgan_bits)[codes])
-        if "substructures" in self.chemistry:
-            with warnings.catch_warnings():  # the fingerprints warned about these SMILES already
-                if "morgan" in self.chemistry:
-                    warnings.simplefilter("ignore")
-                counts = substructure_counts(smiles, min_count=1)
-            if fit:
-                self.fragments_ = counts.columns[(counts.to_numpy() > 0).sum(axis=0) >= self.substructure_min_count]
-            blocks.append(counts.reindex(columns=self.fragments_, fill_value=0).to_numpy()[codes])
-        return [block.astype(np.float32) for block in blocks]
+        matrices = transform_once_warned(list(self.blocks_.values()), smiles, fit=fit)
+        return [np.asarray(matrix, dtype=np.float32)[codes] for matrix in matrices]
 
     def _reduce(self, features: np.ndarray, fit: bool = False) -> np.ndarray:
         """The optional input PCA (on standardised columns), fitted on the ``fit`` rows only."""

@@ -1,4 +1,4 @@
-"""``perturbkit kernel deps``: a Kaggle dataset of wheels for what the Kaggle image lacks (rdkit, ...).
+"""``perturbkit kernel deps``: a Kaggle dataset of wheels for what the Kaggle image lacks (the feature blocks' packages: rdkit).
 
 ``pip download`` of binary wheels for the Kaggle image's platform and Python into a folder, plus
 the ``dataset-metadata.json`` that ``kaggle datasets create -p <folder>`` needs. Attach the dataset
@@ -17,7 +17,6 @@ from pathlib import Path
 from perturbkit.errors import PerturbkitError
 from perturbkit.kernel.metadata import MAX_LENGTH, MIN_LENGTH, SLUG_PATTERN, USER_PATTERN, slugify, title_for_slug
 
-DEFAULT_PACKAGES = ("rdkit",)
 DEFAULT_DEPS_SLUG = "perturbkit-deps"
 KAGGLE_PYTHON = "3.11"  # the Python of Kaggle's current image
 KAGGLE_PLATFORMS = ("manylinux_2_28_x86_64", "manylinux2014_x86_64", "manylinux_2_17_x86_64")
@@ -35,25 +34,19 @@ class DepsFolder:
     metadata: dict
 
 
-# Packages the Kaggle image lacks, by the config key whose truthy value needs them (features.chemistry, lowrank's chemistry).
-IMAGE_LACKS = {"chemistry": "rdkit"}
-
-
-def _keys_in_use(config, found: set[str]) -> set[str]:
-    if isinstance(config, dict):
-        for key, value in config.items():
-            if key in IMAGE_LACKS and value:
-                found.add(key)
-            _keys_in_use(value, found)
-    return found
-
-
 def missing_packages(spec: dict) -> dict[str, str]:
-    """Packages the kernel's members need that the Kaggle image lacks: package -> which members, why."""
+    """Packages the members' feature blocks import, which the Kaggle image lacks: package -> which members, which blocks."""
+    from perturbkit.features import FEATURE_BLOCKS
+    from perturbkit.features.blocks import config_feature_blocks
+
     needs: dict[str, list[str]] = {}
     for member in spec["members"]:
-        for key in sorted(_keys_in_use(member["config"], set())):
-            needs.setdefault(IMAGE_LACKS[key], []).append(f"{member['config']['model']} ({key})")
+        by_package: dict[str, list[str]] = {}
+        for name in config_feature_blocks(member["config"]):
+            for package in FEATURE_BLOCKS.get(name).packages:
+                by_package.setdefault(package, []).append(name)
+        for package, names in sorted(by_package.items()):
+            needs.setdefault(package, []).append(f"{member['config']['model']} ({', '.join(names)})")
     return {package: "for " + ", ".join(users) for package, users in needs.items()}
 
 
@@ -77,14 +70,19 @@ def prepare_deps(
     *,
     user: str,
     slug: str = DEFAULT_DEPS_SLUG,
-    packages=DEFAULT_PACKAGES,
+    packages=None,
     python_version: str = KAGGLE_PYTHON,
     platforms=KAGGLE_PLATFORMS,
     with_deps: bool = False,
     pip_args=(),
 ) -> DepsFolder:
-    """Download the packages' wheels (with ``with_deps``, their dependencies' too) into ``out_dir`` and write its dataset metadata."""
-    packages = list(packages)
+    """Download the packages' wheels (with ``with_deps``, their dependencies' too) into ``out_dir`` and write its dataset metadata.
+
+    ``packages`` defaults to every package a registered feature block imports.
+    """
+    from perturbkit.features.blocks import image_packages
+
+    packages = image_packages() if packages is None else list(packages)
     if not packages:
         raise DepsError("name at least one package to download")
     metadata = dataset_metadata(user, slug, packages)

@@ -143,13 +143,13 @@ def run_pipeline(spec: dict, data_dir: Path | str, output: Path | str, *, progre
     """Run every member on ``data_dir`` (Kaggle layout), combine them, write and check ``output``."""
     from perturbkit.cv import run_cv, summary_text
     from perturbkit.data import load_dataset
+    from perturbkit.features import feature_requirements
     from perturbkit.submit import read_submission
     from perturbkit.submit.write import write_submission_csv
 
     validate_spec(spec)
     started = time.perf_counter()
-    chemistry = any(m["config"].get("features", {}).get("chemistry") for m in spec["members"])
-    dataset = load_dataset(data_dir, require_smiles=bool(chemistry))
+    dataset = load_dataset(data_dir, require_smiles=any(feature_requirements(m["config"])[0] for m in spec["members"]))
     log(f"data {data_dir}: {len(dataset.obs)} training rows x {dataset.n_genes} genes, {len(dataset.test)} test rows, hash {dataset.data_hash}")
     if spec.get("data_hash"):
         same = spec["data_hash"] == dataset.data_hash

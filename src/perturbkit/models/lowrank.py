@@ -87,6 +87,10 @@ class LowRankCompletion(RegressorMixin, BaseEstimator):
         self.morgan_bits = morgan_bits
         self.random_state = random_state
 
+    def feature_blocks(self) -> list[str]:
+        """Morgan fingerprints when ``chemistry`` is on (perturbkit.features.feature_requirements reads it)."""
+        return ["morgan"] if self.chemistry else []
+
     def fit(self, X: pd.DataFrame, y) -> LowRankCompletion:
         self._validate_params()
         y = np.asarray(y, dtype=np.float32)
