@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from perturbkit.blend import (
+    read_blend_record,
     BlendError,
     BlendOptions,
     IncompatibleRunsError,
@@ -256,6 +257,10 @@ def test_per_celltype_weights(bm_runs, small_dataset):
     assert scores["in_sample"] <= min(scores["members"].values()) + 1e-9
     by_cell_type = result.weights_by_cell_type()
     assert set(by_cell_type) == {"B cells", "Myeloid cells"}
+    record = result.record()
+    weights, _ = record.weights_for(["B cells", "Myeloid cells"])
+    np.testing.assert_allclose(weights, [result.fit.weights["B-like"], result.fit.weights["Myeloid-like"]])
+    assert all(member.weight is None for member in record.members)  # no global set was fitted
     # test rows use their cell type's weights
     b_rows = result.members.test_cell_types == "B cells"
     expected = np.tensordot(result.fit.weights["B-like"], result.members.test[:, b_rows].astype(np.float64), axes=1)
@@ -295,6 +300,13 @@ def test_cli_blend_writes_submission_json_and_scores(oof_root, small_world, tmp_
         assert {"model", "run_id", "config", "weight"} <= set(member)
         assert member["config"]["model"] == member["model"]
     assert sum(m["weight"] for m in record["members"]) == pytest.approx(1.0)
+    # Every member's weight for each test cell type is written out, and the reader returns what the writer built.
+    for cell_type in ("B cells", "Myeloid cells"):
+        assert sum(m["weights"][cell_type] for m in record["members"]) == pytest.approx(1.0)
+    read = read_blend_record(submissions / "blend.json")
+    assert read.cell_types == ["B cells", "Myeloid cells"] and read.names == [m["name"] for m in record["members"]]
+    weights, scale = read.weights_for(["Myeloid cells", "B cells"])
+    assert np.allclose(weights, [[m["weight"] for m in record["members"]]] * 2) and np.allclose(scale, record["scale"])
     header = (submissions / "blend.csv").open().readline().strip().split(",")
     template = (small_world / "sample_submission.csv").open().readline().strip().split(",")
     assert header == template
@@ -364,3 +376,4 @@ def test_test_like_runs_blend_with_the_schemes_row_weights(small_dataset, tmp_pa
     result = blend_members(test_like, small_dataset, FAST)
     run_score = json.loads((paths[1] / "meta.json").read_text())["scores"]["overall"]
     assert result.scores["members"]["compound_mean"] == pytest.approx(run_score, rel=1e-5)
+

@@ -38,6 +38,7 @@ from perturbkit.kernel import (
     spec_from_configs,
     validate_metadata,
 )
+from perturbkit.blend.record import BlendRecordError
 from perturbkit.kernel.deps import prepare_deps
 from perturbkit.submit import score_submission
 
@@ -66,17 +67,17 @@ def blend_result(configs, *, per_celltype: bool = False) -> dict:
     if per_celltype:
         record = blend_result(configs)
         for member, (b, m) in zip(record["members"], ((0.2, 0.6), (0.8, 0.4))):
-            member["weight_by_cell_type"] = {"B cells": b, "Myeloid cells": m}
-            member["weight_by_group"] = {"B-like": b, "Myeloid-like": m}
-            member["weight"] = (b + m) / 2
-        record.update(scale={"B-like": 0.9, "Myeloid-like": 1.1}, scale_by_cell_type={"B cells": 0.9, "Myeloid cells": 1.1}, per_celltype=True)
+            member.update(weights={"B cells": b, "Myeloid cells": m}, weight=None)
+        record.update(scale=None, scales={"B cells": 0.9, "Myeloid cells": 1.1}, per_celltype=True)
         return record
     return {
         "members": [
-            {"model": c["model"], "run_id": f"20250101-000000-{i}", "config": c, "weight": w, "mrrmse": 1.0}
+            {"model": c["model"], "run_id": f"20250101-000000-{i}", "config": c, "weight": w,
+             "weights": {"B cells": w, "Myeloid cells": w}, "score": 1.0}
             for i, (c, w) in enumerate(zip(configs, (0.25, 0.75)))
         ],
         "scale": 0.9,
+        "scales": {"B cells": 0.9, "Myeloid cells": 0.9},
         "clip": True,
         "method": "nnls",
         "scores": {"blend": 1.0},
@@ -111,7 +112,7 @@ def built_kernel(built_wheel, tmp_path, isolated_home):
 
 
 def _spec(*weights, scale=1.0):
-    return {"members": [{"weight": w} for w in weights], "scale": scale}
+    return {"members": [{"config": {"model": "zeros"}, "weight": w} for w in weights], "scale": scale}
 
 
 def test_combine_weights_scales_and_clips():
@@ -127,7 +128,7 @@ def test_combine_weights_scales_and_clips():
 
 def test_a_per_cell_type_blend_weights_each_test_row_by_its_cell_type():
     spec = spec_from_blend(blend_result(cheap_configs(), per_celltype=True))
-    assert spec["scale"] == 1.0 and spec["scale_by_cell_type"] == {"B cells": 0.9, "Myeloid cells": 1.1}
+    assert spec["scale"] is None and spec["scales"] == {"B cells": 0.9, "Myeloid cells": 1.1}
     rows = ["B cells", "Myeloid cells", "B cells"]
     weights, scale = row_weights(spec, rows)
     assert np.allclose(weights[:, 0], [0.2, 0.6, 0.2]) and np.allclose(weights[:, 1], [0.8, 0.4, 0.8])
@@ -138,6 +139,9 @@ def test_a_per_cell_type_blend_weights_each_test_row_by_its_cell_type():
     global_spec = spec_from_blend(blend_result(cheap_configs()))
     weights, scale = row_weights(global_spec, ["B cells", "Myeloid cells"])
     assert np.allclose(weights[:, 0], 0.25) and np.allclose(scale, 0.9)
+    # A per-cell-type blend fitted no weights for other cell types: such a row is refused, not given a mean.
+    with pytest.raises(BlendRecordError, match=r"no weights for cell type\(s\) \['NK cells'\]; it has \['B cells', 'Myeloid cells'\]"):
+        row_weights(spec, ["B cells", "NK cells"])
 
 
 def test_specs_from_configs_and_from_a_blend_result(tmp_path):
@@ -293,7 +297,7 @@ def test_build_refuses_bad_input_and_keeps_the_previous_build(built_kernel, buil
         build_kernel(spec, user="bad user", out_root=built_kernel.folder.parent, wheel=built_wheel)
     bad = copy.deepcopy(spec)
     bad["members"][0]["weight"] = float("nan")
-    with pytest.raises(ConfigError, match="non-finite weight"):
+    with pytest.raises(ConfigError, match="member 0 weight must be a finite number, got nan"):
         build_kernel(bad, user=USERNAME, out_root=built_kernel.folder.parent, wheel=built_wheel)
     assert built_kernel.script.read_bytes() == before
 

@@ -207,7 +207,7 @@ def blend_json(stored, small_dataset, tmp_path) -> Path:
 
 def test_readers_refuse_a_record_whose_files_changed(blend_json, small_world, small_dataset, tmp_path):
     record = read_blend_record(blend_json)
-    assert set(record["file_sha256"]) == {"csv", "h5ad"}
+    assert set(record.file_sha256) == {"csv", "h5ad"}
     csv = blend_json.with_suffix(".csv")
     text = csv.read_text().splitlines()
     csv.write_text("\n".join([text[0], *text[2:], text[1]]) + "\n")  # as if a later blend was killed after its CSV

@@ -52,6 +52,8 @@ def test_blend_report_writes_plots_and_pages(blend_json, tmp_path):
     assert loss and all(name in page for name in loss)  # the neural run's loss curves
     markdown = (out / "index.md").read_text()
     assert "tuned blend" in markdown and "simple average" in markdown and "nested" in markdown
+    # The weights each test cell type's rows get, not a mean over weight sets.
+    assert "weight B cells" in markdown and "weight Myeloid cells" in markdown and "Blend weights per test cell type" in markdown
 
 
 def test_runs_report(runs, tmp_path):

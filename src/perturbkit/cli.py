@@ -275,6 +275,7 @@ def _kaggle_user(args) -> str:
 def cmd_kernel_build(args) -> None:
     from perturbkit.io import check_writable
     from perturbkit.kernel import build_kernel
+    from perturbkit.kernel.pipeline import describe_weights
 
     check_writable(args.out, "--out")
     spec = _kernel_spec(args)
@@ -286,9 +287,8 @@ def cmd_kernel_build(args) -> None:
     print(f"  code dataset {built.code_folder}/ ({built.code_dataset}): {built.wheel.name} sha256 {built.wheel_sha256[:12]}")
     for member in spec["members"]:
         refit = "refit" if member["config"]["cv"].get("refit") else "fold mean"
-        by_cell_type = ", ".join(f"{ct}: {w:.4g}" for ct, w in member.get("weight_by_cell_type", {}).items())
-        print(f"  {member['config']['model']:<20} weight {member['weight']:.4g}  ({refit})" + (f"  [{by_cell_type}]" if by_cell_type else ""))
-    scales = ", ".join(f"{ct}: {v:g}" for ct, v in spec.get("scale_by_cell_type", {}).items())
+        print(f"  {member['config']['model']:<20} weight {describe_weights(member)}  ({refit})")
+    scales = ", ".join(f"{ct}: {v:g}" for ct, v in spec.get("scales", {}).items())
     print(f"  scale {scales or format(spec['scale'], 'g')}, clip {spec['clip']}, datasets {built.metadata['dataset_sources']}, gpu {args.gpu}")
     for warning in built.warnings:
         print(f"warning: {warning}", file=sys.stderr)

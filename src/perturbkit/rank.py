@@ -71,16 +71,14 @@ def rank_compounds(
 
         blend = Path(blend)
         record = read_blend_record(blend)
-        csv = Path(record.get("files", {}).get("csv", blend.with_suffix(".csv")))
+        csv = Path(record.files.get("csv", blend.with_suffix(".csv")))
         if not csv.is_file():
             csv = blend.with_suffix(".csv")
         predicted = _gene_column(csv, gene)
-        for member in record["members"]:  # the spread is over the members the blend uses
-            used = max([member.get("weight", 0.0), *member.get("weight_by_group", {}).values()]) > 0
-            if used:
-                columns[member["name"]] = _gene_column(Path(member["path"]) / "test.parquet", gene)
-        source = f"blend {blend.name}, {len(columns)} of its {len(record['members'])} members with weight > 0"
-        data_dir = data_dir or record.get("data_source")
+        for member in record.used_members():  # the spread is over the members with weight > 0 in some cell type
+            columns[member.name] = _gene_column(Path(member.path) / "test.parquet", gene)
+        source = f"blend {blend.name}, {len(columns)} of its {len(record.members)} members with weight > 0"
+        data_dir = data_dir or record.details.get("data_source")
     else:
         metas = []
         for run in runs:

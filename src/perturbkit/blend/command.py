@@ -14,16 +14,13 @@ from pathlib import Path
 
 from perturbkit.blend.core import BlendOptions, BlendResult, blend_members
 from perturbkit.blend.members import BlendError, load_members, select_runs
+from perturbkit.blend.record import BlendRecord, BlendRecordError
 from perturbkit.config import apply_overrides, read_toml
 from perturbkit.data import Dataset
-from perturbkit.errors import ConfigError, PerturbkitError, redact
-from perturbkit.io import remove_stale, sha256_file
-
-
-class BlendRecordError(PerturbkitError):
-    """A blend record (``<name>.json``) that is unreadable or does not describe the files beside it."""
+from perturbkit.errors import ConfigError, redact
 
 FLAG_OPTIONS = ("method", "trials", "seed", "per_celltype", "scale", "clip", "nested", "storage")
+from perturbkit.io import remove_stale, sha256_file
 
 
 def resolve_options(config_path: Path | None, overrides=(), flags: dict | None = None) -> BlendOptions:
@@ -70,15 +67,15 @@ def write_blend(result: BlendResult, dataset: Dataset, out_dir: Path | str, name
                                               dataset_id=dataset_id, method_id=method_id or f"perturbkit_{name}")
     for path in files.values():
         read_submission(path, genes=genes, ids=ids)
-    record = result.to_json(name=name, files={k: str(v) for k, v in files.items()}, dataset=dataset)
+    record = result.to_json(name=name, files={k: str(v) for k, v in files.items()}, dataset=dataset,
+                            file_sha256={kind: sha256_file(path) for kind, path in files.items()})
     record["template"] = str(template) if template.is_file() else None
-    record["file_sha256"] = {kind: sha256_file(path) for kind, path in files.items()}
     record = json.loads(redact(json.dumps(record, default=jsonable)))
     files["json"] = write_json(out_dir / f"{name}.json", record)
     return files
 
 
-def read_blend_record(path: Path | str) -> dict:
+def read_blend_record(path: Path | str) -> BlendRecord:
     """A blend's record, after checking that the files it lists are the ones it was written with."""
     path = Path(path)
     if not path.is_file():
@@ -87,10 +84,9 @@ def read_blend_record(path: Path | str) -> dict:
         record = json.loads(path.read_text())
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BlendRecordError(f"{path}: not a readable blend record ({exc})") from None
-    if not isinstance(record, dict) or not isinstance(record.get("members"), list):
-        raise BlendRecordError(f"{path}: not a blend record (no 'members' list)")
-    for kind, digest in record.get("file_sha256", {}).items():
-        file = Path(record.get("files", {}).get(kind, ""))
+    record = BlendRecord.from_json(record, source=str(path))
+    for kind, digest in record.file_sha256.items():
+        file = Path(record.files.get(kind, ""))
         if not file.is_file() or sha256_file(file) != digest:
             state = "is missing" if not file.is_file() else "changed after the record was written"
             raise BlendRecordError(f"{path}: its {kind} file {file} {state} (an interrupted or concurrent blend?); "

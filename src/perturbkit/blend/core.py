@@ -25,6 +25,7 @@ import pandas as pd
 
 from perturbkit.blend import objective
 from perturbkit.blend.members import GROUPS, BlendError, Members
+from perturbkit.blend.record import BlendMember, BlendRecord
 from perturbkit.blend.search import SearchResult, list_blend_methods, search, study_name_for
 from perturbkit.data import Dataset
 from perturbkit.errors import ConfigError
@@ -207,10 +208,6 @@ class BlendResult:
     def weight_sets(self) -> list[str]:
         return list(self.fit.weights)
 
-    def weights_frame(self) -> pd.DataFrame:
-        """Members (rows) x weight sets (columns)."""
-        return pd.DataFrame({key: w for key, w in self.fit.weights.items()}, index=self.names)
-
     def weights_by_cell_type(self) -> dict[str, dict[str, float]]:
         """Weights applied to each test cell type, by member name."""
         out = {}
@@ -269,38 +266,47 @@ class BlendResult:
             lines.append(f"note: rows not validated in every run were left out: {self.members.dropped_rows}")
         return "\n".join(lines)
 
-    def to_json(self, *, name: str, files: dict | None = None, dataset: Dataset | None = None) -> dict:
-        """The blend's record: the contract for re-running it elsewhere (e.g. a Kaggle kernel)."""
+    def record(self, *, name: str = "", files: dict | None = None, file_sha256: dict | None = None) -> BlendRecord:
+        """The weights and scale applied to each test cell type (and the global set's, when one was fitted), as a record."""
         by_cell_type = self.weights_by_cell_type()
-        members = []
-        for m, (member, run) in enumerate(zip(self.names, self.members.runs)):
-            entry = {
-                "name": member,
-                "model": run.meta.get("model"),
-                "run_id": run.path.name,
-                "path": str(run.path),
-                "config": run.meta.get("config"),
-                "config_hash": run.meta.get("config_hash"),
-                "weight": float(np.mean([w[m] for w in self.fit.weights.values()])),
-                "score": self.scores["members"][member],
-            }
-            if self.options.per_celltype:
-                entry["weight_by_cell_type"] = {ct: v["weights"][member] for ct, v in by_cell_type.items()}
-                entry["weight_by_group"] = {k: float(w[m]) for k, w in self.fit.weights.items()}
-            members.append(entry)
-        scales = {k: float(v) for k, v in self.fit.scale.items()}
-        record = {
-            "name": name,
+        fallback = self.fit.weights.get(ALL)
+        members = tuple(
+            BlendMember(
+                name=member,
+                config=run.meta.get("config"),
+                weights={ct: v["weights"][member] for ct, v in by_cell_type.items()},
+                weight=None if fallback is None else float(fallback[m]),
+                model=run.meta.get("model"),
+                run_id=run.path.name,
+                path=str(run.path),
+                config_hash=run.meta.get("config_hash"),
+                score=self.scores["members"][member],
+            )
+            for m, (member, run) in enumerate(zip(self.names, self.members.runs))
+        )
+        return BlendRecord(
+            members=members,
+            scales={ct: v["scale"] for ct, v in by_cell_type.items()},
+            scale=float(self.fit.scale[ALL]) if ALL in self.fit.scale else None,
+            clip=bool(self.options.clip),
+            method=self.options.method,
+            data_hash=self.members.data_hash,
+            folds_hash=self.members.folds_hash,
+            files=dict(files or {}),
+            file_sha256=dict(file_sha256 or {}),
+            name=name,
+        )
+
+    def to_json(self, *, name: str, files: dict | None = None, dataset: Dataset | None = None, file_sha256: dict | None = None) -> dict:
+        """The blend's record (:class:`BlendRecord`) with its scores and search: the contract for re-running it elsewhere."""
+        record = self.record(name=name, files=files, file_sha256=file_sha256).to_json()
+        record.update({
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "method": self.options.method,
             "options": dataclasses.asdict(self.options),
-            "members": members,
-            "scale": scales[ALL] if ALL in scales and len(scales) == 1 else scales,
-            "scale_by_cell_type": {ct: v["scale"] for ct, v in by_cell_type.items()},
-            "clip": bool(self.options.clip),
+            "weight_sets": {k: dict(zip(self.names, map(float, w))) for k, w in self.fit.weights.items()},
             "clip_range": "each gene's min..max over all de_train rows" if self.options.clip else None,
             "per_celltype": bool(self.options.per_celltype),
-            "formula": "prediction[row] = clip?(scale[cell_type] * sum_m weight[cell_type][m] * member_m[row])",
+            "formula": "prediction[row] = clip?(scales[cell_type] * sum_m members[m].weights[cell_type] * member_m[row])",
             "scores": {
                 **self.scores,
                 "per_fold": {str(k): v for k, v in self.per_fold().to_dict(orient="index").items()},
@@ -316,14 +322,11 @@ class BlendResult:
                 for key, s in self.fit.searches.items()
             },
             "correlation": {"names": self.names, "matrix": np.round(self.correlation, 6).tolist()},
-            "data_hash": self.members.data_hash,
-            "folds_hash": self.members.folds_hash,
             "scheme": self.members.scheme,
             "n_genes": len(self.members.genes),
             "test_rows": int(len(self.members.test_ids)),
             "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
-            "files": files or {},
-        }
+        })
         if dataset is not None:
             record["data_source"] = dataset.source
         return record

@@ -27,7 +27,7 @@ from perturbkit.errors import PerturbkitError
 from perturbkit.io import atomic_dir, sha256_file
 from perturbkit.kernel.deps import DATASET_METADATA_FILE, dataset_metadata, missing_packages
 from perturbkit.kernel.metadata import METADATA_FILE, check_no_credentials, kernel_metadata, validate_metadata
-from perturbkit.kernel.pipeline import validate_spec
+from perturbkit.kernel.pipeline import describe_weights, validate_spec
 
 DEFAULT_SLUG = "perturbkit-submission"
 CODE_FILE = "kernel.py"
@@ -97,8 +97,9 @@ def wheel_requirements(wheel: Path) -> list[str]:
 
 
 def _summary(spec: dict) -> str:
-    members = ", ".join(f"{m['config']['model']} x {m['weight']:.4g}" for m in spec["members"])
-    extra = f", scale {spec.get('scale', 1.0):g}" + (", clipped to training range" if spec.get("clip") else "")
+    members = ", ".join(f"{m['config']['model']} x {describe_weights(m)}" for m in spec["members"])
+    scales = ", ".join(f"{ct} {v:g}" for ct, v in spec.get("scales", {}).items()) or f"{spec.get('scale', 1.0):g}"
+    extra = f", scale {scales}" + (", clipped to training range" if spec.get("clip") else "")
     return f"{spec.get('method', 'mean')} of [{members}]{extra} (from {spec.get('source', '?')})"
 
 

@@ -1,32 +1,36 @@
 """The pipeline a kernel runs: re-run each member model on the competition data, combine, write submission.csv.
 
-A *pipeline spec* is a plain JSON-able dict, embedded in the kernel script::
+A *pipeline spec* is a plain JSON-able dict, embedded in the kernel script: the weights part of a
+:class:`~perturbkit.blend.record.BlendRecord` (``members``, ``scales``, ``scale``, ``clip``) plus
+where it came from::
 
     {"competition": "open-problems-single-cell-perturbations",
-     "members": [{"model": ..., "run_id": ..., "config": {model, params, features, cv}, "weight": w}, ...],
-     "scale": 1.0, "clip": false, "method": "...", "source": "...", "data_hash": ... or null}
+     "members": [{"model": ..., "run_id": ..., "config": {model, params, features, cv},
+                  "weights": {cell_type: w, ...}, "weight": w or null}, ...],
+     "scales": {cell_type: s, ...}, "scale": 1.0, "clip": false, "method": "...", "source": "...", "data_hash": ... or null}
 
 Each member is cross-validated with its own config (:func:`perturbkit.cv.run_cv`): its test
 predictions are the mean over folds, or a refit on all rows when the config says ``cv.refit``.
-The submission is ``scale * sum_i weight_i * prediction_i``, clipped to each gene's training
-range when ``clip`` is set. A per-cell-type blend (the blender's ``per_celltype``) adds
-``weight_by_cell_type`` to members and ``scale_by_cell_type`` to the spec: each test row then
-takes the weights and scale of its cell type.
+Each test row takes its cell type's weights and scale (``weights`` / ``scales``; any other cell
+type: ``weight`` / ``scale``): the submission is ``scale * sum_i weight_i * prediction_i``, clipped
+to each gene's training range when ``clip`` is set.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import time
 from pathlib import Path
 
 import numpy as np
 
+from perturbkit.blend.record import BlendRecord, BlendRecordError
 from perturbkit.data.layout import COMPETITION
 from perturbkit.errors import ConfigError
 
-__all__ = ["combine", "row_weights", "spec_from_blend", "spec_from_configs", "validate_spec", "run_pipeline"]
+__all__ = ["combine", "describe_weights", "row_weights", "spec_from_blend", "spec_from_configs", "validate_spec", "run_pipeline"]
+
+SPEC_FIELDS = ("scales", "scale", "clip", "method", "data_hash")
 
 
 def spec_from_configs(configs: list[dict], *, source: str = "configs") -> dict:
@@ -34,96 +38,63 @@ def spec_from_configs(configs: list[dict], *, source: str = "configs") -> dict:
     if not configs:
         raise ConfigError("a kernel needs at least one model config")
     weight = 1.0 / len(configs)
-    members = [{"model": c["model"], "run_id": None, "config": c, "weight": weight} for c in configs]
+    members = [{"model": c["model"], "run_id": None, "config": c, "weights": {}, "weight": weight} for c in configs]
     return validate_spec(
-        {"competition": COMPETITION, "members": members, "scale": 1.0, "clip": False, "method": "mean", "source": source, "data_hash": None}
+        {"competition": COMPETITION, "members": members, "scales": {}, "scale": 1.0, "clip": False, "method": "mean",
+         "source": source, "data_hash": None}
     )
 
 
-def spec_from_blend(blend: dict | str | Path) -> dict:
-    """The spec of a blend result (``submissions/<name>.json``): its members' configs and weights, scale, clip."""
+def _record(data: dict, source: str) -> BlendRecord:
+    try:
+        return BlendRecord.from_json(data, source=source)
+    except BlendRecordError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def spec_from_blend(blend: BlendRecord | dict | str | Path) -> dict:
+    """The spec of a blend (its record, or ``submissions/<name>.json``): members' configs, weights per cell type, scales, clip."""
     source = "blend"
-    if not isinstance(blend, dict):
+    if isinstance(blend, (str, Path)):
         from perturbkit.blend.command import read_blend_record
 
-        source = str(blend)
-        blend = read_blend_record(blend)
-    members = blend.get("members")
-    if not isinstance(members, list) or not members:
-        raise ConfigError(f"{source}: blend result has no 'members' list")
-    spec_members = []
-    for position, member in enumerate(members):
-        if not isinstance(member, dict) or not isinstance(member.get("config"), dict) or "weight" not in member:
-            raise ConfigError(f"{source}: member {position} needs 'config' (the run's full config) and 'weight'")
-        config = member["config"]
-        entry = {"model": member.get("model", config.get("model")), "run_id": member.get("run_id"), "config": config, "weight": member["weight"]}
-        if member.get("weight_by_cell_type"):
-            entry["weight_by_cell_type"] = dict(member["weight_by_cell_type"])
-        spec_members.append(entry)
-    scale = blend.get("scale", 1.0)
-    by_cell_type = dict(blend.get("scale_by_cell_type") or {})
-    if isinstance(scale, dict):  # one scale per cell group: applied per test cell type
-        if not by_cell_type:
-            raise ConfigError(f"{source}: 'scale' is per group but there is no 'scale_by_cell_type'")
-        scale = 1.0
-    elif not any("weight_by_cell_type" in m for m in spec_members):
-        by_cell_type = {}  # a global blend: the global scale says it all
-    return validate_spec(
-        {
-            "competition": COMPETITION,
-            "members": spec_members,
-            "scale": scale,
-            "scale_by_cell_type": by_cell_type,
-            "clip": blend.get("clip", False),
-            "method": blend.get("method", "blend"),
-            "source": source,
-            "data_hash": blend.get("data_hash"),
-        },
-        source=source,
-    )
-
-
-def _finite(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        source, blend = str(blend), read_blend_record(blend)
+    elif isinstance(blend, dict):
+        blend = _record(blend, source)
+    record = blend.to_json()
+    members = [{"model": m["model"], "run_id": m["run_id"], "config": m["config"], "weights": m["weights"], "weight": m["weight"]}
+               for m in record["members"]]
+    spec = {"competition": COMPETITION, "members": members, **{k: record[k] for k in SPEC_FIELDS}, "source": source}
+    return validate_spec(spec, source=source)
 
 
 def row_weights(spec: dict, cell_types) -> tuple[np.ndarray, np.ndarray]:
-    """Every test row's member weights (rows x members: its cell type's, else the member's) and scale."""
-    cell_types = np.asarray(cell_types, dtype=object).astype(str)
-    weights = np.array(
-        [[m.get("weight_by_cell_type", {}).get(ct, m["weight"]) for m in spec["members"]] for ct in cell_types],
-        dtype=np.float64,
-    ).reshape(len(cell_types), len(spec["members"]))
-    by_cell_type = spec.get("scale_by_cell_type", {})
-    scale = np.array([by_cell_type.get(ct, spec.get("scale", 1.0)) for ct in cell_types], dtype=np.float64)
-    return weights, scale
+    """Every test row's member weights (rows x members) and scale, by its cell type (:meth:`BlendRecord.weights_for`)."""
+    return _record(spec, spec.get("source", "pipeline spec")).weights_for(cell_types)
+
+
+def describe_weights(member: dict) -> str:
+    """``0.25`` (the same for every cell type) or ``B cells 0.2, Myeloid cells 0.6``: a spec member's weights, for logs."""
+    weights = member.get("weights", {})
+    values = {*weights.values(), *([member["weight"]] if member.get("weight") is not None else [])}
+    if len(values) == 1:
+        return f"{values.pop():.4g}"
+    return ", ".join(f"{ct} {w:.4g}" for ct, w in weights.items())
 
 
 def validate_spec(spec: dict, *, source: str = "pipeline spec") -> dict:
-    """Check the spec's shape and every member's model and parameters (by building it)."""
+    """Check the spec's weights (as a blend record) and every member's model and parameters (by building it)."""
     from perturbkit.cv import build_model
 
+    _record(spec, source)
     for position, member in enumerate(spec["members"]):
-        config, weight = member["config"], member["weight"]
-        if not _finite(weight):
-            raise ConfigError(f"{source}: member {position} has a non-numeric or non-finite weight {weight!r}")
+        config = member["config"]
         missing = [k for k in ("model", "cv") if k not in config]
         if missing:
             raise ConfigError(f"{source}: member {position} config lacks {missing}")
         if member.get("model") not in (None, config["model"]):
             raise ConfigError(f"{source}: member {position} says model {member['model']!r} but its config is of {config['model']!r}")
         build_model(config, int(config["cv"].get("seed", 0)))
-        for cell_type, value in member.get("weight_by_cell_type", {}).items():
-            if not _finite(value):
-                raise ConfigError(f"{source}: member {position} has a non-numeric or non-finite weight {value!r} for {cell_type!r}")
-    scale = spec.get("scale", 1.0)
-    if not _finite(scale):
-        raise ConfigError(f"{source}: 'scale' must be a finite number, got {scale!r}")
-    for cell_type, value in spec.get("scale_by_cell_type", {}).items():
-        if not _finite(value):
-            raise ConfigError(f"{source}: scale_by_cell_type[{cell_type!r}] must be a finite number, got {value!r}")
-    if not isinstance(spec.get("clip", False), bool):
-        raise ConfigError(f"{source}: 'clip' must be true or false, got {spec.get('clip')!r}")
     json.dumps(spec)  # must embed as JSON
     return spec
 
@@ -158,7 +129,7 @@ def run_pipeline(spec: dict, data_dir: Path | str, output: Path | str, *, progre
     for position, member in enumerate(spec["members"]):
         config = member["config"]
         mode = "refit on all rows" if config["cv"].get("refit") else "mean over folds"
-        log(f"[{position + 1}/{len(spec['members'])}] {config['model']} (weight {member['weight']:.4g}, test predictions: {mode})")
+        log(f"[{position + 1}/{len(spec['members'])}] {config['model']} (weight {describe_weights(member)}, test predictions: {mode})")
         result = run_cv(dataset, config, progress=progress)
         log(summary_text(result.meta))
         predictions.append(result.test)

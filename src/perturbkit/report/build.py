@@ -65,7 +65,7 @@ def plot_grouped_bars(table: pd.DataFrame, path: Path, *, title: str, xlabel: st
 
 
 def plot_weights(weights: pd.DataFrame, path: Path) -> Path:
-    """Horizontal bars of the blend weights, one panel column per weight set."""
+    """Horizontal bars of the blend weights, one panel column per test cell type."""
     plt = _pyplot()
     fig, axes = plt.subplots(1, weights.shape[1], figsize=(3.6 * weights.shape[1] + 1.5, 0.35 * len(weights) + 1.5), squeeze=False)
     for ax, column in zip(axes[0], weights.columns):
@@ -207,51 +207,53 @@ def build_blend_report(blend_json: Path | str, out_dir: Path | str) -> Path:
     record = read_blend_record(blend_json)  # refuses a record whose files changed since (an interrupted blend)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    scores = record["scores"]
-    names = [m["name"] for m in record["members"]]
+    details = record.details
+    scores = details["scores"]
+    names = record.names
     per_fold = pd.DataFrame(scores["per_fold"]).T
     per_fold.index.name = "fold"
     per_cell_type = pd.DataFrame(scores["per_cell_type"]).T
     per_cell_type.index.name = "cell type"
 
+    # The weights each test cell type's rows get (the blend's test predictions are made with these).
+    cell_types = record.cell_types
+    applied, scale = record.weights_for(cell_types)
+    weights = pd.DataFrame(applied.T, index=pd.Index(names, name="member"), columns=cell_types)
     summary = pd.DataFrame(
         {
-            "weight": [m["weight"] for m in record["members"]] + [np.nan, np.nan],
+            **{f"weight {ct}": [*weights[ct], np.nan, np.nan] for ct in cell_types},
             "in-sample": [scores["members"][n] for n in names] + [scores["simple_average"], scores["in_sample"]],
             "nested": [scores["members"][n] for n in names] + [scores["simple_average"], scores.get("nested") or np.nan],
         },
         index=pd.Index([*names, "simple average", "tuned blend"], name="model"),
     )
-    weights = pd.DataFrame(
-        {key: [m.get("weight_by_group", {}).get(key, m["weight"]) for m in record["members"]] for key in record["search"]},
-        index=pd.Index(names, name="member"),
-    )
+    scales = ", ".join(f"{ct} {s:g}" for ct, s in zip(cell_types, scale))
     sections = [
         ("Scores", None, summary,
-         f"method {record['method']}, scheme {record['scheme']}, {scores['rows']} OOF rows, {record['n_genes']} genes. "
+         f"method {record.method}, scheme {details['scheme']}, {scores['rows']} OOF rows, {details['n_genes']} genes. "
          "Members and the simple average have no fitted parameters; the tuned blend's in-sample score is fitted and scored "
          "on the same rows, its nested score fits on K-1 folds and scores the held-out one."),
         ("MRRMSE per fold", plot_grouped_bars(per_fold, out_dir / "per_fold.png", title="MRRMSE per fold", xlabel="fold").name, per_fold, None),
         ("MRRMSE per cell type", plot_grouped_bars(per_cell_type, out_dir / "per_cell_type.png", title="MRRMSE per cell type",
                                                   xlabel="cell type").name, per_cell_type, None),
-        ("Blend weights", plot_weights(weights, out_dir / "weights.png").name, weights,
-         f"scale: {record['scale']}; clip: {record['clip']}"),
+        ("Blend weights per test cell type", plot_weights(weights, out_dir / "weights.png").name, weights,
+         f"scale: {scales}; clip: {record.clip}"),
     ]
     if len(names) > 1:
-        correlation = record["correlation"]
+        correlation = details["correlation"]
         sections.append(("Member residual correlation", plot_correlation(correlation["names"], correlation["matrix"],
                                                                           out_dir / "correlation.png").name, None,
                          "Correlation of the members' OOF residuals pooled over rows; low correlation is what a blend feeds on."))
-    search_png = plot_search(record["search"], out_dir / "search.png")
+    search_png = plot_search(details["search"], out_dir / "search.png")
     if search_png:
         sections.append(("Weight search", search_png.name, None, None))
-    metas = {m["name"]: _read_meta(Path(m["path"])) for m in record["members"]}
+    metas = {m.name: _read_meta(Path(m.path)) for m in record.members}
     loss_images = loss_curve_images(metas, out_dir)
     if loss_images:
         sections.append(("Loss curves of neural runs", loss_images, None, None))
-    files = pd.DataFrame({"file": list(record.get("files", {}).values())}, index=pd.Index(list(record.get("files", {})), name="kind"))
-    sections.append(("Files", None, files, f"data hash {record['data_hash']}, folds hash {record['folds_hash']}"))
-    _write_pages(out_dir, f"Blend {record['name']}", sections)
+    files = pd.DataFrame({"file": list(record.files.values())}, index=pd.Index(list(record.files), name="kind"))
+    sections.append(("Files", None, files, f"data hash {record.data_hash}, folds hash {record.folds_hash}"))
+    _write_pages(out_dir, f"Blend {record.name}", sections)
     return out_dir
 
 
