@@ -377,3 +377,17 @@ def test_test_like_runs_blend_with_the_schemes_row_weights(small_dataset, tmp_pa
     run_score = json.loads((paths[1] / "meta.json").read_text())["scores"]["overall"]
     assert result.scores["members"]["compound_mean"] == pytest.approx(run_score, rel=1e-5)
 
+
+def test_run_blend_takes_typed_arguments(lymphoid_runs, small_dataset, tmp_path):
+    import io
+
+    from perturbkit.blend.command import run_blend
+
+    out = io.StringIO()
+    options = BlendOptions(method="slsqp", nested=False)
+    files = run_blend(small_dataset, options, runs=lymphoid_runs[:2], submissions=tmp_path, name="typed", dataset_id="perturbkit_demo",
+                      h5ad=False, out=out)
+    assert set(files) == {"csv", "json"} and files["json"] == tmp_path / "typed.json"
+    assert "blending 2 run(s)" in out.getvalue() and len(read_blend_record(files["json"]).members) == 2
+    with pytest.raises(BlendError, match="oof_root"):
+        run_blend(small_dataset, options, submissions=tmp_path, dataset_id="perturbkit_demo", out=out)

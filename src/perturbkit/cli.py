@@ -52,7 +52,8 @@ def cmd_recipe(args) -> None:
     check_writable(args.oof, "--oof")
     check_writable(args.submissions, "--submissions")
     dataset = _load_data(args, require_smiles=any(feature_requirements(c)[0] for c in recipe.members))
-    result = run_recipe(dataset, recipe, oof_root=args.oof, submissions=args.submissions, dataset_id=dataset_id_for(args),
+    result = run_recipe(dataset, recipe, oof_root=args.oof, submissions=args.submissions,
+                        dataset_id=dataset_id_for(args.data, args.dataset_id),
                         progress=not args.no_progress)
     print(result.blend.table())
     print(result.table())
@@ -149,11 +150,14 @@ def cmd_models(args) -> None:
 
 
 def cmd_blend(args) -> None:
-    from perturbkit.blend.command import run
+    from perturbkit.blend.command import dataset_id_for, resolve_options, run_blend
     from perturbkit.io import check_writable
 
-    check_writable(args.submissions, "--submissions")  # before loading data or blending
-    run(args, _load_data(args))
+    flags = {key: getattr(args, key) for key in ("method", "trials", "seed", "per_celltype", "scale", "clip", "nested", "storage")}
+    options = resolve_options(args.blend_config, args.set, flags)  # before loading data or blending
+    check_writable(args.submissions, "--submissions")
+    run_blend(_load_data(args), options, oof_root=args.oof, runs=args.runs, every=args.all, scheme=args.scheme,
+              submissions=args.submissions, name=args.name, dataset_id=dataset_id_for(args.data, args.dataset_id), h5ad=not args.no_h5ad)
 
 
 def cmd_report(args) -> None:

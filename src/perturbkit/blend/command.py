@@ -18,8 +18,6 @@ from perturbkit.blend.record import BlendRecord, BlendRecordError
 from perturbkit.config import apply_overrides, read_toml
 from perturbkit.data import Dataset
 from perturbkit.errors import ConfigError, redact
-
-FLAG_OPTIONS = ("method", "trials", "seed", "per_celltype", "scale", "clip", "nested", "storage")
 from perturbkit.io import remove_stale, sha256_file
 
 
@@ -36,12 +34,13 @@ def resolve_options(config_path: Path | None, overrides=(), flags: dict | None =
     return BlendOptions.from_dict(values)
 
 
-def dataset_id_for(args) -> str:
-    if getattr(args, "dataset_id", None):
-        return args.dataset_id
+def dataset_id_for(data: str, dataset_id: str | None = None) -> str:
+    """The h5ad's dataset id: ``dataset_id`` if given, else the real data's or the demo variant's of ``--data``."""
+    if dataset_id:
+        return dataset_id
     from perturbkit.data import demo_variant
 
-    variant = demo_variant(args.data)
+    variant = demo_variant(data)
     return "neurips-2023-data" if variant is None else f"perturbkit_demo_{variant}"
 
 
@@ -94,17 +93,32 @@ def read_blend_record(path: Path | str) -> BlendRecord:
     return record
 
 
-def run(args, dataset, out=None) -> dict:
+def run_blend(
+    dataset: Dataset,
+    options: BlendOptions,
+    *,
+    submissions: Path | str,
+    dataset_id: str,
+    oof_root: Path | str | None = None,
+    runs=(),
+    every: bool = False,
+    scheme: str | None = None,
+    name: str = "blend",
+    h5ad: bool = True,
+    out=None,
+) -> dict[str, Path]:
+    """Blend ``runs`` (run directories), or the runs selected from ``oof_root`` (the latest per model, or ``every``
+    one; of ``scheme``), fitted on ``dataset``; write ``<submissions>/<name>.*``. Progress goes to stderr, the table to ``out``."""
     out = out or sys.stdout
-    flags = {key: getattr(args, key, None) for key in FLAG_OPTIONS}
-    options = resolve_options(args.blend_config, args.set, flags)
-    if args.runs:
-        paths, notes = [Path(p) for p in args.runs], []
+    if runs:
+        paths, notes = [Path(p) for p in runs], []
     else:
         from perturbkit.cv.store import list_runs
 
-        notes = [f"skipped damaged run: {message}" for message in list_runs(args.oof).attrs.get("damaged", [])]
-        paths, selection_notes = select_runs(args.oof, every=args.all, data_hash=dataset.data_hash, scheme=args.scheme)
+        if oof_root is None:
+            raise BlendError("name the runs to blend or the run store (oof_root) to select them from")
+        notes = [f"skipped damaged run: {message}" for message in list_runs(oof_root).attrs.get("damaged", [])]
+        paths, selection_notes = select_runs(oof_root, every=every, data_hash=dataset.data_hash, scheme=scheme)
         notes += selection_notes
     for note in notes:
         print(f"note: {note}", file=out)
@@ -112,7 +126,7 @@ def run(args, dataset, out=None) -> dict:
     members = load_members(paths, dataset)
     result = blend_members(members, dataset, options, progress=lambda message: print(message, file=sys.stderr, flush=True))
     print(result.table(), file=out)
-    files = write_blend(result, dataset, args.submissions, args.name, dataset_id=dataset_id_for(args), h5ad=not args.no_h5ad)
+    files = write_blend(result, dataset, submissions, name, dataset_id=dataset_id, h5ad=h5ad)
     for kind, path in files.items():
         print(f"{kind:>5}: {path}", file=out)
     return files
