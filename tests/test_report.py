@@ -109,11 +109,3 @@ def test_cli_rank(blend_json, small_world, small_dataset, capsys):
     out = capsys.readouterr().out
     assert code == 0 and "ranked by predicted down-regulation" in out
     assert len(out.strip().splitlines()) == 2 + 4
-
-
-def test_loss_curves_without_the_plots_module(runs, tmp_path, monkeypatch):
-    import sys
-
-    monkeypatch.setitem(sys.modules, "perturbkit.report.plots", None)  # import fails: the combined figure is used
-    out = build_runs_report(runs, tmp_path / "fallback")
-    assert (out / "loss_curves.png").is_file()

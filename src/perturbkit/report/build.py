@@ -113,40 +113,10 @@ def _histories(meta: dict) -> list[dict]:
     return [fold["history"] for fold in meta.get("folds", []) if isinstance(fold.get("history"), dict)]
 
 
-def plot_loss_curves(metas: dict[str, dict], path: Path) -> Path | None:
-    """Train / validation loss per epoch of each fold, one panel per neural run (runs with a ``history``)."""
-    neural = {name: _histories(meta) for name, meta in metas.items()}
-    neural = {name: h for name, h in neural.items() if h}
-    if not neural:
-        return None
-    plt = _pyplot()
-    fig, axes = plt.subplots(1, len(neural), figsize=(4.8 * len(neural), 3.6), squeeze=False)
-    for ax, (name, histories) in zip(axes[0], neural.items()):
-        for fold, history in enumerate(histories):
-            epochs = history.get("epoch") or list(range(len(history.get("train_loss", []))))
-            color = f"C{fold % 10}"
-            if history.get("train_loss"):
-                ax.plot(epochs, history["train_loss"], color=color, alpha=0.5, label=f"fold {fold} train")
-            valid = [np.nan if v is None else v for v in history.get("valid_loss", [])]
-            if valid and np.isfinite(valid).any():
-                ax.plot(epochs[: len(valid)], valid, color=color, linestyle="--", label=f"fold {fold} valid")
-        ax.set_xlabel("epoch")
-        ax.set_ylabel("loss")
-        ax.set_title(name)
-        ax.legend(fontsize=6, ncol=2)
-    return _save(fig, path)
-
-
 def loss_curve_images(metas: dict[str, dict], out_dir: Path) -> list[str]:
-    """PNG file names of the neural runs' loss curves: one per run and fold with ``report.plots.loss_curve_png``
-    (the per-run plot of the training code), else one combined figure."""
-    try:
-        from perturbkit.report.plots import loss_curve_png
-    except ImportError:
-        loss_curve_png = None
-    if loss_curve_png is None:
-        path = plot_loss_curves(metas, out_dir / "loss_curves.png")
-        return [path.name] if path else []
+    """PNG file names of the neural runs' loss curves: one per run and fold (``report.plots.loss_curve_png``)."""
+    from perturbkit.report.plots import loss_curve_png
+
     names = []
     for name, meta in metas.items():
         for fold, history in enumerate(_histories(meta)):
