@@ -82,7 +82,7 @@ def test_cli_flags_are_validated_with_the_config():
         ("pca_ridge", ["features.stats_components=-1"], r"features\.stats_components = -1: Input should be greater than 0"),
         ("pca_ridge", ['features.onehot=["donor"]'], r"features\.onehot\.0 = 'donor'"),
         ("pca_ridge", ["cv.n_splits=1"], r"cv\.n_splits = 1: must be 0 \(the scheme's own\) or at least 2"),
-        ("pca_ridge", ["cv.n_splits=2"], r"cv\.n_splits=2: scheme 'lymphoid_holdout' has exactly 4 folds"),
+        ("pca_ridge", ['cv.scheme="lymphoid_holdout"', "cv.n_splits=2"], r"cv\.n_splits=2: scheme 'lymphoid_holdout' has exactly 4 folds"),
         ("pca_lgbm", ["params.learning_rate=-1"], r"params\.learning_rate: The 'learning_rate' parameter of PerComponentLGBM"),
         ("pca_knn", ['params.weights="far"'], r"params\.weights: The 'weights' parameter of KNeighborsRegressor"),
         ("compound_mean", ['params.shrink="abc"'], r"params\.shrink: The 'shrink' parameter of GroupMeanRegressor"),

@@ -22,7 +22,8 @@ from perturbkit.metrics import mrrmse
 
 @pytest.fixture(scope="module")
 def ridge_run(small_dataset, tmp_path_factory):
-    result = run_cv(small_dataset, load_config("pca_ridge"), progress=False)
+    # the store's mechanics, on the unweighted lymphoid_holdout scheme
+    result = run_cv(small_dataset, load_config("pca_ridge", overrides=['cv.scheme="lymphoid_holdout"']), progress=False)
     return result, save_run(result, tmp_path_factory.mktemp("oof"))
 
 

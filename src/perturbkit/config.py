@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, 
 
 from perturbkit.errors import ConfigError
 
-CV_DEFAULTS = {"scheme": "lymphoid_holdout", "seed": 0, "seeds": [], "n_splits": 0, "refit": False}
+CV_DEFAULTS = {"scheme": "test_like", "seed": 0, "seeds": [], "n_splits": 0, "refit": False}
 BOOLEAN_WORDS = {"true": True, "yes": True, "on": True, "false": False, "no": False, "off": False}
 KEY_COLUMNS = Literal["cell_type", "sm_name"]
 
