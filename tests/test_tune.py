@@ -38,7 +38,8 @@ from perturbkit.tune.toml_text import dumps, toml_literal
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 # A small space keeps the trials short; the shipped pca_ridge [tune] table is parsed on its own below.
-SMALL_SPACE = ('tune={params = {alpha = {log = [0.1, 1000.0]}, n_components = {int = [8, 32]}}}', "features.stats_components=8")
+SMALL_SPACE = ('tune={params = {alpha = {log = [0.1, 1000.0]}, n_components = {int = [8, 32]}}}', "params.n_components=16",
+               "features.stats_components=8")
 
 
 def settings(world, tmp_path, **changes) -> TuneSettings:
@@ -71,6 +72,10 @@ def test_dotted_and_quoted_keys_give_the_same_space_and_samples_become_overrides
     assert overrides == ["params.alpha=2.5", "features.stats_components=16"]
     config = apply_overrides(load_config("pca_ridge", configs_dir=CONFIGS), overrides)
     assert config["params"]["alpha"] == 2.5 and config["features"]["stats_components"] == 16
+    # The config's own values as a trial (a new study runs them first), only when they lie in the space.
+    assert dotted.params_of(config) == {"params.alpha": 2.5, "features.stats_components": 16}
+    assert dotted.params_of(apply_overrides(config, ["params.alpha=20.0"])) is None
+    assert dotted.params_of(apply_overrides(config, ["features.stats_components=4"])) is None
 
 
 def test_list_choices_travel_as_toml_text_and_come_back_as_lists():
@@ -234,7 +239,7 @@ def _kill_target(job):
 def test_a_worker_killed_mid_trial_leaves_that_trial_failed_and_the_study_usable(small_world, tmp_path):
     study_settings = settings(small_world, tmp_path, trials=1, heartbeat=1)  # grace period: 4 s
     config, space = load_tune_config(study_settings)
-    study = open_study(study_settings, create=True, config=config, data_hash=load_dataset(small_world).data_hash)
+    study = open_study(study_settings, create=True, config=config, space=space, data_hash=load_dataset(small_world).data_hash)
     worker = multiprocessing.get_context("spawn").Process(target=_kill_target, args=(WorkerJob(study_settings, config, space, 0, 5, "doomed"),))
     worker.start()
 
@@ -266,12 +271,15 @@ def test_best_writes_a_tuned_config_that_round_trips_into_cv(small_world, tmp_pa
     study_settings = settings(small_world, tmp_path, trials=3, pruner="none")
     outcome = run_tune(study_settings, say=lambda _: None)
     best = outcome.study.best_trial
+    (shipped,) = [t for t in outcome.study.trials if t.user_attrs.get("shipped")]
+    assert shipped.number == 0 and shipped.user_attrs["overrides"] == ["params.alpha=10.0", "params.n_components=16"]  # the config's own values
+    assert best.value <= shipped.value
     tuned = tmp_path / "tuned" / "pca_ridge.toml"
     code = main(["tune", "--best", "--model", "pca_ridge", "--oof", str(tmp_path / "oof"), "--out", str(tuned),
                  "--reports", str(tmp_path / "reports")])
     printed = capsys.readouterr().out
     assert code == 0
-    assert f"best trial {best.number} of 3" in printed
+    assert f"best trial {best.number} of 3" in printed and f"shipped config (trial 0): CV MRRMSE {shipped.value:.4f}" in printed
     assert " ".join(f"--set {o}" for o in best.user_attrs["overrides"]) in printed
     for png in ("history.png", "intermediate.png", "importances.png"):
         assert (tmp_path / "reports" / "pca_ridge" / png).read_bytes()[:4] == b"\x89PNG"

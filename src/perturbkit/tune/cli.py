@@ -44,7 +44,7 @@ def add_parser(commands) -> argparse.ArgumentParser:
 
 def cmd_tune(args) -> None:
     from perturbkit.tune.plots import write_study_plots
-    from perturbkit.tune.study import TuneError, TuneSettings, open_study, run_tune, write_tuned_config
+    from perturbkit.tune.study import TuneError, TuneSettings, open_study, run_tune, shipped_trial, write_tuned_config
 
     settings = TuneSettings(
         model=args.model, trials=args.trials, timeout=args.timeout, storage=args.storage, study=args.study, workers=args.workers,
@@ -62,6 +62,9 @@ def cmd_tune(args) -> None:
         print(outcome.summary())
     path, overrides, trial = write_tuned_config(study, args.out or TUNED_DIR / f"{args.model}.toml", settings.storage_url)
     print(f"best trial {trial.number} of {len(study.trials)}: CV MRRMSE {trial.value:.4f}")
+    shipped = shipped_trial(study)
+    if shipped is not None:
+        print(f"shipped config (trial {shipped.number}): CV MRRMSE {shipped.value:.4f}; tuned lower by {shipped.value - trial.value:.4f}")
     print("overrides: " + " ".join(f"--set {o}" for o in overrides))
     print("recipe member: set = [" + ", ".join(f"'{o}'" for o in overrides) + "]")
     print(f"tuned config written to {path}")

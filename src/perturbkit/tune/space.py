@@ -75,6 +75,24 @@ class SearchSpace:
     def suggest(self, trial) -> list[str]:
         return [d.override(d.suggest(trial)) for d in self.dimensions]
 
+    def params_of(self, config: dict) -> dict | None:
+        """The config's own values as Optuna params (to run it as a trial), or None if one is unset or off the space."""
+        params = {}
+        for dimension in self.dimensions:
+            node = config
+            for part in dimension.key.split("."):
+                if not isinstance(node, dict) or part not in node:
+                    return None
+                node = node[part]
+            value = toml_literal(node) if dimension.encoded else node
+            if dimension.kind == "choice":
+                if toml_literal(value) not in {toml_literal(c) for c in dimension.values}:
+                    return None
+            elif isinstance(value, bool) or not isinstance(value, (int, float)) or not dimension.values[0] <= value <= dimension.values[1]:
+                return None
+            params[dimension.key] = value
+        return params
+
     def overrides(self, params: dict) -> list[str]:
         """The overrides of a finished trial's ``params`` (the dimensions it sampled, in space order)."""
         return [d.override(params[d.key]) for d in self.dimensions if d.key in params]

@@ -110,8 +110,12 @@ def _fingerprint(config: dict, data_hash: str) -> dict:
     return {"model": base["model"], "config_hash": config_hash(base), "data_hash": data_hash}
 
 
-def open_study(settings: TuneSettings, *, sampler=None, create: bool = False, config: dict | None = None, data_hash: str | None = None):
-    """Create or join (``create``) the study, refusing one made for another model, config or data; else load it."""
+def open_study(settings: TuneSettings, *, sampler=None, create: bool = False, config: dict | None = None, space: SearchSpace | None = None,
+               data_hash: str | None = None):
+    """Create or join (``create``) the study, refusing one made for another model, config or data; else load it.
+
+    A new study's first trial is the config's own values when they lie in the space (queued for whichever worker starts first).
+    """
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -132,6 +136,9 @@ def open_study(settings: TuneSettings, *, sampler=None, create: bool = False, co
         for key, value in wanted.items():
             study.set_user_attr(key, value)
         study.set_user_attr("config", without_tune(config))
+        shipped = space.params_of(config)
+        if shipped is not None:  # the config's own values run first: the study's best is never worse than it
+            study.enqueue_trial(shipped, user_attrs={"shipped": True}, skip_if_exists=True)
     elif stored != wanted:
         differ = ", ".join(f"{k} {stored[k]} (this run: {wanted[k]})" for k in wanted if stored[k] != wanted[k])
         raise TuneError(f"{where} was made for other settings: {differ}; name another study with --study")
@@ -277,8 +284,9 @@ def run_tune(settings: TuneSettings, *, say=print) -> TuneOutcome:
 
     config, space = load_tune_config(settings)
     dataset = _load_data(settings, config)  # also caches the demo world once, before workers read it
-    study = open_study(settings, create=True, config=config, data_hash=dataset.data_hash)
-    say(f"study {settings.study_name!r} in {redact(settings.storage_url)}: {len(study.trials)} trials so far; "
+    study = open_study(settings, create=True, config=config, space=space, data_hash=dataset.data_hash)
+    finished = sum(t.state.is_finished() for t in study.get_trials(deepcopy=False))
+    say(f"study {settings.study_name!r} in {redact(settings.storage_url)}: {finished} finished trials so far; "
         f"{settings.workers} worker(s), {settings.trials or 'unlimited'} trials, pruner {settings.pruner}, "
         f"space {', '.join(d.key for d in space.dimensions)}")
     shares = _shares(settings.trials, settings.workers)
@@ -311,6 +319,14 @@ def best_config(study) -> tuple[dict, list[str], object]:
     trial = study.best_trial
     overrides = list(trial.user_attrs.get("overrides", []))
     return apply_overrides(study.user_attrs["config"], overrides), overrides, trial
+
+
+def shipped_trial(study):
+    """The complete trial that ran the config's own values (queued first in a new study), if any."""
+    import optuna
+
+    complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    return next((t for t in complete if t.user_attrs.get("shipped")), None)
 
 
 def write_tuned_config(study, path: Path | str, storage_url: str) -> tuple[Path, list[str], object]:
