@@ -98,11 +98,13 @@ def load_tune_config(settings: TuneSettings) -> tuple[dict, SearchSpace]:
     return config, parse_space(config, where)
 
 
-def _load_data(settings: TuneSettings, config: dict):
+def _load_data(settings: TuneSettings, config: dict, space: SearchSpace):
     from perturbkit.data import load
+    from perturbkit.features import feature_requirements
 
-    return load(settings.data, demo_genes=settings.demo_genes, layer=settings.layer,
-                require_smiles=bool(config.get("features", {}).get("chemistry")))
+    # A trial may switch chemistry blocks on: then every trial's data needs SMILES.
+    needs_smiles = feature_requirements(without_tune(config))[0] or any(d.key == "features.chemistry" for d in space.dimensions)
+    return load(settings.data, demo_genes=settings.demo_genes, layer=settings.layer, require_smiles=needs_smiles)
 
 
 def _fingerprint(config: dict, data_hash: str) -> dict:
@@ -196,7 +198,7 @@ def run_worker(job: WorkerJob, dataset=None) -> None:
     import optuna
 
     settings = job.settings
-    dataset = dataset if dataset is not None else _load_data(settings, job.config)
+    dataset = dataset if dataset is not None else _load_data(settings, job.config, job.space)
     # Each worker samples with its own seed; constant_liar keeps concurrent workers off the same points.
     sampler = optuna.samplers.TPESampler(seed=settings.seed + job.index, constant_liar=True)
     study = open_study(settings, sampler=sampler)
@@ -283,7 +285,7 @@ def run_tune(settings: TuneSettings, *, say=print) -> TuneOutcome:
     import multiprocessing
 
     config, space = load_tune_config(settings)
-    dataset = _load_data(settings, config)  # also caches the demo world once, before workers read it
+    dataset = _load_data(settings, config, space)  # also caches the demo world once, before workers read it
     study = open_study(settings, create=True, config=config, space=space, data_hash=dataset.data_hash)
     finished = sum(t.state.is_finished() for t in study.get_trials(deepcopy=False))
     say(f"study {settings.study_name!r} in {redact(settings.storage_url)}: {finished} finished trials so far; "
