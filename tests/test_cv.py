@@ -183,3 +183,12 @@ def test_seeds_average_predictions_and_report_the_spread(small_dataset):
     assert result.meta["seeds"] == [0, 1] and set(result.meta["scores"]["per_seed"]) == {"0", "1"}
     assert result.meta["scores"]["seed_std"] >= 0
     assert "per-seed MRRMSE std" in summary_text(result.meta)
+
+
+def test_the_search_space_is_no_part_of_a_run(small_dataset):
+    config = load_config("pca_knn")
+    assert "tune" in config  # configs/pca_knn.toml ships a [tune] table
+    result = run_cv(small_dataset, config, progress=False)
+    assert "tune" not in result.meta["config"]
+    edited = {**config, "tune": {"params.n_neighbors": {"int": [2, 4]}}}
+    assert run_cv(small_dataset, edited, progress=False).meta["config_hash"] == result.meta["config_hash"]

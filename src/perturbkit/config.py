@@ -293,3 +293,8 @@ def load_config(
 
 def config_hash(config: dict) -> str:
     return hashlib.blake2b(json.dumps(config, sort_keys=True).encode(), digest_size=8).hexdigest()
+
+
+def without_tune(config: dict) -> dict:
+    """The config a run uses: the ``[tune]`` search space is no part of a run's config (nor of its hash)."""
+    return {key: copy.deepcopy(value) for key, value in config.items() if key != "tune"}

@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from perturbkit.config import config_hash, load_config, read_toml
+from perturbkit.config import config_hash, load_config, read_toml, without_tune
 from perturbkit.cv import build_model, run_cv, save_run
 from perturbkit.cv.store import list_runs
 from perturbkit.data import Dataset
@@ -106,7 +106,7 @@ def load_recipe(path: Path | str, *, configs_dir: Path = Path("configs"), overri
             build_model(config, seeds[0])
         except PerturbkitError as exc:
             raise ConfigError(f"{label} ({entry['model']}): {exc}") from exc
-        members.append(config)
+        members.append(without_tune(config))
     from perturbkit.blend import BlendOptions
 
     blend = dict(raw.get("blend", {}))

@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from perturbkit.config import config_hash
+from perturbkit.config import config_hash, without_tune
 from perturbkit.errors import ConfigError
 from perturbkit.cv.store import Run, list_runs, load_run, save_run
 from perturbkit.data import Dataset
@@ -128,6 +128,7 @@ def run_cv(dataset: Dataset, config: dict, *, progress: bool = True, on_fold=Non
     ``on_fold(fold, score)`` is called after each fold with its validation MRRMSE (a tuner
     reports it and may stop the run by raising).
     """
+    config = without_tune(config)
     cv = config["cv"]
     seed = int(cv["seed"])
     splitter = make_splitter(

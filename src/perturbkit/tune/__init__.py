@@ -8,7 +8,8 @@ Workers on one machine share a SQLite file, workers on many machines a PostgreSQ
 study's plots go to ``reports/tune/<study>/`` (:mod:`perturbkit.tune.plots`).
 """
 
-from perturbkit.tune.space import Dimension, SearchSpace, parse_space, without_tune
+from perturbkit.config import without_tune
+from perturbkit.tune.space import Dimension, SearchSpace, parse_space
 from perturbkit.tune.storage import open_storage
 from perturbkit.tune.study import (
     PRUNERS,

@@ -14,24 +14,16 @@ the best trial prints as the ``--set`` arguments (or a recipe member's ``set``) 
 
 from __future__ import annotations
 
-import copy
 import math
 from dataclasses import dataclass
 
-from perturbkit.config import apply_overrides, validate_config
+from perturbkit.config import apply_overrides, validate_config, without_tune
 from perturbkit.errors import ConfigError
 from perturbkit.tune.toml_text import toml_literal
 
 KINDS = ("log", "float", "int", "choice")
 TUNABLE_TABLES = ("params", "features")
 SCALARS = (bool, int, float, str)
-
-
-def without_tune(config: dict) -> dict:
-    """The config a trial runs: the search space is no part of a run's config (nor of its hash)."""
-    config = copy.deepcopy(config)
-    config.pop("tune", None)
-    return config
 
 
 def _is_number(value) -> bool:

@@ -22,7 +22,8 @@ from pathlib import Path
 
 from perturbkit.config import apply_overrides, config_hash, load_config
 from perturbkit.errors import ConfigError, PerturbkitError, redact
-from perturbkit.tune.space import SearchSpace, parse_space, without_tune
+from perturbkit.config import without_tune
+from perturbkit.tune.space import SearchSpace, parse_space
 from perturbkit.tune.storage import HEARTBEAT_INTERVAL, open_storage
 from perturbkit.tune.toml_text import dumps
 
