@@ -15,9 +15,10 @@ with tempfile.TemporaryDirectory() as root:
     outcome = run_recipe(dataset, recipe, oof_root=root + "/oof", submissions=root + "/sub", dataset_id="bench", say=lambda m: None)
 result = {"total_seconds": time.perf_counter() - start, "nested": outcome.blend.scores["nested"],
           "zeros": outcome.members[0].meta["scores"]["zeros"]}
-for member in outcome.members:
-    result["seconds " + member.model] = member.seconds
-    result["cv " + member.model] = member.meta["scores"]["relative_to_zeros"]
+for position, member in enumerate(outcome.members, 1):
+    label = f"{position}. {member.model} " + " ".join(f"{k}={v}" for k, v in member.meta["config"]["params"].items() if k == "n_components")
+    result["seconds " + label] = member.seconds
+    result["cv " + label] = member.meta["scores"]["relative_to_zeros"]
 """
 
 
@@ -31,7 +32,7 @@ def run(repeats: int) -> str:
         "|---|---|---|",
     ]
     for member in members:
-        lines.append(f"| `{member}` CV (4 folds, run written) | {timing['seconds ' + member]:.1f} s | {timing['cv ' + member]:.3f} |")
+        lines.append(f"| {member} CV (4 folds, run written) | {timing['seconds ' + member]:.1f} s | {timing['cv ' + member]:.3f} |")
     lines.append(f"| **whole recipe** (members, blend with nested choice, submission files) | **{timing['total_seconds']:.1f} s** | "
                  f"blend nested {timing['nested'] / timing['zeros']:.3f} |")
     lines.append(f"| peak RSS of the process | {timing['peak_rss_mib']:.0f} MiB | |")
