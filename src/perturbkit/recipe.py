@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from perturbkit.config import config_hash, load_config, read_toml, without_tune
-from perturbkit.cv import build_model, run_cv, save_run
+from perturbkit.cv import build_model, run_cv, save_run, splitter_for
 from perturbkit.cv.store import list_runs
 from perturbkit.data import Dataset
 from perturbkit.errors import ConfigError, PerturbkitError
-from perturbkit.folds import folds_frame, folds_hash, make_splitter
+from perturbkit.folds import folds_frame, folds_hash
 
 RECIPE_KEYS = {"scheme", "seeds", "members", "blend"}
 MEMBER_KEYS = {"model", "set"}
@@ -115,11 +115,7 @@ def load_recipe(path: Path | str, *, configs_dir: Path = Path("configs"), overri
 
 
 def _expected_folds_hash(dataset: Dataset, config: dict) -> str:
-    cv = config["cv"]
-    splitter = make_splitter(
-        cv["scheme"], test_compounds=dataset.test["sm_name"].astype(str), seed=int(cv["seed"]), n_splits=int(cv.get("n_splits") or 0) or None
-    )
-    return folds_hash(folds_frame(dataset.obs, splitter.fold_ids(dataset.obs)))
+    return folds_hash(folds_frame(dataset.obs, splitter_for(dataset, config["cv"]).fold_ids(dataset.obs)))
 
 
 def find_stored_run(oof_root: Path | str, dataset: Dataset, config: dict) -> Path | None:

@@ -14,11 +14,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from perturbkit.cv import splitter_for
 from perturbkit.cv.store import Run, is_complete, list_runs, load_run
 from perturbkit.data import Dataset
 from perturbkit.data.layout import KEY_COLUMNS
 from perturbkit.errors import PerturbkitError
-from perturbkit.folds import make_splitter
 
 MYELOID_CELL_TYPES = ("Myeloid cells",)
 GROUPS = ("B-like", "Myeloid-like")
@@ -233,8 +233,5 @@ def load_members(paths, dataset: Dataset, *, names=None) -> Members:
 
 def _row_weights(run: Run, dataset: Dataset, positions: np.ndarray) -> np.ndarray:
     """The run's scheme weights of the blended rows, renormalised to mean 1 over them."""
-    splitter = make_splitter(
-        str(run.meta.get("scheme")), test_compounds=dataset.test["sm_name"].astype(str), seed=int(run.meta.get("seed", 0))
-    )
-    weights = splitter.row_weights(dataset.obs)[positions]
+    weights = splitter_for(dataset, run.meta["config"]["cv"]).row_weights(dataset.obs)[positions]
     return weights / weights.mean()

@@ -37,7 +37,7 @@ from perturbkit.folds import NEVER_VALIDATED, folds_frame, folds_hash, make_spli
 from perturbkit.metrics import rowwise_rmse
 from perturbkit.models import create_model
 
-__all__ = ["CVResult", "Run", "build_model", "cv_seeds", "list_runs", "load_run", "run_cv", "save_run", "summary_text"]
+__all__ = ["CVResult", "Run", "build_model", "cv_seeds", "list_runs", "load_run", "run_cv", "save_run", "splitter_for", "summary_text"]
 
 FEATURE_COLUMNS = ["cell_type", "sm_name", "SMILES"]
 logger = logging.getLogger("perturbkit.cv")
@@ -122,6 +122,13 @@ def cv_seeds(cv: dict) -> list[int]:
     return [int(s) for s in cv.get("seeds") or [cv["seed"]]]
 
 
+def splitter_for(dataset: Dataset, cv: dict):
+    """The splitter a run's ``[cv]`` table names, on this dataset's test compounds."""
+    return make_splitter(
+        cv["scheme"], test_compounds=dataset.test["sm_name"].astype(str), seed=int(cv["seed"]), n_splits=int(cv.get("n_splits") or 0) or None
+    )
+
+
 def run_cv(dataset: Dataset, config: dict, *, progress: bool = True, on_fold=None) -> CVResult:
     """Cross-validate the configured model on ``dataset``; store the result with ``save_run``.
 
@@ -129,13 +136,9 @@ def run_cv(dataset: Dataset, config: dict, *, progress: bool = True, on_fold=Non
     reports it and may stop the run by raising).
     """
     config = without_tune(config)
-    cv = config["cv"]
-    seed = int(cv["seed"])
-    splitter = make_splitter(
-        cv["scheme"], test_compounds=dataset.test["sm_name"].astype(str), seed=seed, n_splits=int(cv.get("n_splits") or 0) or None
-    )
+    splitter = splitter_for(dataset, config["cv"])
     fold_ids = splitter.fold_ids(dataset.obs)
-    for s in cv_seeds(cv):
+    for s in cv_seeds(config["cv"]):
         build_model(config, s)  # fail on a bad model name or parameter before any fitting
 
     log_buffer = io.StringIO()
