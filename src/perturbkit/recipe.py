@@ -118,8 +118,8 @@ def _expected_folds_hash(dataset: Dataset, config: dict) -> str:
     return folds_hash(folds_frame(dataset.obs, splitter_for(dataset, config["cv"]).fold_ids(dataset.obs)))
 
 
-def find_stored_run(oof_root: Path | str, dataset: Dataset, config: dict) -> Path | None:
-    """The newest complete run of this config on this data with these folds, if the store has one."""
+def find_stored_run(oof_root: Path | str, dataset: Dataset, config: dict) -> tuple[Path, dict] | None:
+    """The newest complete run (directory, meta) of this config on this data with these folds, if the store has one."""
     runs = list_runs(oof_root)
     if runs.empty:
         return None
@@ -127,7 +127,7 @@ def find_stored_run(oof_root: Path | str, dataset: Dataset, config: dict) -> Pat
     for path in runs.loc[runs["model"] == config["model"], "path"]:
         meta = json.loads((Path(path) / "meta.json").read_text())
         if (meta.get("data_hash"), meta.get("config_hash"), meta.get("folds_hash")) == wanted:
-            return Path(path)
+            return Path(path), meta
     return None
 
 
@@ -151,9 +151,9 @@ def run_recipe(
         model = config["model"]
         stored = find_stored_run(oof_root, dataset, config)
         if stored is not None:
-            say(f"[{position + 1}/{len(recipe.members)}] {model}: stored run {stored} has this data, config and folds; reused")
-            meta = json.loads((stored / "meta.json").read_text())
-            outcomes.append(MemberOutcome(model, stored, True, 0.0, meta))
+            run_dir, meta = stored
+            say(f"[{position + 1}/{len(recipe.members)}] {model}: stored run {run_dir} has this data, config and folds; reused")
+            outcomes.append(MemberOutcome(model, run_dir, True, 0.0, meta))
             continue
         say(f"[{position + 1}/{len(recipe.members)}] {model}: cross-validating ({recipe.scheme})")
         member_start = time.perf_counter()
