@@ -342,9 +342,8 @@ def _fixed_fit(weights: np.ndarray, chosen: str) -> Fit:
 
 
 def _best_member(weighted_gram: np.ndarray) -> np.ndarray:
-    n_members = weighted_gram.shape[1] - 1
-    scores = [objective.score(weighted_gram, np.eye(n_members)[m]) for m in range(n_members)]
-    return np.eye(n_members)[int(np.argmin(scores))]
+    members = np.eye(weighted_gram.shape[1] - 1)
+    return members[int(np.argmin(objective.score_many(weighted_gram, members)))]
 
 
 def blend_members(members: Members, dataset: Dataset, options: BlendOptions = BlendOptions(), *, progress=None) -> BlendResult:
