@@ -16,7 +16,7 @@ with tempfile.TemporaryDirectory() as root:
 result = {"total_seconds": time.perf_counter() - start, "nested": outcome.blend.scores["nested"],
           "zeros": outcome.members[0].meta["scores"]["zeros"]}
 for position, member in enumerate(outcome.members, 1):
-    label = f"{position}. {member.model} " + " ".join(f"{k}={v}" for k, v in member.meta["config"]["params"].items() if k == "n_components")
+    label = f"{position}. {member.label}"
     result["seconds " + label] = member.seconds
     result["cv " + label] = member.meta["scores"]["relative_to_zeros"]
 """

@@ -33,7 +33,7 @@ def test_study_reports_spearman_per_scheme_and_variant_and_the_recipe_blend(demo
     variants = list_variants()[:2]
     recipe_path = tmp_path / "recipe.toml"
     recipe_path.write_text('scheme = "bm_holdout"\n[[members]]\nmodel = "compound_mean"\n[[members]]\nmodel = "celltype_mean"\n'
-                           '[blend]\nmethod = "slsqp"\n')
+                           '[[members]]\nmodel = "transfer_ridge"\nset = ["params.n_components=4"]\n[blend]\nmethod = "slsqp"\n')
     result = run_agreement(variants, ["lymphoid_holdout", "bm_holdout"], ["zeros", "compound_mean", "celltype_mean"],
                            demo_genes=GENES, recipe=load_recipe(recipe_path), oof_root=tmp_path / "oof", say=lambda m: None)
     assert list(result.spearman.index) == [*variants, "mean"]
@@ -44,8 +44,12 @@ def test_study_reports_spearman_per_scheme_and_variant_and_the_recipe_blend(demo
     np.testing.assert_allclose(zeros["cv_rel"], 1.0)
     blends = result.scores[result.scores["model"] == RECIPE_BLEND]
     assert list(blends["variant"]) == variants and (blends["scheme"] == "bm_holdout").all()
-    # the recipe's members were reused from the study's own runs: one run per model and scheme
-    assert len(list((tmp_path / "oof" / variants[0]).glob("*/*"))) == 6
+    # a member with overrides is scored as a model of its own, outside the schemes' Spearman
+    member = result.scores[result.scores["model"] == "transfer_ridge params.n_components=4"]
+    assert list(member["variant"]) == variants and member["recipe"].all() and (member["test_rel"] > 0).all()
+    assert not result.scores.loc[result.scores["model"] == "zeros", "recipe"].any()
+    # the recipe's members were reused from the study's own runs: one run per model and scheme, plus the new member
+    assert len(list((tmp_path / "oof" / variants[0]).glob("*/*"))) == 7
     files = write_agreement(result, tmp_path / "report")
     text = files["md"].read_text()
     assert "Spearman" in text and result.best_scheme() in text

@@ -18,6 +18,7 @@ from perturbkit.metrics import rowwise_rmse
 from perturbkit.models import create_model
 from perturbkit.models.pseudo import PseudoLabelRegressor
 from perturbkit.submit import read_truth
+from perturbkit.transforms import signed_log10_p, z_from_signed_log10_p
 
 COLUMNS = ["cell_type", "sm_name", "SMILES"]
 SMALL = {
@@ -116,6 +117,25 @@ def test_transfer_ridge_recovers_a_planted_linear_cell_type_map():
     assert mean_error > 100 * np.linalg.norm(prediction - y[held_out])
 
 
+def test_transfer_ridge_in_z_space_recovers_a_map_planted_in_z():
+    """Responses that are linear in the z scores behind the p-values: the z-space fit recovers them, the value-space one cannot."""
+    X, z = _planted_world()
+    y = signed_log10_p(3.0 * z.astype(np.float64)).astype(np.float32)  # strong effects: far into the nonlinear tail
+    held_out = (X["cell_type"] == "T").to_numpy() & X["sm_name"].astype(str).isin([f"c{i}" for i in range(20, 30)]).to_numpy()
+    errors = {}
+    for space in ("values", "z"):
+        model = create_model("transfer_ridge", n_components=30, alphas=[1e-6, 1e-3, 1.0], target_space=space).fit(X[~held_out], y[~held_out])
+        errors[space] = np.linalg.norm(model.predict(X[held_out]) - y[held_out]) / np.linalg.norm(y[held_out])
+    assert errors["z"] < 1e-2 < 0.1 < errors["values"]
+
+
+def test_z_transform_round_trips_signed_log10_p():
+    z = np.array([-40.0, -8.0, -1.0, -1e-3, 0.0, 2.5, 12.0, 37.0])
+    y = signed_log10_p(z)
+    assert np.all(np.sign(y) == np.sign(z)) and y[-1] > 250  # heavy-tailed: |z| 37 is p ~ 1e-299
+    np.testing.assert_allclose(z_from_signed_log10_p(y), z, rtol=1e-9, atol=1e-9)
+
+
 def test_transfer_ridge_falls_back_to_the_cell_type_mean_for_a_compound_without_other_rows():
     X, y = _planted_world()
     only_target = X["sm_name"].astype(str).eq("c0").to_numpy() & (X["cell_type"] != "T").to_numpy()
@@ -194,6 +214,7 @@ def test_pseudo_labels_never_come_from_a_folds_validation_rows(small_dataset):
         ("transfer_ridge", {"n_components": 0}, InvalidParameterError),
         ("transfer_ridge", {"min_source_coverage": 1.5}, InvalidParameterError),
         ("transfer_ridge", {"alphas": [1.0, -1.0]}, ValueError),
+        ("transfer_ridge", {"target_space": "log"}, InvalidParameterError),
         ("lowrank", {"reg": 0.0}, InvalidParameterError),
         ("lowrank", {"rank": -1}, InvalidParameterError),
         ("lowrank", {"chemistry": "yes"}, InvalidParameterError),

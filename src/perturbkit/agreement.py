@@ -4,7 +4,8 @@ For each demo variant and each CV scheme, every model is cross-validated through
 its fold-averaged test predictions are scored against the world's hidden ``test_truth.parquet``.
 Per (variant, scheme) the study reports Spearman's rank correlation between the models' CV and
 test MRRMSE (does the scheme pick the right model?) and per model the CV-to-test gap, both as
-ratios to predicting zeros on the same rows. With a recipe, the recipe's blend is scored too.
+ratios to predicting zeros on the same rows. With a recipe, the recipe's blend is scored too, and
+each member that carries overrides (a model setting of its own).
 The scheme with the best mean Spearman across variants is the project's default
 (``configs/cv.toml``); README "Validation schemes" shows the table ``make agreement`` writes.
 """
@@ -28,7 +29,7 @@ from perturbkit.submit import read_truth
 
 @dataclass(frozen=True)
 class AgreementResult:
-    scores: pd.DataFrame  # variant, scheme, model, cv, cv_rel, test, test_rel, gap, seconds
+    scores: pd.DataFrame  # variant, scheme, model, cv, cv_rel, test, test_rel, gap, seconds, recipe (a recipe-only row)
     spearman: pd.DataFrame  # variants (rows) x schemes (columns), plus a "mean" row
 
     def best_scheme(self) -> str:
@@ -99,14 +100,15 @@ def run_agreement(variants, schemes, models, *, demo_genes: int | None = None, r
                 rows.append({
                     "variant": variant, "scheme": scheme, "model": model,
                     "cv": scores["overall"], "cv_rel": scores["relative_to_zeros"],
-                    "test": test, "test_rel": test / zeros_test, "seconds": time.perf_counter() - started,
+                    "test": test, "test_rel": test / zeros_test, "seconds": time.perf_counter() - started, "recipe": False,
                 })
                 say(f"{variant:>12} {scheme:>17} {model:>16}: CV {scores['relative_to_zeros']:.3f}, test {test / zeros_test:.3f} x zeros")
         if recipe is not None:
-            rows.append(_recipe_row(dataset, recipe, store, variant, truth, zeros_test, say))
+            rows += _recipe_rows(dataset, recipe, store, variant, truth, zeros_test, say)
     scores = pd.DataFrame(rows)
     scores["gap"] = scores["cv_rel"] - scores["test_rel"]
-    spearman = scores[scores["model"] != RECIPE_BLEND].groupby(["variant", "scheme"], sort=False).apply(
+    # The recipe's rows exist under its scheme only, so they stay out of the schemes' comparison.
+    spearman = scores[~scores["recipe"]].groupby(["variant", "scheme"], sort=False).apply(
         lambda g: spearmanr(g["cv"], g["test"]).statistic, include_groups=False
     ).unstack("scheme")
     spearman = spearman.reindex(index=list(variants), columns=list(schemes))
@@ -114,7 +116,7 @@ def run_agreement(variants, schemes, models, *, demo_genes: int | None = None, r
     return AgreementResult(scores=scores, spearman=spearman)
 
 
-def _recipe_row(dataset, recipe, store: Path, variant: str, truth: np.ndarray, zeros_test: float, say) -> dict:
+def _recipe_rows(dataset, recipe, store: Path, variant: str, truth: np.ndarray, zeros_test: float, say) -> list[dict]:
     import tempfile
 
     from perturbkit.recipe import run_recipe
@@ -126,11 +128,21 @@ def _recipe_row(dataset, recipe, store: Path, variant: str, truth: np.ndarray, z
     zeros_cv = outcome.members[0].meta["scores"]["zeros"]
     test = hidden_test_score(truth, outcome.blend.test)
     say(f"{variant:>12} {recipe.scheme:>17} {RECIPE_BLEND:>16}: nested {scores['nested'] / zeros_cv:.3f}, test {test / zeros_test:.3f} x zeros ({scores['chosen']})")
-    return {
+    rows = [{
         "variant": variant, "scheme": recipe.scheme, "model": RECIPE_BLEND, "cv": scores["nested"],
         "cv_rel": scores["nested"] / zeros_cv, "test": test, "test_rel": test / zeros_test,
-        "seconds": time.perf_counter() - started,
-    }
+        "seconds": time.perf_counter() - started, "recipe": True,
+    }]
+    # Members with overrides are models of their own; each gets a row (the study's models already have theirs).
+    for member, prediction in zip(outcome.members, outcome.blend.members.test):  # dataset.test order
+        if member.label != member.model:
+            member_test = hidden_test_score(truth, prediction)
+            rows.append({
+                "variant": variant, "scheme": recipe.scheme, "model": member.label, "cv": member.meta["scores"]["overall"],
+                "cv_rel": member.meta["scores"]["relative_to_zeros"], "test": member_test, "test_rel": member_test / zeros_test,
+                "seconds": member.seconds, "recipe": True,
+            })
+    return rows
 
 
 def write_agreement(result: AgreementResult, out_dir: Path | str) -> dict[str, Path]:

@@ -35,6 +35,7 @@ class Recipe:
     scheme: str
     seeds: list[int]
     members: list[dict]  # resolved model configs, one per member
+    labels: list[str]  # per member: the model and its overrides, e.g. 'transfer_ridge params.n_components=64'
     blend: dict  # BlendOptions values
     source: str
 
@@ -42,6 +43,7 @@ class Recipe:
 @dataclass
 class MemberOutcome:
     model: str
+    label: str
     run_dir: Path
     reused: bool
     seconds: float
@@ -59,19 +61,20 @@ class RecipeResult:
     def table(self) -> str:
         """Each member's CV (and relative to zeros), whether it ran or was reused, and the blend."""
         scheme = self.members[0].meta["scheme"]
-        lines = [f"recipe: {len(self.members)} members, scheme {scheme}", f"{'member':<22} {'CV':>8} {'rel':>6} {'sec':>7}  run"]
+        width = max(22, *(len(o.label) + 1 for o in self.members))
+        lines = [f"recipe: {len(self.members)} members, scheme {scheme}", f"{'member':<{width}} {'CV':>8} {'rel':>6} {'sec':>7}  run"]
         for outcome in self.members:
             scores = outcome.meta["scores"]
             state = "stored, reused" if outcome.reused else "ran"
             lines.append(
-                f"{outcome.model:<22} {scores['overall']:>8.4f} {scores['relative_to_zeros']:>6.3f} {outcome.seconds:>7.1f}  "
+                f"{outcome.label:<{width}} {scores['overall']:>8.4f} {scores['relative_to_zeros']:>6.3f} {outcome.seconds:>7.1f}  "
                 f"{state} {outcome.run_dir.name}"
             )
         scores = self.blend.scores
         zeros = self.members[0].meta["scores"]["zeros"]
         nested = scores["nested"]
         rel = f"{nested / zeros:>6.3f}" if nested is not None and zeros else f"{'':>6}"
-        lines.append(f"{'blend (nested)':<22} {nested if nested is not None else float('nan'):>8.4f} {rel} {'':>7}  written: {scores['chosen']}")
+        lines.append(f"{'blend (nested)':<{width}} {nested if nested is not None else float('nan'):>8.4f} {rel} {'':>7}  written: {scores['chosen']}")
         lines.append(f"total {self.seconds:.1f} s; files: " + ", ".join(str(p) for p in self.files.values()))
         return "\n".join(lines)
 
@@ -90,7 +93,7 @@ def load_recipe(path: Path | str, *, configs_dir: Path = Path("configs"), overri
         raise ConfigError(f"{path}: the recipe lists no [[members]]")
     scheme = str(raw.get("scheme") or load_config("zeros", configs_dir=configs_dir)["cv"]["scheme"])
     seeds = [int(s) for s in raw.get("seeds") or [0]]
-    members = []
+    members, labels = [], []
     for position, entry in enumerate(entries):
         label = f"{path}: member {position + 1}"
         if not isinstance(entry, dict) or "model" not in entry:
@@ -107,11 +110,12 @@ def load_recipe(path: Path | str, *, configs_dir: Path = Path("configs"), overri
         except PerturbkitError as exc:
             raise ConfigError(f"{label} ({entry['model']}): {exc}") from exc
         members.append(without_tune(config))
+        labels.append(" ".join([entry["model"], *entry.get("set", [])]))
     from perturbkit.blend import BlendOptions
 
     blend = dict(raw.get("blend", {}))
     BlendOptions.from_dict(blend)  # a bad blend option fails before any fit
-    return Recipe(scheme=scheme, seeds=seeds, members=members, blend=blend, source=str(path))
+    return Recipe(scheme=scheme, seeds=seeds, members=members, labels=labels, blend=blend, source=str(path))
 
 
 def _expected_folds_hash(dataset: Dataset, config: dict) -> str:
@@ -147,13 +151,13 @@ def run_recipe(
 
     started = time.perf_counter()
     outcomes: list[MemberOutcome] = []
-    for position, config in enumerate(recipe.members):
+    for position, (config, label) in enumerate(zip(recipe.members, recipe.labels)):
         model = config["model"]
         stored = find_stored_run(oof_root, dataset, config)
         if stored is not None:
             run_dir, meta = stored
             say(f"[{position + 1}/{len(recipe.members)}] {model}: stored run {run_dir} has this data, config and folds; reused")
-            outcomes.append(MemberOutcome(model, run_dir, True, 0.0, meta))
+            outcomes.append(MemberOutcome(model, label, run_dir, True, 0.0, meta))
             continue
         say(f"[{position + 1}/{len(recipe.members)}] {model}: cross-validating ({recipe.scheme})")
         member_start = time.perf_counter()
@@ -166,7 +170,7 @@ def run_recipe(
                 f"recipe member {position + 1} ({model}) failed: {type(exc).__name__}: {exc}; "
                 f"completed runs kept: {kept}; no blend written"
             ) from exc
-        outcomes.append(MemberOutcome(model, run_dir, False, time.perf_counter() - member_start, result.meta))
+        outcomes.append(MemberOutcome(model, label, run_dir, False, time.perf_counter() - member_start, result.meta))
     if len(outcomes) == 1:
         raise RecipeError(f"{recipe.source}: a blend needs at least two members")
     blend = blend_runs([o.run_dir for o in outcomes], dataset, BlendOptions.from_dict(recipe.blend))

@@ -132,7 +132,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
-from scipy.special import log_ndtr, ndtr, ndtri_exp
 
 from perturbkit.data.layout import (
     CELL_TYPES,
@@ -147,6 +146,7 @@ from perturbkit.data.layout import (
 )
 from perturbkit.data.wide import wide_table
 from perturbkit.errors import PerturbkitError
+from perturbkit.transforms import signed_log10_p, signed_log10_p_and_slope, z_from_signed_log10_p
 
 GENERATOR_VERSION = 2
 DEFAULT_VARIANT = "default"
@@ -264,13 +264,6 @@ SIGNATURE_WEIGHT = 0.15  # weight of its own gene signature, shared by all cell 
 RESPONSIVENESS_FLOOR = 0.8  # response of a gene whose real lymphoid means are zero, in t units
 CALIBRATION_STEPS = 8
 
-_LN2 = math.log(2.0)
-_LN10 = math.log(10.0)
-_LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
-# Beyond this |t|, Phi(-|t|) is too small for float32 ndtr and log_ndtr takes over.
-_FAR_TAIL = 10.0
-
-
 def _rng(seed: int, stream: str) -> np.random.Generator:
     """An independent stream per model component, so changing one never shifts the others."""
     return np.random.default_rng([seed, zlib.crc32(stream.encode())])
@@ -284,35 +277,6 @@ def _heavy_tailed(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarra
 def _random_rotation(rng: np.random.Generator, size: int) -> np.ndarray:
     q, r = np.linalg.qr(rng.standard_normal((size, size)))
     return (q * np.sign(np.diag(r))).astype(np.float32)
-
-
-def _log_normal_tail(magnitude: np.ndarray) -> np.ndarray:
-    """log Phi(-magnitude): log(ndtr) is twice as fast as log_ndtr, which is kept for the far tail."""
-    with np.errstate(divide="ignore"):  # ndtr underflows to 0 in the far tail, replaced below
-        log_tail = np.log(ndtr(-magnitude))
-    far = magnitude > _FAR_TAIL
-    log_tail[far] = log_ndtr(-magnitude[far])
-    return log_tail
-
-
-def _signed_log10_p(t: np.ndarray, log_tail: np.ndarray | None = None) -> np.ndarray:
-    """sign(t) * -log10 of the two-sided normal p-value of t; finite and heavy-tailed for huge |t|."""
-    if log_tail is None:
-        log_tail = _log_normal_tail(np.abs(t))
-    return np.copysign(-(log_tail + _LN2) / _LN10, t)
-
-
-def _signed_log10_p_and_slope(t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    magnitude = np.abs(t)
-    log_tail = _log_normal_tail(magnitude)
-    # d/dt of -log10(2 Phi(-|t|)) is phi(t) / (Phi(-|t|) ln 10), formed in logs to stay finite.
-    slope = np.exp(-0.5 * magnitude**2 - _LOG_SQRT_2PI - log_tail) / _LN10
-    return _signed_log10_p(t, log_tail), slope
-
-
-def _t_from_signed_log10_p(y: np.ndarray) -> np.ndarray:
-    """Inverse of :func:`_signed_log10_p`."""
-    return np.copysign(-ndtri_exp(-np.abs(y) * _LN10 - _LN2), y)
 
 
 def _gene_indices(n_genes: int | None) -> np.ndarray:
@@ -354,7 +318,7 @@ def _gene_responsiveness(gene_idx: np.ndarray) -> np.ndarray:
     that move on average also move most from compound to compound (on real data the per-gene std
     over the NK rows correlates at 0.9 with the NK mean's magnitude).
     """
-    t_means = _t_from_signed_log10_p(celltype_means()[list(LYMPHOID_CELL_TYPES)].to_numpy())
+    t_means = z_from_signed_log10_p(celltype_means()[list(LYMPHOID_CELL_TYPES)].to_numpy())
     responsiveness = np.sqrt((t_means**2).mean(axis=1)) + RESPONSIVENESS_FLOOR
     return (responsiveness / responsiveness.mean()).astype(np.float32)[gene_idx]
 
@@ -452,11 +416,11 @@ def _add_generic_response(
     inverse transform of the target: the mean is monotone in G, so they converge quickly.
     """
     calibration_t, weight = t_value[calibration_rows], strength[calibration_rows, None]
-    generic = _t_from_signed_log10_p(target_mean).astype(np.float32) / np.float32(weight.mean())
+    generic = z_from_signed_log10_p(target_mean).astype(np.float32) / np.float32(weight.mean())
     for _ in range(CALIBRATION_STEPS):
-        value, slope = _signed_log10_p_and_slope(calibration_t + weight * generic)
+        value, slope = signed_log10_p_and_slope(calibration_t + weight * generic)
         generic += (target_mean - value.mean(axis=0)) / (weight * slope).mean(axis=0)
-    return _signed_log10_p(t_value + strength[:, None] * generic)
+    return signed_log10_p(t_value + strength[:, None] * generic)
 
 
 def _pair_rows(
