@@ -97,11 +97,8 @@ def run_agreement(variants, schemes, models, *, demo_genes: int | None = None, r
                     save_run(result, store)
                 scores = result.meta["scores"]
                 test = hidden_test_score(truth, result.test)
-                rows.append({
-                    "variant": variant, "scheme": scheme, "model": model,
-                    "cv": scores["overall"], "cv_rel": scores["relative_to_zeros"],
-                    "test": test, "test_rel": test / zeros_test, "seconds": time.perf_counter() - started, "recipe": False,
-                })
+                rows.append(_score_row(variant, scheme, model, scores["overall"], scores["relative_to_zeros"], test, zeros_test,
+                                       time.perf_counter() - started, recipe=False))
                 say(f"{variant:>12} {scheme:>17} {model:>16}: CV {scores['relative_to_zeros']:.3f}, test {test / zeros_test:.3f} x zeros")
         if recipe is not None:
             rows += _recipe_rows(dataset, recipe, store, variant, truth, zeros_test, say)
@@ -116,6 +113,13 @@ def run_agreement(variants, schemes, models, *, demo_genes: int | None = None, r
     return AgreementResult(scores=scores, spearman=spearman)
 
 
+def _score_row(variant: str, scheme: str, model: str, cv: float, cv_rel: float, test: float, zeros_test: float, seconds: float,
+               *, recipe: bool) -> dict:
+    """One row of :attr:`AgreementResult.scores` (``gap`` is added for all rows at once)."""
+    return {"variant": variant, "scheme": scheme, "model": model, "cv": cv, "cv_rel": cv_rel, "test": test,
+            "test_rel": test / zeros_test, "seconds": seconds, "recipe": recipe}
+
+
 def _recipe_rows(dataset, recipe, store: Path, variant: str, truth: np.ndarray, zeros_test: float, say) -> list[dict]:
     import tempfile
 
@@ -128,20 +132,14 @@ def _recipe_rows(dataset, recipe, store: Path, variant: str, truth: np.ndarray, 
     zeros_cv = outcome.members[0].meta["scores"]["zeros"]
     test = hidden_test_score(truth, outcome.blend.test)
     say(f"{variant:>12} {recipe.scheme:>17} {RECIPE_BLEND:>16}: nested {scores['nested'] / zeros_cv:.3f}, test {test / zeros_test:.3f} x zeros ({scores['chosen']})")
-    rows = [{
-        "variant": variant, "scheme": recipe.scheme, "model": RECIPE_BLEND, "cv": scores["nested"],
-        "cv_rel": scores["nested"] / zeros_cv, "test": test, "test_rel": test / zeros_test,
-        "seconds": time.perf_counter() - started, "recipe": True,
-    }]
+    rows = [_score_row(variant, recipe.scheme, RECIPE_BLEND, scores["nested"], scores["nested"] / zeros_cv, test, zeros_test,
+                       time.perf_counter() - started, recipe=True)]
     # Members with overrides are models of their own; each gets a row (the study's models already have theirs).
     for member, prediction in zip(outcome.members, outcome.blend.members.test):  # dataset.test order
         if member.label != member.model:
-            member_test = hidden_test_score(truth, prediction)
-            rows.append({
-                "variant": variant, "scheme": recipe.scheme, "model": member.label, "cv": member.meta["scores"]["overall"],
-                "cv_rel": member.meta["scores"]["relative_to_zeros"], "test": member_test, "test_rel": member_test / zeros_test,
-                "seconds": member.seconds, "recipe": True,
-            })
+            member_scores = member.meta["scores"]
+            rows.append(_score_row(variant, recipe.scheme, member.label, member_scores["overall"], member_scores["relative_to_zeros"],
+                                   hidden_test_score(truth, prediction), zeros_test, member.seconds, recipe=True))
     return rows
 
 
