@@ -95,12 +95,12 @@ def load_recipe(path: Path | str, *, configs_dir: Path = Path("configs"), overri
     seeds = [int(s) for s in raw.get("seeds") or [0]]
     members, labels = [], []
     for position, entry in enumerate(entries):
-        label = f"{path}: member {position + 1}"
+        where = f"{path}: member {position + 1}"
         if not isinstance(entry, dict) or "model" not in entry:
-            raise ConfigError(f"{label}: needs model = \"<registered model>\"")
+            raise ConfigError(f"{where}: needs model = \"<registered model>\"")
         unknown = sorted(set(entry) - MEMBER_KEYS)
         if unknown:
-            raise ConfigError(f"{label} ({entry['model']}): unknown key(s) {unknown}; known: {sorted(MEMBER_KEYS)}")
+            raise ConfigError(f"{where} ({entry['model']}): unknown key(s) {unknown}; known: {sorted(MEMBER_KEYS)}")
         cv_overrides = [f'cv.scheme="{scheme}"', f"cv.seed={seeds[0]}", f"cv.seeds={seeds if len(seeds) > 1 else []}"]
         try:
             config = load_config(
@@ -108,7 +108,7 @@ def load_recipe(path: Path | str, *, configs_dir: Path = Path("configs"), overri
             )
             build_model(config, seeds[0])
         except PerturbkitError as exc:
-            raise ConfigError(f"{label} ({entry['model']}): {exc}") from exc
+            raise ConfigError(f"{where} ({entry['model']}): {exc}") from exc
         members.append(without_tune(config))
         labels.append(" ".join([entry["model"], *entry.get("set", [])]))
     from perturbkit.blend import BlendOptions
