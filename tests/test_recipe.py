@@ -65,11 +65,12 @@ def test_recipe_reruns_a_member_whose_config_changed(small_dataset, tmp_path):
     assert [o.reused for o in changed.members] == [True, False]
 
 
-def test_recipe_members_keep_fold_validation_rows_out(small_dataset, tmp_path):
+@pytest.mark.parametrize("shipped", [False, True], ids=["test recipe", "configs/recipe.toml"])
+def test_recipe_members_keep_fold_validation_rows_out(small_dataset, tmp_path, shipped):
     fold_ids = make_splitter("test_like", test_compounds=small_dataset.test["sm_name"].astype(str)).fold_ids(small_dataset.obs)
     planted = small_dataset.targets.copy()
     planted[fold_ids == 0] = 1e4
-    path = _recipe(tmp_path)
+    path = Path("configs/recipe.toml") if shipped else _recipe(tmp_path)
     clean = _run(small_dataset, tmp_path, path, oof="clean")
     dirty = _run(dataclasses.replace(small_dataset, targets=planted), tmp_path, path, oof="planted")
     for a, b in zip(clean.members, dirty.members):
