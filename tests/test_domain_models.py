@@ -129,6 +129,18 @@ def test_transfer_ridge_in_z_space_recovers_a_map_planted_in_z():
     assert errors["z"] < 1e-2 < 0.1 < errors["values"]
 
 
+def test_transfer_ridge_genes_output_recovers_directions_the_pca_drops():
+    """With 8 components over five types' 20 directions, the target type's own loadings are mostly
+    outside the PCA span: predicting its PCA scores cannot recover them, regressing its genes can."""
+    X, y = _planted_world()
+    held_out = (X["cell_type"] == "T").to_numpy() & X["sm_name"].astype(str).isin([f"c{i}" for i in range(20, 30)]).to_numpy()
+    errors = {}
+    for output in ("pca", "genes"):
+        model = create_model("transfer_ridge", n_components=8, alphas=[1e-6, 1e-3, 1.0], output_space=output).fit(X[~held_out], y[~held_out])
+        errors[output] = np.linalg.norm(model.predict(X[held_out]) - y[held_out]) / np.linalg.norm(y[held_out] - y[held_out].mean(axis=0))
+    assert errors["genes"] < 1e-2 < 0.1 < errors["pca"]
+
+
 def test_z_transform_round_trips_signed_log10_p():
     z = np.array([-40.0, -8.0, -1.0, -1e-3, 0.0, 2.5, 12.0, 37.0])
     y = signed_log10_p(z)
@@ -215,6 +227,7 @@ def test_pseudo_labels_never_come_from_a_folds_validation_rows(small_dataset):
         ("transfer_ridge", {"min_source_coverage": 1.5}, InvalidParameterError),
         ("transfer_ridge", {"alphas": [1.0, -1.0]}, ValueError),
         ("transfer_ridge", {"target_space": "log"}, InvalidParameterError),
+        ("transfer_ridge", {"output_space": "cells"}, InvalidParameterError),
         ("lowrank", {"reg": 0.0}, InvalidParameterError),
         ("lowrank", {"rank": -1}, InvalidParameterError),
         ("lowrank", {"chemistry": "yes"}, InvalidParameterError),

@@ -31,6 +31,11 @@ Everything is fitted in ``fit`` on the rows given (a fold's training rows):
 (:mod:`perturbkit.transforms`), where a response scales linearly with effect size, and maps the
 predictions back: the same map with other errors, a blend member beside the default.
 
+``output_space = "genes"`` keeps the inputs in the PCA space but regresses ``t``'s whole gene
+profile on them (a prediction is then a weighted sum of ``t``'s examples' profiles): directions
+only ``t`` shows, which a PCA fitted mostly on lymphoid rows drops, stay in reach, and
+leave-one-out weighs every gene's error, which on z scores favours stronger shrinkage.
+
 A compound with no rows outside ``t`` gets ``t``'s mean profile; a cell type without enough
 examples (``MIN_EXAMPLES``) gets its mean, an unseen cell type the gene-wise mean.
 """
@@ -67,16 +72,19 @@ class TransferRidge(RegressorMixin, BaseEstimator):
         "residual_mean": ["boolean"],
         "fit_intercept": ["boolean"],
         "target_space": [StrOptions({"values", "z"})],
+        "output_space": [StrOptions({"pca", "genes"})],
     }
 
     def __init__(self, n_components: int = 32, alphas=DEFAULT_ALPHAS, min_source_coverage: float = 0.5, residual_mean: bool = True,
-                 fit_intercept: bool = False, target_space: str = "values"):
+                 fit_intercept: bool = False, target_space: str = "values",
+                 output_space: str = "pca"):
         self.n_components = n_components
         self.alphas = alphas
         self.min_source_coverage = min_source_coverage
         self.residual_mean = residual_mean
         self.fit_intercept = fit_intercept
         self.target_space = target_space
+        self.output_space = output_space
 
     def fit(self, X: pd.DataFrame, y) -> TransferRidge:
         self._validate_params()
@@ -123,10 +131,21 @@ class TransferRidge(RegressorMixin, BaseEstimator):
             inputs = self._inputs(examples, t, sources)
             # strengths relative to the inputs' energy, so one grid serves any data scale
             scale = max(np.square(inputs - inputs.mean(axis=0)).sum() / len(inputs), np.finfo(np.float64).tiny)
-            ridge = RidgeCV(alphas=alphas * scale, fit_intercept=self.fit_intercept).fit(inputs, self.profiles_[examples, t])
+            outputs = self._gene_profiles(y, cell_codes == t, compound_codes, examples) if self.output_space == "genes" \
+                else self.profiles_[examples, t]
+            ridge = RidgeCV(alphas=alphas * scale, fit_intercept=self.fit_intercept).fit(inputs, outputs)
             self.sources_[t], self.ridges_[t] = sources, ridge
             self.alpha_[str(self.cell_types_[t])] = float(ridge.alpha_ / scale)
         return self
+
+    @staticmethod
+    def _gene_profiles(y: np.ndarray, in_target: np.ndarray, compound_codes: np.ndarray, examples: np.ndarray) -> np.ndarray:
+        """Each example compound's mean gene profile over its rows in the target cell type."""
+        rows = np.flatnonzero(in_target & np.isin(compound_codes, examples))
+        position = np.searchsorted(examples, compound_codes[rows])
+        sums = np.zeros((len(examples), y.shape[1]))
+        np.add.at(sums, position, y[rows])
+        return sums / np.bincount(position, minlength=len(examples))[:, None]
 
     def _inputs(self, compounds: np.ndarray, target: int, sources: list[int]) -> np.ndarray:
         """Concatenated source profiles of the compounds; a missing one is the source's mean + the compound's deviation."""
@@ -156,8 +175,9 @@ class TransferRidge(RegressorMixin, BaseEstimator):
             if not known.any():
                 continue
             codes = compound_codes[rows][known]
-            scores = self.ridges_[t].predict(self._inputs(codes, t, self.sources_[t]))
-            prediction[rows[known]] = self.pca_.inverse_transform(scores - self.origin_) + self.type_residuals_[t]
+            mapped = self.ridges_[t].predict(self._inputs(codes, t, self.sources_[t]))
+            prediction[rows[known]] = mapped if self.output_space == "genes" \
+                else self.pca_.inverse_transform(mapped - self.origin_) + self.type_residuals_[t]
         if self.target_space == "z":
             prediction = signed_log10_p(prediction.astype(np.float64))
         return prediction.astype(np.float32)
