@@ -52,6 +52,17 @@ def test_same_seed_same_predictions(small_dataset, name):
     np.testing.assert_array_equal(first.predict(X), second.predict(X))
 
 
+@pytest.mark.parametrize("space", ["values", "z"])
+def test_transfer_ridge_genes_output_shapes_and_determinism(small_dataset, space):
+    params = {**SMALL["transfer_ridge"], "output_space": "genes", "target_space": space}
+    first, second = (_fit(create_model("transfer_ridge", **params), small_dataset) for _ in range(2))
+    for frame in (small_dataset.obs[COLUMNS], small_dataset.test[COLUMNS]):
+        prediction = first.predict(frame)
+        assert prediction.shape == (len(frame), small_dataset.n_genes)
+        assert prediction.dtype == np.float32 and np.isfinite(prediction).all()
+        np.testing.assert_array_equal(prediction, second.predict(frame))
+
+
 def test_lowrank_seed_matters(small_dataset):
     X = small_dataset.test[COLUMNS]
     predictions = [_fit(create_model("lowrank", **SMALL["lowrank"], random_state=s), small_dataset).predict(X) for s in (0, 1)]
