@@ -35,6 +35,7 @@ predictions back: the same map with other errors, a blend member beside the defa
 profile on them (a prediction is then a weighted sum of ``t``'s examples' profiles): directions
 only ``t`` shows, which a PCA fitted mostly on lymphoid rows drops, stay in reach, and
 leave-one-out weighs every gene's error, which on z scores favours stronger shrinkage.
+``residual_mean`` has nothing to add there.
 
 A compound with no rows outside ``t`` gets ``t``'s mean profile; a cell type without enough
 examples (``MIN_EXAMPLES``) gets its mean, an unseen cell type the gene-wise mean.
@@ -114,7 +115,7 @@ class TransferRidge(RegressorMixin, BaseEstimator):
 
         self.gene_mean_ = y.mean(axis=0)
         self.type_profiles_ = np.stack([y[cell_codes == k].mean(axis=0) for k in range(n_cells)])
-        if self.residual_mean:
+        if self.residual_mean and self.output_space == "pca":  # a genes-output map has no part outside the span
             residual = y - self.pca_.inverse_transform(scores - self.origin_)
             self.type_residuals_ = np.stack([residual[cell_codes == k].mean(axis=0) for k in range(n_cells)])
         else:
