@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
-from perturbkit.agreement import RECIPE_BLEND, hidden_truth, run_agreement, hidden_test_score, write_agreement
-from perturbkit.data import load
-from perturbkit.data.demo import list_variants
+from perturbkit.agreement import RECIPE_BLEND, hidden_truth, run_agreement, write_agreement
+from perturbkit.data import load, resolve_data_dir
+from perturbkit.data.demo import PUBLIC_FILE, list_variants
 from perturbkit.recipe import load_recipe
 
 GENES = 60
@@ -21,12 +22,20 @@ def demo_root(tmp_path_factory):
         yield root
 
 
-def test_hidden_truth_is_aligned_and_zeros_score_its_rms(demo_root):
+def test_hidden_truth_is_aligned_and_scores_only_the_private_rows(demo_root):
     variant = list_variants()[0]
-    dataset = load(f"demo:{variant}", demo_genes=GENES)
-    truth = hidden_truth(f"demo:{variant}", dataset, demo_genes=GENES)
-    assert truth.shape == (len(dataset.test), GENES)
-    assert hidden_test_score(truth, np.zeros_like(truth)) == pytest.approx(np.sqrt((truth.astype(np.float64) ** 2).mean(axis=1)).mean())
+    data = f"demo:{variant}"
+    dataset = load(data, demo_genes=GENES)
+    hidden = hidden_truth(data, dataset, demo_genes=GENES)
+    assert hidden.truth.shape == (len(dataset.test), GENES)
+    public = set(pd.read_csv(resolve_data_dir(data, demo_genes=GENES) / PUBLIC_FILE)["id"])
+    np.testing.assert_array_equal(hidden.private, ~dataset.test["id"].isin(public).to_numpy())
+    assert 0 < (~hidden.private).sum() < hidden.private.sum()
+    rms = np.sqrt((hidden.truth.astype(np.float64) ** 2).mean(axis=1))
+    assert hidden.score(np.zeros_like(hidden.truth)) == pytest.approx(rms[hidden.private].mean())
+    # A prediction that is perfect on the public rows only scores like zeros there: the public rows never count.
+    public_only = np.where(hidden.private[:, None], 0.0, hidden.truth)
+    assert hidden.score(public_only) == pytest.approx(hidden.score(np.zeros_like(hidden.truth)))
 
 
 def test_study_reports_spearman_per_scheme_and_variant_and_the_recipe_blend(demo_root, tmp_path):

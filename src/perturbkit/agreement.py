@@ -1,7 +1,8 @@
 """Does CV rank models like the test? The agreement study, on demo worlds whose test truth is known.
 
 For each demo variant and each CV scheme, every model is cross-validated through the harness and
-its fold-averaged test predictions are scored against the world's hidden ``test_truth.parquet``.
+its fold-averaged test predictions are scored against the world's hidden ``test_truth.parquet``, on
+its private rows (those outside ``public_test.csv``, the rows its public leaderboard scores).
 Per (variant, scheme) the study reports Spearman's rank correlation between the models' CV and
 test MRRMSE (does the scheme pick the right model?) and per model the CV-to-test gap, both as
 ratios to predicting zeros on the same rows. With a recipe, the recipe's blend is scored too, and
@@ -55,18 +56,33 @@ def _markdown_table(frame: pd.DataFrame, *, index_name: str) -> list[str]:
     return lines
 
 
-def hidden_truth(data: str, dataset, *, demo_genes: int | None) -> np.ndarray:
-    """The world's test truth aligned to ``dataset.test`` (rows) and ``dataset.genes`` (columns)."""
-    keys, genes, values = read_truth(resolve_data_dir(data, demo_genes=demo_genes) / "test_truth.parquet")
+@dataclass(frozen=True)
+class HiddenTest:
+    """A demo world's test truth aligned to ``dataset.test`` (rows) and ``dataset.genes`` (columns).
+
+    Scores use the private rows only: the public ones (``public_test.csv``) may have set a
+    recipe's leaderboard factor, as Kaggle's public leaderboard would.
+    """
+
+    truth: np.ndarray
+    private: np.ndarray  # bool per test row
+
+    def score(self, prediction: np.ndarray) -> float:
+        return float(rowwise_rmse(self.truth[self.private], np.asarray(prediction)[self.private]).mean())
+
+
+def hidden_truth(data: str, dataset, *, demo_genes: int | None) -> HiddenTest:
+    """The world's hidden test (``test_truth.parquet``) with its private rows (all rows without ``public_test.csv``)."""
+    from perturbkit.data.demo import PUBLIC_FILE
+
+    world = resolve_data_dir(data, demo_genes=demo_genes)
+    keys, genes, values = read_truth(world / "test_truth.parquet")
     rows = pd.Index(keys["id"]).get_indexer(dataset.test["id"])
     columns = pd.Index(genes).get_indexer(list(dataset.genes))
     if (rows < 0).any() or (columns < 0).any():
         raise ValueError(f"{data}: test_truth.parquet does not cover the test ids and genes of id_map.csv / de_train")
-    return values[np.ix_(rows, columns)]
-
-
-def hidden_test_score(truth: np.ndarray, prediction: np.ndarray) -> float:
-    return float(rowwise_rmse(truth, prediction).mean())
+    public = pd.read_csv(world / PUBLIC_FILE)["id"] if (world / PUBLIC_FILE).is_file() else []
+    return HiddenTest(truth=values[np.ix_(rows, columns)], private=~dataset.test["id"].isin(public).to_numpy())
 
 
 RECIPE_BLEND = "recipe blend"
@@ -86,8 +102,8 @@ def run_agreement(variants, schemes, models, *, demo_genes: int | None = None, r
     for variant in variants:
         data = f"demo:{variant}"
         dataset = load(data, demo_genes=demo_genes)
-        truth = hidden_truth(data, dataset, demo_genes=demo_genes)
-        zeros_test = hidden_test_score(truth, np.zeros_like(truth))
+        hidden = hidden_truth(data, dataset, demo_genes=demo_genes)
+        zeros_test = hidden.score(np.zeros_like(hidden.truth))
         store = Path(oof_root) / variant if oof_root is not None else None
         for scheme in schemes:
             for model in models:
@@ -96,12 +112,12 @@ def run_agreement(variants, schemes, models, *, demo_genes: int | None = None, r
                 if store is not None:
                     save_run(result, store)
                 scores = result.meta["scores"]
-                test = hidden_test_score(truth, result.test)
+                test = hidden.score(result.test)
                 rows.append(_score_row(variant, scheme, model, scores["overall"], scores["relative_to_zeros"], test, zeros_test,
                                        time.perf_counter() - started, recipe=False))
                 say(f"{variant:>12} {scheme:>17} {model:>16}: CV {scores['relative_to_zeros']:.3f}, test {test / zeros_test:.3f} x zeros")
         if recipe is not None:
-            rows += _recipe_rows(dataset, recipe, store, variant, truth, zeros_test, say)
+            rows += _recipe_rows(dataset, recipe, store, variant, hidden, zeros_test, say)
     scores = pd.DataFrame(rows)
     scores["gap"] = scores["cv_rel"] - scores["test_rel"]
     # The recipe's rows exist under its scheme only, so they stay out of the schemes' comparison.
@@ -120,7 +136,7 @@ def _score_row(variant: str, scheme: str, model: str, cv: float, cv_rel: float, 
             "test_rel": test / zeros_test, "seconds": seconds, "recipe": recipe}
 
 
-def _recipe_rows(dataset, recipe, store: Path, variant: str, truth: np.ndarray, zeros_test: float, say) -> list[dict]:
+def _recipe_rows(dataset, recipe, store: Path, variant: str, hidden: HiddenTest, zeros_test: float, say) -> list[dict]:
     import tempfile
 
     from perturbkit.recipe import run_recipe
@@ -130,7 +146,7 @@ def _recipe_rows(dataset, recipe, store: Path, variant: str, truth: np.ndarray, 
         outcome = run_recipe(dataset, recipe, oof_root=store, submissions=submissions, dataset_id=variant, say=lambda message: None)
     scores = outcome.blend.scores
     zeros_cv = outcome.members[0].meta["scores"]["zeros"]
-    test = hidden_test_score(truth, outcome.blend.test)
+    test = hidden.score(outcome.blend.test)
     say(f"{variant:>12} {recipe.scheme:>17} {RECIPE_BLEND:>16}: nested {scores['nested'] / zeros_cv:.3f}, test {test / zeros_test:.3f} x zeros ({scores['chosen']})")
     rows = [_score_row(variant, recipe.scheme, RECIPE_BLEND, scores["nested"], scores["nested"] / zeros_cv, test, zeros_test,
                        time.perf_counter() - started, recipe=True)]
@@ -139,7 +155,7 @@ def _recipe_rows(dataset, recipe, store: Path, variant: str, truth: np.ndarray, 
         if member.label != member.model:
             member_scores = member.meta["scores"]
             rows.append(_score_row(variant, recipe.scheme, member.label, member_scores["overall"], member_scores["relative_to_zeros"],
-                                   hidden_test_score(truth, prediction), zeros_test, member.seconds, recipe=True))
+                                   hidden.score(prediction), zeros_test, member.seconds, recipe=True))
     return rows
 
 

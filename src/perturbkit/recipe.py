@@ -22,7 +22,7 @@ from perturbkit.data import Dataset
 from perturbkit.errors import ConfigError, PerturbkitError
 from perturbkit.folds import folds_frame, folds_hash
 
-RECIPE_KEYS = {"scheme", "seeds", "members", "blend"}
+RECIPE_KEYS = {"scheme", "seeds", "members", "blend", "leaderboard"}
 MEMBER_KEYS = {"model", "set"}
 
 
@@ -38,6 +38,7 @@ class Recipe:
     labels: list[str]  # per member: the model and its overrides, e.g. 'transfer_ridge params.n_components=64'
     blend: dict  # BlendOptions values
     source: str
+    leaderboard: bool = False  # scale the test rows by public-leaderboard probes (perturbkit.blend.leaderboard)
 
 
 @dataclass
@@ -75,6 +76,7 @@ class RecipeResult:
         nested = scores["nested"]
         rel = f"{nested / zeros:>6.3f}" if nested is not None and zeros else f"{'':>6}"
         lines.append(f"{'blend (nested)':<{width}} {nested if nested is not None else float('nan'):>8.4f} {rel} {'':>7}  written: {scores['chosen']}")
+        lines.extend(self.notes)
         lines.append(f"total {self.seconds:.1f} s; files: " + ", ".join(str(p) for p in self.files.values()))
         return "\n".join(lines)
 
@@ -115,7 +117,11 @@ def load_recipe(path: Path | str, *, configs_dir: Path = Path("configs"), overri
 
     blend = dict(raw.get("blend", {}))
     BlendOptions.from_dict(blend)  # a bad blend option fails before any fit
-    return Recipe(scheme=scheme, seeds=seeds, members=members, labels=labels, blend=blend, source=str(path))
+    leaderboard = raw.get("leaderboard", False)
+    if not isinstance(leaderboard, bool):
+        raise ConfigError(f"{path}: leaderboard must be true or false, got {leaderboard!r}")
+    return Recipe(scheme=scheme, seeds=seeds, members=members, labels=labels, blend=blend, source=str(path),
+                  leaderboard=leaderboard)
 
 
 def _expected_folds_hash(dataset: Dataset, config: dict) -> str:
@@ -147,6 +153,8 @@ def run_recipe(
 ) -> RecipeResult:
     """Cross-validate (or reuse) each member, blend them, write ``<submissions>/blend.*``."""
     from perturbkit.blend import BlendOptions, blend_runs, write_blend
+    from perturbkit.blend.core import with_leaderboard_scale
+    from perturbkit.blend.leaderboard import leaderboard_scale
     from perturbkit.report.plots import loss_curve_pngs
 
     started = time.perf_counter()
@@ -174,5 +182,11 @@ def run_recipe(
     if len(outcomes) == 1:
         raise RecipeError(f"{recipe.source}: a blend needs at least two members")
     blend = blend_runs([o.run_dir for o in outcomes], dataset, BlendOptions.from_dict(recipe.blend))
+    notes = []
+    if recipe.leaderboard:
+        scale, note = leaderboard_scale(blend, dataset, submissions)
+        notes.append(note)
+        if scale is not None:
+            blend = with_leaderboard_scale(blend, scale)
     files = write_blend(blend, dataset, submissions, "blend", dataset_id=dataset_id)
-    return RecipeResult(members=outcomes, blend=blend, files=files, seconds=time.perf_counter() - started)
+    return RecipeResult(members=outcomes, blend=blend, files=files, seconds=time.perf_counter() - started, notes=notes)

@@ -165,6 +165,7 @@ class BlendResult:
     nested_fits: dict[int, Fit] = field(default_factory=dict)
     seconds: dict = field(default_factory=dict)
     gene_range: tuple | None = None
+    leaderboard: object = None  # perturbkit.blend.leaderboard.LeaderboardScale, when the test scale came from probes
     choice: dict = field(default_factory=lambda: {"chosen": CHOICES[0], "nested": {}, "reason": "no nested score (nested = false)"})
 
     @property
@@ -243,6 +244,10 @@ class BlendResult:
         scales = "".join(f"{self.fit.scale[k]:>16.3f}" for k in sets)
         if self.options.scale:
             lines.append(f"{'  scale':<{width}}{scales}")
+        if self.leaderboard is not None:
+            probes = ", ".join(f"x{s:g} {v:.4f}" for s, v in self.leaderboard.scores.items())
+            lines.append(f"test rows x {self.leaderboard.factor:.3f} from public-leaderboard probes ({probes}; "
+                         f"{self.leaderboard.source}); the recorded scales include it")
         if "in_sample_unclipped" in scores:
             lines.append(f"{'tuned blend, unclipped':<{width}}{blank}{scores['in_sample_unclipped']:>11.4f}{'':>9}")
         nested = f"{scores['nested']:>9.4f}" if nested_available else f"{'-':>9}"
@@ -327,6 +332,7 @@ class BlendResult:
             "test_rows": int(len(self.members.test_ids)),
             "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
         })
+        record["leaderboard"] = None if self.leaderboard is None else self.leaderboard.to_json()
         if dataset is not None:
             record["data_source"] = dataset.source
         return record
@@ -428,17 +434,13 @@ def blend_members(members: Members, dataset: Dataset, options: BlendOptions = Bl
     else:
         table["blend"] = unclipped
 
-    test_weights, test_scale = fit.params_for(members.test_groups)
-    test = combine(members.test, test_weights, test_scale)
-    if options.clip:
-        test = np.clip(test, *ranges[None])
     result = BlendResult(
         members=members,
         options=options,
         fit=fit,
         rows=table,
         oof=oof,
-        test=test,
+        test=_test_predictions(members, fit, ranges[None] if ranges else None),
         correlation=objective.residual_correlation(gram),
         nested_fits=nested_fits,
         seconds=timings,
@@ -447,3 +449,20 @@ def blend_members(members: Members, dataset: Dataset, options: BlendOptions = Bl
     if choice is not None:
         result.choice = choice
     return result
+
+
+def _test_predictions(members: Members, fit: Fit, gene_range) -> np.ndarray:
+    weights, scale = fit.params_for(members.test_groups)
+    test = combine(members.test, weights, scale)
+    return test if gene_range is None else np.clip(test, *gene_range)
+
+
+def with_leaderboard_scale(result: BlendResult, leaderboard) -> BlendResult:
+    """The blend with every scale multiplied by a leaderboard factor (:mod:`perturbkit.blend.leaderboard`).
+
+    The test predictions (and the record's scales, so a kernel reproduces them) change; the OOF
+    rows and every CV score stay as fitted, since the factor comes from public test rows.
+    """
+    fit = dataclasses.replace(result.fit, scale={k: v * leaderboard.factor for k, v in result.fit.scale.items()})
+    return dataclasses.replace(result, fit=fit, test=_test_predictions(result.members, fit, result.gene_range),
+                               leaderboard=leaderboard)

@@ -3,8 +3,9 @@
 The real target values cannot be downloaded, so :func:`generate_demo` writes Kaggle's file set for
 the real 614 training pairs, 255 test pairs and 18,211 genes -- ``de_train.parquet``,
 ``id_map.csv`` (Kaggle's own bytes), ``sample_submission.csv`` -- plus ``test_truth.parquet``, the
-hidden truth of the test rows drawn from the same model. :func:`demo_dir` caches worlds on disk
-(``<variant>_genes-<n>_seed-<s>_v<GENERATOR_VERSION>``); ``--data demo:NAME`` loads variant NAME.
+hidden truth of the test rows drawn from the same model, and ``public_test.csv``, the ids of the rows
+its public leaderboard scores (:mod:`perturbkit.blend.leaderboard`; the rest are private).
+:func:`demo_dir` caches worlds on disk (``<variant>_genes-<n>_seed-<s>_v<GENERATOR_VERSION>``); ``--data demo:NAME`` loads variant NAME.
 A toolkit tuned on one generator learns that generator, so :func:`list_variants` names worlds that
 differ in *how* a compound's lymphoid response becomes its B/Myeloid response, all calibrated to
 the same public facts (:func:`calibration`).
@@ -148,9 +149,11 @@ from perturbkit.data.wide import wide_table
 from perturbkit.errors import PerturbkitError
 from perturbkit.transforms import signed_log10_p, signed_log10_p_and_slope, z_from_signed_log10_p
 
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 DEFAULT_VARIANT = "default"
-DEMO_FILES: tuple[str, ...] = ("de_train.parquet", "id_map.csv", "sample_submission.csv", "test_truth.parquet")
+PUBLIC_FILE = "public_test.csv"
+PUBLIC_SHARE = 0.25  # of the test compounds; Kaggle does not publish its public/private split
+DEMO_FILES: tuple[str, ...] = ("de_train.parquet", "id_map.csv", "sample_submission.csv", "test_truth.parquet", PUBLIC_FILE)
 
 
 class UnknownVariantError(PerturbkitError, ValueError):
@@ -438,8 +441,9 @@ def generate_demo(
     """Write Kaggle's file set for a demo world into ``out_dir`` (created or overwritten) and return it.
 
     Files: ``de_train.parquet`` (the 614 real training pairs), ``id_map.csv`` (Kaggle's own),
-    ``sample_submission.csv`` (zeros) and ``test_truth.parquet`` (the hidden truth of the 255 test
-    rows, float32). ``n_genes`` keeps that many evenly spaced genes (alphabetical order) instead of
+    ``sample_submission.csv`` (zeros), ``test_truth.parquet`` (the hidden truth of the 255 test
+    rows, float32) and ``public_test.csv`` (the ids of the public-leaderboard rows: every test row of
+    a random quarter of the test compounds; the rest are the private rows). ``n_genes`` keeps that many evenly spaced genes (alphabetical order) instead of
     all 18,211; ``variant`` names the world's structure (:func:`list_variants`). The same
     ``(variant, n_genes, seed)`` always gives the same values. An unknown variant writes nothing.
     """
@@ -462,7 +466,15 @@ def generate_demo(
         resources.files("perturbkit.data").joinpath("layout", "id_map.csv").read_bytes()
     )
     _write_zero_submission(test["id"], genes, out_dir / "sample_submission.csv")
+    test.loc[_public_rows(test, seed), ["id"]].to_csv(out_dir / PUBLIC_FILE, index=False)
     return out_dir
+
+
+def _public_rows(test: pd.DataFrame, seed: int) -> np.ndarray:
+    """The public-leaderboard rows: every test row of a random ``PUBLIC_SHARE`` of the test compounds."""
+    names = np.sort(test["sm_name"].unique())
+    public = _rng(seed, "public leaderboard").permutation(names)[: round(PUBLIC_SHARE * len(names))]
+    return test["sm_name"].isin(public).to_numpy()
 
 
 def _write_table(obs: pd.DataFrame, values: np.ndarray, genes: list[str], path: Path) -> None:

@@ -1,0 +1,182 @@
+"""Public-leaderboard probes: the factor they give, the demo's public rows, and the recipe's two real-data steps."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from perturbkit.blend.leaderboard import (
+    FACTOR_RANGE,
+    PROBE_SCALES,
+    PROBES_FILE,
+    LeaderboardError,
+    blend_digest,
+    factor_from_scores,
+    read_probes,
+)
+from perturbkit.data import load_dataset
+from perturbkit.data.demo import PUBLIC_FILE
+from perturbkit.errors import ConfigError
+from perturbkit.metrics import rowwise_rmse
+from perturbkit.recipe import load_recipe, run_recipe
+from perturbkit.submit import read_truth
+
+RECIPE = """
+scheme = "test_like"
+leaderboard = {leaderboard}
+
+[[members]]
+model = "compound_mean"
+
+[[members]]
+model = "transfer_ridge"
+set = ["params.n_components=4"]
+
+[blend]
+method = "slsqp"
+scale = true
+"""
+
+
+def _public_mrrmse(truth, prediction, scale):
+    return float(rowwise_rmse(truth, scale * prediction).mean())
+
+
+def test_one_row_gives_the_exact_least_squares_factor():
+    rng = np.random.default_rng(0)
+    truth = rng.normal(size=(1, 500))
+    prediction = 2.5 * truth + rng.normal(size=(1, 500))
+    scores = {s: _public_mrrmse(truth, prediction, s) for s in PROBE_SCALES}
+    exact = float((truth * prediction).sum() / (prediction**2).sum())
+    assert factor_from_scores(scores) == pytest.approx(exact, rel=1e-9)
+
+
+def test_many_rows_give_a_factor_near_the_best_one():
+    rng = np.random.default_rng(1)
+    strength = rng.lognormal(sigma=0.8, size=(80, 1))
+    truth = strength * rng.normal(size=(80, 300))
+    prediction = 1.6 * truth + strength * rng.normal(size=(80, 300))
+    factor = factor_from_scores({s: _public_mrrmse(truth, prediction, s) for s in PROBE_SCALES})
+    grid = np.linspace(0, 1, 1001)
+    best = grid[np.argmin([_public_mrrmse(truth, prediction, s) for s in grid])]
+    assert factor == pytest.approx(best, abs=0.02)
+    assert _public_mrrmse(truth, prediction, factor) < _public_mrrmse(truth, prediction, 1.0)
+
+
+@pytest.mark.parametrize("scores, message", [
+    ({0.0: 1.5, 1.0: 1.2}, "at least 3"),
+    ({0.0: 1.0, 0.5: 1.4, 1.0: 1.5}, "convex"),
+    ({0.0: 1.0, 0.5: float("nan"), 1.0: 1.5}, "finite"),
+])
+def test_unusable_scores_are_refused(scores, message):
+    with pytest.raises(LeaderboardError, match=message):
+        factor_from_scores(scores)
+
+
+def test_factor_stays_in_range():
+    # Squared scores 4 - 2s + 0.1 s^2: the parabola's minimum (s = 10) lies far beyond the range.
+    scores = {s: float(np.sqrt(4 - 2 * s + 0.1 * s**2)) for s in PROBE_SCALES}
+    assert factor_from_scores(scores) == FACTOR_RANGE[1]
+
+
+def test_probes_file_is_tied_to_its_blend(tmp_path):
+    path = tmp_path / PROBES_FILE
+    path.write_text(json.dumps({"blend_digest": "abc", "scores": {"0": 1.5, "0.5": None, "1": 1.3}}))
+    assert read_probes(path, "abc") is None
+    with pytest.raises(LeaderboardError, match=f"{PROBES_FILE}: the scores are for blend abc, this blend is xyz"):
+        read_probes(path, "xyz")
+    path.write_text(json.dumps({"scores": {"0": 1.5}}))
+    with pytest.raises(LeaderboardError, match=f"{PROBES_FILE}: expected"):
+        read_probes(path, "abc")
+
+
+def test_demo_public_rows_are_a_quarter_of_the_test_compounds(small_world, small_dataset):
+    public = set(pd.read_csv(small_world / PUBLIC_FILE)["id"])
+    test = small_dataset.test
+    is_public = test["id"].isin(public)
+    compounds = test.groupby("sm_name", observed=True)["id"].apply(lambda ids: ids.isin(public).mean())
+    assert set(compounds.unique()) == {0.0, 1.0}  # a compound's rows are all public or all private
+    assert compounds.sum() == round(0.25 * test["sm_name"].nunique())
+    assert 0 < is_public.sum() < len(test)
+
+
+def _recipe(tmp_path, leaderboard: bool):
+    path = tmp_path / f"recipe_{leaderboard}.toml"
+    path.write_text(RECIPE.format(leaderboard=str(leaderboard).lower()))
+    return load_recipe(path)
+
+
+def _run(dataset, tmp_path, recipe, submissions="submissions"):
+    return run_recipe(dataset, recipe, oof_root=tmp_path / "oof", submissions=tmp_path / submissions, dataset_id="test",
+                      say=lambda message: None)
+
+
+def test_recipe_on_a_demo_world_scales_the_test_rows_by_its_public_probes(small_world, small_dataset, tmp_path):
+    plain = _run(small_dataset, tmp_path, _recipe(tmp_path, False), "plain")
+    probed = _run(small_dataset, tmp_path, _recipe(tmp_path, True), "probed")
+    assert all(o.reused for o in probed.members)
+    keys, genes, values = read_truth(small_world / "test_truth.parquet")
+    public_ids = pd.read_csv(small_world / PUBLIC_FILE)["id"]
+    rows = np.flatnonzero(small_dataset.test["id"].isin(public_ids))
+    truth = values[pd.Index(keys["id"]).get_indexer(small_dataset.test["id"].iloc[rows])][:, pd.Index(genes).get_indexer(list(small_dataset.genes))]
+    expected = {s: _public_mrrmse(truth, plain.blend.test[rows].astype(np.float64), s) for s in PROBE_SCALES}
+    board = probed.blend.leaderboard
+    assert board.scores == pytest.approx(expected)
+    assert board.factor == pytest.approx(factor_from_scores(expected))
+    np.testing.assert_allclose(probed.blend.test, board.factor * plain.blend.test, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(probed.blend.oof, plain.blend.oof)  # CV rows are untouched
+    record = json.loads(probed.files["json"].read_text())
+    plain_record = json.loads(plain.files["json"].read_text())
+    assert record["leaderboard"]["factor"] == pytest.approx(board.factor)
+    for cell_type, scale in plain_record["scales"].items():  # a kernel rebuilt from the record applies the factor
+        assert record["scales"][cell_type] == pytest.approx(board.factor * scale)
+    assert "public-leaderboard probes" in probed.blend.table() and "leaderboard: test rows x" in probed.table()
+
+
+def test_recipe_on_real_data_writes_probe_files_then_applies_the_entered_scores(small_world, tmp_path):
+    real = tmp_path / "real"
+    shutil.copytree(small_world, real)
+    truth_path = tmp_path / "truth.parquet"
+    shutil.move(real / "test_truth.parquet", truth_path)  # real data has no truth and no public split
+    (real / PUBLIC_FILE).unlink()
+    dataset = load_dataset(real)
+    recipe = _recipe(tmp_path, True)
+
+    first = _run(dataset, tmp_path, recipe)
+    submissions = tmp_path / "submissions"
+    assert first.blend.leaderboard is None and "enter their public scores" in first.table()
+    request = json.loads((submissions / PROBES_FILE).read_text())
+    assert request["blend_digest"] == blend_digest(first.blend.test)
+    assert set(request["scores"]) == {f"{s:g}" for s in PROBE_SCALES} and not any(request["scores"].values())
+    # Play Kaggle: score each probe file on some "public" rows of the truth.
+    keys, genes, values = read_truth(truth_path)
+    scores = {}
+    for scale, path in request["files"].items():
+        submitted = pd.read_csv(path).set_index("id").loc[keys["id"].iloc[:40], genes].to_numpy()
+        scores[scale] = float(rowwise_rmse(values[:40], submitted).mean())
+    request["scores"] = scores
+    (submissions / PROBES_FILE).write_text(json.dumps(request))
+
+    second = _run(dataset, tmp_path, recipe)
+    assert all(o.reused for o in second.members)
+    factor = factor_from_scores({float(s): v for s, v in scores.items()})
+    assert second.blend.leaderboard.factor == pytest.approx(factor)
+    np.testing.assert_allclose(second.blend.test, factor * first.blend.test, rtol=1e-5, atol=1e-6)
+
+    request["blend_digest"] = "0" * 16
+    (submissions / PROBES_FILE).write_text(json.dumps(request))
+    blend_json = (submissions / "blend.json").read_bytes()
+    with pytest.raises(LeaderboardError, match=PROBES_FILE):
+        _run(dataset, tmp_path, recipe)
+    assert (submissions / "blend.json").read_bytes() == blend_json  # nothing written
+
+
+def test_recipe_leaderboard_must_be_a_boolean(tmp_path):
+    path = tmp_path / "recipe.toml"
+    path.write_text(RECIPE.format(leaderboard='"yes"'))
+    with pytest.raises(ConfigError, match="leaderboard must be true or false"):
+        load_recipe(path)
