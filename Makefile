@@ -32,7 +32,7 @@ SET_ARGS := $(foreach s,$(SET),--set $(s))
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install cv recipe agreement tune runs test test-all bench demo validate score clean data kernel kernel-deps push submit blend report
+.PHONY: help install cv recipe agreement tune runs test test-all bench demo validate score clean data kernel kernel-deps push probes probe-scores submit blend report
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-12s %s\n", $$1, $$2}'
@@ -104,6 +104,12 @@ kernel: $(STAMP) ## build KERNELS/SLUG/: one offline script running RECIPE (give
 
 push: $(STAMP) ## push KERNELS/SLUG with the Kaggle client, follow its run, download its output to KERNELS/SLUG-output/
 	$(PY) -m perturbkit kernel push --dir $(KERNELS)/$(SLUG) --kernels $(KERNELS) --follow --output
+
+probes: $(STAMP) ## submit the recipe's leaderboard probe files (SUBMISSIONS/probes.json lists them) to the competition
+	$(PY) -m perturbkit probes submit --submissions $(SUBMISSIONS)
+
+probe-scores: $(STAMP) ## fetch the probes' public scores into SUBMISSIONS/probes.json (then `make recipe` applies the factor)
+	$(PY) -m perturbkit probes fetch --submissions $(SUBMISSIONS)
 
 submit: $(STAMP) ## submit FILE (default: KERNELS/SLUG-output/submission.csv) to the competition with message MSG
 	$(PY) -m perturbkit submit $(or $(FILE),$(KERNELS)/$(SLUG)-output/submission.csv) -m "$(MSG)"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -17,10 +19,12 @@ from perturbkit.blend.leaderboard import (
     blend_digest,
     factor_from_scores,
     read_probes,
+    write_probe_requests,
 )
 from perturbkit.data import load_dataset
 from perturbkit.data.demo import PUBLIC_FILE
 from perturbkit.errors import ConfigError
+from perturbkit.kaggle.probes import fetch_probe_scores, probe_message, submit_probes
 from perturbkit.metrics import rowwise_rmse
 from perturbkit.recipe import load_recipe, run_recipe
 from perturbkit.submit import read_truth
@@ -180,3 +184,44 @@ def test_recipe_leaderboard_must_be_a_boolean(tmp_path):
     path.write_text(RECIPE.format(leaderboard='"yes"'))
     with pytest.raises(ConfigError, match="leaderboard must be true or false"):
         load_recipe(path)
+
+
+class FakeKaggle:
+    """The two Kaggle API calls the probes use: submissions are recorded, then listed as scored or pending."""
+
+    COMPETITION_SUBMIT_UPLOAD_FAILED_MESSAGE = "upload failed"
+
+    def __init__(self):
+        self.submitted, self.listed = [], []
+
+    def competition_submit(self, path, message, competition, quiet=True):
+        self.submitted.append((Path(path).name, message, competition))
+        return SimpleNamespace(message="Successfully submitted")
+
+    def competition_submissions(self, competition):
+        return self.listed
+
+
+def test_probes_are_submitted_and_their_public_scores_fetched(tmp_path):
+    submissions = tmp_path / "submissions"
+    ids, genes = ["0", "1"], ["A", "B"]
+    write_probe_requests(submissions, "d1", ids, genes, np.ones((2, 2), dtype=np.float32), template=None)
+    api = FakeKaggle()
+    submit_probes(submissions, api=api)
+    assert [(name, message) for name, message, _ in api.submitted] == [
+        (f"probe_{s:g}.csv", probe_message(s, "d1")) for s in PROBE_SCALES
+    ]
+    api.listed = [
+        SimpleNamespace(description=probe_message(0.0, "d1"), status="SubmissionStatus.COMPLETE", public_score="1.5"),
+        SimpleNamespace(description=probe_message(0.5, "d1"), status=SimpleNamespace(name="PENDING"), public_score=None),
+        SimpleNamespace(description=probe_message(1.0, "d1"), status="complete", public_score=None, publicScore=1.25),
+        SimpleNamespace(description=probe_message(0.5, "old"), status="complete", public_score=9.0),  # another blend's probe
+    ]
+    assert fetch_probe_scores(submissions, api=api) == {0.0: 1.5, 0.5: None, 1.0: 1.25}
+    assert read_probes(submissions / PROBES_FILE, "d1") is None  # one still pending
+    api.listed[1] = SimpleNamespace(description=probe_message(0.5, "d1"), status="COMPLETE", public_score=1.3)
+    fetch_probe_scores(submissions, api=api)
+    assert read_probes(submissions / PROBES_FILE, "d1") == {0.0: 1.5, 0.5: 1.3, 1.0: 1.25}
+    api.submitted.clear()
+    submit_probes(submissions, api=api)  # every probe scored: nothing to send
+    assert api.submitted == []

@@ -382,6 +382,20 @@ def cmd_submit(args) -> None:
     print(submit_file(args.file, args.message, competition=args.competition))
 
 
+def cmd_probes(args) -> None:
+    from perturbkit.kaggle.probes import fetch_probe_scores, submit_probes
+
+    if args.probes_command == "submit":
+        for reply in submit_probes(args.submissions, competition=args.competition):
+            print(reply)
+        print(f"submitted; once Kaggle has scored them: perturbkit probes fetch --submissions {args.submissions}")
+        return
+    scores = fetch_probe_scores(args.submissions, competition=args.competition)
+    print(", ".join(f"x{s:g}: {'pending' if v is None else f'{v:.5f}'}" for s, v in scores.items()))
+    if all(v is not None for v in scores.values()):
+        print("all probes scored; rerun the recipe to apply the factor")
+
+
 def _add_kaggle_commands(commands) -> None:
     from perturbkit.data.layout import COMPETITION
 
@@ -460,6 +474,12 @@ def _add_kaggle_commands(commands) -> None:
     logs.add_argument("--dir", default=None)
     common(logs)
     logs.set_defaults(func=cmd_kernel_logs)
+
+    probes = commands.add_parser("probes", help="submit the recipe's leaderboard probe files, or fetch their public scores")
+    probes.add_argument("probes_command", choices=["submit", "fetch"])
+    probes.add_argument("--submissions", type=Path, default=Path("submissions"), help="folder holding probes.json")
+    probes.add_argument("--competition", default=COMPETITION)
+    probes.set_defaults(func=cmd_probes)
 
     submit = commands.add_parser("submit", help="submit a file to the competition with the Kaggle client")
     submit.add_argument("file", type=Path)

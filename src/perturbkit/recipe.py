@@ -6,6 +6,8 @@ through the same harness as ``perturbkit cv`` -- reusing a stored run when one w
 config and fold hashes is already under the run store -- then blends the members and writes
 ``<submissions>/blend.{csv,h5ad,json}``. Everything is validated before the first fit; a member
 that fails stops the recipe with its name, keeps the runs already stored and writes no blend.
+With ``leaderboard = true`` the blend's test rows are scaled by public-leaderboard probes
+(:mod:`perturbkit.blend.leaderboard`; on real data the first run writes the probe files).
 """
 
 from __future__ import annotations

@@ -15,10 +15,11 @@ Where the probe scores come from:
 
 * a demo world: its ``public_test.csv`` rows of ``test_truth.parquet`` play Kaggle's public leaderboard;
 * real data: ``<submissions>/probes.json``. The first run writes ``probe_<s>.csv`` for each probe
-  scale and ``probes.json`` with empty scores; submit the files (``make submit``), enter the public
-  scores Kaggle returns, and rerun: the stored runs are reused, the blend is the same, and the
-  factor is applied. ``probes.json`` carries the digest of the blend it was made for, so scores of
-  another blend are refused.
+  scale and ``probes.json`` with empty scores; ``perturbkit probes submit`` sends the files to
+  Kaggle and ``perturbkit probes fetch`` writes their public scores into ``probes.json``
+  (:mod:`perturbkit.kaggle.probes`; or enter them by hand), then rerun: the stored runs are reused,
+  the blend is the same, and the factor is applied. ``probes.json`` carries the digest of the blend
+  it was made for, so scores of another blend are refused.
 """
 
 from __future__ import annotations
@@ -94,22 +95,27 @@ def demo_public_scores(data_dir: Path | str, test_ids, test_predictions: np.ndar
     return {s: float(rowwise_rmse(truth, s * predictions).mean()) for s in PROBE_SCALES}
 
 
-def read_probes(path: Path | str, digest: str) -> dict[float, float] | None:
-    """The scores entered in ``probes.json`` for the blend with this digest; None while any is missing."""
+def load_probe_request(path: Path | str) -> dict:
+    """``probes.json``: ``blend_digest``, ``scores`` (scale -> public score or null) and the probe ``files``."""
     path = Path(path)
     try:
         record = json.loads(path.read_text())
-        made_for, entered = record["blend_digest"], record["scores"]
-        scores = {float(s): (None if v is None else float(v)) for s, v in entered.items()}
+        record["scores"] = {float(s): (None if v is None else float(v)) for s, v in record["scores"].items()}
+        record["blend_digest"], record["files"] = str(record["blend_digest"]), dict(record.get("files", {}))
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
         raise LeaderboardError(f"{path}: expected {{\"blend_digest\": ..., \"scores\": {{scale: public score or null}}}} "
                                f"({type(err).__name__}: {err})") from err
-    if made_for != digest:
-        raise LeaderboardError(f"{path}: the scores are for blend {made_for}, this blend is {digest} (members, weights "
-                               f"or data changed); delete the file to write new probe files")
-    if any(v is None for v in scores.values()):
-        return None
-    return scores
+    return record
+
+
+def read_probes(path: Path | str, digest: str) -> dict[float, float] | None:
+    """The scores entered in ``probes.json`` for the blend with this digest; None while any is missing."""
+    record = load_probe_request(path)
+    if record["blend_digest"] != digest:
+        raise LeaderboardError(f"{path}: the scores are for blend {record['blend_digest']}, this blend is {digest} (members, "
+                               f"weights or data changed); delete the file to write new probe files")
+    scores = record["scores"]
+    return None if any(v is None for v in scores.values()) else scores
 
 
 def write_probe_requests(submissions: Path | str, digest: str, test_ids, genes, test_predictions: np.ndarray,
