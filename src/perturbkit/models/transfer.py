@@ -58,6 +58,14 @@ MIN_EXAMPLES = 3  # leave-one-out needs a few compounds to choose a strength fro
 DEFAULT_ALPHAS = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
 
 
+def _group_means(values: np.ndarray, groups: np.ndarray, n_groups: int) -> tuple[np.ndarray, np.ndarray]:
+    """The mean row of ``values`` per group code (0 for an empty group) and each group's row count."""
+    counts = np.bincount(groups, minlength=n_groups)
+    sums = np.zeros((n_groups, values.shape[1]))
+    np.add.at(sums, groups, values)
+    return np.divide(sums, counts[:, None], out=np.zeros_like(sums), where=counts[:, None] > 0), counts
+
+
 def _positive_alphas(alphas) -> np.ndarray:
     values = np.asarray(alphas, dtype=np.float64).ravel()
     if values.size == 0 or not np.all(np.isfinite(values)) or np.any(values <= 0):
@@ -105,12 +113,9 @@ class TransferRidge(RegressorMixin, BaseEstimator):
         scores = self.pca_.transform(y).astype(np.float64) + self.origin_
         n_compounds, n_cells = len(self.compounds_), len(self.cell_types_)
         # compound x cell type x component table of profiles (duplicate pairs averaged)
-        counts = np.zeros((n_compounds, n_cells))
-        np.add.at(counts, (compound_codes, cell_codes), 1.0)
-        sums = np.zeros((n_compounds, n_cells, scores.shape[1]))
-        np.add.at(sums, (compound_codes, cell_codes), scores)
-        self.observed_ = counts > 0
-        self.profiles_ = np.divide(sums, counts[..., None], out=np.zeros_like(sums), where=self.observed_[..., None])
+        means, counts = _group_means(scores, compound_codes * n_cells + cell_codes, n_compounds * n_cells)
+        self.observed_ = counts.reshape(n_compounds, n_cells) > 0
+        self.profiles_ = means.reshape(n_compounds, n_cells, -1)
         self.type_scores_ = self.profiles_.sum(axis=0) / self.observed_.sum(axis=0)[:, None]
 
         self.gene_mean_ = y.mean(axis=0)
@@ -143,10 +148,7 @@ class TransferRidge(RegressorMixin, BaseEstimator):
     def _gene_profiles(y: np.ndarray, in_target: np.ndarray, compound_codes: np.ndarray, examples: np.ndarray) -> np.ndarray:
         """Each example compound's mean gene profile over its rows in the target cell type."""
         rows = np.flatnonzero(in_target & np.isin(compound_codes, examples))
-        position = np.searchsorted(examples, compound_codes[rows])
-        sums = np.zeros((len(examples), y.shape[1]))
-        np.add.at(sums, position, y[rows])
-        return sums / np.bincount(position, minlength=len(examples))[:, None]
+        return _group_means(y[rows], np.searchsorted(examples, compound_codes[rows]), len(examples))[0]
 
     def _inputs(self, compounds: np.ndarray, target: int, sources: list[int]) -> np.ndarray:
         """Concatenated source profiles of the compounds; a missing one is the source's mean + the compound's deviation."""
