@@ -41,7 +41,7 @@ def test_hidden_truth_is_aligned_and_scores_only_the_private_rows(demo_root):
 def test_study_reports_spearman_per_scheme_and_variant_and_the_recipe_blend(demo_root, tmp_path):
     variants = list_variants()[:2]
     recipe_path = tmp_path / "recipe.toml"
-    recipe_path.write_text('scheme = "bm_holdout"\n[[members]]\nmodel = "compound_mean"\n[[members]]\nmodel = "celltype_mean"\n'
+    recipe_path.write_text('scheme = "bm_holdout"\nleaderboard = true\n[[members]]\nmodel = "compound_mean"\n[[members]]\nmodel = "celltype_mean"\n'
                            '[[members]]\nmodel = "transfer_ridge"\nset = ["params.n_components=4"]\n[blend]\nmethod = "slsqp"\n')
     result = run_agreement(variants, ["lymphoid_holdout", "bm_holdout"], ["zeros", "compound_mean", "celltype_mean"],
                            demo_genes=GENES, recipe=load_recipe(recipe_path), oof_root=tmp_path / "oof", say=lambda m: None)
