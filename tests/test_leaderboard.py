@@ -93,6 +93,8 @@ def test_probes_file_is_tied_to_its_blend(tmp_path):
     assert read_probes(path, "abc") is None
     with pytest.raises(LeaderboardError, match=f"{PROBES_FILE}: the scores are for blend abc, this blend is xyz"):
         read_probes(path, "xyz")
+    with pytest.raises(LeaderboardError, match="missing.json: not found"):
+        read_probes(tmp_path / "missing.json", "abc")
     path.write_text(json.dumps({"scores": {"0": 1.5}}))
     with pytest.raises(LeaderboardError, match=f"{PROBES_FILE}: expected"):
         read_probes(path, "abc")

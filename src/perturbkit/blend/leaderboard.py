@@ -98,6 +98,8 @@ def demo_public_scores(data_dir: Path | str, test_ids, test_predictions: np.ndar
 def load_probe_request(path: Path | str) -> dict:
     """``probes.json``: ``blend_digest``, ``scores`` (scale -> public score or null) and the probe ``files``."""
     path = Path(path)
+    if not path.is_file():
+        raise LeaderboardError(f"{path}: not found; the recipe writes it on real data when its recipe says leaderboard = true")
     try:
         record = json.loads(path.read_text())
         record["scores"] = {float(s): (None if v is None else float(v)) for s, v in record["scores"].items()}
