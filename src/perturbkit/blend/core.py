@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from perturbkit.blend import objective
+from perturbkit.blend.leaderboard import LeaderboardScale
 from perturbkit.blend.members import GROUPS, BlendError, Members
 from perturbkit.blend.record import BlendMember, BlendRecord
 from perturbkit.blend.search import SearchResult, list_blend_methods, search, study_name_for
@@ -165,7 +166,7 @@ class BlendResult:
     nested_fits: dict[int, Fit] = field(default_factory=dict)
     seconds: dict = field(default_factory=dict)
     gene_range: tuple | None = None
-    leaderboard: object = None  # perturbkit.blend.leaderboard.LeaderboardScale, when the test scale came from probes
+    leaderboard: LeaderboardScale | None = None  # set when the test rows' scale includes a leaderboard factor
     choice: dict = field(default_factory=lambda: {"chosen": CHOICES[0], "nested": {}, "reason": "no nested score (nested = false)"})
 
     @property
@@ -457,7 +458,7 @@ def _test_predictions(members: Members, fit: Fit, gene_range) -> np.ndarray:
     return test if gene_range is None else np.clip(test, *gene_range)
 
 
-def with_leaderboard_scale(result: BlendResult, leaderboard) -> BlendResult:
+def with_leaderboard_scale(result: BlendResult, leaderboard: LeaderboardScale) -> BlendResult:
     """The blend with every scale multiplied by a leaderboard factor (:mod:`perturbkit.blend.leaderboard`).
 
     The test predictions (and the record's scales, so a kernel reproduces them) change; the OOF
