@@ -24,8 +24,8 @@ from scipy.stats import spearmanr
 from perturbkit.config import load_config
 from perturbkit.cv import run_cv
 from perturbkit.data import load, resolve_data_dir
+from perturbkit.data.demo import read_hidden_test
 from perturbkit.metrics import rowwise_rmse
-from perturbkit.submit import read_truth
 
 
 @dataclass(frozen=True)
@@ -73,16 +73,8 @@ class HiddenTest:
 
 def hidden_truth(data: str, dataset, *, demo_genes: int | None) -> HiddenTest:
     """The world's hidden test (``test_truth.parquet``) with its private rows (all rows without ``public_test.csv``)."""
-    from perturbkit.data.demo import PUBLIC_FILE
-
-    world = resolve_data_dir(data, demo_genes=demo_genes)
-    keys, genes, values = read_truth(world / "test_truth.parquet")
-    rows = pd.Index(keys["id"]).get_indexer(dataset.test["id"])
-    columns = pd.Index(genes).get_indexer(list(dataset.genes))
-    if (rows < 0).any() or (columns < 0).any():
-        raise ValueError(f"{data}: test_truth.parquet does not cover the test ids and genes of id_map.csv / de_train")
-    public = pd.read_csv(world / PUBLIC_FILE)["id"] if (world / PUBLIC_FILE).is_file() else []
-    return HiddenTest(truth=values[np.ix_(rows, columns)], private=~dataset.test["id"].isin(public).to_numpy())
+    truth, public = read_hidden_test(resolve_data_dir(data, demo_genes=demo_genes), dataset.test["id"], dataset.genes)
+    return HiddenTest(truth=truth, private=~public)
 
 
 RECIPE_BLEND = "recipe blend"

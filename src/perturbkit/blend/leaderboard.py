@@ -30,7 +30,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from perturbkit.errors import PerturbkitError
 
@@ -75,23 +74,17 @@ def blend_digest(test_predictions: np.ndarray) -> str:
 
 def demo_public_scores(data_dir: Path | str, test_ids, test_predictions: np.ndarray, genes) -> dict[float, float] | None:
     """A demo world's public-leaderboard MRRMSE of each probe, or None for data without a public split."""
-    from perturbkit.data.demo import PUBLIC_FILE
+    from perturbkit.data.demo import PUBLIC_FILE, read_hidden_test
     from perturbkit.metrics import rowwise_rmse
-    from perturbkit.submit import read_truth
 
     data_dir = Path(data_dir)
     if not (data_dir / PUBLIC_FILE).is_file() or not (data_dir / "test_truth.parquet").is_file():
         return None
-    keys, truth_genes, values = read_truth(data_dir / "test_truth.parquet")
-    public = pd.read_csv(data_dir / PUBLIC_FILE)["id"]
-    ids = pd.Index(np.asarray(test_ids))
-    rows = np.flatnonzero(ids.isin(public))
-    truth_rows = pd.Index(keys["id"]).get_indexer(ids[rows])
-    columns = pd.Index(truth_genes).get_indexer(list(genes))
-    if len(rows) == 0 or (truth_rows < 0).any() or (columns < 0).any():
-        raise LeaderboardError(f"{data_dir}: {PUBLIC_FILE} and test_truth.parquet do not cover the blend's test rows and genes")
-    truth = values[np.ix_(truth_rows, columns)].astype(np.float64)
-    predictions = np.asarray(test_predictions, dtype=np.float64)[rows]
+    truth, public = read_hidden_test(data_dir, test_ids, genes)
+    if not public.any():
+        raise LeaderboardError(f"{data_dir}: {PUBLIC_FILE} lists none of the blend's test rows")
+    truth = truth[public].astype(np.float64)
+    predictions = np.asarray(test_predictions, dtype=np.float64)[public]
     return {s: float(rowwise_rmse(truth, s * predictions).mean()) for s in PROBE_SCALES}
 
 

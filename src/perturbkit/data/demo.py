@@ -146,7 +146,7 @@ from perturbkit.data.layout import (
     train_layout,
 )
 from perturbkit.data.wide import wide_table
-from perturbkit.errors import PerturbkitError
+from perturbkit.errors import DataValidationError, PerturbkitError
 from perturbkit.transforms import signed_log10_p, signed_log10_p_and_slope, z_from_signed_log10_p
 
 GENERATOR_VERSION = 3
@@ -475,6 +475,22 @@ def _public_rows(test: pd.DataFrame, seed: int) -> np.ndarray:
     names = np.sort(test["sm_name"].unique())
     public = _rng(seed, "public leaderboard").permutation(names)[: round(PUBLIC_SHARE * len(names))]
     return test["sm_name"].isin(public).to_numpy()
+
+
+def read_hidden_test(world: str | os.PathLike, test_ids, genes) -> tuple[np.ndarray, np.ndarray]:
+    """A world's ``test_truth.parquet`` aligned to ``test_ids`` (rows) and ``genes`` (columns), and per
+    row whether it is public (listed in ``public_test.csv``; none when the world has no such file)."""
+    from perturbkit.submit import read_truth
+
+    world = Path(world)
+    keys, truth_genes, values = read_truth(world / "test_truth.parquet")
+    test_ids = np.asarray(test_ids)
+    rows = pd.Index(keys["id"]).get_indexer(test_ids)
+    columns = pd.Index(truth_genes).get_indexer(list(genes))
+    if (rows < 0).any() or (columns < 0).any():
+        raise DataValidationError(f"{world}: test_truth.parquet does not cover the test ids and genes of id_map.csv / de_train")
+    public = pd.read_csv(world / PUBLIC_FILE)["id"].to_numpy() if (world / PUBLIC_FILE).is_file() else []
+    return values[np.ix_(rows, columns)], np.isin(test_ids, public)
 
 
 def _write_table(obs: pd.DataFrame, values: np.ndarray, genes: list[str], path: Path) -> None:
