@@ -55,7 +55,7 @@ WORKERS ?= 1
 STORAGE ?=
 #> tuning study name (empty: the model's name)
 STUDY ?=
-#> runs per measurement of make bench-first (the median is reported)
+#> runs per measurement of make bench and make bench-first (the median is reported)
 BENCH_RUNS ?= 3
 
 GENES_AGREEMENT := $(or $(GENES),$(AGREEMENT_GENES))
@@ -64,7 +64,7 @@ GENES_ARGS := $(if $(GENES),--demo-genes $(GENES))
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install cv recipe agreement tune runs test test-all bench demo validate score clean data kernel kernel-deps push probes probe-scores submit blend report
+.PHONY: help install cv recipe agreement tune runs test test-all bench bench-first demo validate score clean data kernel kernel-deps push probes probe-scores submit blend report
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-12s %s\n", $$1, $$2}'
@@ -102,8 +102,11 @@ test: $(STAMP) ## run the test suite (small demo worlds, no slow tests)
 test-all: $(STAMP) ## run every test, the slow ones too
 	$(PY) -m pytest -q
 
-bench: $(STAMP) ## measure load, CV and memory at full scale, write BENCHMARKS.md
-	$(PY) benchmarks/run.py --output BENCHMARKS.md
+bench: $(STAMP) ## measure the first result, then load, CV and memory at full scale; write BENCHMARKS.md (medians of BENCH_RUNS runs)
+	$(PY) benchmarks/run.py --output BENCHMARKS.md --repeats $(BENCH_RUNS)
+
+bench-first: $(STAMP) ## measure `make cv MODEL=transfer_ridge GENES=500` from an empty demo cache; replace its section of BENCHMARKS.md
+	$(PY) benchmarks/run.py --output BENCHMARKS.md --repeats $(BENCH_RUNS) --only bench_first
 
 demo: $(STAMP) ## generate the demo world of GENES genes (default all; cached under data/demo/), print its folder
 	$(PY) -m perturbkit demo $(if $(GENES),--genes $(GENES))
