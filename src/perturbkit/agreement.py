@@ -57,8 +57,10 @@ class AgreementResult:
 
     def results_markdown(self, scheme: str | None = None) -> str:
         """README "Results": one row per model, per variant its CV and test ratios to zeros on both layers, each
-        with its 95 % bootstrap interval over compounds (the blend's nested CV has none), under ``scheme`` (default: the first)."""
-        scheme = scheme or str(self.scores["scheme"].iloc[0])
+        with its 95 % bootstrap interval over compounds (the blend's nested CV has none), under ``scheme`` (default: the recipe's,
+        else the first)."""
+        blends = self.scores.loc[self.scores["model"] == RECIPE_BLEND, "scheme"]
+        scheme = scheme or str((blends if len(blends) else self.scores["scheme"]).iloc[0])
         rows = self.scores[self.scores["scheme"] == scheme]
         columns = {}
         for variant, group in rows.groupby("variant", sort=False):
