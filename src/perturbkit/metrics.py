@@ -9,6 +9,8 @@ refused (openproblems replaces a NaN prediction by 0 with a warning; here it is 
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 from scipy.spatial.distance import cdist
@@ -199,7 +201,9 @@ def bootstrap_means(per_row: pd.DataFrame, clusters, *, ratios: dict[str, tuple[
 def percentile_interval(resampled: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
     """Per column, the ``level`` percentile interval of the resampled values (columns ``low``, ``high``)."""
     tail = (1.0 - level) / 2 * 100
-    low, high = np.nanpercentile(resampled.to_numpy(), [tail, 100 - tail], axis=0)
+    with warnings.catch_warnings():  # a score no row defines (e.g. sign agreement without DE genes) stays NaN
+        warnings.simplefilter("ignore", RuntimeWarning)
+        low, high = np.nanpercentile(resampled.to_numpy(), [tail, 100 - tail], axis=0)
     return pd.DataFrame({"low": low, "high": high}, index=resampled.columns)
 
 
