@@ -180,3 +180,15 @@ def test_cli_runs_truth_prints_every_score_and_json(small_world, two_runs, capsy
     compound = by_model["compound_mean"]["test"]["groups"]["all"]["metrics"]["mrrmse"]
     assert compound["low"] < compound["value"] < compound["high"]
     assert by_model["compound_mean"]["test all"] == pytest.approx(compound["value"])
+
+
+def test_h5ad_truth_with_a_pair_outside_the_test_is_named(small_world, noisy_submission, tmp_path):
+    anndata = pytest.importorskip("anndata")
+    path, truth, _ = noisy_submission
+    keys, genes, _ = read_truth(small_world / "test_truth.parquet")
+    obs = keys[["cell_type", "sm_name"]].iloc[:3].reset_index(drop=True).set_axis(["0", "1", "2"])
+    obs.loc["1", "cell_type"] = "NK cells"
+    anndata.AnnData(obs=obs, var=pd.DataFrame(index=genes), layers={"sign_log10_pval": truth[:3]}).write_h5ad(tmp_path / "t.h5ad")
+    result = _cli("score", path, "--truth", tmp_path / "t.h5ad")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "obs row 1 ('NK cells'" in result.stderr and "not a test pair of id_map.csv" in result.stderr
