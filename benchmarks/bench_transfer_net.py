@@ -19,8 +19,7 @@ result = {{"cv_seconds": time.perf_counter() - start,
            "relative_to_zeros": meta["scores"]["relative_to_zeros"]}}
 """
 
-SETTINGS = (("transfer_ridge", []), ("transfer_net", []), ("transfer_net", ['params.architecture="mlp"']),
-            ("transfer_net", ['params.architecture="transformer"']))
+SETTINGS = (("transfer_ridge", []), ("transfer_net", []), ("transfer_net", ['params.architecture="transformer"']))
 
 
 def run(repeats: int) -> str:
