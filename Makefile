@@ -86,7 +86,7 @@ report: $(STAMP) ## write reports/blend/ (PNGs, index.html, index.md) for SUBMIS
 
 score: $(STAMP) ## score FILE against TRUTH (default: the demo's hidden test truth)
 	@test -n "$(FILE)" || { echo "make score needs FILE=<submission .csv, .parquet or .h5ad>, e.g. make score FILE=submissions/blend.csv" >&2; exit 2; }
-	$(PY) -m perturbkit score $(FILE) --truth $(or $(TRUTH),$$($(PY) -m perturbkit demo)/test_truth.parquet)
+	$(PY) -m perturbkit score $(FILE) --truth $(or $(TRUTH),demo)
 
 data: $(STAMP) ## download the competition data with the Kaggle client into KAGGLE_DATA, validate it (needs credentials)
 	$(PY) -m perturbkit data download --out $(KAGGLE_DATA)

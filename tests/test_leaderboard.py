@@ -22,7 +22,8 @@ from perturbkit.blend.leaderboard import (
     write_probe_requests,
 )
 from perturbkit.data import load_dataset
-from perturbkit.data.demo import PUBLIC_FILE
+from perturbkit.data.hidden import PUBLIC_FILE, WORLD_FILE
+from perturbkit.data.layout import leaderboard_split
 from perturbkit.errors import ConfigError
 from perturbkit.kaggle.probes import fetch_probe_scores, probe_message, submit_probes
 from perturbkit.metrics import rowwise_rmse
@@ -100,14 +101,17 @@ def test_probes_file_is_tied_to_its_blend(tmp_path):
         read_probes(path, "abc")
 
 
-def test_demo_public_rows_are_a_quarter_of_the_test_compounds(small_world, small_dataset):
-    public = set(pd.read_csv(small_world / PUBLIC_FILE)["id"])
+def test_demo_public_rows_are_the_100_rows_of_kaggles_50_public_compounds(small_world, small_dataset):
+    listed = pd.read_csv(small_world / PUBLIC_FILE)["id"]
+    split = leaderboard_split()
+    public_compounds = set(split.loc[split["split"] == "public", "sm_name"])
+    assert len(public_compounds) == 50 and (split["split"] == "private").sum() == 79
     test = small_dataset.test
-    is_public = test["id"].isin(public)
-    compounds = test.groupby("sm_name", observed=True)["id"].apply(lambda ids: ids.isin(public).mean())
-    assert set(compounds.unique()) == {0.0, 1.0}  # a compound's rows are all public or all private
-    assert compounds.sum() == round(0.25 * test["sm_name"].nunique())
-    assert 0 < is_public.sum() < len(test)
+    expected = test.loc[test["sm_name"].isin(public_compounds), "id"]
+    assert len(expected) == 100 and listed.is_unique
+    assert sorted(listed) == sorted(expected)
+    private = test.loc[~test["id"].isin(listed)]
+    assert len(private) == 155 and set(private["sm_name"]) == set(split.loc[split["split"] == "private", "sm_name"])
 
 
 def _recipe(tmp_path, leaderboard: bool):
@@ -149,6 +153,7 @@ def test_recipe_on_real_data_writes_probe_files_then_applies_the_entered_scores(
     truth_path = tmp_path / "truth.parquet"
     shutil.move(real / "test_truth.parquet", truth_path)  # real data has no truth and no public split
     (real / PUBLIC_FILE).unlink()
+    (real / WORLD_FILE).unlink()
     dataset = load_dataset(real)
     recipe = _recipe(tmp_path, True)
 

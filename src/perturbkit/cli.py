@@ -9,6 +9,8 @@ from pathlib import Path
 
 from perturbkit.errors import PerturbkitError, redact
 
+TRUTH_HELP = "'demo' / 'demo:VARIANT' for that demo world's hidden test_truth.parquet (all 255 test rows)"
+
 
 def _add_data_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", default="demo", help="'demo' (default), 'demo:VARIANT' (perturbkit demo --list) or a directory with de_train.parquet|h5ad + id_map.csv")
@@ -109,19 +111,22 @@ def cmd_runs(args) -> None:
             for cell_type, row in per_cell_type.items():
                 runs.loc[position, f"cv {cell_type}"] = row["mrrmse"]
     if args.truth is not None:
+        from perturbkit.data import resolve_truth
         from perturbkit.submit import score_submission
 
+        truth = resolve_truth(args.truth, demo_genes=args.demo_genes)
         for position, path in enumerate(runs["path"]):
-            table = score_submission(Path(path) / "test.parquet", args.truth)
+            table = score_submission(Path(path) / "test.parquet", truth)
             for group, value in table["mrrmse"].items():
                 runs.loc[position, f"test {group}"] = value
     print(runs.drop(columns=["path", "created", "data_hash"]).to_string(index=False, float_format=lambda v: f"{v:.4f}"))
 
 
 def cmd_score(args) -> None:
+    from perturbkit.data import resolve_truth
     from perturbkit.submit import score_submission
 
-    table = score_submission(args.submission, args.truth)
+    table = score_submission(args.submission, resolve_truth(args.truth, demo_genes=args.demo_genes))
     print(table.to_string(float_format=lambda v: f"{v:.4f}"))
 
 
@@ -385,13 +390,16 @@ def cmd_submit(args) -> None:
 def cmd_probes(args) -> None:
     from perturbkit.kaggle.probes import fetch_probe_scores, submit_probes
 
+    from perturbkit.blend.leaderboard import PUBLIC_BOARD
+
     if args.probes_command == "submit":
         for reply in submit_probes(args.submissions, competition=args.competition):
             print(reply)
         print(f"submitted; once Kaggle has scored them: perturbkit probes fetch --submissions {args.submissions}")
+        print(f"their public scores come from {PUBLIC_BOARD} (the 155 rows of the other 79 rank the competition and stay unseen)")
         return
     scores = fetch_probe_scores(args.submissions, competition=args.competition)
-    print(", ".join(f"x{s:g}: {'pending' if v is None else f'{v:.5f}'}" for s, v in scores.items()))
+    print(f"public scores ({PUBLIC_BOARD}): " + ", ".join(f"x{s:g}: {'pending' if v is None else f'{v:.5f}'}" for s, v in scores.items()))
     if all(v is not None for v in scores.values()):
         print("all probes scored; rerun the recipe to apply the factor")
 
@@ -475,7 +483,8 @@ def _add_kaggle_commands(commands) -> None:
     common(logs)
     logs.set_defaults(func=cmd_kernel_logs)
 
-    probes = commands.add_parser("probes", help="submit the recipe's leaderboard probe files, or fetch their public scores")
+    probes = commands.add_parser("probes", help="submit the recipe's leaderboard probe files, or fetch their public scores "
+                                 "(Kaggle's public leaderboard: the 100 test rows of its 50 public compounds)")
     probes.add_argument("probes_command", choices=["submit", "fetch"])
     probes.add_argument("--submissions", type=Path, default=Path("submissions"), help="folder holding probes.json")
     probes.add_argument("--competition", default=COMPETITION)
@@ -555,14 +564,16 @@ def build_parser() -> argparse.ArgumentParser:
     runs = commands.add_parser("runs", help="list stored runs with their scores")
     runs.add_argument("--oof", type=Path, default=Path("oof"))
     runs.add_argument("--per-cell-type", action="store_true", help="add each cell type's CV MRRMSE")
-    runs.add_argument("--truth", type=Path, default=None, help="score each run's test predictions against this truth file")
+    runs.add_argument("--truth", default=None, help=f"score each run's test predictions against this truth file, or {TRUTH_HELP}")
+    runs.add_argument("--demo-genes", type=int, default=None, help="genes of the demo world --truth demo names (default: all 18,211)")
     runs.add_argument("--clean", action="store_true", help="first remove staging folders of runs killed more than a day ago")
     runs.add_argument("--study", default=None, help="only the kept trials of this tuning study, best first, with trial numbers")
     runs.set_defaults(func=cmd_runs)
 
     score = commands.add_parser("score", help="score a submission against a truth file")
     score.add_argument("submission", type=Path)
-    score.add_argument("--truth", type=Path, required=True)
+    score.add_argument("--truth", required=True, help=f"a truth file (.parquet or .csv with id, cell_type, sm_name + genes), or {TRUTH_HELP}")
+    score.add_argument("--demo-genes", type=int, default=None, help="genes of the demo world --truth demo names (default: all 18,211)")
     score.set_defaults(func=cmd_score)
 
     demo = commands.add_parser("demo", help="generate (or find) the cached demo world and print its directory")

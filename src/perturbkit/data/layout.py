@@ -1,4 +1,4 @@
-"""The competition's public layout, shipped as package data: pairs, genes, compounds, cell-type means.
+"""The competition's public layout, shipped as package data: pairs, genes, compounds, leaderboard split, cell-type means.
 
 These are public facts about the Kaggle files (no target values); see the README beside them in
 ``layout/`` for their provenance.
@@ -54,6 +54,17 @@ def gene_names() -> tuple[str, ...]:
 def compounds() -> pd.DataFrame:
     """All compounds with their LINCS id and SMILES."""
     with _layout_file("compounds.csv").open("rb") as fh:
+        return pd.read_csv(fh)
+
+
+@cache
+def leaderboard_split() -> pd.DataFrame:
+    """Kaggle's public/private leaderboard split of the compounds: ``sm_lincs_id, sm_name, split``.
+
+    ``split`` is ``public`` (50 test compounds, 100 test rows: the public leaderboard), ``private``
+    (79, 155 rows: the final ranking) or ``control`` (the 2 positive controls, not in the test).
+    """
+    with _layout_file("public_private_split.csv").open("rb") as fh:
         return pd.read_csv(fh)
 
 

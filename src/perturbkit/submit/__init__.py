@@ -7,54 +7,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
 
-from perturbkit.data.wide import split_wide, wide_table
+from perturbkit.data.hidden import TRUTH_KEYS, read_truth
+from perturbkit.data.wide import read_wide_table
 from perturbkit.errors import DataValidationError
 from perturbkit.metrics import score_table
 
-TRUTH_KEYS = ("id", "cell_type", "sm_name")
-
-
-def _read_h5ad(path: Path) -> pa.Table:
-    """openproblems' prediction.h5ad as a wide table: ``id`` (from obs_names) + ``layers['prediction']``."""
-    try:
-        import anndata
-    except ImportError as exc:
-        raise DataValidationError(f"{path}: reading .h5ad needs anndata: pip install 'perturbkit[h5ad]'") from exc
-    try:
-        adata = anndata.read_h5ad(path)
-    except Exception as exc:  # h5py/anndata raise many types for a bad file
-        raise DataValidationError(f"{path}: cannot be read as h5ad ({exc})") from exc
-    if "prediction" not in adata.layers:
-        raise DataValidationError(f"{path}: no layer 'prediction' (the openproblems prediction format); layers: {sorted(adata.layers)}")
-    matrix = adata.layers["prediction"]
-    matrix = matrix.toarray() if hasattr(matrix, "toarray") else np.asarray(matrix)
-    names = pd.Index(adata.obs_names.astype(str))
-    ids = names.astype(np.int64) if names.str.fullmatch(r"-?\d+").all() else names
-    genes = list(map(str, adata.var_names))
-    if len(set(genes)) != len(genes):
-        raise DataValidationError(f"{path}: duplicate var_names (genes)")
-    if not np.issubdtype(matrix.dtype, np.number):
-        raise DataValidationError(f"{path}: layer 'prediction' is not numeric (dtype {matrix.dtype})")
-    return wide_table(pd.DataFrame({"id": np.asarray(ids)}), genes, matrix)
-
-
-def _read_table(path: Path) -> pa.Table:
-    if not path.is_file():
-        raise DataValidationError(f"{path}: file not found")
-    try:
-        if path.suffix == ".parquet":
-            return pq.read_table(path)
-        if path.suffix == ".csv":  # one block for the whole file: much faster for 18,212 columns
-            block = int(min(max(path.stat().st_size + 1, 1 << 20), 1 << 30))
-            return pacsv.read_csv(path, read_options=pacsv.ReadOptions(block_size=block))
-    except pa.ArrowException as exc:
-        raise DataValidationError(f"{path}: cannot be read ({exc})") from exc
-    if path.suffix == ".h5ad":
-        return _read_h5ad(path)
-    raise DataValidationError(f"{path}: unsupported file type {path.suffix!r} (expected .csv, .parquet or .h5ad)")
+__all__ = ["TRUTH_KEYS", "check_competition_file", "read_submission", "read_truth", "score_submission"]
 
 
 def read_submission(path: Path | str, *, genes, ids) -> np.ndarray:
@@ -63,7 +22,7 @@ def read_submission(path: Path | str, *, genes, ids) -> np.ndarray:
     Rejects, naming them, missing or extra ids and genes, duplicate ids and non-finite values.
     """
     path = Path(path)
-    table = _read_table(path)
+    table = read_wide_table(path)
     if "id" not in table.column_names:
         raise DataValidationError(f"{path}: no 'id' column")
     columns = [c for c in table.column_names if c != "id"]
@@ -94,15 +53,6 @@ def read_submission(path: Path | str, *, genes, ids) -> np.ndarray:
         row, col = np.argwhere(bad)[0]
         raise DataValidationError(f"{path}: non-finite value in column {genes[col]!r} for id {ids[row]}")
     return matrix
-
-
-def read_truth(path: Path | str) -> tuple[pd.DataFrame, list[str], np.ndarray]:
-    path = Path(path)
-    table = _read_table(path)
-    missing = [c for c in TRUTH_KEYS if c not in table.column_names]
-    if missing:
-        raise DataValidationError(f"{path}: truth file is missing column(s) {missing}")
-    return split_wide(table, TRUTH_KEYS)
 
 
 def check_competition_file(path: Path | str, template: Path | str | None = None) -> None:
