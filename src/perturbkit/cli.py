@@ -9,6 +9,7 @@ from pathlib import Path
 
 from perturbkit.errors import PerturbkitError, redact
 
+PUBLIC_SPLIT_MODELS = "zeros,gene_mean,compound_mean,celltype_mean,pca_ridge,pca_knn,transfer_ridge,lowrank,pseudo"
 TRUTH_HELP = "'demo' / 'demo:VARIANT' for that demo world's hidden test_truth.parquet (all 255 test rows)"
 
 
@@ -85,6 +86,28 @@ def cmd_agreement(args) -> None:
     files = write_agreement(result, args.out)
     print(result.spearman.round(3).to_string())
     print(f"best mean agreement: {result.best_scheme()}; written {', '.join(map(str, files.values()))}")
+
+
+def cmd_public_split(args) -> None:
+    from perturbkit.data.demo import list_variants
+    from perturbkit.public_split import run_public_split
+
+    study = run_public_split(
+        _names(args.variants) if args.variants else list_variants(),
+        _names(args.models),
+        demo_genes=args.demo_genes or None,
+        splits=args.splits,
+        seed=args.seed,
+        oof_root=args.oof,
+        say=lambda message: print(message, flush=True),
+    )
+    print(f"Kaggle's split (random splits of {study.splits} x 50 public compounds: mean [p5, p95], Kaggle's percentile); "
+          f"{len(study.models)} submissions, {study.n_genes} genes")
+    print(study.markdown())
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        study.table.to_csv(args.out, index=False)
+        print(f"written {args.out}")
 
 
 def cmd_runs(args) -> None:
@@ -560,6 +583,17 @@ def build_parser() -> argparse.ArgumentParser:
     agreement.add_argument("--oof", type=Path, default=Path("oof/agreement"), help="run store of the study, one folder per variant")
     agreement.add_argument("--out", type=Path, default=Path("reports/agreement"))
     agreement.set_defaults(func=cmd_agreement)
+
+    split = commands.add_parser("public-split", help="on the demo worlds: how well Kaggle's public rows (and random ones) "
+                                "predict the private score and the leaderboard factor")
+    split.add_argument("--variants", default=None, help="comma-separated demo variants (default: all)")
+    split.add_argument("--models", default=PUBLIC_SPLIT_MODELS, help=f"comma-separated models, the submissions (default: {PUBLIC_SPLIT_MODELS})")
+    split.add_argument("--demo-genes", type=int, default=2000, help="genes per demo world (default 2000; 0: all 18,211)")
+    split.add_argument("--splits", type=_positive_int, default=1000, help="random public/private splits to compare Kaggle's with")
+    split.add_argument("--seed", type=int, default=0, help="seed of the random splits")
+    split.add_argument("--oof", type=Path, default=Path("oof/agreement"), help="run store, one folder per variant (the agreement study's: its runs are reused)")
+    split.add_argument("--out", type=Path, default=None, help="also write the long table as CSV")
+    split.set_defaults(func=cmd_public_split)
 
     runs = commands.add_parser("runs", help="list stored runs with their scores")
     runs.add_argument("--oof", type=Path, default=Path("oof"))
