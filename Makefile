@@ -32,7 +32,7 @@ SET_ARGS := $(foreach s,$(SET),--set $(s))
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install cv recipe agreement tune runs test test-all bench demo validate score clean data kernel kernel-deps push probes probe-scores submit blend report
+.PHONY: help install cv recipe agreement public-split tune runs test test-all bench demo validate score clean data kernel kernel-deps push probes probe-scores submit blend report
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-12s %s\n", $$1, $$2}'
@@ -56,6 +56,9 @@ recipe: $(STAMP) ## cross-validate RECIPE's members on DATA (stored runs reused)
 
 agreement: $(STAMP) ## CV vs hidden-test agreement of every scheme on every demo variant (GENES genes), with RECIPE's blend: reports/agreement/
 	$(PY) -m perturbkit agreement --demo-genes $(GENES) --recipe $(RECIPE) --oof $(OOF)/agreement --out reports/agreement $(if $(MODELS_STUDY),--models $(MODELS_STUDY))
+
+public-split: $(STAMP) ## on the demo worlds (GENES genes): Kaggle's public rows vs random ones as predictors of the private score and the leaderboard factor
+	$(PY) -m perturbkit public-split --demo-genes $(GENES) --oof $(OOF)/agreement --out reports/public_split/public_split.csv $(if $(MODELS_STUDY),--models $(MODELS_STUDY))
 
 tune: $(STAMP) ## tune MODEL's [tune] space: TRIALS trials by WORKERS processes in one Optuna study (STORAGE, STUDY), write configs/tuned/MODEL.toml
 	$(PY) -m perturbkit tune --model $(MODEL) --data $(DATA) --oof $(OOF) --trials $(TRIALS) --workers $(WORKERS) $(if $(STORAGE),--storage $(STORAGE)) $(if $(STUDY),--study $(STUDY)) $(SET_ARGS)
