@@ -232,3 +232,20 @@ def test_probes_are_submitted_and_their_public_scores_fetched(tmp_path):
     api.submitted.clear()
     submit_probes(submissions, api=api)  # every probe scored: nothing to send
     assert api.submitted == []
+
+
+def test_probes_command_says_which_rows_the_public_scores_come_from(tmp_path, monkeypatch, capsys):
+    from perturbkit.cli import main
+
+    submissions = tmp_path / "submissions"
+    write_probe_requests(submissions, "d2", ["0", "1"], ["A", "B"], np.ones((2, 2), dtype=np.float32), template=None)
+    api = FakeKaggle()
+    monkeypatch.setattr("perturbkit.kaggle.probes.kaggle_api", lambda: api)
+    main(["probes", "submit", "--submissions", str(submissions)])
+    assert len(api.submitted) == len(PROBE_SCALES)
+    assert "the 100 test rows of the 50 public compounds" in capsys.readouterr().out
+    api.listed = [SimpleNamespace(description=probe_message(s, "d2"), status="COMPLETE", public_score=1.0 + s) for s in PROBE_SCALES]
+    main(["probes", "fetch", "--submissions", str(submissions)])
+    printed = capsys.readouterr().out
+    assert "public scores (Kaggle's public leaderboard: the 100 test rows of the 50 public compounds)" in printed
+    assert json.loads((submissions / PROBES_FILE).read_text())["public_rows"].startswith("Kaggle's public leaderboard")
