@@ -145,8 +145,8 @@ from perturbkit.data.layout import (
     celltype_means,
     compounds,
     gene_names,
-    leaderboard_split,
     nk_per_gene_std,
+    public_test_rows,
     test_layout,
     train_layout,
 )
@@ -470,16 +470,10 @@ def generate_demo(
         resources.files("perturbkit.data").joinpath("layout", "id_map.csv").read_bytes()
     )
     _write_zero_submission(test["id"], genes, out_dir / "sample_submission.csv")
-    test.loc[public_rows(test), ["id"]].to_csv(out_dir / PUBLIC_FILE, index=False)
+    test.loc[public_test_rows(test), ["id"]].to_csv(out_dir / PUBLIC_FILE, index=False)
     world = {"variant": variant, "n_genes": len(genes), "seed": seed, "generator_version": GENERATOR_VERSION}
     (out_dir / WORLD_FILE).write_text(json.dumps(world, indent=2) + "\n")
     return out_dir
-
-
-def public_rows(test: pd.DataFrame) -> np.ndarray:
-    """Per test row, whether Kaggle's public leaderboard scores it: its compound is public in Kaggle's split."""
-    split = leaderboard_split()
-    return test["sm_name"].isin(split.loc[split["split"] == "public", "sm_name"]).to_numpy()
 
 
 def _write_table(obs: pd.DataFrame, values: np.ndarray, genes: list[str], path: Path) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from functools import cache
 from importlib import resources
 
+import numpy as np
 import pandas as pd
 
 CELL_TYPES: tuple[str, ...] = (
@@ -66,6 +67,12 @@ def leaderboard_split() -> pd.DataFrame:
     """
     with _layout_file("public_private_split.csv").open("rb") as fh:
         return pd.read_csv(fh)
+
+
+def public_test_rows(test: pd.DataFrame) -> np.ndarray:
+    """Per test row (``sm_name`` column), whether Kaggle's public leaderboard scores it: its compound is public."""
+    split = leaderboard_split()
+    return test["sm_name"].isin(split.loc[split["split"] == "public", "sm_name"]).to_numpy()
 
 
 @cache
