@@ -37,7 +37,7 @@ def test_statistics_of_a_split_match_direct_scores(board):
                "private": [grid[np.argmin([mrrmse(truth[~public], s * p[~public]) for s in grid])] for p in predictions[1:]]}
     gaps = np.subtract(factors["public"], factors["private"])
     assert stats["factor gap"] == pytest.approx(gaps.mean(), abs=2e-4)
-    assert stats["|factor gap|"] == pytest.approx(np.abs(gaps).mean(), abs=2e-4)
+    assert stats["absolute factor gap"] == pytest.approx(np.abs(gaps).mean(), abs=2e-4)
     regret = [mrrmse(truth[~public], fp * p[~public]) / mrrmse(truth[~public], fq * p[~public]) - 1
               for p, fp, fq in zip(predictions[1:], factors["public"], factors["private"])]
     assert stats["factor regret %"] == pytest.approx(100 * np.mean(regret), abs=1e-3) and stats["factor regret %"] >= 0

@@ -13,7 +13,7 @@ split of the compounds:
 * ``Spearman public-private``: do the two boards order the submissions alike?
 * ``factor gap``: per submission, the leaderboard factor its three public probes give
   (:mod:`perturbkit.blend.leaderboard`) minus the factor that is best on the private rows, averaged
-  over the non-zero submissions (``|factor gap|``: of the absolute values);
+  over the non-zero submissions (``absolute factor gap``: the mean of its absolute value);
 * ``factor regret %``: how much worse the private MRRMSE is with the public factor than with the
   best private one, in per cent, averaged likewise.
 
@@ -36,7 +36,7 @@ from perturbkit.data import load
 from perturbkit.data.hidden import read_hidden_test
 
 STATISTICS = ("zeros public", "zeros private", "zeros private / public", "private / public", "Spearman public-private",
-              "factor gap", "|factor gap|", "factor regret %")
+              "factor gap", "absolute factor gap", "factor regret %")
 
 
 @dataclass(frozen=True)
@@ -109,7 +109,7 @@ def split_statistics(moments: RowMoments, public: np.ndarray) -> dict[str, float
         "private / public": float(np.mean(private_scores / public_scores)),
         "Spearman public-private": float(spearmanr(public_scores, private_scores).statistic),
         "factor gap": float(np.mean(public_factor - private_factor)),
-        "|factor gap|": float(np.mean(np.abs(public_factor - private_factor))),
+        "absolute factor gap": float(np.mean(np.abs(public_factor - private_factor))),
         "factor regret %": float(100 * np.mean(regret)),
     }
 
