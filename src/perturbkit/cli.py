@@ -133,24 +133,59 @@ def cmd_runs(args) -> None:
             per_cell_type = json.loads((Path(path) / "meta.json").read_text())["scores"]["per_cell_type"]
             for cell_type, row in per_cell_type.items():
                 runs.loc[position, f"cv {cell_type}"] = row["mrrmse"]
+    cards = []
     if args.truth is not None:
         from perturbkit.data import resolve_truth
-        from perturbkit.submit import score_submission
+        from perturbkit.scorecard import with_test_scores
 
         truth = resolve_truth(args.truth, demo_genes=args.demo_genes)
-        for position, path in enumerate(runs["path"]):
-            table = score_submission(Path(path) / "test.parquet", truth)
-            for group, value in table["mrrmse"].items():
-                runs.loc[position, f"test {group}"] = value
-    print(runs.drop(columns=["path", "created", "data_hash"]).to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+        runs, cards = with_test_scores(runs, truth, _score_settings(args))
+    shown = runs.drop(columns=["path", "created", "data_hash"])
+    if args.json:
+        import json
+
+        from perturbkit.scorecard import runs_records
+
+        print(json.dumps(runs_records(shown, cards), indent=2, default=str))
+        return
+    print(shown.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    if cards:
+        from perturbkit.scorecard import runs_table
+
+        print(f"\ntest scores against {truth} (all rows; value [interval]):")
+        print("\n".join(cards[0].describe()))
+        print(runs_table(runs, cards).to_string(index=False))
+
+
+def _score_settings(args):
+    from perturbkit.scorecard import ScoreSettings
+
+    return ScoreSettings(threshold=args.de_threshold, resamples=args.resamples, seed=args.seed)
+
+
+def _add_score_options(parser: argparse.ArgumentParser) -> None:
+    from perturbkit.metrics import DE_THRESHOLD
+
+    parser.add_argument("--json", action="store_true", help="print the scores as JSON, for scripts")
+    parser.add_argument("--resamples", type=_positive_int, default=1000, help="bootstrap resamples of the compounds (default 1000)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default 0)")
+    parser.add_argument("--de-threshold", type=float, default=DE_THRESHOLD,
+                        help=f"a gene is truly DE in a row when |truth| > this (-log10 p; default {DE_THRESHOLD:g})")
 
 
 def cmd_score(args) -> None:
     from perturbkit.data import resolve_truth
     from perturbkit.submit import score_submission
 
-    table = score_submission(args.submission, resolve_truth(args.truth, demo_genes=args.demo_genes))
-    print(table.to_string(float_format=lambda v: f"{v:.4f}"))
+    truth = resolve_truth(args.truth, demo_genes=args.demo_genes)
+    card = score_submission(args.submission, truth, _score_settings(args))
+    if args.json:
+        import json
+
+        print(json.dumps({"submission": str(args.submission), "truth": str(truth), **card.to_dict()}, indent=2))
+        return
+    print(f"{args.submission} against {truth}")
+    print(card.text())
 
 
 def cmd_demo(args) -> None:
@@ -602,12 +637,15 @@ def build_parser() -> argparse.ArgumentParser:
     runs.add_argument("--demo-genes", type=int, default=None, help="genes of the demo world --truth demo names (default: all 18,211)")
     runs.add_argument("--clean", action="store_true", help="first remove staging folders of runs killed more than a day ago")
     runs.add_argument("--study", default=None, help="only the kept trials of this tuning study, best first, with trial numbers")
+    _add_score_options(runs)
     runs.set_defaults(func=cmd_runs)
 
     score = commands.add_parser("score", help="score a submission against a truth file")
     score.add_argument("submission", type=Path)
-    score.add_argument("--truth", required=True, help=f"a truth file (.parquet or .csv with id, cell_type, sm_name + genes), or {TRUTH_HELP}")
+    score.add_argument("--truth", required=True, help="test_truth.parquet/.csv (Kaggle's wide layout), openproblems' de_test.h5ad, "
+                       f"or {TRUTH_HELP}")
     score.add_argument("--demo-genes", type=int, default=None, help="genes of the demo world --truth demo names (default: all 18,211)")
+    _add_score_options(score)
     score.set_defaults(func=cmd_score)
 
     demo = commands.add_parser("demo", help="generate (or find) the cached demo world and print its directory")

@@ -26,8 +26,9 @@ WORLD_FILE = "world.json"  # a demo world's declaration: variant, genes, seed, g
 TRUTH_KEYS = ("id", "cell_type", "sm_name")
 
 
-def read_truth(path: Path | str) -> tuple[pd.DataFrame, list[str], np.ndarray]:
-    """A truth file (``.parquet``, ``.csv``): its keys (``id, cell_type, sm_name``), genes and float32 values."""
+def read_wide_truth(path: Path | str) -> tuple[pd.DataFrame, list[str], np.ndarray]:
+    """A truth file in Kaggle's wide layout (``.parquet``, ``.csv``): its keys (``id, cell_type, sm_name``), genes and
+    float32 values (:func:`perturbkit.submit.read_truth_layers` adds openproblems' h5ad and the clipped layer)."""
     path = Path(path)
     table = read_wide_table(path)
     missing = [c for c in TRUTH_KEYS if c not in table.column_names]
@@ -54,7 +55,7 @@ def read_hidden_test(world: str | os.PathLike, test_ids, genes) -> tuple[np.ndar
     """A demo world's ``test_truth.parquet`` aligned to ``test_ids`` (rows) and ``genes`` (columns), and per
     row whether it is public (listed in ``public_test.csv``)."""
     world = Path(world)
-    keys, truth_genes, values = read_truth(world / TRUTH_FILE)
+    keys, truth_genes, values = read_wide_truth(world / TRUTH_FILE)
     test_ids = np.asarray(test_ids)
     rows = pd.Index(keys["id"]).get_indexer(test_ids)
     columns = pd.Index(truth_genes).get_indexer(list(genes))
