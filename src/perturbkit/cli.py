@@ -648,10 +648,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_score_options(score)
     score.set_defaults(func=cmd_score)
 
-    demo = commands.add_parser("demo", help="generate (or find) the cached demo world and print its directory")
-    demo.add_argument("--genes", type=int, default=None)
-    demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--root", type=Path, default=None)
+    demo = commands.add_parser("demo", help="generate (or find) the cached demo world and print its directory",
+                               description="Generate (on first use) or find the cached demo world and print its folder.")
+    demo.add_argument("--genes", type=int, default=None, help="genes of the world, a fixed subset of the real ones (default: all 18,211)")
+    demo.add_argument("--seed", type=int, default=0, help="seed of the generator: another seed, another world (default 0)")
+    demo.add_argument("--root", type=Path, default=None, help="cache folder of the worlds (default: $PERTURBKIT_DEMO_ROOT or data/demo)")
     demo.add_argument("--variant", default="default", help="which structure of world (default: default; see --list)")
     demo.add_argument("--list", action="store_true", help="list the demo variants and what differs between them")
     demo.set_defaults(func=cmd_demo)
