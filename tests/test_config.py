@@ -116,7 +116,7 @@ def test_feature_schema_covers_the_feature_builder():
 
 
 def test_n_components_beyond_the_fold_is_an_error_not_a_clamp(small_dataset):
-    from perturbkit.cv import build_model
+    from perturbkit.models import build_model
 
     config = load_config("pca_ridge", configs_dir=CONFIGS, overrides=["params.n_components=100000", "features.stats_components=2"])
     model = build_model(config, 0)

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from perturbkit.config import load_config
-from perturbkit.cv import FEATURE_COLUMNS, build_model, run_cv, save_run
+from perturbkit.cv import FEATURE_COLUMNS, run_cv, save_run
+from perturbkit.models import build_model
 from perturbkit.report.plots import loss_curve_pngs
 from perturbkit.metrics import mrrmse
 from perturbkit.models import create_model, list_models

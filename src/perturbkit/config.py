@@ -190,8 +190,7 @@ def _check_model(config: dict, source: str) -> None:
     from sklearn.base import BaseEstimator
     from sklearn.utils._param_validation import InvalidParameterError, validate_parameter_constraints
 
-    from perturbkit.cv import build_model
-    from perturbkit.models.registry import model_factory
+    from perturbkit.models import build_model, model_factory
 
     name, params = config["model"], config["params"]
     signature = inspect.signature(model_factory(name)).parameters

@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from perturbkit.config import config_hash, load_config, read_toml, without_tune
-from perturbkit.cv import build_model, run_cv, save_run, splitter_for
+from perturbkit.cv import run_cv, save_run, splitter_for
+from perturbkit.models import build_model
 from perturbkit.cv.store import list_runs
 from perturbkit.data import Dataset
 from perturbkit.errors import ConfigError, PerturbkitError

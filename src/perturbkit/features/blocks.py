@@ -69,7 +69,7 @@ def estimator_feature_blocks(estimator) -> list[str]:
 def config_feature_blocks(config: dict) -> list[str]:
     """The block names a run config's model computes, its default features and its own blocks included."""
     # The model is built (not fitted): a config's [features] table is not all a model may compute.
-    from perturbkit.cv import build_model
+    from perturbkit.models import build_model
 
     return estimator_feature_blocks(build_model(config, 0))
 

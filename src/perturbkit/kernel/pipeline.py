@@ -84,7 +84,7 @@ def describe_weights(member: dict) -> str:
 
 def validate_spec(spec: dict, *, source: str = "pipeline spec") -> dict:
     """Check the spec's weights (as a blend record) and every member's model and parameters (by building it)."""
-    from perturbkit.cv import build_model
+    from perturbkit.models import build_model
 
     _record(spec, source)
     for position, member in enumerate(spec["members"]):
