@@ -56,7 +56,7 @@ def spec_from_blend(blend: BlendRecord | dict | str | Path) -> dict:
     """The spec of a blend (its record, or ``submissions/<name>.json``): members' configs, weights per cell type, scales, clip."""
     source = "blend"
     if isinstance(blend, (str, Path)):
-        from perturbkit.blend.command import read_blend_record
+        from perturbkit.blend.record import read_blend_record
 
         source, blend = str(blend), read_blend_record(blend)
     elif isinstance(blend, dict):

@@ -172,7 +172,7 @@ def _read_meta(run_dir: Path) -> dict:
 
 def build_blend_report(blend_json: Path | str, out_dir: Path | str) -> Path:
     """``out_dir`` with the plots and pages of the blend recorded in ``blend_json``."""
-    from perturbkit.blend.command import read_blend_record
+    from perturbkit.blend.record import read_blend_record
 
     record = read_blend_record(blend_json)  # refuses a record whose files changed since (an interrupted blend)
     out_dir = Path(out_dir)
