@@ -12,7 +12,7 @@ from perturbkit.config import load_config
 from perturbkit.cv import FEATURE_COLUMNS, run_cv
 from perturbkit.errors import ConfigError
 from perturbkit.features import FEATURE_BLOCKS, FeatureBuilder, feature_requirements, register_feature_block
-from perturbkit.kernel.deps import missing_packages
+from perturbkit.kernel.deps import block_packages
 from perturbkit.kernel.pipeline import spec_from_configs
 
 TOY = "chemberta_like_toy"
@@ -77,7 +77,7 @@ def test_requirements_come_from_the_declarations():
     del mlp["features"]
     assert feature_requirements(mlp) == (True, {"rdkit"})
     configs = [load_config("pca_ridge", overrides=[f'features.chemistry=["{TOY}", "substructures"]']), load_config("compound_mean")]
-    assert missing_packages(spec_from_configs(configs)) == {"rdkit": "for pca_ridge (substructures)"}
+    assert block_packages(spec_from_configs(configs)) == {"rdkit": "for pca_ridge (substructures)"}
 
 
 def test_unknown_block_names_the_known_ones(small_dataset):

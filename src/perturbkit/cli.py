@@ -189,9 +189,9 @@ def _load_data_dir(args):
 
 
 def _add_blend_commands(commands) -> None:
+    """blend, report, rank: from stored runs to a submission, its report and compound rankings."""
     from perturbkit.blend.search import blend_method_help, list_blend_methods
 
-    """blend, report, rank: from stored runs to a submission, its report and compound rankings."""
     blend = commands.add_parser("blend", help="tune blend weights over stored runs, write submission CSV + h5ad + json")
     blend.add_argument("--runs", nargs="+", type=Path, default=None, help="run directories (default: latest run of each model)")
     blend.add_argument("--all", action="store_true", help="every compatible run, not only the latest of each model")

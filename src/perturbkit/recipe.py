@@ -96,6 +96,8 @@ def load_recipe(path: Path | str, *, configs_dir: Path = Path("configs"), overri
     entries = raw.get("members") or []
     if not entries:
         raise ConfigError(f"{path}: the recipe lists no [[members]]")
+    if len(entries) < 2:
+        raise ConfigError(f"{path}: a blend needs at least two members; the recipe lists {len(entries)}")
     scheme = str(raw.get("scheme") or load_config("zeros", configs_dir=configs_dir)["cv"]["scheme"])
     seeds = [int(s) for s in raw.get("seeds") or [0]]
     members, labels = [], []
@@ -182,8 +184,6 @@ def run_recipe(
                 f"completed runs kept: {kept}; no blend written"
             ) from exc
         outcomes.append(MemberOutcome(model, label, run_dir, False, time.perf_counter() - member_start, result.meta))
-    if len(outcomes) == 1:
-        raise RecipeError(f"{recipe.source}: a blend needs at least two members")
     blend = blend_runs([o.run_dir for o in outcomes], dataset, BlendOptions.from_dict(recipe.blend))
     notes = []
     if recipe.leaderboard:

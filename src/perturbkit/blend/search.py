@@ -62,11 +62,9 @@ def _best_so_far(values) -> list[float]:
 @register_blend_method("optuna", "seeded TPE over Dirichlet weights (x_i = -log u_i)")
 def search_optuna(gram, *, trials: int, seed: int, storage: str | None = None, study_name: str | None = None,
                   multivariate: bool = True, n_ei_candidates: int = 24) -> SearchResult:
-    try:
-        import optuna
-        from optuna.distributions import FloatDistribution
-    except ImportError as exc:  # pragma: no cover - optuna is a dependency
-        raise BlendError("method optuna needs optuna: pip install 'optuna>=3.6' (or use --method slsqp)") from exc
+    import optuna
+    from optuna.distributions import FloatDistribution
+
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     n_members = gram.shape[1] - 1
     started = time.perf_counter()
