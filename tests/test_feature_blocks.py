@@ -11,9 +11,10 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from perturbkit.config import load_config
 from perturbkit.cv import FEATURE_COLUMNS, run_cv
 from perturbkit.errors import ConfigError
-from perturbkit.features import FEATURE_BLOCKS, FeatureBuilder, feature_requirements, register_feature_block
+from perturbkit.features import FEATURE_BLOCKS, FeatureBuilder, register_feature_block
 from perturbkit.kernel.deps import block_packages
 from perturbkit.kernel.pipeline import spec_from_configs
+from perturbkit.models import feature_requirements
 
 TOY = "chemberta_like_toy"
 

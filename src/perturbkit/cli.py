@@ -25,7 +25,7 @@ def _load_data(args, *, require_smiles: bool = False):
 def cmd_cv(args) -> None:
     from perturbkit.config import load_config
     from perturbkit.cv import run_cv, save_run, summary_text
-    from perturbkit.features import feature_requirements
+    from perturbkit.models import feature_requirements
     from perturbkit.io import check_writable
     from perturbkit.report.plots import loss_curve_pngs
 
@@ -43,7 +43,7 @@ def cmd_cv(args) -> None:
 
 def cmd_recipe(args) -> None:
     from perturbkit.blend.command import dataset_id_for
-    from perturbkit.features import feature_requirements
+    from perturbkit.models import feature_requirements
     from perturbkit.recipe import load_recipe, run_recipe
 
     from perturbkit.io import check_writable

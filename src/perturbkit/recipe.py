@@ -94,10 +94,9 @@ def load_recipe(path: Path | str, *, configs_dir: Path = Path("configs"), overri
     if unknown:
         raise ConfigError(f"{path}: unknown recipe key(s) {unknown}; known: {sorted(RECIPE_KEYS)}")
     entries = raw.get("members") or []
-    if not entries:
-        raise ConfigError(f"{path}: the recipe lists no [[members]]")
-    if len(entries) < 2:
-        raise ConfigError(f"{path}: a blend needs at least two members; the recipe lists {len(entries)}")
+    if not isinstance(entries, list) or len(entries) < 2:
+        raise ConfigError(f"{path}: the recipe lists {(len(entries) if isinstance(entries, list) else 0) or 'no'} [[members]]; "
+                          "a blend needs at least two")
     scheme = str(raw.get("scheme") or load_config("zeros", configs_dir=configs_dir)["cv"]["scheme"])
     seeds = [int(s) for s in raw.get("seeds") or [0]]
     members, labels = [], []

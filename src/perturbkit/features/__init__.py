@@ -13,7 +13,6 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from perturbkit.features.blocks import (
     FEATURE_BLOCKS,
-    feature_requirements,
     register_feature_block,
     transform_once_warned,
 )
@@ -24,7 +23,6 @@ __all__ = [
     "FEATURE_BLOCKS",
     "FeatureBuilder",
     "TargetStatistics",
-    "feature_requirements",
     "one_hot_encoder",
     "register_feature_block",
 ]
@@ -110,7 +108,7 @@ class FeatureBuilder(TransformerMixin, BaseEstimator):
         return self._reduce(np.hstack(blocks).astype(np.float32), fit=True)
 
     def feature_blocks(self) -> list[str]:
-        """The compound blocks this builder computes (what :func:`feature_requirements` reads)."""
+        """The compound blocks this builder computes (what :func:`perturbkit.models.feature_requirements` reads)."""
         return list(self.chemistry or ())
 
     def _chemistry_blocks(self, X: pd.DataFrame, fit: bool = False) -> list[np.ndarray]:

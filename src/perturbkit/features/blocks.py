@@ -26,9 +26,7 @@ __all__ = [
     "FEATURE_BLOCKS",
     "FeatureBlock",
     "block_requirements",
-    "config_feature_blocks",
     "estimator_feature_blocks",
-    "feature_requirements",
     "image_packages",
     "register_feature_block",
 ]
@@ -64,19 +62,6 @@ def estimator_feature_blocks(estimator) -> list[str]:
         if callable(getattr(part, "feature_blocks", None)) and not isinstance(part, type):
             names.extend(n for n in part.feature_blocks() if n not in names)
     return names
-
-
-def config_feature_blocks(config: dict) -> list[str]:
-    """The block names a run config's model computes, its default features and its own blocks included."""
-    # The model is built (not fitted): a config's [features] table is not all a model may compute.
-    from perturbkit.models import build_model
-
-    return estimator_feature_blocks(build_model(config, 0))
-
-
-def feature_requirements(config: dict) -> tuple[bool, set[str]]:
-    """``(needs_smiles, packages)`` of a run config, from the declarations of the blocks its model computes."""
-    return block_requirements(config_feature_blocks(config))
 
 
 def image_packages() -> list[str]:

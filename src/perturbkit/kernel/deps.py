@@ -40,7 +40,7 @@ def block_packages(spec: dict) -> dict[str, str]:
     These are what the wheels dataset carries; nothing here inspects the Kaggle image.
     """
     from perturbkit.features import FEATURE_BLOCKS
-    from perturbkit.features.blocks import config_feature_blocks
+    from perturbkit.models import config_feature_blocks
 
     needs: dict[str, list[str]] = {}
     for member in spec["members"]:

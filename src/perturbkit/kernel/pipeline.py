@@ -114,7 +114,7 @@ def run_pipeline(spec: dict, data_dir: Path | str, output: Path | str, *, progre
     """Run every member on ``data_dir`` (Kaggle layout), combine them, write and check ``output``."""
     from perturbkit.cv import run_cv, summary_text
     from perturbkit.data import load_dataset
-    from perturbkit.features import feature_requirements
+    from perturbkit.models import feature_requirements
     from perturbkit.submit import read_submission
     from perturbkit.submit.write import write_submission_csv
 

@@ -11,6 +11,21 @@ from perturbkit.errors import ConfigError
 from perturbkit.models.registry import create_model
 
 
+def config_feature_blocks(config: dict) -> list[str]:
+    """The block names a run config's model computes, its default features and its own blocks included."""
+    from perturbkit.features.blocks import estimator_feature_blocks
+
+    # The model is built (not fitted): a config's [features] table is not all a model may compute.
+    return estimator_feature_blocks(build_model(config, 0))
+
+
+def feature_requirements(config: dict) -> tuple[bool, set[str]]:
+    """``(needs_smiles, packages)`` of a run config, from the declarations of the blocks its model computes."""
+    from perturbkit.features.blocks import block_requirements
+
+    return block_requirements(config_feature_blocks(config))
+
+
 def build_model(config: dict, seed: int):
     """A fresh estimator from the config, every ``random_state`` (nested ones too) set to the seed."""
     params = dict(config.get("params", {}))
