@@ -108,7 +108,8 @@ class CVSettings(_Strict):
 
 
 class FeatureSettings(BaseModel):
-    """Typed values of :class:`perturbkit.features.FeatureBuilder`'s parameters; which keys exist comes from its signature."""
+    """Typed values of :class:`perturbkit.features.FeatureBuilder`'s own parameters; which keys exist comes from its
+    ``get_params``, and a feature block's parameters are checked against the block's ``_parameter_constraints``."""
 
     model_config = ConfigDict(extra="allow")
     onehot: list[KEY_COLUMNS] | None = None
@@ -117,9 +118,6 @@ class FeatureSettings(BaseModel):
     stats_components: PositiveInt | None = None
     leave_one_out: bool | None = None
     chemistry: list[str] | None = None
-    morgan_radius: NonNegativeInt | None = None
-    morgan_bits: PositiveInt | None = None
-    substructure_min_count: PositiveInt | None = None
     pca_components: NonNegativeInt | None = None
 
     @field_validator("target_stats")
@@ -182,13 +180,44 @@ def _check_features(features: dict, source: str) -> dict:
         checked = FeatureSettings.model_validate(features)
     except ValidationError as exc:
         _raise_for(exc, source, {}, prefix="features.")
+    _check_block_parameters(features, source)
     return checked.model_dump(exclude_unset=True)
+
+
+def _check_block_parameters(features: dict, source: str) -> None:
+    """Each feature block given a parameter is built with it and checked like a model (``_parameter_constraints``)."""
+    from perturbkit.features import FEATURE_BLOCKS, FeatureBuilder
+
+    values = FeatureBuilder().get_params(deep=False) | features
+    for name in FEATURE_BLOCKS.names():
+        block = FEATURE_BLOCKS.get(name)
+        keys = {p.name: key for key, p in block.parameters().items()}
+        if not set(keys.values()) & set(features):
+            continue
+        broken = _constraint_problem(block.build(values))
+        if broken is not None:
+            param, message = broken
+            raise ConfigError(f"{source}: feature block {name!r}: features.{keys.get(param, param)}: {message}")
+
+
+def _constraint_problem(estimator) -> tuple[str, str] | None:
+    """``(parameter, message)`` of a parameter that breaks its class's ``_parameter_constraints``, if one does."""
+    from sklearn.utils._param_validation import InvalidParameterError, validate_parameter_constraints
+
+    constraints = getattr(type(estimator), "_parameter_constraints", None)
+    if not isinstance(constraints, dict):
+        return None
+    try:
+        validate_parameter_constraints(constraints, estimator.get_params(deep=False), caller_name=type(estimator).__name__)
+    except InvalidParameterError as exc:
+        found = re.search(r"The '(\w+)' parameter", str(exc))
+        return (found.group(1) if found else "?"), str(exc)
+    return None
 
 
 def _check_model(config: dict, source: str) -> None:
     """The model's parameters: names against its factory's signature, values against ``_parameter_constraints``."""
     from sklearn.base import BaseEstimator
-    from sklearn.utils._param_validation import InvalidParameterError, validate_parameter_constraints
 
     from perturbkit.models import build_model, model_factory
 
@@ -207,14 +236,10 @@ def _check_model(config: dict, source: str) -> None:
         raise ConfigError(f"{source}: {exc}") from None
     nested = [(path, v) for path, v in model.get_params(deep=True).items() if isinstance(v, BaseEstimator)]
     for path, estimator in [("", model), *nested]:
-        constraints = getattr(type(estimator), "_parameter_constraints", None)
-        if not isinstance(constraints, dict):
-            continue
-        try:
-            validate_parameter_constraints(constraints, estimator.get_params(deep=False), caller_name=type(estimator).__name__)
-        except InvalidParameterError as exc:
-            found = re.search(r"The '(\w+)' parameter", str(exc))
-            raise ConfigError(f"{source}: model {name!r}: {_config_key(config, path, found.group(1) if found else '?')}: {exc}") from None
+        broken = _constraint_problem(estimator)
+        if broken is not None:
+            param, message = broken
+            raise ConfigError(f"{source}: model {name!r}: {_config_key(config, path, param)}: {message}")
 
 
 def _config_key(config: dict, path: str, param: str) -> str:
