@@ -109,10 +109,16 @@ def test_every_shipped_config_validates_and_keeps_its_hash():
 
 
 def test_feature_schema_covers_the_feature_builder():
+    """Every FeatureBuilder parameter is checked: its own by the schema, a block's by the block's constraints."""
     from perturbkit.config import FeatureSettings
-    from perturbkit.features import FeatureBuilder
+    from perturbkit.features import FEATURE_BLOCKS, FeatureBuilder
+    from perturbkit.features.blocks import block_parameters
 
-    assert set(FeatureSettings.model_fields) == set(FeatureBuilder().get_params(deep=False))
+    assert set(FeatureSettings.model_fields) | set(block_parameters()) == set(FeatureBuilder().get_params(deep=False))
+    assert not set(FeatureSettings.model_fields) & set(block_parameters())
+    for name in FEATURE_BLOCKS.names():
+        block = FEATURE_BLOCKS.get(name)
+        assert {p.name for p in block.parameters().values()} <= set(block.estimator._parameter_constraints)
 
 
 def test_n_components_beyond_the_fold_is_an_error_not_a_clamp(small_dataset):
