@@ -138,3 +138,10 @@ def test_cli_rejects_bad_config_before_loading_data(tmp_path, capsys):
     assert code == 2
     assert "cv.refit = 'maybe': Input should be a valid boolean" in capsys.readouterr().err
     assert not (tmp_path / "oof").exists()
+
+
+def test_a_model_files_test_table_is_small_settings_never_a_run_setting():
+    small, shipped = load_config("mlp", configs_dir=CONFIGS, test=True), load_config("mlp", configs_dir=CONFIGS)
+    assert small["params"]["hidden"] == [16] and small["params"]["train"]["max_epochs"] == 4 and small["features"]["morgan_bits"] == 128
+    assert shipped["params"]["hidden"] == [1024, 512] and "test" not in shipped and "test" not in small
+    assert small["params"]["dropout"] == shipped["params"]["dropout"]  # what [test] does not name is the shipped value

@@ -28,6 +28,7 @@ from perturbkit.errors import ConfigError
 CV_DEFAULTS = {"scheme": "test_like", "seed": 0, "seeds": [], "n_splits": 0, "refit": False}
 BOOLEAN_WORDS = {"true": True, "yes": True, "on": True, "false": False, "no": False, "off": False}
 KEY_COLUMNS = Literal["cell_type", "sm_name"]
+TEST_TABLE = "test"  # a model file's small settings for the test suite (load_config(..., test=True))
 
 
 def read_toml(path: Path) -> dict:
@@ -289,9 +290,14 @@ def _check_fold_count(cv: dict, source: str) -> None:
 
 
 def load_config(
-    model: str, *, config_path: Path | None = None, configs_dir: Path = Path("configs"), overrides=(), cv: dict | None = None
+    model: str, *, config_path: Path | None = None, configs_dir: Path = Path("configs"), overrides=(), cv: dict | None = None,
+    test: bool = False,
 ) -> dict:
-    """The validated config of ``model``: defaults, model file, ``--set`` overrides, then ``cv`` (explicit CLI flags)."""
+    """The validated config of ``model``: defaults, model file, ``--set`` overrides, then ``cv`` (explicit CLI flags).
+
+    A model file's ``[test]`` table (overrides in the config's own shape) is small settings for the test
+    suite's few-hundred-gene worlds: merged over the file with ``test``, else left out. It is never part of a run's config.
+    """
     config = {"model": model, "params": {}, "cv": dict(CV_DEFAULTS)}
     sources = []
     if (configs_dir / "cv.toml").is_file():
@@ -305,8 +311,14 @@ def load_config(
         model_config = read_toml(Path(config_path))
         if model_config.get("model", model) != model:
             raise ConfigError(f"{config_path}: is the config of model {model_config['model']!r}, not {model!r}")
+        small = model_config.pop(TEST_TABLE, {})
         config = merge(config, model_config)
         sources.append(str(config_path))
+        if test and small:
+            if not isinstance(small, dict):
+                raise ConfigError(f"{config_path}: [{TEST_TABLE}] must be a table of overrides")
+            config = merge(config, small)
+            sources.append(f"[{TEST_TABLE}]")
     config = apply_overrides(config, overrides)
     if cv:
         config["cv"] = {**config.get("cv", {}), **cv}
