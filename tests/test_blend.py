@@ -6,11 +6,13 @@ import dataclasses
 import json
 import shutil
 from pathlib import Path
+from typing import Annotated  # the toy method's annotation, resolved in this module's globals
 
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+from pydantic import Field
 
 from perturbkit.blend import (
     read_blend_record,
@@ -30,6 +32,7 @@ from perturbkit.blend import objective
 from perturbkit.cli import main
 from perturbkit.config import load_config
 from perturbkit.cv import run_cv, save_run
+from perturbkit.errors import ConfigError
 from perturbkit.metrics import mrrmse, rowwise_rmse
 from perturbkit.submit import score_submission
 
@@ -144,7 +147,7 @@ def test_optuna_storage_resumes_a_study(gram, tmp_path):
 
 
 def test_blend_in_sample_and_nested_scores(members, small_dataset):
-    result = blend_members(members, small_dataset, BlendOptions(method="optuna", trials=40))
+    result = blend_members(members, small_dataset, BlendOptions(method="optuna", settings={"trials": 40}))
     scores = result.scores
     assert scores["in_sample"] <= min(scores["members"].values()) + 1e-9
     assert scores["in_sample"] <= scores["simple_average"] + 1e-9
@@ -366,6 +369,38 @@ def test_toy_blend_method_registers_and_runs_through_blend(members, small_datase
     assert result.fit.searches["all"].method == "first_member_toy"
     assert all(fit.searches["all"].method == "first_member_toy" for fit in
                blend_members(members, small_dataset, BlendOptions(method="first_member_toy")).nested_fits.values())
+
+
+def test_blend_method_with_its_own_setting_reachable_through_set(members, small_dataset, monkeypatch):
+    """README "Extending": a method's keyword parameters are its settings: --set keys, typed and checked by the signature."""
+    from perturbkit.blend import SearchResult, register_blend_method
+    from perturbkit.blend.command import resolve_options
+    from perturbkit.blend.search import BLEND_METHODS
+
+    monkeypatch.setattr(BLEND_METHODS, "_items", dict(BLEND_METHODS._items))
+    monkeypatch.setattr(BLEND_METHODS, "_help", dict(BLEND_METHODS._help))
+
+    received = []
+
+    @register_blend_method("first_k_toy", "equal weights on the first k members (test)")
+    def first_k(gram, *, first_k: Annotated[int, Field(ge=1)] = 1):
+        received.append(first_k)
+        weights = np.zeros(gram.shape[1] - 1)
+        weights[:first_k] = 1.0 / first_k
+        return SearchResult(method="first_k_toy", weights=weights, score=objective.score(gram, weights),
+                            evaluations=1, seconds=0.0, chosen="search")
+
+    options = resolve_options(None, ["first_k=2", "nested=false"], {"method": "first_k_toy"})
+    assert options.settings == {"first_k": 2} and options.to_json()["first_k"] == 2
+    assert blend_members(members, small_dataset, options).fit.searches["all"].method == "first_k_toy" and received == [2]
+    with pytest.raises(ConfigError, match=r"blend setting first_k = 0 \(of first_k_toy\): .*greater than or equal to 1"):
+        resolve_options(None, ["first_k=0"], {"method": "first_k_toy"})
+    with pytest.raises(ConfigError, match=r"unknown blend option\(s\) \['first_kk'\]; known: .*'first_k'"):
+        resolve_options(None, ["first_kk=2"], {"method": "first_k_toy"})
+    # A shipped method's setting that no flag names reaches it too: slsqp's max_iter.
+    capped = blend_members(members, small_dataset, resolve_options(None, ["max_iter=1", "nested=false"], {"method": "slsqp"}))
+    free = blend_members(members, small_dataset, BlendOptions(method="slsqp", nested=False))
+    assert capped.fit.searches["all"].details["iterations"] <= 1 < free.fit.searches["all"].details["iterations"]
 
 
 def test_test_like_runs_blend_with_the_schemes_row_weights(small_dataset, tmp_path):

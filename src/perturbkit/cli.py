@@ -190,7 +190,7 @@ def _load_data_dir(args):
 
 def _add_blend_commands(commands) -> None:
     """blend, report, rank: from stored runs to a submission, its report and compound rankings."""
-    from perturbkit.blend.search import blend_method_help, list_blend_methods
+    from perturbkit.blend.search import blend_method_help, list_blend_methods, method_settings
 
     blend = commands.add_parser("blend", help="tune blend weights over stored runs, write submission CSV + h5ad + json")
     blend.add_argument("--runs", nargs="+", type=Path, default=None, help="run directories (default: latest run of each model)")
@@ -207,7 +207,8 @@ def _add_blend_commands(commands) -> None:
         blend.add_argument(f"--{flag}", dest=flag.replace("-", "_"), action=argparse.BooleanOptionalAction, default=None, help=text)
     blend.add_argument("--storage", default=None, help="Optuna RDB URL to resume or share studies, e.g. sqlite:///blend.db")
     blend.add_argument("--blend-config", dest="blend_config", type=Path, default=Path("configs/blend.toml"))
-    blend.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="blend option override, e.g. trials=200")
+    blend.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="blend option or method setting, e.g. trials=200; the methods' settings: " + ", ".join(method_settings()))
     blend.add_argument("--name", default="blend", help="file stem under --submissions (default: blend)")
     blend.add_argument("--oof", type=Path, default=Path("oof"))
     blend.add_argument("--submissions", type=Path, default=Path("submissions"))

@@ -27,7 +27,7 @@ from perturbkit.blend import objective
 from perturbkit.blend.leaderboard import LeaderboardScale
 from perturbkit.blend.members import GROUPS, BlendError, Members
 from perturbkit.blend.record import BlendMember, BlendRecord
-from perturbkit.blend.search import SearchResult, list_blend_methods, search, study_name_for
+from perturbkit.blend.search import SearchResult, list_blend_methods, method_settings, search, study_name_for
 from perturbkit.data import Dataset
 from perturbkit.errors import ConfigError
 from perturbkit.metrics import rowwise_rmse
@@ -37,34 +37,54 @@ ALL = "all"
 
 @dataclass(frozen=True)
 class BlendOptions:
+    """What every blend has; ``settings`` holds the methods' own (``trials``, ``caruana_size``, ``max_iter``, ``storage``, ...)."""
+
     method: str = "optuna"
-    trials: int = 1000
     seed: int = 0
     per_celltype: bool = False
     scale: bool = False
     clip: bool = False
     nested: bool = True
-    storage: str | None = None  # optuna RDB URL, e.g. sqlite:///blend.db; in-memory when None
-    caruana_size: int = 25
-    multivariate: bool = True  # multivariate TPE: faster per trial than independent TPE and models interactions
-    n_ei_candidates: int = 24
     scale_min: float = 0.0
     scale_max: float = 2.0
+    settings: dict = field(default_factory=dict)  # by name; a method gets those its signature names, else its defaults
 
     @classmethod
     def from_dict(cls, values: dict) -> "BlendOptions":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
+        """Options from a flat table (configs/blend.toml, --set): a key that is no common field is a method's setting."""
+        common = {f.name for f in dataclasses.fields(cls)} - {"settings"}
+        known_settings = method_settings()
+        unknown = sorted(set(values) - common - set(known_settings))
         if unknown:
-            raise ConfigError(f"unknown blend option(s) {unknown}; known: {sorted(known)}")
-        options = cls(**values)
+            raise ConfigError(f"unknown blend option(s) {unknown}; known: {sorted(common | set(known_settings))}")
+        settings = {key: _checked_setting(known_settings[key], value) for key, value in values.items() if key not in common}
+        options = cls(**{k: v for k, v in values.items() if k in common}, settings=settings)
         if options.method not in list_blend_methods():
             raise ConfigError(f"unknown blend method {options.method!r}; known: {list_blend_methods()}")
-        if options.trials < 1 or options.caruana_size < 1:
-            raise ConfigError("blend trials and caruana_size must be at least 1")
         if not options.scale_min <= 1.0 <= options.scale_max:
             raise ConfigError("blend scale_min <= 1 <= scale_max is required")
         return options
+
+    def setting(self, name: str):
+        """A method setting's value: as given, else the default in the signature of a method naming it."""
+        return self.settings[name] if name in self.settings else method_settings()[name].default
+
+    def to_json(self) -> dict:
+        """Flat, as configs/blend.toml writes them: the common fields, then the chosen method's settings."""
+        own = {name: self.setting(name) for name, s in method_settings().items() if self.method in s.methods}
+        common = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "settings"}
+        return {**common, **own, **self.settings}
+
+
+def _checked_setting(setting, value):
+    """A method setting's value against the type its signature gives (``trials: Annotated[int, Field(ge=1)]``)."""
+    from pydantic import TypeAdapter, ValidationError
+
+    try:
+        return TypeAdapter(setting.hint).validate_python(value)
+    except ValidationError as exc:
+        message = exc.errors()[0]["msg"].lower()
+        raise ConfigError(f"blend setting {setting.name} = {value!r} (of {', '.join(setting.methods)}): {message}") from None
 
 
 @dataclass(frozen=True)
@@ -112,10 +132,8 @@ def fit_weights(gram: np.ndarray, groups: np.ndarray, options: BlendOptions, *, 
     weights, scales, searches = {}, {}, {}
     for key, rows in sets.items():
         sub = gram[rows]
-        result = search(sub, options.method, trials=options.trials, seed=options.seed, storage=storage,
-                        study_name=f"{study_prefix}-{key}" if study_prefix else None,
-                        caruana_size=options.caruana_size, multivariate=options.multivariate,
-                        n_ei_candidates=options.n_ei_candidates)
+        result = search(sub, options.method, **{**options.settings, "storage": storage}, seed=options.seed,
+                        study_name=f"{study_prefix}-{key}" if study_prefix else None)
         weights[key], searches[key] = result.weights, result
         scales[key] = fit_scale(sub, result.weights, options.scale_min, options.scale_max) if options.scale else 1.0
     return Fit(weights=weights, scale=scales, searches=searches)
@@ -228,7 +246,7 @@ class BlendResult:
         head = (
             f"blend of {len(self.names)} runs on {scores['rows']} OOF rows (scheme {self.members.scheme}, {folds} folds), "
             f"method {self.options.method}"
-            + (f", {self.options.trials} trials" if self.options.method == "optuna" else "")
+            + (f", {self.options.setting('trials')} trials" if self.options.method == "optuna" else "")
             + f", search {search_seconds:.1f} s"
         )
         weight_titles = ["weight" if k == ALL else f"w {k}" for k in sets]
@@ -308,7 +326,7 @@ class BlendResult:
         record = self.record(name=name, files=files, file_sha256=file_sha256).to_json()
         record.update({
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "options": dataclasses.asdict(self.options),
+            "options": self.options.to_json(),
             "weight_sets": {k: dict(zip(self.names, map(float, w))) for k, w in self.fit.weights.items()},
             "clip_range": "each gene's min..max over all de_train rows" if self.options.clip else None,
             "per_celltype": bool(self.options.per_celltype),
@@ -374,7 +392,7 @@ def blend_members(members: Members, dataset: Dataset, options: BlendOptions = Bl
     started = time.perf_counter()
     rows_digest = str(members.folds_hash) + str(members.data_hash)
     prefix = study_name_for(members.names, rows_digest) + f"-{options.method}-s{options.seed}"
-    fit = fit_weights(weighted_gram, groups, options, need=need, storage=options.storage, study_prefix=prefix)
+    fit = fit_weights(weighted_gram, groups, options, need=need, storage=options.settings.get("storage"), study_prefix=prefix)
     timings["fit"] = time.perf_counter() - started
 
     ranges = clip_ranges(dataset.targets, members.dataset_folds, np.unique(folds)) if options.clip else None
