@@ -79,10 +79,10 @@ def gram(members):
 def test_members_are_aligned_on_the_dataset(members, small_dataset):
     assert members.oof.shape == (len(CHEAP), len(members.keys), small_dataset.n_genes)
     assert (members.folds >= 0).all()
-    expected = small_dataset.targets[members.rows]
+    expected = small_dataset.targets[members.dataset_positions]
     np.testing.assert_array_equal(members.y, expected)
     # de_train order
-    assert (np.diff(members.rows) > 0).all()
+    assert (np.diff(members.dataset_positions) > 0).all()
     assert members.test.shape == (len(CHEAP), len(small_dataset.test), small_dataset.n_genes)
 
 
@@ -253,7 +253,7 @@ def test_per_celltype_needs_both_groups(members, small_dataset):
 
 def test_per_celltype_weights(bm_runs, small_dataset):
     result = blend_runs(bm_runs, small_dataset, BlendOptions(method="caruana", per_celltype=True, nested=False))
-    assert set(result.fit.weights) == {"B-like", "Myeloid-like"}
+    assert set(result.fit.weights) == {"lymphoid", "myeloid"}
     for weights in result.fit.weights.values():
         assert (weights >= 0).all() and weights.sum() == pytest.approx(1.0)
     scores = result.scores
@@ -262,11 +262,11 @@ def test_per_celltype_weights(bm_runs, small_dataset):
     assert set(by_cell_type) == {"B cells", "Myeloid cells"}
     record = result.record()
     weights, _ = record.weights_for(["B cells", "Myeloid cells"])
-    np.testing.assert_allclose(weights, [result.fit.weights["B-like"], result.fit.weights["Myeloid-like"]])
+    np.testing.assert_allclose(weights, [result.fit.weights["lymphoid"], result.fit.weights["myeloid"]])
     assert all(member.weight is None for member in record.members)  # no global set was fitted
     # test rows use their cell type's weights
     b_rows = result.members.test_cell_types == "B cells"
-    expected = np.tensordot(result.fit.weights["B-like"], result.members.test[:, b_rows].astype(np.float64), axes=1)
+    expected = np.tensordot(result.fit.weights["lymphoid"], result.members.test[:, b_rows].astype(np.float64), axes=1)
     np.testing.assert_allclose(result.test[b_rows], expected, rtol=1e-5, atol=1e-5)
 
 

@@ -31,7 +31,7 @@ from perturbkit.kernel import (
     build_kernel,
     build_wheel,
     check_no_credentials,
-    combine,
+    blend_predictions,
     kernel_metadata,
     row_weights,
     spec_from_blend,
@@ -118,12 +118,12 @@ def _spec(*weights, scale=1.0):
 def test_combine_weights_scales_and_clips():
     a, b = np.full((2, 3), 1.0), np.array([[0.0, 2.0, 10.0], [-10.0, 0.0, 1.0]])
     rows = ["B cells", "Myeloid cells"]
-    assert np.allclose(combine([a, b], _spec(0.5, 0.5), rows), (a + b) / 2)
-    assert np.allclose(combine([a, b], _spec(1.0, 2.0, scale=0.5), rows), (a + 2 * b) / 2)
-    clipped = combine([a, b], _spec(0.0, 1.0), rows, clip_range=(np.array([-1.0, -1.0, -1.0]), np.array([1.0, 1.0, 5.0])))
+    assert np.allclose(blend_predictions([a, b], _spec(0.5, 0.5), rows), (a + b) / 2)
+    assert np.allclose(blend_predictions([a, b], _spec(1.0, 2.0, scale=0.5), rows), (a + 2 * b) / 2)
+    clipped = blend_predictions([a, b], _spec(0.0, 1.0), rows, clip_range=(np.array([-1.0, -1.0, -1.0]), np.array([1.0, 1.0, 5.0])))
     assert np.allclose(clipped, [[0.0, 1.0, 5.0], [-1.0, 0.0, 1.0]]) and clipped.dtype == np.float32
     with pytest.raises(ValueError):
-        combine([a], _spec(0.5, 0.5), rows)
+        blend_predictions([a], _spec(0.5, 0.5), rows)
 
 
 def test_a_per_cell_type_blend_weights_each_test_row_by_its_cell_type():
@@ -135,7 +135,7 @@ def test_a_per_cell_type_blend_weights_each_test_row_by_its_cell_type():
     assert np.allclose(scale, [0.9, 1.1, 0.9])
     a, b = np.ones((3, 2)), np.full((3, 2), 2.0)
     expected = np.array([0.9 * (0.2 + 1.6), 1.1 * (0.6 + 0.8), 0.9 * (0.2 + 1.6)])[:, None] * np.ones((1, 2))
-    assert np.allclose(combine([a, b], spec, rows), expected)
+    assert np.allclose(blend_predictions([a, b], spec, rows), expected)
     global_spec = spec_from_blend(blend_result(cheap_configs()))
     weights, scale = row_weights(global_spec, ["B cells", "Myeloid cells"])
     assert np.allclose(weights[:, 0], 0.25) and np.allclose(scale, 0.9)

@@ -200,7 +200,7 @@ def _add_blend_commands(commands) -> None:
                        help="default: configs/blend.toml; " + "; ".join(f"{k}: {v}" for k, v in blend_method_help().items()))
     blend.add_argument("--trials", type=int, default=None, help="optuna trials (default 1000)")
     blend.add_argument("--seed", type=int, default=None)
-    for flag, text in (("per-celltype", "separate weights for B-like and Myeloid-like rows"),
+    for flag, text in (("per-celltype", "separate weights for lymphoid (B, NK, T cells) and myeloid rows"),
                        ("scale", "fit a global scale factor on the OOF rows"),
                        ("clip", "clip predictions to each gene's training range"),
                        ("nested", "nested score: fit on K-1 folds, score the held-out fold (default on)")):

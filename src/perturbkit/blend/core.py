@@ -89,7 +89,7 @@ def _checked_setting(setting, value):
 
 @dataclass(frozen=True)
 class Fit:
-    """Weights and scale per weight set: ``all``, or ``B-like`` / ``Myeloid-like`` with per_celltype."""
+    """Weights and scale per weight set: ``all``, or ``lymphoid`` / ``myeloid`` with per_celltype."""
 
     weights: dict[str, np.ndarray]
     scale: dict[str, float]
@@ -146,7 +146,7 @@ def gram_row_rmse(gram: np.ndarray, weights: np.ndarray, scale: np.ndarray) -> n
     return np.sqrt(np.maximum(np.einsum("rm,rmn,rn->r", c, gram, c), 0.0))
 
 
-def combine(predictions: np.ndarray, weights: np.ndarray, scale: np.ndarray) -> np.ndarray:
+def weighted_sum(predictions: np.ndarray, weights: np.ndarray, scale: np.ndarray) -> np.ndarray:
     """``scale_r * sum_m w_rm p_m[r]`` for member predictions (M, n, G); float32 (n, G)."""
     coef = (weights * scale[:, None]).astype(np.float32)
     out = np.zeros(predictions.shape[1:], dtype=np.float32)
@@ -177,7 +177,7 @@ class BlendResult:
     members: Members
     options: BlendOptions
     fit: Fit
-    rows: pd.DataFrame  # per common row: cell_type, sm_name, fold, one RMSE column per member, simple_average, blend[, blend_unclipped][, blend_nested]
+    row_scores: pd.DataFrame  # per common row: cell_type, sm_name, fold, one RMSE column per member, simple_average, blend[, blend_unclipped][, blend_nested]
     oof: np.ndarray  # the tuned blend's OOF predictions (clipped when asked), rows x genes
     test: np.ndarray  # test predictions, test rows (dataset.test order) x genes
     correlation: np.ndarray  # members' OOF residual correlation
@@ -192,11 +192,11 @@ class BlendResult:
         return self.members.names
 
     def _mean(self, column: str) -> float:
-        return float(np.average(self.rows[column], weights=self.rows["weight"]))
+        return float(np.average(self.row_scores[column], weights=self.row_scores["weight"]))
 
     @property
     def scores(self) -> dict:
-        rows = self.rows
+        rows = self.row_scores
         scores = {
             "in_sample": self._mean("blend"),
             "nested": self._mean("blend_nested") if "blend_nested" in rows else None,
@@ -210,13 +210,13 @@ class BlendResult:
         return scores
 
     def _columns(self) -> list[str]:
-        extra = [c for c in ("blend_unclipped", "blend_nested") if c in self.rows]
+        extra = [c for c in ("blend_unclipped", "blend_nested") if c in self.row_scores]
         return [*self.names, "simple_average", "blend", *extra]
 
     def _grouped(self, by: str) -> pd.DataFrame:
         columns = self._columns()
-        weighted = self.rows[columns].mul(self.rows["weight"], axis=0).groupby(self.rows[by], sort=True).sum()
-        return weighted.div(self.rows.groupby(by, sort=True)["weight"].sum(), axis=0)
+        weighted = self.row_scores[columns].mul(self.row_scores["weight"], axis=0).groupby(self.row_scores[by], sort=True).sum()
+        return weighted.div(self.row_scores.groupby(by, sort=True)["weight"].sum(), axis=0)
 
     def per_fold(self) -> pd.DataFrame:
         """MRRMSE per fold (rows) of each member, the simple average and the blend (columns), rows weighted."""
@@ -240,7 +240,7 @@ class BlendResult:
     def table(self) -> str:
         """Members, simple average and tuned blend, in-sample and nested, with the weights."""
         scores = self.scores
-        folds = self.rows["fold"].nunique()
+        folds = self.row_scores["fold"].nunique()
         sets = self.weight_sets()
         search_seconds = sum(s.seconds for s in self.fit.searches.values())
         head = (
@@ -383,7 +383,7 @@ def blend_members(members: Members, dataset: Dataset, options: BlendOptions = Bl
     groups, folds = members.groups, members.folds
     if options.per_celltype and len(set(groups)) < 2:
         raise BlendError(
-            f"--per-celltype needs validated rows of both B-like (B, NK, T cells) and Myeloid-like cells; scheme "
+            f"--per-celltype needs validated rows of both lymphoid (B, NK, T cells) and myeloid cells; scheme "
             f"{members.scheme} validates only {sorted(set(members.keys['cell_type']))}; use bm_holdout, test_like or kfold runs"
         )
     need = set(members.test_groups)
@@ -401,7 +401,7 @@ def blend_members(members: Members, dataset: Dataset, options: BlendOptions = Bl
         w, s = fitted.params_for(groups[rows])
         if clip_range is None:
             return gram_row_rmse(gram[rows], w, s)
-        return rowwise_rmse(members.y[rows], np.clip(combine(members.oof[:, rows], w, s), *clip_range))
+        return rowwise_rmse(members.y[rows], np.clip(weighted_sum(members.oof[:, rows], w, s), *clip_range))
 
     table = members.keys.copy()
     table["weight"] = members.row_weights
@@ -445,7 +445,7 @@ def blend_members(members: Members, dataset: Dataset, options: BlendOptions = Bl
 
     weights, scale = fit.params_for(groups)
     unclipped = gram_row_rmse(gram, weights, scale)
-    oof = combine(members.oof, weights, scale)
+    oof = weighted_sum(members.oof, weights, scale)
     if options.clip:
         oof = _clip_by_fold(oof, folds, ranges)
         table["blend"] = rowwise_rmse(members.y, oof)
@@ -457,7 +457,7 @@ def blend_members(members: Members, dataset: Dataset, options: BlendOptions = Bl
         members=members,
         options=options,
         fit=fit,
-        rows=table,
+        row_scores=table,
         oof=oof,
         test=_test_predictions(members, fit, ranges[None] if ranges else None),
         correlation=objective.residual_correlation(gram),
@@ -472,7 +472,7 @@ def blend_members(members: Members, dataset: Dataset, options: BlendOptions = Bl
 
 def _test_predictions(members: Members, fit: Fit, gene_range) -> np.ndarray:
     weights, scale = fit.params_for(members.test_groups)
-    test = combine(members.test, weights, scale)
+    test = weighted_sum(members.test, weights, scale)
     return test if gene_range is None else np.clip(test, *gene_range)
 
 

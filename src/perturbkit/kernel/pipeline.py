@@ -28,7 +28,7 @@ from perturbkit.blend.record import BlendRecord, BlendRecordError
 from perturbkit.data.layout import COMPETITION
 from perturbkit.errors import ConfigError
 
-__all__ = ["combine", "describe_weights", "row_weights", "spec_from_blend", "spec_from_configs", "validate_spec", "run_pipeline"]
+__all__ = ["blend_predictions", "describe_weights", "row_weights", "spec_from_blend", "spec_from_configs", "validate_spec", "run_pipeline"]
 
 SPEC_FIELDS = ("scales", "scale", "clip", "method", "data_hash")
 
@@ -99,14 +99,14 @@ def validate_spec(spec: dict, *, source: str = "pipeline spec") -> dict:
     return spec
 
 
-def combine(predictions, spec: dict, cell_types, *, clip_range: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
-    """The blend's formula (``perturbkit.blend.core.combine``) with the spec's weights, then the optional clip."""
-    from perturbkit.blend.core import combine as blend_combine
+def blend_predictions(predictions, spec: dict, cell_types, *, clip_range: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    """The blend's formula (``perturbkit.blend.core.weighted_sum``) with the spec's weights per row, then the optional clip."""
+    from perturbkit.blend.core import weighted_sum
 
     weights, scale = row_weights(spec, cell_types)
     if len(predictions) != weights.shape[1]:
         raise ValueError(f"{len(predictions)} predictions but {weights.shape[1]} members")
-    matrix = blend_combine(np.stack([np.asarray(p, dtype=np.float32) for p in predictions]), weights, scale)
+    matrix = weighted_sum(np.stack([np.asarray(p, dtype=np.float32) for p in predictions]), weights, scale)
     return np.clip(matrix, *clip_range, out=matrix) if clip_range is not None else matrix
 
 
@@ -134,7 +134,7 @@ def run_pipeline(spec: dict, data_dir: Path | str, output: Path | str, *, progre
         log(summary_text(result.meta))
         predictions.append(result.test)
     clip_range = (dataset.targets.min(axis=0), dataset.targets.max(axis=0)) if spec.get("clip") else None
-    matrix = combine(predictions, spec, dataset.test["cell_type"], clip_range=clip_range)
+    matrix = blend_predictions(predictions, spec, dataset.test["cell_type"], clip_range=clip_range)
     ids = dataset.test["id"].to_numpy()
     template = Path(data_dir) / "sample_submission.csv"
     path = write_submission_csv(output, ids, dataset.genes, matrix, template=template if template.is_file() else None)
