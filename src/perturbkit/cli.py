@@ -27,7 +27,6 @@ def cmd_cv(args) -> None:
     from perturbkit.cv import run_cv, save_run, summary_text
     from perturbkit.models import feature_requirements
     from perturbkit.io import check_writable
-    from perturbkit.report.plots import loss_curve_pngs
 
     flags = {key: getattr(args, key) for key in ("scheme", "seed", "n_splits", "seeds") if getattr(args, key) is not None}
     # The whole config (flags included) is validated here, before data is loaded or anything fitted.
@@ -36,7 +35,7 @@ def cmd_cv(args) -> None:
     check_writable(args.oof, "--oof")
     dataset = _load_data(args, require_smiles=feature_requirements(config)[0])
     result = run_cv(dataset, config, progress=not args.no_progress)
-    run_dir = save_run(result, args.oof, artifacts=loss_curve_pngs(result.meta))
+    run_dir = save_run(result, args.oof)
     print(summary_text(result.meta))
     print(f"run written to {run_dir}")
 

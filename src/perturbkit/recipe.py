@@ -159,7 +159,6 @@ def run_recipe(
     from perturbkit.blend import BlendOptions, blend_runs, write_blend
     from perturbkit.blend.core import with_leaderboard_scale
     from perturbkit.blend.leaderboard import leaderboard_scale
-    from perturbkit.report.plots import loss_curve_pngs
 
     started = time.perf_counter()
     outcomes: list[MemberOutcome] = []
@@ -175,7 +174,7 @@ def run_recipe(
         member_start = time.perf_counter()
         try:
             result = run_cv(dataset, config, progress=progress)
-            run_dir = save_run(result, oof_root, artifacts=loss_curve_pngs(result.meta))
+            run_dir = save_run(result, oof_root)
         except Exception as exc:
             kept = ", ".join(str(o.run_dir) for o in outcomes) or "none"
             raise RecipeError(

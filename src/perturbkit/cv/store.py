@@ -83,8 +83,15 @@ def new_run_id(digest: str) -> str:
 
 
 def save_run(result, oof_root: Path | str, *, artifacts: dict[str, bytes] | None = None) -> Path:
-    """Write a :class:`perturbkit.cv.CVResult` as ``<oof_root>/<model>/<run_id>/``; returns the run directory."""
+    """Write a :class:`perturbkit.cv.CVResult` as ``<oof_root>/<model>/<run_id>/``; returns the run directory.
+
+    ``artifacts`` (file name -> bytes) default to :func:`perturbkit.cv.artifacts.run_artifacts` of the run,
+    so every command that stores runs stores the same files.
+    """
+    from perturbkit.cv.artifacts import run_artifacts
+
     meta = result.meta
+    artifacts = run_artifacts(meta) if artifacts is None else artifacts
     while True:
         run_dir = Path(oof_root) / meta["model"] / new_run_id(meta["config_hash"])
         meta["run_id"] = run_dir.name

@@ -114,8 +114,8 @@ def _histories(meta: dict) -> list[dict]:
 
 
 def loss_curve_images(metas: dict[str, dict], out_dir: Path) -> list[str]:
-    """PNG file names of the neural runs' loss curves: one per run and fold (``report.plots.loss_curve_png``)."""
-    from perturbkit.report.plots import loss_curve_png
+    """PNG file names of the neural runs' loss curves: one per run and fold (``cv.artifacts.loss_curve_png``)."""
+    from perturbkit.cv.artifacts import loss_curve_png
 
     names = []
     for name, meta in metas.items():
