@@ -307,7 +307,7 @@ def test_cli_build_from_a_blend_result(built_wheel, tmp_path, isolated_home, mon
     blend.write_text(json.dumps(blend_result(cheap_configs())))
     monkeypatch.setattr("perturbkit.kernel.build.build_wheel", lambda out_dir, project=None: built_wheel)
     out = tmp_path / "kernels"
-    args = ["kernel", "build", "--blend", str(blend), "--user", USERNAME, "--out", str(out), "--deps-dataset", f"{USERNAME}/perturbkit-deps"]
+    args = ["kernel", "build", "--blend", str(blend), "--user", USERNAME, "--kernels", str(out), "--deps-dataset", f"{USERNAME}/perturbkit-deps"]
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert "weight 0.25" in printed and "weight 0.75" in printed and "clip True" in printed
@@ -315,7 +315,7 @@ def test_cli_build_from_a_blend_result(built_wheel, tmp_path, isolated_home, mon
     assert f"kaggle datasets version -p {out / SLUG}-code" in printed
     metadata = json.loads((out / SLUG / "kernel-metadata.json").read_text())
     assert metadata["dataset_sources"] == [CODE_DATASET, f"{USERNAME}/perturbkit-deps"]
-    assert main(["kernel", "build", "--out", str(out), "--user", USERNAME]) == 2
+    assert main(["kernel", "build", "--kernels", str(out), "--user", USERNAME]) == 2
     assert "name the kernel's models" in capsys.readouterr().err
 
 
@@ -501,3 +501,14 @@ def test_the_script_installs_missing_requirements_from_an_attached_wheels_datase
 
     assert (site / "perturbkit" / "kernel" / "pipeline.py").is_file()
     assert (site / "tinydep_for_tests" / "__init__.py").read_text() == "VALUE = 42\n"
+
+
+def test_kernel_spec_resolves_configs_and_refit_in_the_library():
+    from perturbkit.kernel.pipeline import kernel_spec
+
+    spec = kernel_spec(models=["zeros", "compound_mean"], configs_dir=CONFIGS, refit=True)
+    assert [m["config"]["model"] for m in spec["members"]] == ["zeros", "compound_mean"]
+    assert all(m["config"]["cv"]["refit"] is True for m in spec["members"]) and spec["source"] == "zeros, compound_mean"
+    assert not any(m["config"]["cv"]["refit"] for m in kernel_spec(models=["zeros"], configs_dir=CONFIGS)["members"])
+    with pytest.raises(ConfigError, match="either --blend or --model/--config"):
+        kernel_spec(blend="submissions/blend.json", models=["zeros"])

@@ -243,28 +243,6 @@ def cmd_data_download(args) -> None:
     print(describe_download(download_competition(args.out, validate=load_dataset, quiet=args.quiet, force=args.force)))
 
 
-def _kernel_spec(args) -> dict:
-    from perturbkit.config import load_config, read_toml
-    from perturbkit.errors import ConfigError
-    from perturbkit.kernel import spec_from_blend, spec_from_configs
-
-    if args.blend and (args.model or args.config):
-        raise ConfigError("give either --blend or --model/--config, not both")
-    if args.blend:
-        return spec_from_blend(args.blend)
-    configs = [load_config(m, configs_dir=args.configs_dir, overrides=args.set) for m in args.model]
-    for path in args.config:
-        model = read_toml(path).get("model") if path.is_file() else None
-        if not model:
-            raise ConfigError(f"{path}: config file not found or without a 'model' key")
-        configs.append(load_config(model, config_path=path, configs_dir=args.configs_dir, overrides=args.set))
-    if not configs:
-        raise ConfigError("name the kernel's models (--model, --config) or a blend result (--blend submissions/<name>.json)")
-    for config in configs:
-        config["cv"]["refit"] = bool(config["cv"].get("refit")) or args.refit
-    return spec_from_configs(configs, source=", ".join([*args.model, *map(str, args.config)]))
-
-
 def _kaggle_user(args) -> str:
     import os
 
@@ -279,12 +257,13 @@ def _kaggle_user(args) -> str:
 def cmd_kernel_build(args) -> None:
     from perturbkit.io import check_writable
     from perturbkit.kernel import build_kernel
-    from perturbkit.kernel.pipeline import describe_weights
+    from perturbkit.kernel.pipeline import describe_weights, kernel_spec
 
-    check_writable(args.out, "--out")
-    spec = _kernel_spec(args)
+    check_writable(args.kernels, "--kernels")
+    spec = kernel_spec(blend=args.blend, models=args.model, config_paths=args.config, configs_dir=args.configs_dir,
+                       overrides=args.set, refit=args.refit)
     sources = [*args.dataset_source, *([args.deps_dataset] if args.deps_dataset else [])]
-    built = build_kernel(spec, user=_kaggle_user(args), slug=args.slug, out_root=args.out, title=args.title, enable_gpu=args.gpu,
+    built = build_kernel(spec, user=_kaggle_user(args), slug=args.slug, out_root=args.kernels, title=args.title, enable_gpu=args.gpu,
                          dataset_sources=sources, force=args.force)
     size = built.script.stat().st_size
     print(f"built {built.folder}/ ({built.metadata['id']}): {built.script.name} {size / 1000:.1f} KB (Kaggle's limit: 1 MB)")
@@ -431,9 +410,8 @@ def _add_kaggle_commands(commands) -> None:
     build.add_argument("--gpu", action="store_true", help="enable_gpu in the metadata")
     build.add_argument("--deps-dataset", default=None, metavar="USER/SLUG", help="the wheels dataset from `kernel deps`")
     build.add_argument("--dataset-source", action="append", default=[], metavar="USER/SLUG", help="another dataset to attach")
-    build.add_argument("--out", default="kernels", help="root of the kernel folders (default kernels/)")
-    build.add_argument("--slug", default="perturbkit-submission")
-    build.add_argument("--force", action="store_true", help="replace <out>/<slug>[-code] even if perturbkit did not create them")
+    common(build)
+    build.add_argument("--force", action="store_true", help="replace <kernels>/<slug>[-code] even if perturbkit did not create them")
     build.set_defaults(func=cmd_kernel_build)
 
     deps = kernel_commands.add_parser("deps", help="download wheels the Kaggle image lacks into a dataset folder")

@@ -28,7 +28,8 @@ from perturbkit.blend.record import BlendRecord, BlendRecordError
 from perturbkit.data.layout import COMPETITION
 from perturbkit.errors import ConfigError
 
-__all__ = ["blend_predictions", "describe_weights", "row_weights", "spec_from_blend", "spec_from_configs", "validate_spec", "run_pipeline"]
+__all__ = ["blend_predictions", "describe_weights", "kernel_spec", "row_weights", "spec_from_blend", "spec_from_configs",
+           "validate_spec", "run_pipeline"]
 
 SPEC_FIELDS = ("scales", "scale", "clip", "method", "data_hash")
 
@@ -43,6 +44,32 @@ def spec_from_configs(configs: list[dict], *, source: str = "configs") -> dict:
         {"competition": COMPETITION, "members": members, "scales": {}, "scale": 1.0, "clip": False, "method": "mean",
          "source": source, "data_hash": None}
     )
+
+
+def kernel_spec(*, blend: Path | str | None = None, models=(), config_paths=(), configs_dir: Path = Path("configs"),
+                overrides=(), refit: bool = False) -> dict:
+    """The spec of a blend record, or the simple average of models (``configs/<model>.toml``) and config files.
+
+    ``overrides`` (``--set``) apply to every model and config; ``refit`` makes each member predict the test rows
+    from a refit on all rows (a config's own ``cv.refit = true`` stays).
+    """
+    from perturbkit.config import load_config, read_toml
+
+    if blend and (models or config_paths):
+        raise ConfigError("give either --blend or --model/--config, not both")
+    if blend:
+        return spec_from_blend(blend)
+    configs = [load_config(m, configs_dir=configs_dir, overrides=overrides) for m in models]
+    for path in map(Path, config_paths):
+        model = read_toml(path).get("model") if path.is_file() else None
+        if not model:
+            raise ConfigError(f"{path}: config file not found or without a 'model' key")
+        configs.append(load_config(model, config_path=path, configs_dir=configs_dir, overrides=overrides))
+    if not configs:
+        raise ConfigError("name the kernel's models (--model, --config) or a blend result (--blend submissions/<name>.json)")
+    for config in configs:
+        config["cv"]["refit"] = bool(config["cv"].get("refit")) or refit
+    return spec_from_configs(configs, source=", ".join([*models, *map(str, config_paths)]))
 
 
 def _record(data: dict, source: str) -> BlendRecord:
