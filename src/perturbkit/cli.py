@@ -85,7 +85,7 @@ def cmd_agreement(args) -> None:
 
 
 def cmd_runs(args) -> None:
-    from perturbkit.cv.store import clean_staging, list_runs
+    from perturbkit.cv.store import clean_staging, list_runs, with_scores
 
     if args.clean:
         for path in clean_staging(args.oof):
@@ -100,20 +100,7 @@ def cmd_runs(args) -> None:
     if runs.empty:
         print(f"no complete runs under {args.oof}" + (f" of study {args.study!r}" if args.study is not None else ""))
         return
-    if args.per_cell_type:
-        import json
-
-        for position, path in enumerate(runs["path"]):
-            per_cell_type = json.loads((Path(path) / "meta.json").read_text())["scores"]["per_cell_type"]
-            for cell_type, row in per_cell_type.items():
-                runs.loc[position, f"cv {cell_type}"] = row["mrrmse"]
-    if args.truth is not None:
-        from perturbkit.submit import score_submission
-
-        for position, path in enumerate(runs["path"]):
-            table = score_submission(Path(path) / "test.parquet", args.truth)
-            for group, value in table["mrrmse"].items():
-                runs.loc[position, f"test {group}"] = value
+    runs = with_scores(runs, per_cell_type=args.per_cell_type, truth=args.truth)
     print(runs.drop(columns=["path", "created", "data_hash"]).to_string(index=False, float_format=lambda v: f"{v:.4f}"))
 
 
