@@ -19,7 +19,6 @@ from pathlib import Path
 
 from perturbkit.config import config_hash, load_config, read_toml, without_tune
 from perturbkit.cv import run_cv, save_run, splitter_for
-from perturbkit.models import build_model
 from perturbkit.cv.store import list_runs
 from perturbkit.data import Dataset
 from perturbkit.errors import ConfigError, PerturbkitError
@@ -85,7 +84,7 @@ class RecipeResult:
 
 
 def load_recipe(path: Path | str, *, configs_dir: Path = Path("configs"), overrides=()) -> Recipe:
-    """Read and validate a recipe: every member's config resolved and its model built once, before any work."""
+    """Read and validate a recipe: every member's config resolved and its model built (by validation), before any work."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: recipe not found")
@@ -109,10 +108,10 @@ def load_recipe(path: Path | str, *, configs_dir: Path = Path("configs"), overri
             raise ConfigError(f"{where} ({entry['model']}): unknown key(s) {unknown}; known: {sorted(MEMBER_KEYS)}")
         cv_overrides = [f'cv.scheme="{scheme}"', f"cv.seed={seeds[0]}", f"cv.seeds={seeds if len(seeds) > 1 else []}"]
         try:
+            # load_config validates by building the model: a bad name or parameter fails here, before any fit
             config = load_config(
                 entry["model"], configs_dir=configs_dir, overrides=[*cv_overrides, *entry.get("set", []), *overrides]
             )
-            build_model(config, seeds[0])
         except PerturbkitError as exc:
             raise ConfigError(f"{where} ({entry['model']}): {exc}") from exc
         members.append(without_tune(config))
