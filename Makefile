@@ -60,8 +60,8 @@ agreement: $(STAMP) ## CV vs hidden-test agreement of every scheme on every demo
 tune: $(STAMP) ## tune MODEL's [tune] space: TRIALS trials by WORKERS processes in one Optuna study (STORAGE, STUDY), write configs/tuned/MODEL.toml
 	$(PY) -m perturbkit tune --model $(MODEL) --data $(DATA) --oof $(OOF) --trials $(TRIALS) --workers $(WORKERS) $(if $(STORAGE),--storage $(STORAGE)) $(if $(STUDY),--study $(STUDY)) $(SET_ARGS)
 
-runs: $(STAMP) ## list the runs stored under OOF with their scores
-	$(PY) -m perturbkit runs --oof $(OOF)
+runs: $(STAMP) ## list the runs stored under OOF with their scores (TRUTH=...: and every test score against that truth file)
+	$(PY) -m perturbkit runs --oof $(OOF) $(if $(TRUTH),--truth $(TRUTH))
 
 test: $(STAMP) ## run the test suite (small demo worlds, no slow tests)
 	$(PY) -m pytest -m "not slow" -q

@@ -456,8 +456,8 @@ def test_the_kernel_reproduces_the_blenders_own_submission(built_wheel, small_wo
     blender = pd.read_csv(tmp_path / "submissions" / "b1.csv")
     assert list(kernel.columns) == list(blender.columns) and (kernel["id"] == blender["id"]).all()
     assert np.abs(kernel.to_numpy() - blender.to_numpy()).max() < 1e-4
-    table = score_submission(tmp_path / "working" / "submission.csv", small_world / "test_truth.parquet")
-    assert table.loc["all", "rows"] == 255 and np.isfinite(table.loc["all", "mrrmse"])
+    card = score_submission(tmp_path / "working" / "submission.csv", small_world / "test_truth.parquet")
+    assert card.table.loc[("all", "mrrmse"), "rows"] == 255 and np.isfinite(card.value("mrrmse"))
 
 
 def test_the_script_refuses_a_wheel_whose_hash_differs(built_kernel, small_world, tmp_path):

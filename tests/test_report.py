@@ -41,7 +41,7 @@ def blend_json(runs, small_dataset, tmp_path_factory) -> Path:
     return write_blend(result, small_dataset, out, "blend", dataset_id="perturbkit_demo")["json"]
 
 
-def test_blend_report_writes_plots_and_pages(blend_json, tmp_path):
+def test_blend_report_writes_plots_and_pages(blend_json, runs, tmp_path):
     out = build_blend_report(blend_json, tmp_path / "report")
     for name in ("per_fold.png", "per_cell_type.png", "weights.png", "correlation.png", "index.html", "index.md"):
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
@@ -54,12 +54,20 @@ def test_blend_report_writes_plots_and_pages(blend_json, tmp_path):
     assert "tuned blend" in markdown and "simple average" in markdown and "nested" in markdown
     # The weights each test cell type's rows get, not a mean over weight sets.
     assert "weight B cells" in markdown and "weight Myeloid cells" in markdown and "Blend weights per test cell type" in markdown
+    # each member's CV on both layers, as ratios to zeros with intervals
+    compound_mean = next(line for line in markdown.splitlines() if line.startswith("| compound_mean |"))
+    meta = json.loads((runs[1] / "meta.json").read_text())["scores"]
+    assert f"{meta['relative_to_zeros']:.4f}" in compound_mean and f"{meta['clipped']['relative_to_zeros']:.4f}" in compound_mean
+    assert compound_mean.count("[") == 2 and "clipped CV × zeros" in markdown
 
 
 def test_runs_report(runs, tmp_path):
     out = build_runs_report(runs, tmp_path / "runs")
     assert (out / "per_fold.png").is_file() and list(out.glob("loss*.png"))
-    assert "compound_mean" in (out / "index.md").read_text()
+    markdown = (out / "index.md").read_text()
+    zeros = next(line for line in markdown.splitlines() if line.startswith("| zeros |"))
+    assert "compound_mean" in markdown and "clipped CV × zeros" in markdown
+    assert zeros.count("1.0000") >= 2 and "[1.000, 1.000]" in zeros
 
 
 def test_report_errors(tmp_path, capsys):

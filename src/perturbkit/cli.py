@@ -85,7 +85,7 @@ def cmd_agreement(args) -> None:
 
 
 def cmd_runs(args) -> None:
-    from perturbkit.cv.store import clean_staging, list_runs, with_scores
+    from perturbkit.cv.store import clean_staging, list_runs, with_cell_type_scores
 
     if args.clean:
         for path in clean_staging(args.oof):
@@ -100,15 +100,57 @@ def cmd_runs(args) -> None:
     if runs.empty:
         print(f"no complete runs under {args.oof}" + (f" of study {args.study!r}" if args.study is not None else ""))
         return
-    runs = with_scores(runs, per_cell_type=args.per_cell_type, truth=args.truth)
-    print(runs.drop(columns=["path", "created", "data_hash"]).to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    if args.per_cell_type:
+        runs = with_cell_type_scores(runs)
+    cards = []
+    if args.truth is not None:
+        from perturbkit.scorecard import with_test_scores
+
+        runs, cards = with_test_scores(runs, args.truth, _score_settings(args))
+    shown = runs.drop(columns=["path", "created", "data_hash"])
+    if args.json:
+        import json
+
+        from perturbkit.scorecard import runs_records
+
+        print(json.dumps(runs_records(shown, cards), indent=2, default=str))
+        return
+    print(shown.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    if cards:
+        from perturbkit.scorecard import runs_table
+
+        print(f"\ntest scores against {args.truth} (all rows; value [interval]):")
+        print("\n".join(cards[0].describe()))
+        print(runs_table(runs, cards).to_string(index=False))
+
+
+def _score_settings(args):
+    from perturbkit.scorecard import ScoreSettings
+
+    return ScoreSettings(threshold=args.de_threshold, resamples=args.resamples, seed=args.seed)
+
+
+def _add_score_options(parser: argparse.ArgumentParser) -> None:
+    from perturbkit.metrics import DE_THRESHOLD
+
+    parser.add_argument("--json", action="store_true", help="print the scores as JSON, for scripts")
+    parser.add_argument("--resamples", type=_positive_int, default=1000, help="bootstrap resamples of the compounds (default 1000)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default 0)")
+    parser.add_argument("--de-threshold", type=float, default=DE_THRESHOLD,
+                        help=f"a gene is truly DE in a row when |truth| > this (-log10 p; default {DE_THRESHOLD:g})")
 
 
 def cmd_score(args) -> None:
     from perturbkit.submit import score_submission
 
-    table = score_submission(args.submission, args.truth)
-    print(table.to_string(float_format=lambda v: f"{v:.4f}"))
+    card = score_submission(args.submission, args.truth, _score_settings(args))
+    if args.json:
+        import json
+
+        print(json.dumps({"submission": str(args.submission), "truth": str(args.truth), **card.to_dict()}, indent=2))
+        return
+    print(f"{args.submission} against {args.truth}")
+    print(card.text())
 
 
 def cmd_demo(args) -> None:
@@ -523,11 +565,13 @@ def build_parser() -> argparse.ArgumentParser:
     runs.add_argument("--truth", type=Path, default=None, help="score each run's test predictions against this truth file")
     runs.add_argument("--clean", action="store_true", help="first remove staging folders of runs killed more than a day ago")
     runs.add_argument("--study", default=None, help="only the kept trials of this tuning study, best first, with trial numbers")
+    _add_score_options(runs)
     runs.set_defaults(func=cmd_runs)
 
     score = commands.add_parser("score", help="score a submission against a truth file")
     score.add_argument("submission", type=Path)
-    score.add_argument("--truth", type=Path, required=True)
+    score.add_argument("--truth", type=Path, required=True, help="test_truth.parquet/.csv (Kaggle's wide layout) or openproblems' de_test.h5ad")
+    _add_score_options(score)
     score.set_defaults(func=cmd_score)
 
     demo = commands.add_parser("demo", help="generate (or find) the cached demo world and print its directory")

@@ -213,20 +213,11 @@ def clean_staging(root: Path | str, *, older_than: float = 24 * 3600.0) -> list[
     return removed
 
 
-def with_scores(runs: pd.DataFrame, *, per_cell_type: bool = False, truth: Path | str | None = None) -> pd.DataFrame:
-    """:func:`list_runs`'s table with each run's CV MRRMSE per cell type (``cv <cell type>`` columns, from its meta)
-    and, given a truth file, its test predictions' MRRMSE per group (``test <group>``, as ``perturbkit score``)."""
+def with_cell_type_scores(runs: pd.DataFrame) -> pd.DataFrame:
+    """:func:`list_runs`'s table with each run's CV MRRMSE per cell type (``cv <cell type>`` columns, from its meta)."""
     runs = runs.copy()
-    if per_cell_type:
-        for position, path in enumerate(runs["path"]):
-            scores = json.loads((Path(path) / "meta.json").read_text())["scores"]["per_cell_type"]
-            for cell_type, row in scores.items():
-                runs.loc[position, f"cv {cell_type}"] = row["mrrmse"]
-    if truth is not None:
-        from perturbkit.submit import score_submission
-
-        for position, path in enumerate(runs["path"]):
-            table = score_submission(Path(path) / "test.parquet", truth)
-            for group, value in table["mrrmse"].items():
-                runs.loc[position, f"test {group}"] = value
+    for position, path in enumerate(runs["path"]):
+        scores = json.loads((Path(path) / "meta.json").read_text())["scores"]["per_cell_type"]
+        for cell_type, row in scores.items():
+            runs.loc[position, f"cv {cell_type}"] = row["mrrmse"]
     return runs

@@ -170,6 +170,19 @@ def _read_meta(run_dir: Path) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
+LAYER_COLUMNS = ("CV × zeros", "CV 95 % interval", "clipped CV × zeros", "clipped 95 % interval")
+
+
+def _layer_ratios(meta: dict) -> list:
+    """A run's CV MRRMSE over zeros' on the unclipped values and on openproblems' clipped layer (±4), each with
+    its bootstrap interval over compounds (runs written before the clipped layer was scored: blanks)."""
+    cells = []
+    for layer in (meta.get("scores", {}), meta.get("scores", {}).get("clipped") or {}):
+        interval = layer.get("relative_to_zeros_interval")
+        cells += [layer.get("relative_to_zeros", np.nan), f"[{interval[0]:.3f}, {interval[1]:.3f}]" if interval else "-"]
+    return cells
+
+
 def build_blend_report(blend_json: Path | str, out_dir: Path | str) -> Path:
     """``out_dir`` with the plots and pages of the blend recorded in ``blend_json``."""
     from perturbkit.blend.record import read_blend_record
@@ -197,12 +210,17 @@ def build_blend_report(blend_json: Path | str, out_dir: Path | str) -> Path:
         },
         index=pd.Index([*names, "simple average", "tuned blend"], name="model"),
     )
+    metas = {m.name: _read_meta(Path(m.path)) for m in record.members}
+    layers = pd.DataFrame([_layer_ratios(metas.get(n, {})) for n in names] + [[np.nan, "-", np.nan, "-"]] * 2,
+                          index=summary.index, columns=list(LAYER_COLUMNS))
+    summary = summary.join(layers)
     scales = ", ".join(f"{ct} {s:g}" for ct, s in zip(cell_types, scale))
     sections = [
         ("Scores", None, summary,
          f"method {record.method}, scheme {details['scheme']}, {scores['rows']} OOF rows, {details['n_genes']} genes. "
          "Members and the simple average have no fitted parameters; the tuned blend's in-sample score is fitted and scored "
-         "on the same rows, its nested score fits on K-1 folds and scores the held-out one."),
+         "on the same rows, its nested score fits on K-1 folds and scores the held-out one. Each member's CV is also given as "
+         "a ratio to zeros on the unclipped values and on openproblems' clipped layer (±4), with 95 % bootstrap intervals over compounds."),
         ("MRRMSE per fold", plot_grouped_bars(per_fold, out_dir / "per_fold.png", title="MRRMSE per fold", xlabel="fold").name, per_fold, None),
         ("MRRMSE per cell type", plot_grouped_bars(per_cell_type, out_dir / "per_cell_type.png", title="MRRMSE per cell type",
                                                   xlabel="cell type").name, per_cell_type, None),
@@ -217,7 +235,6 @@ def build_blend_report(blend_json: Path | str, out_dir: Path | str) -> Path:
     search_png = plot_search(details["search"], out_dir / "search.png")
     if search_png:
         sections.append(("Weight search", search_png.name, None, None))
-    metas = {m.name: _read_meta(Path(m.path)) for m in record.members}
     loss_images = loss_curve_images(metas, out_dir)
     if loss_images:
         sections.append(("Loss curves of neural runs", loss_images, None, None))
@@ -247,10 +264,12 @@ def build_runs_report(run_dirs, out_dir: Path | str, title: str = "Runs") -> Pat
     per_fold, per_cell_type = table("per_fold"), table("per_cell_type")
     per_fold.index.name, per_cell_type.index.name = "fold", "cell type"
     summary = pd.DataFrame({"MRRMSE": [m["scores"]["overall"] for m in metas.values()],
+                            **dict(zip(LAYER_COLUMNS, zip(*(_layer_ratios(m) for m in metas.values())))),
                             "scheme": [m.get("scheme") for m in metas.values()],
                             "run": [m.get("run_id") for m in metas.values()]}, index=pd.Index(list(metas), name="model"))
     sections = [
-        ("Scores", None, summary, None),
+        ("Scores", None, summary, "CV MRRMSE, and as a ratio to zeros on the unclipped values and on openproblems' clipped "
+                                  "layer (±4), with 95 % bootstrap intervals over compounds."),
         ("MRRMSE per fold", plot_grouped_bars(per_fold, out_dir / "per_fold.png", title="MRRMSE per fold", xlabel="fold").name, per_fold, None),
         ("MRRMSE per cell type", plot_grouped_bars(per_cell_type, out_dir / "per_cell_type.png", title="MRRMSE per cell type",
                                                   xlabel="cell type").name, per_cell_type, None),
