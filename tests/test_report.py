@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from perturbkit.blend import BlendOptions, blend_runs, write_blend
-from perturbkit.blend.record import BlendRecordError
+from perturbkit.blend.record import BlendRecordError, read_blend_record
 from perturbkit.cli import main
 from perturbkit.config import load_config
 from perturbkit.cv import run_cv, save_run
@@ -59,6 +59,40 @@ def test_blend_report_writes_plots_and_pages(blend_json, runs, tmp_path):
     meta = json.loads((runs[1] / "meta.json").read_text())["scores"]
     assert f"{meta['relative_to_zeros']:.4f}" in compound_mean and f"{meta['clipped']['relative_to_zeros']:.4f}" in compound_mean
     assert compound_mean.count("[") == 2 and "clipped CV × zeros" in markdown
+
+
+def test_blend_report_title_names_the_method_and_file_once(blend_json, tmp_path):
+    out = build_blend_report(blend_json, tmp_path / "report")
+    title = (out / "index.md").read_text().splitlines()[0]
+    assert title == "# caruana blend of 4 runs (blend.json)"
+    assert "<title>caruana blend of 4 runs (blend.json)</title>" in (out / "index.html").read_text()
+
+
+def test_a_second_report_removes_the_first_reports_stale_images_and_nothing_else(blend_json, runs, tmp_path):
+    out = tmp_path / "report"
+    build_blend_report(blend_json, out)
+    first = {p.name for p in out.glob("*.png")}
+    assert {"weights.png", "correlation.png"} <= first and any(n.startswith("loss_") for n in first)
+    (out / "notes.png").write_bytes(b"the user's own")
+    build_runs_report(runs[:2], out)  # no weights, no correlation, no neural run
+    left = {p.name for p in out.glob("*.png")}
+    assert left == {"per_fold.png", "per_cell_type.png", "notes.png"}
+    assert all(name in (out / "index.html").read_text() for name in left - {"notes.png"})
+
+
+def test_a_blend_record_copied_elsewhere_checks_the_files_beside_it(blend_json, tmp_path):
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for suffix in (".json", ".csv", ".h5ad"):
+        shutil.copyfile(blend_json.with_suffix(suffix), copy / f"blend{suffix}")
+    record = read_blend_record(copy / "blend.json")
+    assert record.files == {"csv": str(copy / "blend.csv"), "h5ad": str(copy / "blend.h5ad")}
+    build_blend_report(copy / "blend.json", tmp_path / "report")
+    # a changed copy is refused although the original beside the recorded path is intact
+    (copy / "blend.csv").write_text((copy / "blend.csv").read_text().replace("0", "1", 1))
+    with pytest.raises(BlendRecordError, match=r"copy/blend\.json: its csv file .*copy/blend\.csv changed"):
+        build_blend_report(copy / "blend.json", tmp_path / "report")
+    assert read_blend_record(blend_json).files["csv"] == str(blend_json.with_suffix(".csv"))
 
 
 def test_runs_report(runs, tmp_path):

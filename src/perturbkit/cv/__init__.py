@@ -37,6 +37,7 @@ from perturbkit.data import Dataset
 from perturbkit.folds import NEVER_VALIDATED, folds_frame, folds_hash, make_splitter
 from perturbkit.metrics import clip_layer, ratio_interval, rowwise_rmse
 from perturbkit.models import build_model
+from perturbkit.progress import fit_progress
 
 __all__ = ["CVResult", "Run", "cv_seeds", "list_runs", "load_run", "run_cv", "save_run", "splitter_for", "summary_text"]
 
@@ -170,7 +171,8 @@ def _run_folds(dataset, config, models, splitter, fold_ids, progress, log_buffer
         histories = []
         for position, seed in enumerate(seeds):
             model = clone(models[seed])
-            _fit(model, X.iloc[train_idx], y[train_idx], X_test)
+            with fit_progress((f"fold {fold}" + (f" seed {seed}" if len(seeds) > 1 else "")) if progress else None):
+                _fit(model, X.iloc[train_idx], y[train_idx], X_test)
             seed_oof[position, valid_idx] = model.predict(X.iloc[valid_idx])
             test_sum += model.predict(X_test)
             history = getattr(getattr(model, "regressor_", model), "history_", None)  # regressor_: a target-transform wrapper
@@ -194,7 +196,8 @@ def _run_folds(dataset, config, models, splitter, fold_ids, progress, log_buffer
     test = test_sum / (n_splits * len(seeds))
     if config["cv"].get("refit"):
         refit_start = time.perf_counter()
-        test = np.mean([_fit(clone(models[s]), X, y, X_test).predict(X_test) for s in seeds], axis=0)
+        with fit_progress("refit on all rows" if progress else None):
+            test = np.mean([_fit(clone(models[s]), X, y, X_test).predict(X_test) for s in seeds], axis=0)
         logger.info("refit on all %d rows: %.1f s", len(X), time.perf_counter() - refit_start)
     test = test.astype(np.float32)
 

@@ -4,6 +4,9 @@ From a blend's JSON: MRRMSE per fold and per cell type of each member, the simpl
 the blend (in-sample and nested), the blend weights, the members' residual correlation, the
 weight search's progress and the loss curves of neural members (``history`` in their meta).
 From runs alone: their per-fold and per-cell-type scores and loss curves.
+
+A report lists the files it wrote in ``report-files.json``; the next report into the same folder
+removes those it does not write again (a member's loss curves, say), and nothing else.
 """
 
 from __future__ import annotations
@@ -17,6 +20,9 @@ import numpy as np
 import pandas as pd
 
 from perturbkit.errors import PerturbkitError
+
+
+OWNED_FILES = "report-files.json"  # the files the last report into a folder wrote
 
 
 class ReportError(PerturbkitError, ValueError):
@@ -163,6 +169,21 @@ def _write_pages(out_dir: Path, title: str, sections: list[tuple]) -> None:
     parts.append(f"<p><small>written {time.strftime('%Y-%m-%d %H:%M')} by perturbkit report</small></p></body></html>")
     (out_dir / "index.html").write_text("\n".join(parts) + "\n")
     (out_dir / "index.md").write_text("\n".join(md) + "\n")
+    images = [one for _, image, _, _ in sections for one in ([image] if isinstance(image, str) else image or [])]
+    _remove_stale_files(out_dir, {"index.html", "index.md", *images})
+
+
+def _remove_stale_files(out_dir: Path, written: set[str]) -> None:
+    """Delete what the previous report into ``out_dir`` wrote and this one did not; record this one's files."""
+    manifest = out_dir / OWNED_FILES
+    try:
+        previous = json.loads(manifest.read_text()) if manifest.is_file() else []
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        previous = []  # an unreadable list owns nothing
+    for name in previous if isinstance(previous, list) else []:
+        if isinstance(name, str) and name not in written and Path(name).name == name:  # plain names only: never outside out_dir
+            (out_dir / name).unlink(missing_ok=True)
+    manifest.write_text(json.dumps(sorted(written), indent=1) + "\n")
 
 
 def _read_meta(run_dir: Path) -> dict:
@@ -240,7 +261,7 @@ def build_blend_report(blend_json: Path | str, out_dir: Path | str) -> Path:
         sections.append(("Loss curves of neural runs", loss_images, None, None))
     files = pd.DataFrame({"file": list(record.files.values())}, index=pd.Index(list(record.files), name="kind"))
     sections.append(("Files", None, files, f"data hash {record.data_hash}, folds hash {record.folds_hash}"))
-    _write_pages(out_dir, f"Blend {record.name}", sections)
+    _write_pages(out_dir, f"{record.method} blend of {len(names)} runs ({Path(blend_json).name})", sections)
     return out_dir
 
 
