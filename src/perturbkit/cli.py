@@ -130,7 +130,7 @@ def cmd_runs(args) -> None:
     cards = []
     if args.truth is not None:
         from perturbkit.data import resolve_truth
-        from perturbkit.scorecard import with_test_scores
+        from perturbkit.submit import with_test_scores
 
         truth = resolve_truth(args.truth, demo_genes=args.demo_genes)
         runs, cards = with_test_scores(runs, truth, _score_settings(args))
