@@ -69,8 +69,8 @@ def toy_block(monkeypatch):
     """The toy blocks are registered for this module's tests only (copies of the registry's tables are restored after)."""
     monkeypatch.setattr(FEATURE_BLOCKS, "_items", dict(FEATURE_BLOCKS._items))
     monkeypatch.setattr(FEATURE_BLOCKS, "_help", dict(FEATURE_BLOCKS._help))
-    register_feature_block(TOY, CharNgramEmbedding, input="smiles", help="hashed SMILES character 3-grams (test)")
     register_feature_block("compound_response", CompoundResponse, input="targets", help="the compound's mean training response")
+    register_feature_block(TOY, CharNgramEmbedding, input="smiles", help="hashed SMILES character 3-grams (test)")
 
 COMPOUND_FROM_CHEMISTRY = ['features.onehot=["cell_type"]', "features.target_stats=[]", "params.n_components=8"]
 
