@@ -32,7 +32,7 @@ SET_ARGS := $(foreach s,$(SET),--set $(s))
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install cv recipe agreement tune runs test test-all bench demo validate score clean data kernel kernel-deps push probes probe-scores submit blend report
+.PHONY: help install cv recipe agreement tune runs test test-all mutate bench demo validate score clean data kernel kernel-deps push probes probe-scores submit blend report
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-12s %s\n", $$1, $$2}'
@@ -68,6 +68,9 @@ test: $(STAMP) ## run the test suite (small demo worlds, no slow tests)
 
 test-all: $(STAMP) ## run every test, the slow ones too
 	$(PY) -m pytest -q
+
+mutate: $(STAMP) ## apply each guarded mutation (tests/mutations) to a copy of the tree; fails if a test misses one
+	$(PY) tests/mutations/run.py
 
 bench: $(STAMP) ## measure load, CV and memory at full scale, write BENCHMARKS.md
 	$(PY) benchmarks/run.py --output BENCHMARKS.md

@@ -112,6 +112,36 @@ def test_a_write_that_fails_midway_leaves_nothing(small_dataset, tmp_path, monke
     assert list((tmp_path / "oof" / "zeros").iterdir()) == []
 
 
+KILLED_AT_RENAME = """
+import os, signal, sys
+rename = os.replace
+def killed_before_the_rename(source, target, *args, **kwargs):
+    if os.path.basename(source).endswith(".partial"):  # the run's staging folder, meta.json already in it
+        os.kill(os.getpid(), signal.SIGKILL)
+    return rename(source, target, *args, **kwargs)
+os.replace = killed_before_the_rename
+from perturbkit.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_writer_killed_after_meta_json_leaves_a_staging_folder_nothing_reads(small_world, tmp_path):
+    from perturbkit.blend import BlendError, select_runs
+    from perturbkit.cv.store import RUN_FILES
+
+    oof = tmp_path / "oof"
+    killed = subprocess.run([sys.executable, "-c", KILLED_AT_RENAME, *cv_args(small_world, oof)], capture_output=True, text=True)
+    assert killed.returncode == -9, killed.stderr
+    staging = [p for p in (oof / "compound_mean").iterdir() if p.name.startswith(".")]
+    assert len(staging) == 1 and all((staging[0] / name).is_file() for name in RUN_FILES)  # complete but for its name
+    table = list_runs(oof)
+    assert table.empty and table.attrs["damaged"] == []
+    with pytest.raises(FileNotFoundError, match="not a complete run directory"):
+        load_run(staging[0])
+    with pytest.raises(BlendError, match="no complete runs"):
+        select_runs(oof)
+
+
 def test_a_truncated_run_is_named_and_skipped_by_runs_and_blend(stored, small_world, tmp_path, capsys):
     oof = store_copy(stored, tmp_path)
     (damaged,) = [p for p in (oof / "compound_mean").iterdir()]
