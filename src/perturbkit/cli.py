@@ -102,20 +102,28 @@ def cmd_runs(args) -> None:
         print(f"no complete runs under {args.oof}" + (f" of study {args.study!r}" if args.study is not None else ""))
         return
     if args.per_cell_type:
-        import json
+        from perturbkit.cv.store import read_meta
 
         for position, path in enumerate(runs["path"]):
-            per_cell_type = json.loads((Path(path) / "meta.json").read_text())["scores"]["per_cell_type"]
+            per_cell_type = read_meta(path)["scores"]["per_cell_type"]
             for cell_type, row in per_cell_type.items():
                 runs.loc[position, f"cv {cell_type}"] = row["mrrmse"]
     if args.truth is not None:
+        from perturbkit.cv.store import test_file_or_skip
         from perturbkit.submit import score_submission
 
         for position, path in enumerate(runs["path"]):
-            table = score_submission(Path(path) / "test.parquet", args.truth)
+            test_file = test_file_or_skip(path, warn=_warn)
+            if test_file is None:
+                continue
+            table = score_submission(test_file, args.truth)
             for group, value in table["mrrmse"].items():
                 runs.loc[position, f"test {group}"] = value
     print(runs.drop(columns=["path", "created", "data_hash"]).to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+
+
+def _warn(message: str) -> None:
+    print(message, file=sys.stderr)
 
 
 def cmd_score(args) -> None:
@@ -177,7 +185,7 @@ def cmd_rank(args) -> None:
     blend = args.blend if args.blend or args.runs else Path(args.submissions) / "blend.json"
     data = None if args.data is None else _load_data_dir(args)
     table, title = rank_compounds(gene=args.gene, cell_type=args.cell_type, data_dir=data, blend=blend, runs=args.runs,
-                                  top=args.top, up=args.up)
+                                  top=args.top, up=args.up, warn=_warn)
     print(title)
     print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
 

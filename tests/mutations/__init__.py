@@ -43,8 +43,8 @@ MUTATIONS = (
     Mutation(
         name="list_runs_reads_staging_folders",
         file="src/perturbkit/cv/store.py",
-        original='return not run_dir.name.startswith(".") and all(',
-        replacement="return all(",
+        original='    return run_dir.name.startswith(".")\n',
+        replacement="    return False\n",
         tests=("tests/test_reliability.py",),
         why="a writer killed before its rename leaves a hidden staging folder that no reader lists or loads",
     ),
@@ -55,6 +55,22 @@ MUTATIONS = (
         replacement="    seeds: list[int] = []\n",
         tests=("tests/test_config.py",),
         why="`--set 'cv.seeds=[-1,2]'` is refused before any work, like `--seeds -1,2`",
+    ),
+    Mutation(
+        name="tuner_prunes_on_the_unweighted_fold_score",
+        file="src/perturbkit/cv/__init__.py",
+        original="on_fold(fold, float(np.average(row_rmse[done], weights=row_weights[done])))",
+        replacement="on_fold(fold, score)",
+        tests=("tests/test_tune.py::test_the_pruner_sees_the_weighted_running_score_the_trial_returns",),
+        why="the pruner sees the scheme-weighted running score that the trial returns as its objective",
+    ),
+    Mutation(
+        name="blend_weighs_rows_by_todays_scheme_code",
+        file="src/perturbkit/blend/members.py",
+        original="    return weights[0] / weights[0].mean()\n",
+        replacement="    from perturbkit.cv import splitter_for\n    weights = splitter_for(dataset, runs[0].meta['config']['cv']).row_weights(dataset.obs)[obs_index.get_indexer(common)]\n    return weights / weights.mean()\n",
+        tests=("tests/test_blend.py",),
+        why="a blend weighs each row as the runs' stored scores did, not as the scheme code of today does",
     ),
     Mutation(
         name="target_statistics_cached_across_fits",

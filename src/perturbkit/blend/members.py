@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from perturbkit.cv.store import Run, is_complete, list_runs, load_run, read_meta, read_row_weights
+from perturbkit.cv.store import Run, is_complete, list_runs, load_run, read_meta, read_row_weights, test_file_or_skip
 from perturbkit.data import Dataset
 from perturbkit.data.layout import KEY_COLUMNS
 from perturbkit.errors import PerturbkitError
@@ -106,6 +106,8 @@ def select_runs(
             continue
         if scheme is not None and meta.get("scheme") != scheme:
             notes.append(f"skipped {label}: scheme {meta.get('scheme')}, not {scheme}")
+            continue
+        if test_file_or_skip(row["path"], notes.append) is None:
             continue
         keep.append(row)
     if not keep:

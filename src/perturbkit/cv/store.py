@@ -118,16 +118,22 @@ def save_run(result, oof_root: Path | str, *, artifacts: dict[str, bytes] | None
             continue
 
 
+def is_staging(run_dir: Path) -> bool:
+    """A writer's private folder (``.<run_id>.<pid>-<random>.partial``, older ``.incomplete-*``): never a run, even when complete."""
+    return run_dir.name.startswith(".")
+
+
 def is_complete(run_dir: Path) -> bool:
-    return not run_dir.name.startswith(".") and all((run_dir / name).is_file() for name in RUN_FILES)
+    return not is_staging(run_dir) and all((run_dir / name).is_file() for name in RUN_FILES)
 
 
 def check_files(run_dir: Path, meta: dict) -> None:
-    """Cheap checks (no reading): every data file present with the size meta.json recorded."""
+    """Cheap checks (no reading): every run file present, each data file with the size meta.json recorded."""
+    for name in (*RUN_FILES, *meta.get("files", {})):
+        if not (run_dir / name).is_file():
+            raise DamagedRunError(f"{run_dir}: {name} is missing")
     for name, recorded in meta.get("files", {}).items():
         path = run_dir / name
-        if not path.is_file():
-            raise DamagedRunError(f"{run_dir}: {name} is missing")
         if path.stat().st_size != recorded["bytes"]:
             raise DamagedRunError(f"{run_dir}: {name} has {path.stat().st_size} bytes, meta.json recorded {recorded['bytes']} (truncated or replaced)")
 
@@ -159,14 +165,18 @@ def checked_test_file(run_dir: Path | str) -> Path:
     """
     run_dir = Path(run_dir)
     meta = read_meta(run_dir)
-    path = run_dir / "test.parquet"
-    if not path.is_file():
-        raise DamagedRunError(f"{path} is missing")
-    recorded = meta.get("files", {}).get("test.parquet")
-    if recorded is not None and path.stat().st_size != recorded["bytes"]:
-        raise DamagedRunError(f"{path} has {path.stat().st_size} bytes, meta.json recorded {recorded['bytes']} (truncated or replaced)")
+    check_files(run_dir, meta)
     _check_hashes(run_dir, meta, ["test.parquet"])
-    return path
+    return run_dir / "test.parquet"
+
+
+def test_file_or_skip(run_dir: Path | str, warn) -> Path | None:
+    """:func:`checked_test_file`, or None after ``warn`` names the damaged file: how every reader of test predictions skips a run."""
+    try:
+        return checked_test_file(run_dir)
+    except DamagedRunError as exc:
+        warn(f"skipped damaged run: {exc}")
+        return None
 
 
 def read_row_weights(run: Run, targets_of) -> pd.Series:
@@ -208,7 +218,7 @@ def list_runs(root: Path | str) -> pd.DataFrame:
     rows, damaged = [], []
     for meta_path in sorted(Path(root).glob("*/*/meta.json")):
         run_dir = meta_path.parent
-        if not is_complete(run_dir):
+        if is_staging(run_dir):
             continue
         try:
             meta = read_meta(run_dir)

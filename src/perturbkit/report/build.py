@@ -9,13 +9,13 @@ From runs alone: their per-fold and per-cell-type scores and loss curves.
 from __future__ import annotations
 
 import html
-import json
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from perturbkit.cv.store import read_meta
 from perturbkit.errors import PerturbkitError
 
 
@@ -165,11 +165,6 @@ def _write_pages(out_dir: Path, title: str, sections: list[tuple]) -> None:
     (out_dir / "index.md").write_text("\n".join(md) + "\n")
 
 
-def _read_meta(run_dir: Path) -> dict:
-    path = Path(run_dir) / "meta.json"
-    return json.loads(path.read_text()) if path.is_file() else {}
-
-
 def build_blend_report(blend_json: Path | str, out_dir: Path | str) -> Path:
     """``out_dir`` with the plots and pages of the blend recorded in ``blend_json``."""
     from perturbkit.blend.command import read_blend_record
@@ -217,7 +212,7 @@ def build_blend_report(blend_json: Path | str, out_dir: Path | str) -> Path:
     search_png = plot_search(details["search"], out_dir / "search.png")
     if search_png:
         sections.append(("Weight search", search_png.name, None, None))
-    metas = {m.name: _read_meta(Path(m.path)) for m in record.members}
+    metas = {m.name: read_meta(m.path) for m in record.members if (Path(m.path) / "meta.json").is_file()}
     loss_images = loss_curve_images(metas, out_dir)
     if loss_images:
         sections.append(("Loss curves of neural runs", loss_images, None, None))
@@ -233,9 +228,9 @@ def build_runs_report(run_dirs, out_dir: Path | str, title: str = "Runs") -> Pat
     out_dir.mkdir(parents=True, exist_ok=True)
     metas = {}
     for run in map(Path, run_dirs):
-        meta = _read_meta(run)
-        if not meta:
+        if not (run / "meta.json").is_file():
             raise ReportError(f"{run}: no meta.json")
+        meta = read_meta(run)
         name = meta.get("model", run.parent.name)
         metas[name if name not in metas else f"{name}:{run.name}"] = meta
     if not metas:

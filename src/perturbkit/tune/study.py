@@ -347,8 +347,8 @@ def write_tuned_config(study, path: Path | str, storage_url: str) -> tuple[Path,
 
 def filter_study_runs(runs, study: str):
     """``perturbkit runs --study NAME``: the stored runs of that study's trials, with their trial numbers."""
-    import json
+    from perturbkit.cv.store import read_meta
 
-    trials = [json.loads((Path(path) / "meta.json").read_text()).get("tune", {}) for path in runs["path"]]
+    trials = [read_meta(path).get("tune", {}) for path in runs["path"]]
     runs = runs.assign(study=[t.get("study") for t in trials], trial=[t.get("trial") for t in trials])
     return runs[runs["study"] == study].drop(columns="study").sort_values("mrrmse", ignore_index=True)
