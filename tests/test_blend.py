@@ -190,18 +190,18 @@ def test_scale_and_clip(members, small_dataset):
 
 
 def test_nested_clipping_of_every_fold_uses_only_the_other_folds_ranges(members, small_dataset):
-    from perturbkit.blend.core import _best_member, combine
+    from perturbkit.blend.core import _best_member, weighted_sum
 
     # Per fold k: one held-out row's truth of gene k is the largest value of that gene, and every member predicts beyond it,
     # so the clipped blend there is the other folds' maximum when the range leaves the held-out fold out, 1e3 if not.
     targets, oof = small_dataset.targets.copy(), members.oof.copy()
     for k in np.unique(members.folds):
         row = np.flatnonzero(members.folds == k)[0]
-        targets[members.rows[row], k], oof[:, row, k] = 1e3, 2e3
+        targets[members.dataset_positions[row], k], oof[:, row, k] = 1e3, 2e3
     dataset = dataclasses.replace(small_dataset, targets=targets)
-    planted = dataclasses.replace(members, oof=oof, y=targets[members.rows])
+    planted = dataclasses.replace(members, oof=oof, y=targets[members.dataset_positions])
     result = blend_members(planted, dataset, BlendOptions(method="slsqp", clip=True, nested=True))
-    chosen, nested = result.choice["chosen"], result.rows["blend_nested"].to_numpy()
+    chosen, nested = result.choice["chosen"], result.row_scores["blend_nested"].to_numpy()
     weighted_gram = gram_matrices(planted.oof, planted.y) * (planted.row_weights**2)[:, None, None]
     for k in np.unique(planted.folds):
         held = np.flatnonzero(planted.folds == k)
@@ -210,7 +210,7 @@ def test_nested_clipping_of_every_fold_uses_only_the_other_folds_ranges(members,
         else:
             single = _best_member(weighted_gram[planted.folds != k]) if chosen == "best_member" else np.full(len(planted.names), 1 / len(planted.names))
             weights, scale = np.tile(single, (len(held), 1)), np.ones(len(held))
-        blend = combine(planted.oof[:, held], weights, scale)
+        blend = weighted_sum(planted.oof[:, held], weights, scale)
         others = targets[planted.dataset_folds != k]
         expected = rowwise_rmse(planted.y[held], np.clip(blend, others.min(axis=0), others.max(axis=0)))
         with_own_rows = rowwise_rmse(planted.y[held], np.clip(blend, targets.min(axis=0), targets.max(axis=0)))
