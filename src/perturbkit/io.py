@@ -34,10 +34,6 @@ def _staging_name(target: Path) -> str:
     return f".{target.name}.{os.getpid()}-{secrets.token_hex(4)}{PARTIAL}"
 
 
-def is_partial(path: Path) -> bool:
-    return path.name.startswith(".") and PARTIAL in path.name
-
-
 @contextlib.contextmanager
 def atomic_file(target: Path | str) -> Iterator[Path]:
     """Yield a staging path to write; on success it replaces ``target`` in one rename."""
