@@ -1,3 +1,4 @@
+import dataclasses
 import subprocess
 import sys
 from importlib import resources
@@ -299,6 +300,55 @@ def test_cells_per_well_shrink_only_b_and_myeloid_wells_of_toxic_test_compounds(
     assert (demo._cells_per_well(default, panel, seed=0) == default.bm_cells).all()
 
 
+def _zeros_by_side(truth: pd.DataFrame) -> tuple[float, float]:
+    """MRRMSE of zeros on Kaggle's public and on its private test rows."""
+    row_rms = np.sqrt((truth[_genes(truth)].to_numpy() ** 2).mean(axis=1))
+    public = layout.public_test_rows(truth)
+    return float(row_rms[public].mean()), float(row_rms[~public].mean())
+
+
+def test_kaggles_private_rows_are_the_harder_ones_in_every_variant(variant_worlds):
+    for name, (_, truth) in variant_worlds.items():
+        public, private = _zeros_by_side(truth)
+        assert private > public, (name, public, private)
+
+
+def test_private_lead_deals_the_same_strengths_larger_to_private_compounds():
+    panel = np.zeros(146, dtype=bool)
+    panel[:17] = True
+    private = np.zeros(146, dtype=bool)
+    private[17:96] = True
+    variant = get_variant("fewcells")
+    potency, cells = demo._potency(variant, panel, seed=0), demo._cells_per_well(variant, panel, seed=0)
+    dealt_potency, dealt_cells = potency.copy(), cells.copy()
+    demo._favour_private(variant, panel, private, dealt_potency, dealt_cells)
+    # The same (potency, cells) pairs, dealt so that private compounds hold the larger strengths.
+    b_row = CELL_TYPES.index(TEST_CELL_TYPES[0])
+    pairs = lambda p, c: sorted(zip(p[~panel], c[b_row, ~panel]))  # noqa: E731
+    assert pairs(dealt_potency, dealt_cells) == pairs(potency, cells)
+    np.testing.assert_array_equal(dealt_potency[panel], potency[panel])
+    strength = dealt_potency * np.sqrt(dealt_cells[b_row])
+    before = potency * np.sqrt(cells[b_row])
+    assert np.median(strength[private]) > 1.3 * np.median(strength[~panel & ~private])
+    assert abs(np.median(before[private]) / np.median(before[~panel & ~private]) - 1) < 0.3
+    # A lead of 0 leaves the old draw untouched.
+    neutral = dataclasses.replace(variant, private_lead=0.0)
+    kept_potency, kept_cells = potency.copy(), cells.copy()
+    demo._favour_private(neutral, panel, private, kept_potency, kept_cells)
+    np.testing.assert_array_equal(kept_potency, potency)
+    np.testing.assert_array_equal(kept_cells, cells)
+
+
+def test_without_a_private_lead_the_public_rows_are_the_harder_ones_in_seed_0(tmp_path, monkeypatch, variant_worlds):
+    neutral = dataclasses.replace(get_variant(DEFAULT_VARIANT), private_lead=0.0)
+    monkeypatch.setitem(demo._VARIANTS, DEFAULT_VARIANT, neutral)
+    world = generate_demo(tmp_path, n_genes=N_GENES, seed=0)
+    old_public, old_private = _zeros_by_side(pd.read_parquet(world / "test_truth.parquet"))
+    public, private = _zeros_by_side(variant_worlds[DEFAULT_VARIANT][1])
+    assert old_private < old_public and private > public
+    assert private / public > 1.2
+
+
 @pytest.mark.parametrize("variant", list_variants())
 def test_every_variant_is_calibrated_against_the_real_figures(tmp_path, variant):
     table = calibration(generate_demo(tmp_path, n_genes=CALIBRATION_GENES, seed=0, variant=variant))
@@ -382,7 +432,7 @@ def test_full_world_matches_documented_numbers(tmp_path, train):
         assert np.corrcoef(generated.loc[cell_type], real[cell_type])[0, 1] > 0.9999
 
     table = calibration(world)["generated"]
-    documented = {"test zeros": 1.645, "test compound_mean": 1.562, "test celltype_mean": 2.474, "NK per-gene std r": 0.715}
+    documented = {"test zeros": 1.638, "test compound_mean": 1.556, "test celltype_mean": 2.470, "NK per-gene std r": 0.747}
     assert table[list(documented)].to_dict() == pytest.approx(documented, abs=0.002)
     assert table["celltype means max |diff|"] < 1e-4
 
