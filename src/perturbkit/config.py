@@ -36,6 +36,8 @@ def read_toml(path: Path) -> dict:
             return tomllib.load(fh)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML ({exc})") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start}); TOML files are UTF-8") from None
 
 
 def parse_override(text: str) -> tuple[list[str], object]:
@@ -188,7 +190,7 @@ def _check_features(features: dict, source: str) -> dict:
 def _check_model(config: dict, source: str) -> None:
     """The model's parameters: names against its factory's signature, values against ``_parameter_constraints``."""
     from sklearn.base import BaseEstimator
-    from sklearn.utils._param_validation import InvalidParameterError, validate_parameter_constraints
+    from sklearn.utils._param_validation import InvalidParameterError
 
     from perturbkit.cv import build_model
     from perturbkit.models.registry import model_factory
@@ -208,11 +210,10 @@ def _check_model(config: dict, source: str) -> None:
         raise ConfigError(f"{source}: {exc}") from None
     nested = [(path, v) for path, v in model.get_params(deep=True).items() if isinstance(v, BaseEstimator)]
     for path, estimator in [("", model), *nested]:
-        constraints = getattr(type(estimator), "_parameter_constraints", None)
-        if not isinstance(constraints, dict):
+        if not isinstance(getattr(type(estimator), "_parameter_constraints", None), dict):
             continue
-        try:
-            validate_parameter_constraints(constraints, estimator.get_params(deep=False), caller_name=type(estimator).__name__)
+        try:  # the estimator's own check (its constraints, and any it adds), as its fit will run it
+            estimator._validate_params()
         except InvalidParameterError as exc:
             found = re.search(r"The '(\w+)' parameter", str(exc))
             raise ConfigError(f"{source}: model {name!r}: {_config_key(config, path, found.group(1) if found else '?')}: {exc}") from None

@@ -50,6 +50,7 @@ from sklearn.model_selection import GroupShuffleSplit
 from sklearn.utils._param_validation import Interval, StrOptions
 from torch import nn
 
+from perturbkit.errors import ConfigError
 from perturbkit.features import FeatureBuilder
 
 __all__ = ["LOSSES", "TorchRegressor", "TrainSettings", "batch_mrrmse", "make_loss", "resolve_device", "set_threads", "train_module"]
@@ -349,6 +350,7 @@ class TorchRegressor(RegressorMixin, BaseEstimator):
 
     # -- estimator ----------------------------------------------------------------------------
     def fit(self, X: pd.DataFrame, y) -> TorchRegressor:
+        self._validate_params()
         settings = self._settings
         self.device_ = resolve_device(settings.device)
         y = np.asarray(y, dtype=np.float32)
@@ -397,6 +399,12 @@ class TorchRegressor(RegressorMixin, BaseEstimator):
         return prediction.float().cpu().numpy()
 
 
+def _known_keys(table: str, given: dict, known) -> None:
+    unknown = sorted(set(given) - set(known))
+    if unknown:
+        raise ConfigError(f"unknown key(s) {[f'{table}.{k}' for k in unknown]}; known keys of {table}: {', '.join(sorted(known))}")
+
+
 def torch_factory(estimator: type[TorchRegressor], default_features: dict):
     """A registry factory: ``[features]`` -> FeatureBuilder, ``[params.train]`` -> TrainSettings, and
     ``target_components > 0`` wraps the estimator to predict the fold's target-PCA scores."""
@@ -406,6 +414,8 @@ def torch_factory(estimator: type[TorchRegressor], default_features: dict):
 
         from perturbkit.features.pca import WidePCA
 
+        _known_keys("params", params, [*(k for k in estimator().get_params(deep=False) if k != "features"), "train", "target_components"])
+        _known_keys("params.train", train or {}, TrainSettings().get_params(deep=False))
         model = estimator(
             features=FeatureBuilder(**(default_features if features is None else features)),
             train=TrainSettings(**(train or {})),
