@@ -414,7 +414,7 @@ def torch_factory(estimator: type[TorchRegressor], default_features: dict):
 
         from perturbkit.features.pca import WidePCA
 
-        _known_keys("params", params, [*(k for k in estimator().get_params(deep=False) if k != "features"), "train", "target_components"])
+        _known_keys("params", params, [*(k for k in estimator().get_params(deep=False) if k != "features"), "target_components"])
         _known_keys("params.train", train or {}, TrainSettings().get_params(deep=False))
         model = estimator(
             features=FeatureBuilder(**(default_features if features is None else features)),
