@@ -150,11 +150,12 @@ def cmd_models(args) -> None:
 
 
 def cmd_blend(args) -> None:
-    from perturbkit.blend.command import dataset_id_for, resolve_options, run_blend
+    from perturbkit.blend.command import check_name, dataset_id_for, resolve_options, run_blend
     from perturbkit.io import check_writable
 
     flags = {key: getattr(args, key) for key in ("method", "trials", "seed", "per_celltype", "scale", "clip", "nested", "storage")}
     options = resolve_options(args.blend_config, args.set, flags)  # before loading data or blending
+    check_name(args.name)
     check_writable(args.submissions, "--submissions")
     run_blend(_load_data(args), options, oof_root=args.oof, runs=args.runs, every=args.all, scheme=args.scheme,
               submissions=args.submissions, name=args.name, dataset_id=dataset_id_for(args.data, args.dataset_id), h5ad=not args.no_h5ad)

@@ -9,6 +9,7 @@ missing or changed since, e.g. after an interrupted blend left a new CSV beside 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -34,6 +35,14 @@ def resolve_options(config_path: Path | None, overrides=(), flags: dict | None =
     return BlendOptions.from_dict(values)
 
 
+def check_name(name: str) -> str:
+    """A blend's file stem: a plain name inside ``--submissions``, never a path out of it or a hidden (staging) name."""
+    if not name or name.startswith(".") or any(sep and sep in name for sep in (os.sep, os.altsep, "/")):
+        raise ConfigError(f"--name {name!r}: must be a plain file name (no path separator, not starting with '.'); "
+                          "choose the folder with --submissions")
+    return name
+
+
 def dataset_id_for(data: str, dataset_id: str | None = None) -> str:
     """The h5ad's dataset id: ``dataset_id`` if given, else the real data's or the demo variant's of ``--data``."""
     if dataset_id:
@@ -56,6 +65,7 @@ def write_blend(result: BlendResult, dataset: Dataset, out_dir: Path | str, name
     from perturbkit.submit.write import jsonable, write_json, write_prediction_h5ad, write_submission_csv
 
     out_dir = Path(out_dir)
+    check_name(name)
     remove_stale(out_dir)  # staging files of blends killed more than a day ago
     template = Path(dataset.source) / "sample_submission.csv"
     ids, genes = result.members.test_ids, result.members.genes

@@ -57,7 +57,7 @@ class BlendOptions:
         unknown = sorted(set(values) - known)
         if unknown:
             raise ConfigError(f"unknown blend option(s) {unknown}; known: {sorted(known)}")
-        options = cls(**values)
+        options = cls(**_typed(cls, values))
         if options.method not in list_blend_methods():
             raise ConfigError(f"unknown blend method {options.method!r}; known: {list_blend_methods()}")
         if options.trials < 1 or options.caruana_size < 1:
@@ -65,6 +65,22 @@ class BlendOptions:
         if not options.scale_min <= 1.0 <= options.scale_max:
             raise ConfigError("blend scale_min <= 1 <= scale_max is required")
         return options
+
+
+def _typed(options: type, values: dict) -> dict:
+    """``values`` checked against the options' field types (``scale=no`` is false, ``trials=abc`` is refused)."""
+    import typing
+
+    from pydantic import TypeAdapter, ValidationError
+
+    types = typing.get_type_hints(options)
+    checked = {}
+    for key, value in values.items():
+        try:
+            checked[key] = TypeAdapter(types[key]).validate_python(value)
+        except ValidationError as exc:
+            raise ConfigError(f"blend option {key} = {value!r}: {exc.errors()[0]['msg'].lower()}") from None
+    return checked
 
 
 @dataclass(frozen=True)
