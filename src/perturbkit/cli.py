@@ -10,9 +10,20 @@ from pathlib import Path
 from perturbkit.errors import PerturbkitError, redact
 
 
+def _gene_count(text: str) -> int:
+    """A demo world's gene count, checked when the arguments are parsed (every --demo-genes and demo --genes)."""
+    from perturbkit.data.demo import check_gene_count
+    from perturbkit.errors import ConfigError
+
+    try:
+        return check_gene_count(int(text))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc) if isinstance(exc, ConfigError) else f"{text!r} is not a whole number") from None
+
+
 def _add_data_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", default="demo", help="'demo' (default), 'demo:VARIANT' (perturbkit demo --list) or a directory with de_train.parquet|h5ad + id_map.csv")
-    parser.add_argument("--demo-genes", type=int, default=None, help="genes in the demo world (default: all 18,211)")
+    parser.add_argument("--demo-genes", type=_gene_count, default=None, help="genes in the demo world (default: all 18,211)")
     parser.add_argument("--layer", default="sign_log10_pval", help="h5ad layer holding the targets")
 
 
@@ -75,7 +86,7 @@ def cmd_agreement(args) -> None:
         _names(args.variants) if args.variants else list_variants(),
         _names(args.schemes) if args.schemes else list_splitters(),
         _names(args.models) if args.models else list_models(),
-        demo_genes=args.demo_genes or None,
+        demo_genes=args.demo_genes,
         recipe=recipe,
         oof_root=args.oof,
         say=lambda message: print(message, flush=True),
@@ -233,7 +244,7 @@ def _add_blend_commands(commands) -> None:
     rank.add_argument("--runs", nargs="+", type=Path, default=None, help="rank by the mean of these runs instead")
     rank.add_argument("--submissions", type=Path, default=Path("submissions"))
     rank.add_argument("--data", default=None, help="data directory or 'demo' (default: where the predictions were fitted)")
-    rank.add_argument("--demo-genes", dest="demo_genes", type=int, default=None)
+    rank.add_argument("--demo-genes", dest="demo_genes", type=_gene_count, default=None)
     rank.set_defaults(func=cmd_rank)
 
 
@@ -547,7 +558,8 @@ def build_parser() -> argparse.ArgumentParser:
     agreement.add_argument("--variants", default=None, help="comma-separated demo variants (default: all)")
     agreement.add_argument("--schemes", default=None, help="comma-separated CV schemes (default: all registered)")
     agreement.add_argument("--models", default=None, help="comma-separated models (default: all registered)")
-    agreement.add_argument("--demo-genes", type=int, default=2000, help="genes per demo world (default 2000; 0: all 18,211)")
+    agreement.add_argument("--demo-genes", type=lambda text: None if text.strip() == "0" else _gene_count(text), default=2000,
+                           help="genes per demo world (default 2000; 0: all 18,211)")
     agreement.add_argument("--recipe", type=Path, default=None, help="also score this recipe's blend (e.g. configs/recipe.toml)")
     agreement.add_argument("--oof", type=Path, default=Path("oof/agreement"), help="run store of the study, one folder per variant")
     agreement.add_argument("--out", type=Path, default=Path("reports/agreement"))
@@ -567,7 +579,7 @@ def build_parser() -> argparse.ArgumentParser:
     score.set_defaults(func=cmd_score)
 
     demo = commands.add_parser("demo", help="generate (or find) the cached demo world and print its directory")
-    demo.add_argument("--genes", type=int, default=None)
+    demo.add_argument("--genes", type=_gene_count, default=None, help="genes in the world (default: all 18,211)")
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--root", type=Path, default=None)
     demo.add_argument("--variant", default="default", help="which structure of world (default: default; see --list)")
