@@ -93,10 +93,14 @@ def load_recipe(path: Path | str, *, configs_dir: Path = Path("configs"), overri
     if unknown:
         raise ConfigError(f"{path}: unknown recipe key(s) {unknown}; known: {sorted(RECIPE_KEYS)}")
     entries = raw.get("members") or []
-    if not entries:
-        raise ConfigError(f"{path}: the recipe lists no [[members]]")
+    if not isinstance(entries, list) or len(entries) < 2:
+        raise ConfigError(f"{path}: the recipe lists {(len(entries) if isinstance(entries, list) else 0) or 'no'} [[members]]; "
+                          "a blend needs at least two")
     scheme = str(raw.get("scheme") or load_config("zeros", configs_dir=configs_dir)["cv"]["scheme"])
-    seeds = [int(s) for s in raw.get("seeds") or [0]]
+    seeds = raw.get("seeds", [0])
+    if (not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds)
+            or len(set(seeds)) != len(seeds)):
+        raise ConfigError(f"{path}: seeds = {seeds!r}: expected a list of distinct whole numbers >= 0, e.g. seeds = [0, 1, 2]")
     members, labels = [], []
     for position, entry in enumerate(entries):
         where = f"{path}: member {position + 1}"
@@ -105,16 +109,20 @@ def load_recipe(path: Path | str, *, configs_dir: Path = Path("configs"), overri
         unknown = sorted(set(entry) - MEMBER_KEYS)
         if unknown:
             raise ConfigError(f"{where} ({entry['model']}): unknown key(s) {unknown}; known: {sorted(MEMBER_KEYS)}")
+        member_set = entry.get("set", [])
+        if not isinstance(member_set, list) or not all(isinstance(o, str) for o in member_set):
+            raise ConfigError(f"{where} ({entry['model']}): set = {member_set!r}: expected a list of \"key=value\" strings, "
+                              "e.g. set = [\"params.alpha=3\"]")
         cv_overrides = [f'cv.scheme="{scheme}"', f"cv.seed={seeds[0]}", f"cv.seeds={seeds if len(seeds) > 1 else []}"]
         try:
             config = load_config(
-                entry["model"], configs_dir=configs_dir, overrides=[*cv_overrides, *entry.get("set", []), *overrides]
+                entry["model"], configs_dir=configs_dir, overrides=[*cv_overrides, *member_set, *overrides]
             )
             build_model(config, seeds[0])
         except PerturbkitError as exc:
             raise ConfigError(f"{where} ({entry['model']}): {exc}") from exc
         members.append(without_tune(config))
-        labels.append(" ".join([entry["model"], *entry.get("set", [])]))
+        labels.append(" ".join([entry["model"], *member_set]))
     from perturbkit.blend import BlendOptions
 
     blend = dict(raw.get("blend", {}))
@@ -181,8 +189,6 @@ def run_recipe(
                 f"completed runs kept: {kept}; no blend written"
             ) from exc
         outcomes.append(MemberOutcome(model, label, run_dir, False, time.perf_counter() - member_start, result.meta))
-    if len(outcomes) == 1:
-        raise RecipeError(f"{recipe.source}: a blend needs at least two members")
     blend = blend_runs([o.run_dir for o in outcomes], dataset, BlendOptions.from_dict(recipe.blend))
     notes = []
     if recipe.leaderboard:
