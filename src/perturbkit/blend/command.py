@@ -69,18 +69,24 @@ def write_blend(result: BlendResult, dataset: Dataset, out_dir: Path | str, name
     remove_stale(out_dir)  # staging files of blends killed more than a day ago
     template = Path(dataset.source) / "sample_submission.csv"
     ids, genes = result.members.test_ids, result.members.genes
-    files = {"csv": write_submission_csv(out_dir / f"{name}.csv", ids, genes, result.test,
-                                         template=template if template.is_file() else None)}
-    if h5ad:
-        files["h5ad"] = write_prediction_h5ad(out_dir / f"{name}.h5ad", ids, genes, result.test,
-                                              dataset_id=dataset_id, method_id=method_id or f"perturbkit_{name}")
-    for path in files.values():
-        read_submission(path, genes=genes, ids=ids)
-    record = result.to_json(name=name, files={k: str(v) for k, v in files.items()}, dataset=dataset,
-                            file_sha256={kind: sha256_file(path) for kind, path in files.items()})
-    record["template"] = str(template) if template.is_file() else None
-    record = json.loads(redact(json.dumps(record, default=jsonable)))
-    files["json"] = write_json(out_dir / f"{name}.json", record)
+    files = {}
+    try:
+        files["csv"] = write_submission_csv(out_dir / f"{name}.csv", ids, genes, result.test,
+                                            template=template if template.is_file() else None)
+        if h5ad:
+            files["h5ad"] = write_prediction_h5ad(out_dir / f"{name}.h5ad", ids, genes, result.test,
+                                                  dataset_id=dataset_id, method_id=method_id or f"perturbkit_{name}")
+        for path in files.values():
+            read_submission(path, genes=genes, ids=ids)
+        record = result.to_json(name=name, files={k: str(v) for k, v in files.items()}, dataset=dataset,
+                                file_sha256={kind: sha256_file(path) for kind, path in files.items()})
+        record["template"] = str(template) if template.is_file() else None
+        record = json.loads(redact(json.dumps(record, default=jsonable)))
+        files["json"] = write_json(out_dir / f"{name}.json", record)
+    except BaseException:
+        for path in files.values():  # a blend without its record is no blend: nothing of it stays
+            path.unlink(missing_ok=True)
+        raise
     return files
 
 
