@@ -173,13 +173,12 @@ def cmd_blend(args) -> None:
 
 
 def cmd_report(args) -> None:
+    from perturbkit.io import check_writable
     from perturbkit.report.build import build_blend_report, build_runs_report
 
-    if args.runs:
-        out = build_runs_report(args.runs, args.out or Path("reports") / "runs")
-    else:
-        blend = args.blend or Path(args.submissions) / "blend.json"
-        out = build_blend_report(blend, args.out or Path("reports") / Path(blend).stem)
+    blend = args.blend or Path(args.submissions) / "blend.json"
+    out = check_writable(args.out or Path("reports") / ("runs" if args.runs else Path(blend).stem), "--out")
+    out = build_runs_report(args.runs, out) if args.runs else build_blend_report(blend, out)
     print(f"report written to {out}/index.html (and index.md)")
 
 
