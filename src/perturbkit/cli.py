@@ -341,10 +341,13 @@ def _follow_and_fetch(kernel: str, args, api) -> None:
 
 def cmd_kernel_push(args) -> None:
     from perturbkit.kaggle import kaggle_api
+    from perturbkit.kernel.metadata import read_metadata
     from perturbkit.kernel.remote import push_kernel
 
+    folder = _kernel_folder(args)
+    read_metadata(folder)  # an unbuilt or broken kernel folder is named before credentials are looked for
     api = kaggle_api()
-    pushed = push_kernel(_kernel_folder(args), api=api)
+    pushed = push_kernel(folder, api=api)
     print(f"pushed {pushed.kernel} version {pushed.version}: {pushed.url}")
     if args.follow:
         _follow_and_fetch(pushed.kernel, args, api)

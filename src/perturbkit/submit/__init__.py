@@ -57,10 +57,11 @@ def _read_table(path: Path) -> pa.Table:
     raise DataValidationError(f"{path}: unsupported file type {path.suffix!r} (expected .csv, .parquet or .h5ad)")
 
 
-def read_submission(path: Path | str, *, genes, ids) -> np.ndarray:
+def read_submission(path: Path | str, *, genes, ids, reference: str = "the truth") -> np.ndarray:
     """The submission's predictions as a float32 matrix in the order of ``ids`` x ``genes``.
 
-    Rejects, naming them, missing or extra ids and genes, duplicate ids and non-finite values.
+    Rejects, naming them, missing or extra ids and genes (those of ``reference``, as messages call it),
+    duplicate ids and non-finite values.
     """
     path = Path(path)
     table = _read_table(path)
@@ -72,13 +73,13 @@ def read_submission(path: Path | str, *, genes, ids) -> np.ndarray:
         raise DataValidationError(f"{path}: duplicate gene column(s) {duplicated[:5]}")
     missing, extra = sorted(set(genes) - set(columns)), sorted(set(columns) - set(genes))
     if missing or extra:
-        raise DataValidationError(f"{path}: gene columns differ from the truth's: missing {missing[:5]}, extra {extra[:5]}")
+        raise DataValidationError(f"{path}: gene columns differ from those of {reference}: missing {missing[:5]}, extra {extra[:5]}")
     submitted = pd.Index(table.column("id").to_numpy())
     if submitted.has_duplicates:
         raise DataValidationError(f"{path}: duplicate id {submitted[submitted.duplicated()][0]}")
     missing_ids, extra_ids = sorted(set(ids) - set(submitted)), sorted(set(submitted) - set(ids))
     if missing_ids or extra_ids:
-        raise DataValidationError(f"{path}: ids differ from the truth's: missing {missing_ids[:5]}, extra {extra_ids[:5]}")
+        raise DataValidationError(f"{path}: ids differ from those of {reference}: missing {missing_ids[:5]}, extra {extra_ids[:5]}")
     position = {name: i for i, name in enumerate(table.column_names)}  # by-name lookups are linear in pyarrow
     for gene in genes:
         column_type = table.schema.field(position[gene]).type
@@ -114,7 +115,8 @@ def check_competition_file(path: Path | str, template: Path | str | None = None)
         ids, genes = read_template(template)
     else:
         genes, ids = list(gene_names()), test_layout()["id"].to_numpy()
-    read_submission(path, genes=genes, ids=ids)
+    read_submission(path, genes=genes, ids=ids,
+                    reference=f"the template {template}" if template is not None else "the competition's sample_submission.csv")
 
 
 def score_submission(submission: Path | str, truth: Path | str) -> pd.DataFrame:
