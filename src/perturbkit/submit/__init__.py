@@ -77,7 +77,8 @@ def read_submission(path: Path | str, *, genes, ids, reference: str = "the truth
     submitted = pd.Index(table.column("id").to_numpy())
     if submitted.has_duplicates:
         raise DataValidationError(f"{path}: duplicate id {submitted[submitted.duplicated()][0]}")
-    missing_ids, extra_ids = sorted(set(ids) - set(submitted)), sorted(set(submitted) - set(ids))
+    wanted, given = set(np.asarray(ids).tolist()), set(submitted.tolist())  # plain ints in the message, not np.int64(1)
+    missing_ids, extra_ids = sorted(wanted - given), sorted(given - wanted)
     if missing_ids or extra_ids:
         raise DataValidationError(f"{path}: ids differ from those of {reference}: missing {missing_ids[:5]}, extra {extra_ids[:5]}")
     position = {name: i for i, name in enumerate(table.column_names)}  # by-name lookups are linear in pyarrow
