@@ -8,6 +8,10 @@ stored under the run store like any other, its meta tagged ``tune = {study, tria
 The study records the model, the config it tunes (without ``[tune]``) and the data's hash; a
 worker whose config or data differ is refused, so workers on several machines only join a study
 they can add comparable trials to.
+
+A local worker process stops when its ``tune`` parent dies (:func:`spawned_worker`), failing the trial
+it was running; a worker that dies has the trials it left running failed by its parent
+(:func:`fail_running_trials`), so no trial waits for the heartbeat's grace period on this machine.
 """
 
 from __future__ import annotations
