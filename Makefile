@@ -1,42 +1,75 @@
 # perturbkit: every target is a thin call of the CLI (python -m perturbkit ...).
+# Every user variable is a `?=` line with a `#>` line above it: `make help` lists them from here.
+#> Python that creates the virtual environment
 PYTHON ?= python3
+#> the virtual environment
 VENV ?= .venv
 PY := $(VENV)/bin/python
+#> model of cv and tune (python -m perturbkit models lists them)
 MODEL ?= transformer
-# demo (the default demo world), demo:VARIANT (list: python -m perturbkit demo --list) or a Kaggle-layout directory
+#> demo (the default demo world), demo:VARIANT (python -m perturbkit demo --list) or a Kaggle-layout directory
 DATA ?= demo
+#> genes of the demo world (first try: make cv MODEL=transfer_ridge GENES=500); empty: all 18,211, agreement: AGREEMENT_GENES
+GENES ?=
+#> genes per demo world of make agreement when GENES is empty
+AGREEMENT_GENES ?= 2000
+#> root of the run store
 OOF ?= oof/
+#> where blend, recipe and report put submissions
 SUBMISSIONS ?= submissions/
+#> config overrides, e.g. SET="params.alpha=3 cv.seed=1"
 SET ?=
+#> the recipe of make recipe (and of make kernel when given)
 RECIPE ?= configs/recipe.toml
-GENES ?= 2000
+#> models of make agreement, comma-separated (empty: all registered)
 MODELS_STUDY ?=
+#> the CPU torch build make install pins
 TORCH_VERSION ?= 2.13.0
-# Kaggle: make data | kernel-deps | kernel | push | submit (see `make help`)
+#> file of make score and make submit
+FILE ?=
+#> truth file of make score (empty: the demo world's test_truth.parquet)
+TRUTH ?=
+#> Kaggle username of kernel builds
 KAGGLE_USER ?= $(KAGGLE_USERNAME)
+#> where make data downloads the competition files
 KAGGLE_DATA ?= data/kaggle
+#> root of the kernel folders
 KERNELS ?= kernels
+#> the kernel's slug
 SLUG ?= perturbkit-submission
+#> models of make kernel without RECIPE or BLEND
 MODELS ?= $(MODEL)
+#> a blend JSON for make kernel
 BLEND ?=
+#> the wheels dataset of make kernel, <user>/<slug>
 DEPS ?=
+#> slug of the wheels dataset make kernel-deps writes
 DEPS_SLUG ?= perturbkit-deps
+#> message of make submit
 MSG ?= perturbkit kernel $(SLUG)
-# Tuning: make tune MODEL=pca_ridge TRIALS=20 WORKERS=2 (STORAGE: a SQLAlchemy URL; default sqlite:///<OOF>/tune.db)
+#> Optuna trials of make tune
 TRIALS ?= 20
+#> worker processes of make tune
 WORKERS ?= 1
+#> SQLAlchemy URL of the tuning study (empty: sqlite:///<OOF>/tune.db)
 STORAGE ?=
+#> tuning study name (empty: the model's name)
 STUDY ?=
+#> runs per measurement of make bench and make bench-first (the median is reported)
+BENCH_RUNS ?= 3
 
+GENES_AGREEMENT := $(or $(GENES),$(AGREEMENT_GENES))
 SET_ARGS := $(foreach s,$(SET),--set $(s))
+GENES_ARGS := $(if $(GENES),--demo-genes $(GENES))
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install cv recipe agreement tune runs test test-all bench demo validate score clean data kernel kernel-deps push probes probe-scores submit blend report
+.PHONY: help install cv recipe agreement tune runs test test-all bench bench-first demo validate score clean data kernel kernel-deps push probes probe-scores submit blend report
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-12s %s\n", $$1, $$2}'
-	@echo "variables: MODEL=$(MODEL) DATA=$(DATA) OOF=$(OOF) SUBMISSIONS=$(SUBMISSIONS) SET='$(SET)'"
+	@echo "variables (make TARGET NAME=value; default after =):"
+	@awk '/^#> / {about = substr($$0, 4); next} /^[A-Z_]+ \?=/ {name = $$1; sub(/^[A-Z_]+ \?= ?/, ""); printf "  %-16s = %-26s %s\n", name, $$0, about} {about = ""}' $(firstword $(MAKEFILE_LIST))
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -49,19 +82,19 @@ $(STAMP): pyproject.toml
 install: $(STAMP) ## create .venv and install perturbkit with its dev extras
 
 cv: $(STAMP) ## cross-validate MODEL on DATA, store the run under OOF (SET="params.alpha=3 ...")
-	$(PY) -m perturbkit cv --model $(MODEL) --data $(DATA) --oof $(OOF) $(SET_ARGS)
+	$(PY) -m perturbkit cv --model $(MODEL) --data $(DATA) $(GENES_ARGS) --oof $(OOF) $(SET_ARGS)
 
 recipe: $(STAMP) ## cross-validate RECIPE's members on DATA (stored runs reused), blend, write SUBMISSIONS/blend.csv|h5ad|json
-	$(PY) -m perturbkit recipe --config $(RECIPE) --data $(DATA) --oof $(OOF) --submissions $(SUBMISSIONS) $(SET_ARGS)
+	$(PY) -m perturbkit recipe --config $(RECIPE) --data $(DATA) $(GENES_ARGS) --oof $(OOF) --submissions $(SUBMISSIONS) $(SET_ARGS)
 
-agreement: $(STAMP) ## CV vs hidden-test agreement of every scheme on every demo variant (GENES genes), with RECIPE's blend: reports/agreement/
-	$(PY) -m perturbkit agreement --demo-genes $(GENES) --recipe $(RECIPE) --oof $(OOF)/agreement --out reports/agreement $(if $(MODELS_STUDY),--models $(MODELS_STUDY))
+agreement: $(STAMP) ## CV vs hidden-test agreement of every scheme on every demo variant (AGREEMENT_GENES genes), with RECIPE's blend: reports/agreement/
+	$(PY) -m perturbkit agreement --demo-genes $(GENES_AGREEMENT) --recipe $(RECIPE) --oof $(OOF)/agreement --out reports/agreement $(if $(MODELS_STUDY),--models $(MODELS_STUDY))
 
 tune: $(STAMP) ## tune MODEL's [tune] space: TRIALS trials by WORKERS processes in one Optuna study (STORAGE, STUDY), write configs/tuned/MODEL.toml
-	$(PY) -m perturbkit tune --model $(MODEL) --data $(DATA) --oof $(OOF) --trials $(TRIALS) --workers $(WORKERS) $(if $(STORAGE),--storage $(STORAGE)) $(if $(STUDY),--study $(STUDY)) $(SET_ARGS)
+	$(PY) -m perturbkit tune --model $(MODEL) --data $(DATA) $(GENES_ARGS) --oof $(OOF) --trials $(TRIALS) --workers $(WORKERS) $(if $(STORAGE),--storage $(STORAGE)) $(if $(STUDY),--study $(STUDY)) $(SET_ARGS)
 
-runs: $(STAMP) ## list the runs stored under OOF with their scores
-	$(PY) -m perturbkit runs --oof $(OOF)
+runs: $(STAMP) ## list the runs stored under OOF with their scores (TRUTH=...: and every test score against that truth file)
+	$(PY) -m perturbkit runs --oof $(OOF) $(if $(TRUTH),--truth $(TRUTH))
 
 test: $(STAMP) ## run the test suite (small demo worlds, no slow tests)
 	$(PY) -m pytest -m "not slow" -q
@@ -69,24 +102,27 @@ test: $(STAMP) ## run the test suite (small demo worlds, no slow tests)
 test-all: $(STAMP) ## run every test, the slow ones too
 	$(PY) -m pytest -q
 
-bench: $(STAMP) ## measure load, CV and memory at full scale, write BENCHMARKS.md
-	$(PY) benchmarks/run.py --output BENCHMARKS.md
+bench: $(STAMP) ## measure the first result, then load, CV and memory at full scale; write BENCHMARKS.md (medians of BENCH_RUNS runs)
+	$(PY) benchmarks/run.py --output BENCHMARKS.md --repeats $(BENCH_RUNS)
 
-demo: $(STAMP) ## generate the full-size demo world (cached under data/demo/)
-	$(PY) -m perturbkit demo
+bench-first: $(STAMP) ## measure `make cv MODEL=transfer_ridge GENES=500` from an empty demo cache; replace its section of BENCHMARKS.md
+	$(PY) benchmarks/run.py --output BENCHMARKS.md --repeats $(BENCH_RUNS) --only bench_first
+
+demo: $(STAMP) ## generate the demo world of GENES genes (default all; cached under data/demo/), print its folder
+	$(PY) -m perturbkit demo $(if $(GENES),--genes $(GENES))
 
 validate: $(STAMP) ## load and validate DATA, print what it holds
-	$(PY) -m perturbkit validate --data $(DATA)
+	$(PY) -m perturbkit validate --data $(DATA) $(GENES_ARGS)
 
 blend: $(STAMP) ## blend the latest run of each model in OOF (on DATA) into SUBMISSIONS/blend.csv|h5ad|json (SET="method=slsqp trials=200")
-	$(PY) -m perturbkit blend --data $(DATA) --oof $(OOF) --submissions $(SUBMISSIONS) $(SET_ARGS)
+	$(PY) -m perturbkit blend --data $(DATA) $(GENES_ARGS) --oof $(OOF) --submissions $(SUBMISSIONS) $(SET_ARGS)
 
 report: $(STAMP) ## write reports/blend/ (PNGs, index.html, index.md) for SUBMISSIONS/blend.json
 	$(PY) -m perturbkit report --submissions $(SUBMISSIONS)
 
-score: $(STAMP) ## score FILE against TRUTH (default: the demo's hidden test truth)
+score: $(STAMP) ## score FILE against TRUTH (default: the hidden test truth of the demo world of GENES genes)
 	@test -n "$(FILE)" || { echo "make score needs FILE=<submission .csv, .parquet or .h5ad>, e.g. make score FILE=submissions/blend.csv" >&2; exit 2; }
-	$(PY) -m perturbkit score $(FILE) --truth $(or $(TRUTH),$$($(PY) -m perturbkit demo)/test_truth.parquet)
+	$(PY) -m perturbkit score $(FILE) --truth $(or $(TRUTH),$$($(PY) -m perturbkit demo $(if $(GENES),--genes $(GENES)))/test_truth.parquet)
 
 data: $(STAMP) ## download the competition data with the Kaggle client into KAGGLE_DATA, validate it (needs credentials)
 	$(PY) -m perturbkit data download --out $(KAGGLE_DATA)

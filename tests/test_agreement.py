@@ -51,6 +51,11 @@ def test_study_reports_spearman_per_scheme_and_variant_and_the_recipe_blend(demo
     zeros = result.scores[result.scores["model"] == "zeros"]
     np.testing.assert_allclose(zeros["test_rel"], 1.0)
     np.testing.assert_allclose(zeros["cv_rel"], 1.0)
+    np.testing.assert_allclose(zeros[["clipped_test_rel", "clipped_cv_rel", "test_rel_low", "clipped_test_rel_high"]], 1.0)
+    # both layers, each test ratio inside its bootstrap interval over compounds
+    for layer in ("test_rel", "clipped_test_rel"):
+        assert ((result.scores[f"{layer}_low"] <= result.scores[layer]) & (result.scores[layer] <= result.scores[f"{layer}_high"])).all()
+    assert (result.scores["clipped_test"] < result.scores["test"]).all()  # clipping to ±4 only shrinks the errors
     blends = result.scores[result.scores["model"] == RECIPE_BLEND]
     assert list(blends["variant"]) == variants and (blends["scheme"] == "bm_holdout").all()
     # a member with overrides is scored as a model of its own, outside the schemes' Spearman
@@ -61,4 +66,7 @@ def test_study_reports_spearman_per_scheme_and_variant_and_the_recipe_blend(demo
     assert len(list((tmp_path / "oof" / variants[0]).glob("*/*"))) == 7
     files = write_agreement(result, tmp_path / "report")
     text = files["md"].read_text()
-    assert "Spearman" in text and result.best_scheme() in text
+    assert "Spearman" in text and result.best_scheme() in text and "clipped test" in text
+    results = files["results"].read_text().splitlines()
+    assert results[0] == "| model | " + " | ".join(f"{v} {c}" for v in variants for c in ("CV", "test", "clipped CV", "clipped test")) + " |"
+    assert any(line.startswith(f"| {RECIPE_BLEND} | ") for line in results)

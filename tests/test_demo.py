@@ -388,3 +388,16 @@ def test_full_world_matches_documented_numbers(tmp_path, train):
 
     small_genes = _genes(train)
     np.testing.assert_allclose(full_train[small_genes].to_numpy(), train[small_genes].to_numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_demo_help_explains_every_option():
+    import argparse
+
+    from perturbkit.cli import build_parser
+
+    commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    options = [a for a in commands.choices["demo"]._actions if not isinstance(a, argparse._HelpAction)]
+    assert {a.dest for a in options} == {"genes", "seed", "root", "variant", "list"}
+    for action in options:
+        assert action.help and len(action.help) > 10, f"demo {action.option_strings}: no help"
+    assert all(f"{a.option_strings[0]}" in commands.choices["demo"].format_help() for a in options)

@@ -12,6 +12,7 @@ import re
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +40,7 @@ from perturbkit.kernel import (
     validate_metadata,
 )
 from perturbkit.blend.record import BlendRecordError
+from perturbkit.kernel.build import PROJECT_FILES
 from perturbkit.kernel.deps import prepare_deps
 from perturbkit.submit import score_submission
 
@@ -259,6 +261,26 @@ def test_build_writes_a_small_script_and_the_wheel_in_a_code_dataset(built_kerne
     assert sorted(p.name for p in built_kernel.folder.parent.iterdir()) == [SLUG, f"{SLUG}-code"]  # no staging left behind
 
 
+def test_two_kernel_builds_of_the_same_tree_ship_the_same_wheel(built_wheel, tmp_path, isolated_home):
+    """Rebuilding unchanged source must not force a new code-dataset upload: same bytes, whatever the
+    files' times and permissions (a fresh clone, another umask)."""
+    rebuilt = build_kernel(spec_from_configs(cheap_configs()), user=USERNAME, out_root=tmp_path / "kernels")
+    assert rebuilt.wheel_sha256 == hashlib.sha256(built_wheel.read_bytes()).hexdigest()
+    clone = tmp_path / "clone"
+    shutil.copytree(ROOT / "src", clone / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    for name in PROJECT_FILES:
+        if (ROOT / name).is_file():
+            shutil.copyfile(ROOT / name, clone / name)
+    for path in clone.rglob("*"):
+        os.utime(path, (2_000_000_000, 2_000_000_000))
+        path.chmod(0o775 if path.is_dir() else 0o664)
+    assert build_wheel(tmp_path / "clone-wheel", project=clone).read_bytes() == built_wheel.read_bytes()
+    with zipfile.ZipFile(built_wheel) as wheel:
+        names = wheel.namelist()
+        assert names[-1].endswith(".dist-info/RECORD") and {i.date_time for i in wheel.infolist()} == {(1980, 1, 1, 0, 0, 0)}
+        assert wheel.testzip() is None
+
+
 def test_build_never_replaces_a_folder_perturbkit_did_not_create(built_wheel, tmp_path, isolated_home, capsys):
     out = tmp_path / "kernels"
     (out / SLUG).mkdir(parents=True)
@@ -456,8 +478,8 @@ def test_the_kernel_reproduces_the_blenders_own_submission(built_wheel, small_wo
     blender = pd.read_csv(tmp_path / "submissions" / "b1.csv")
     assert list(kernel.columns) == list(blender.columns) and (kernel["id"] == blender["id"]).all()
     assert np.abs(kernel.to_numpy() - blender.to_numpy()).max() < 1e-4
-    table = score_submission(tmp_path / "working" / "submission.csv", small_world / "test_truth.parquet")
-    assert table.loc["all", "rows"] == 255 and np.isfinite(table.loc["all", "mrrmse"])
+    card = score_submission(tmp_path / "working" / "submission.csv", small_world / "test_truth.parquet")
+    assert card.table.loc[("all", "mrrmse"), "rows"] == 255 and np.isfinite(card.value("mrrmse"))
 
 
 def test_the_script_refuses_a_wheel_whose_hash_differs(built_kernel, small_world, tmp_path):

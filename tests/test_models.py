@@ -36,6 +36,19 @@ def test_estimator_contract_and_shapes(small_dataset, name):
     assert np.isfinite(prediction).all()
 
 
+def test_pca_lgbm_counts_its_components_inside_a_cv_fit_and_is_silent_outside(small_dataset, capsys):
+    from perturbkit.models.pca_target import PerComponentLGBM
+    from perturbkit.progress import fit_progress
+
+    X, y = np.random.default_rng(0).normal(size=(120, 5)), np.random.default_rng(1).normal(size=(120, 3))
+    PerComponentLGBM(n_estimators=5).fit(X, y)
+    assert capsys.readouterr().err == ""
+    with fit_progress("fold 2"):
+        PerComponentLGBM(n_estimators=5).fit(X, y)
+    err = capsys.readouterr().err
+    assert "fold 2 components" in err and "3/3" in err and "trees=" in err
+
+
 def test_baselines_predict_what_they_say(small_dataset):
     X, y = small_dataset.obs[FEATURE_COLUMNS], small_dataset.targets
     test = small_dataset.test[FEATURE_COLUMNS]

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from perturbkit.blend import BlendOptions, blend_runs, write_blend
-from perturbkit.blend.command import BlendRecordError
+from perturbkit.blend.command import BlendRecordError, read_blend_record
 from perturbkit.cli import main
 from perturbkit.config import load_config
 from perturbkit.cv import run_cv, save_run
@@ -41,7 +41,7 @@ def blend_json(runs, small_dataset, tmp_path_factory) -> Path:
     return write_blend(result, small_dataset, out, "blend", dataset_id="perturbkit_demo")["json"]
 
 
-def test_blend_report_writes_plots_and_pages(blend_json, tmp_path):
+def test_blend_report_writes_plots_and_pages(blend_json, runs, tmp_path):
     out = build_blend_report(blend_json, tmp_path / "report")
     for name in ("per_fold.png", "per_cell_type.png", "weights.png", "correlation.png", "index.html", "index.md"):
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
@@ -54,12 +54,54 @@ def test_blend_report_writes_plots_and_pages(blend_json, tmp_path):
     assert "tuned blend" in markdown and "simple average" in markdown and "nested" in markdown
     # The weights each test cell type's rows get, not a mean over weight sets.
     assert "weight B cells" in markdown and "weight Myeloid cells" in markdown and "Blend weights per test cell type" in markdown
+    # each member's CV on both layers, as ratios to zeros with intervals
+    compound_mean = next(line for line in markdown.splitlines() if line.startswith("| compound_mean |"))
+    meta = json.loads((runs[1] / "meta.json").read_text())["scores"]
+    assert f"{meta['relative_to_zeros']:.4f}" in compound_mean and f"{meta['clipped']['relative_to_zeros']:.4f}" in compound_mean
+    assert compound_mean.count("[") == 2 and "clipped CV × zeros" in markdown
+
+
+def test_blend_report_title_names_the_method_and_file_once(blend_json, tmp_path):
+    out = build_blend_report(blend_json, tmp_path / "report")
+    title = (out / "index.md").read_text().splitlines()[0]
+    assert title == "# caruana blend of 4 runs (blend.json)"
+    assert "<title>caruana blend of 4 runs (blend.json)</title>" in (out / "index.html").read_text()
+
+
+def test_a_second_report_removes_the_first_reports_stale_images_and_nothing_else(blend_json, runs, tmp_path):
+    out = tmp_path / "report"
+    build_blend_report(blend_json, out)
+    first = {p.name for p in out.glob("*.png")}
+    assert {"weights.png", "correlation.png"} <= first and any(n.startswith("loss_") for n in first)
+    (out / "notes.png").write_bytes(b"the user's own")
+    build_runs_report(runs[:2], out)  # no weights, no correlation, no neural run
+    left = {p.name for p in out.glob("*.png")}
+    assert left == {"per_fold.png", "per_cell_type.png", "notes.png"}
+    assert all(name in (out / "index.html").read_text() for name in left - {"notes.png"})
+
+
+def test_a_blend_record_copied_elsewhere_checks_the_files_beside_it(blend_json, tmp_path):
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for suffix in (".json", ".csv", ".h5ad"):
+        shutil.copyfile(blend_json.with_suffix(suffix), copy / f"blend{suffix}")
+    record = read_blend_record(copy / "blend.json")
+    assert record.files == {"csv": str(copy / "blend.csv"), "h5ad": str(copy / "blend.h5ad")}
+    build_blend_report(copy / "blend.json", tmp_path / "report")
+    # a changed copy is refused although the original beside the recorded path is intact
+    (copy / "blend.csv").write_text((copy / "blend.csv").read_text().replace("0", "1", 1))
+    with pytest.raises(BlendRecordError, match=r"copy/blend\.json: its csv file .*copy/blend\.csv changed"):
+        build_blend_report(copy / "blend.json", tmp_path / "report")
+    assert read_blend_record(blend_json).files["csv"] == str(blend_json.with_suffix(".csv"))
 
 
 def test_runs_report(runs, tmp_path):
     out = build_runs_report(runs, tmp_path / "runs")
     assert (out / "per_fold.png").is_file() and list(out.glob("loss*.png"))
-    assert "compound_mean" in (out / "index.md").read_text()
+    markdown = (out / "index.md").read_text()
+    zeros = next(line for line in markdown.splitlines() if line.startswith("| zeros |"))
+    assert "compound_mean" in markdown and "clipped CV × zeros" in markdown
+    assert zeros.count("1.0000") >= 2 and "[1.000, 1.000]" in zeros
 
 
 def test_report_errors(tmp_path, capsys):

@@ -1,15 +1,20 @@
-"""`perturbkit score`: a submission is checked against the truth's ids and genes, then scored per cell type."""
+"""`perturbkit score`: a submission is checked against the truth's ids and genes, then scored per cell type
+on both layers, with the DE metrics and bootstrap intervals."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from perturbkit.errors import DataValidationError
-from perturbkit.submit import score_submission
+from perturbkit.metrics import clip_layer, mrrmse
+from perturbkit.submit import read_truth, score_submission
+from perturbkit.submit.write import write_prediction_h5ad
 
 
 @pytest.fixture
@@ -20,11 +25,35 @@ def truth_as_submission(small_world, tmp_path):
     return path
 
 
+@pytest.fixture
+def noisy_submission(small_world, tmp_path):
+    keys, genes, values = read_truth(small_world / "test_truth.parquet")
+    prediction = 0.5 * values + np.random.default_rng(0).normal(size=values.shape).astype(np.float32)
+    path = tmp_path / "noisy.csv"
+    pd.concat([keys[["id"]], pd.DataFrame(prediction, columns=genes)], axis=1).to_csv(path, index=False)
+    return path, values, prediction
+
+
 def test_perfect_submission_scores_zero_in_any_row_order(small_world, truth_as_submission):
-    table = score_submission(truth_as_submission, small_world / "test_truth.parquet")
-    assert table.loc["all", "mrrmse"] == pytest.approx(0.0, abs=1e-6)
-    assert table.loc["all", "pearson"] == pytest.approx(1.0)
-    assert {"B cells", "Myeloid cells", "all"} == set(table.index)
+    card = score_submission(truth_as_submission, small_world / "test_truth.parquet")
+    assert card.value("mrrmse") == pytest.approx(0.0, abs=1e-6)
+    assert card.value("clipped_mrrmse") == pytest.approx(0.0, abs=1e-6)
+    for metric in ("pearson", "spearman", "cosine", "sign_agreement", "discrimination"):
+        assert card.value(metric) == pytest.approx(1.0), metric
+    # a row without DE genes scores 0 on the top-k metrics (cell-eval's convention)
+    _, _, truth = read_truth(small_world / "test_truth.parquet")
+    assert card.value("overlap@50") == pytest.approx((np.abs(truth) > 2).any(axis=1).mean())
+    assert {"B cells", "Myeloid cells", "all"} == set(card.table.index.get_level_values("group"))
+
+
+def test_scores_follow_their_formulas_on_the_truth_file(small_world, noisy_submission):
+    path, truth, prediction = noisy_submission
+    card = score_submission(path, small_world / "test_truth.parquet")
+    assert card.value("mrrmse") == pytest.approx(mrrmse(truth, prediction), rel=1e-6)
+    assert card.value("clipped_mrrmse") == pytest.approx(mrrmse(clip_layer(truth), clip_layer(prediction)), rel=1e-6)
+    assert card.value("clipped_mrrmse_rel") == pytest.approx(
+        mrrmse(clip_layer(truth), clip_layer(prediction)) / mrrmse(clip_layer(truth), 0 * truth), rel=1e-6)
+    assert "clipped to ±4" in card.clipped_source and card.compounds == 129
 
 
 @pytest.mark.parametrize(
@@ -44,11 +73,122 @@ def test_bad_submission_is_rejected_by_name(small_world, truth_as_submission, ch
         score_submission(truth_as_submission, small_world / "test_truth.parquet")
 
 
-def test_cli_score(small_world, truth_as_submission):
-    result = subprocess.run(
-        [sys.executable, "-m", "perturbkit", "score", str(truth_as_submission), "--truth", str(small_world / "test_truth.parquet")],
-        capture_output=True,
-        text=True,
-    )
+def test_h5ad_truth_uses_its_clipped_layer_and_its_rows(small_world, noisy_submission, tmp_path):
+    anndata = pytest.importorskip("anndata")
+    path, truth, prediction = noisy_submission
+    keys, genes, _ = read_truth(small_world / "test_truth.parquet")
+    rows = np.arange(0, len(keys), 2)  # like openproblems' de_test: only some of the test rows, no id column
+    clipped = np.clip(truth[rows], -3.0, 3.0)  # a layer unlike clipping at ±4, to see that it is the one used
+    adata = anndata.AnnData(obs=keys.iloc[rows][["cell_type", "sm_name"]].reset_index(drop=True).set_axis(list(map(str, rows))),
+                            var=pd.DataFrame(index=genes), layers={"sign_log10_pval": truth[rows], "clipped_sign_log10_pval": clipped})
+    adata.write_h5ad(tmp_path / "de_test.h5ad")
+    card = score_submission(path, tmp_path / "de_test.h5ad")
+    assert card.table.loc[("all", "mrrmse"), "rows"] == len(rows)
+    assert card.value("mrrmse") == pytest.approx(mrrmse(truth[rows], prediction[rows]), rel=1e-6)
+    assert card.value("clipped_mrrmse") == pytest.approx(mrrmse(clipped, clip_layer(prediction[rows])), rel=1e-6)
+    assert "layer 'clipped_sign_log10_pval'" in card.clipped_source
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "perturbkit", *map(str, args)], capture_output=True, text=True)
+
+
+def test_cli_score_prints_every_score_with_intervals_and_json_parses(small_world, noisy_submission):
+    path, truth, prediction = noisy_submission
+    result = _cli("score", path, "--truth", small_world / "test_truth.parquet", "--resamples", "200")
     assert result.returncode == 0, result.stderr
-    assert "Myeloid cells" in result.stdout and "mrrmse" in result.stdout
+    out = result.stdout
+    for name in ("mrrmse", "mrrmse_rel", "clipped_mrrmse", "clipped_mrrmse_rel", "mae", "pearson", "spearman", "cosine",
+                 "sign_agreement", "precision@50", "overlap@100", "precision@200", "discrimination"):
+        assert any(line.startswith(name + " ") for line in out.splitlines()), name
+    assert "Myeloid cells (127 rows)" in out and "all (255 rows)" in out
+    assert "|truth| > 2" in out and "k = 50, 100, 200" in out and "200 resamples" in out and "clipped to ±4" in out
+    mrrmse_line = next(line for line in out.splitlines() if line.startswith("mrrmse "))
+    assert mrrmse_line.count("[") == 3  # an interval in each group
+    result = _cli("score", path, "--truth", small_world / "test_truth.parquet", "--resamples", "200", "--json")
+    assert result.returncode == 0, result.stderr
+    record = json.loads(result.stdout)
+    overall = record["groups"]["all"]["metrics"]
+    assert overall["mrrmse"]["value"] == pytest.approx(mrrmse(truth, prediction), rel=1e-5)
+    assert overall["mrrmse"]["low"] < overall["mrrmse"]["value"] < overall["mrrmse"]["high"]
+    assert record["de_threshold"] == 2.0 and record["top_k"] == [50, 100, 200] and record["bootstrap"]["resamples"] == 200
+
+
+def test_cli_score_refuses_a_nan_prediction(small_world, tmp_path):
+    keys, genes, values = read_truth(small_world / "test_truth.parquet")
+    values[3, 7] = np.nan
+    path = write_prediction_h5ad(tmp_path / "nan.h5ad", keys["id"].to_numpy(), genes, np.nan_to_num(values), dataset_id="d", method_id="m")
+    import anndata
+
+    adata = anndata.read_h5ad(path)
+    adata.layers["prediction"][3, 7] = np.nan
+    adata.write_h5ad(path)
+    result = _cli("score", path, "--truth", small_world / "test_truth.parquet")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "non-finite value" in result.stderr and str(keys["id"].iloc[3]) in result.stderr
+
+
+@pytest.fixture(scope="module")
+def two_runs(small_dataset, tmp_path_factory):
+    from perturbkit.config import load_config
+    from perturbkit.cv import run_cv, save_run
+
+    oof = tmp_path_factory.mktemp("oof")
+    results = {model: run_cv(small_dataset, load_config(model), progress=False) for model in ("zeros", "compound_mean")}
+    for result in results.values():
+        save_run(result, oof)
+    return oof, results
+
+
+def test_cv_scores_carry_the_clipped_layer_and_intervals(small_dataset, two_runs):
+    _, results = two_runs
+    result = results["compound_mean"]
+    scores = result.meta["scores"]
+    keys = result.oof_keys.merge(small_dataset.obs.reset_index().rename(columns={"index": "row"}), on=["cell_type", "sm_name"])
+    truth = small_dataset.targets[keys["row"].to_numpy()]
+    from perturbkit.cv import splitter_for
+
+    # the scheme's row weights, as the run's overall score uses them
+    weights = splitter_for(small_dataset, result.meta["config"]["cv"]).row_weights(small_dataset.obs)[keys["row"].to_numpy()]
+    clipped = clip_layer(truth)
+    rmse = np.sqrt(((clipped - clip_layer(result.oof)) ** 2).mean(axis=1))
+    zeros = np.sqrt((clipped ** 2).mean(axis=1))
+    assert scores["clipped"]["overall"] == pytest.approx(np.average(rmse, weights=weights), rel=1e-6)
+    assert scores["clipped"]["relative_to_zeros"] == pytest.approx(np.average(rmse, weights=weights) / np.average(zeros, weights=weights), rel=1e-6)
+    for layer in (scores, scores["clipped"]):
+        low, high = layer["relative_to_zeros_interval"]
+        assert low < layer["relative_to_zeros"] < high
+    assert results["zeros"].meta["scores"]["clipped"]["relative_to_zeros_interval"] == [1.0, 1.0]
+
+
+def test_cli_runs_truth_prints_every_score_and_json(small_world, two_runs, capsys):
+    from perturbkit.cli import main
+
+    oof, _ = two_runs
+    truth = small_world / "test_truth.parquet"
+    assert main(["runs", "--oof", str(oof), "--truth", str(truth), "--resamples", "100"]) == 0
+    out = capsys.readouterr().out
+    assert "test all" in out and "compound_mean" in out and "clipped to ±4" in out
+    header = next(line for line in out.splitlines() if line.lstrip().startswith("model") and "clipped_mrrmse_rel" in line)
+    for name in ("mrrmse", "pearson", "spearman", "cosine", "mae", "sign_agreement", "precision@50", "discrimination"):
+        assert name in header
+    assert main(["runs", "--oof", str(oof), "--truth", str(truth), "--resamples", "100", "--json"]) == 0
+    records = json.loads(capsys.readouterr().out)
+    by_model = {r["model"]: r for r in records}
+    assert set(by_model) == {"zeros", "compound_mean"}
+    assert by_model["zeros"]["test"]["groups"]["all"]["metrics"]["mrrmse_rel"]["value"] == pytest.approx(1.0)
+    compound = by_model["compound_mean"]["test"]["groups"]["all"]["metrics"]["mrrmse"]
+    assert compound["low"] < compound["value"] < compound["high"]
+    assert by_model["compound_mean"]["test all"] == pytest.approx(compound["value"])
+
+
+def test_h5ad_truth_with_a_pair_outside_the_test_is_named(small_world, noisy_submission, tmp_path):
+    anndata = pytest.importorskip("anndata")
+    path, truth, _ = noisy_submission
+    keys, genes, _ = read_truth(small_world / "test_truth.parquet")
+    obs = keys[["cell_type", "sm_name"]].iloc[:3].reset_index(drop=True).set_axis(["0", "1", "2"])
+    obs.loc["1", "cell_type"] = "NK cells"
+    anndata.AnnData(obs=obs, var=pd.DataFrame(index=genes), layers={"sign_log10_pval": truth[:3]}).write_h5ad(tmp_path / "t.h5ad")
+    result = _cli("score", path, "--truth", tmp_path / "t.h5ad")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "obs row 1 ('NK cells'" in result.stderr and "not a test pair of id_map.csv" in result.stderr

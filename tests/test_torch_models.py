@@ -78,10 +78,11 @@ def test_inner_split_holds_out_whole_compounds(small_dataset):
 
 
 @pytest.mark.parametrize("name", TORCH_MODELS)
-def test_without_selection_trains_the_fixed_number_of_epochs(small_dataset, name):
+def test_without_selection_trains_the_fixed_number_of_epochs(small_dataset, name, capsys):
     X, y = small_dataset.obs[FEATURE_COLUMNS].iloc[:200], small_dataset.targets[:200]
     model = build_model(_config(name, max_epochs=3, valid_fraction=0.0), seed=0).fit(X, y)
     assert model.history_["epoch"] == [1, 2, 3] and model.history_["best_epoch"] == 3
+    assert "epoch" not in capsys.readouterr().err  # fitted outside a CV run: no progress bars
     assert model.history_["valid_mrrmse"] == [None] * 3 and "refit" not in model.history_
 
 
@@ -192,13 +193,20 @@ def test_gpu_path_is_selected_and_predicts(small_dataset, name):
     assert isinstance(prediction, np.ndarray) and prediction.shape == y.shape and np.isfinite(prediction).all()
 
 
-def test_cv_run_stores_histories_and_loss_curve_pngs(small_dataset, tmp_path):
+def test_cv_run_stores_histories_and_loss_curve_pngs_and_shows_each_folds_epochs(small_dataset, tmp_path, capsys):
     config = _config("mlp", max_epochs=4)
-    result = run_cv(small_dataset, config, progress=False)
+    result = run_cv(small_dataset, config, progress=True)
     run_dir = save_run(result, tmp_path, artifacts=loss_curve_pngs(result.meta))
     meta = json.loads((run_dir / "meta.json").read_text())
+    shown = capsys.readouterr().err
     for fold in meta["folds"]:
         assert len(fold["history"]["train_loss"]) == len(fold["history"]["epoch"]) >= 1
         png = (run_dir / f"loss_fold{fold['fold']}.png").read_bytes()
         assert png.startswith(b"\x89PNG\r\n\x1a\n")
+        # Progress inside the fold: its epochs (where early stopping ended them), the inner score, the refit.
+        inner = [part for part in shown.split("\r") if part.startswith(f"fold {fold['fold']} inner split:")]
+        epochs, best = len(fold["history"]["epoch"]), fold["history"]["best_valid_mrrmse"]
+        assert f" {epochs}/4 " in inner[-1] and f"best={best:.4f}@{fold['history']['best_epoch']}" in inner[-1]
+        assert len(inner) <= 3  # no terminal here: a first line, the last, at most one between
+        assert f"fold {fold['fold']} refit: 100%" in shown
     assert len(meta["folds"]) == 4

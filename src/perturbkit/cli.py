@@ -119,21 +119,55 @@ def cmd_runs(args) -> None:
             per_cell_type = json.loads((Path(path) / "meta.json").read_text())["scores"]["per_cell_type"]
             for cell_type, row in per_cell_type.items():
                 runs.loc[position, f"cv {cell_type}"] = row["mrrmse"]
+    cards = []
     if args.truth is not None:
-        from perturbkit.submit import score_submission
+        from perturbkit.scorecard import with_test_scores
 
-        for position, path in enumerate(runs["path"]):
-            table = score_submission(Path(path) / "test.parquet", args.truth)
-            for group, value in table["mrrmse"].items():
-                runs.loc[position, f"test {group}"] = value
-    print(runs.drop(columns=["path", "created", "data_hash"]).to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+        runs, cards = with_test_scores(runs, args.truth, _score_settings(args))
+    shown = runs.drop(columns=["path", "created", "data_hash"])
+    if args.json:
+        import json
+
+        from perturbkit.scorecard import runs_records
+
+        print(json.dumps(runs_records(shown, cards), indent=2, default=str))
+        return
+    print(shown.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    if cards:
+        from perturbkit.scorecard import runs_table
+
+        print(f"\ntest scores against {args.truth} (all rows; value [interval]):")
+        print("\n".join(cards[0].describe()))
+        print(runs_table(runs, cards).to_string(index=False))
+
+
+def _score_settings(args):
+    from perturbkit.scorecard import ScoreSettings
+
+    return ScoreSettings(threshold=args.de_threshold, resamples=args.resamples, seed=args.seed)
+
+
+def _add_score_options(parser: argparse.ArgumentParser) -> None:
+    from perturbkit.metrics import DE_THRESHOLD
+
+    parser.add_argument("--json", action="store_true", help="print the scores as JSON, for scripts")
+    parser.add_argument("--resamples", type=_positive_int, default=1000, help="bootstrap resamples of the compounds (default 1000)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default 0)")
+    parser.add_argument("--de-threshold", type=float, default=DE_THRESHOLD,
+                        help=f"a gene is truly DE in a row when |truth| > this (-log10 p; default {DE_THRESHOLD:g})")
 
 
 def cmd_score(args) -> None:
     from perturbkit.submit import score_submission
 
-    table = score_submission(args.submission, args.truth)
-    print(table.to_string(float_format=lambda v: f"{v:.4f}"))
+    card = score_submission(args.submission, args.truth, _score_settings(args))
+    if args.json:
+        import json
+
+        print(json.dumps({"submission": str(args.submission), "truth": str(args.truth), **card.to_dict()}, indent=2))
+        return
+    print(f"{args.submission} against {args.truth}")
+    print(card.text())
 
 
 def cmd_demo(args) -> None:
@@ -573,17 +607,20 @@ def build_parser() -> argparse.ArgumentParser:
     runs.add_argument("--truth", type=Path, default=None, help="score each run's test predictions against this truth file")
     runs.add_argument("--clean", action="store_true", help="first remove staging folders of runs killed more than a day ago")
     runs.add_argument("--study", default=None, help="only the kept trials of this tuning study, best first, with trial numbers")
+    _add_score_options(runs)
     runs.set_defaults(func=cmd_runs)
 
     score = commands.add_parser("score", help="score a submission against a truth file")
     score.add_argument("submission", type=Path)
-    score.add_argument("--truth", type=Path, required=True)
+    score.add_argument("--truth", type=Path, required=True, help="test_truth.parquet/.csv (Kaggle's wide layout) or openproblems' de_test.h5ad")
+    _add_score_options(score)
     score.set_defaults(func=cmd_score)
 
-    demo = commands.add_parser("demo", help="generate (or find) the cached demo world and print its directory")
-    demo.add_argument("--genes", type=_gene_count, default=None, help="genes in the world (default: all 18,211)")
-    demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--root", type=Path, default=None)
+    demo = commands.add_parser("demo", help="generate (or find) the cached demo world and print its directory",
+                               description="Generate (on first use) or find the cached demo world and print its folder.")
+    demo.add_argument("--genes", type=_gene_count, default=None, help="genes of the world, a fixed subset of the real ones (default: all 18,211)")
+    demo.add_argument("--seed", type=int, default=0, help="seed of the generator: another seed, another world (default 0)")
+    demo.add_argument("--root", type=Path, default=None, help="cache folder of the worlds (default: $PERTURBKIT_DEMO_ROOT or data/demo)")
     demo.add_argument("--variant", default="default", help="which structure of world (default: default; see --list)")
     demo.add_argument("--list", action="store_true", help="list the demo variants and what differs between them")
     demo.set_defaults(func=cmd_demo)

@@ -8,6 +8,7 @@ missing or changed since, e.g. after an interrupted blend left a new CSV beside 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -100,6 +101,8 @@ def read_blend_record(path: Path | str) -> BlendRecord:
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BlendRecordError(f"{path}: not a readable blend record ({exc})") from None
     record = BlendRecord.from_json(record, source=str(path))
+    # The files beside the record: a record copied with its files to another folder describes the copies.
+    record = dataclasses.replace(record, files={kind: str(path.parent / Path(file).name) for kind, file in record.files.items()})
     for kind, digest in record.file_sha256.items():
         file = Path(record.files.get(kind, ""))
         if not file.is_file() or sha256_file(file) != digest:

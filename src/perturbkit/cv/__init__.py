@@ -34,8 +34,9 @@ from perturbkit.errors import ConfigError
 from perturbkit.cv.store import Run, list_runs, load_run, save_run
 from perturbkit.data import Dataset
 from perturbkit.folds import NEVER_VALIDATED, folds_frame, folds_hash, make_splitter
-from perturbkit.metrics import rowwise_rmse
+from perturbkit.metrics import clip_layer, ratio_interval, rowwise_rmse
 from perturbkit.models import create_model
+from perturbkit.progress import fit_progress
 
 __all__ = ["CVResult", "Run", "build_model", "cv_seeds", "list_runs", "load_run", "run_cv", "save_run", "splitter_for", "summary_text"]
 
@@ -96,8 +97,10 @@ def _versions() -> dict[str, str]:
     return versions
 
 
-def _scores(keys: pd.DataFrame, folds: np.ndarray, rmse: np.ndarray, zeros_rmse: np.ndarray, weights: np.ndarray) -> dict:
+def _scores(keys: pd.DataFrame, folds: np.ndarray, y: np.ndarray, oof: np.ndarray, weights: np.ndarray) -> dict:
+    rmse, zeros_rmse = rowwise_rmse(y, oof), rowwise_rmse(y, np.zeros_like(y))
     frame = pd.DataFrame({"cell_type": keys["cell_type"].astype(str).to_numpy(), "fold": folds, "rmse": rmse, "zeros": zeros_rmse})
+    compounds = keys["sm_name"].astype(str).to_numpy()
 
     def table(by: str) -> dict:
         grouped = frame.groupby(by, sort=True)
@@ -106,12 +109,16 @@ def _scores(keys: pd.DataFrame, folds: np.ndarray, rmse: np.ndarray, zeros_rmse:
             for name, g in grouped
         }
 
-    # The scheme's row weights (test_like: B/Myeloid rows count as much as all lymphoid rows).
-    overall, zeros = float(np.average(rmse, weights=weights)), float(np.average(zeros_rmse, weights=weights))
+    def overall(rmse: np.ndarray, zeros_rmse: np.ndarray) -> dict:
+        # The scheme's row weights (test_like: B/Myeloid rows count as much as all lymphoid rows).
+        score, zeros = float(np.average(rmse, weights=weights)), float(np.average(zeros_rmse, weights=weights))
+        return {"overall": score, "zeros": zeros, "relative_to_zeros": score / zeros if zeros > 0 else None,
+                "relative_to_zeros_interval": list(ratio_interval(rmse, zeros_rmse, compounds, weights=weights)) if zeros > 0 else None}
+
+    clipped = clip_layer(y)
     return {
-        "overall": overall,
-        "zeros": zeros,
-        "relative_to_zeros": overall / zeros if zeros > 0 else None,
+        **overall(rmse, zeros_rmse),
+        "clipped": overall(rowwise_rmse(clipped, clip_layer(oof)), rowwise_rmse(clipped, np.zeros_like(clipped))),
         "per_fold": table("fold"),
         "per_cell_type": table("cell_type"),
     }
@@ -176,7 +183,8 @@ def _run_folds(dataset, config, splitter, fold_ids, progress, log_buffer, on_fol
         histories = []
         for position, seed in enumerate(seeds):
             model = build_model(config, seed)
-            _fit(model, X.iloc[train_idx], y[train_idx], X_test)
+            with fit_progress((f"fold {fold}" + (f" seed {seed}" if len(seeds) > 1 else "")) if progress else None):
+                _fit(model, X.iloc[train_idx], y[train_idx], X_test)
             seed_oof[position, valid_idx] = model.predict(X.iloc[valid_idx])
             test_sum += model.predict(X_test)
             history = getattr(getattr(model, "regressor_", model), "history_", None)  # regressor_: a target-transform wrapper
@@ -200,15 +208,14 @@ def _run_folds(dataset, config, splitter, fold_ids, progress, log_buffer, on_fol
     test = test_sum / (n_splits * len(seeds))
     if config["cv"].get("refit"):
         refit_start = time.perf_counter()
-        test = np.mean([_fit(build_model(config, s), X, y, X_test).predict(X_test) for s in seeds], axis=0)
+        with fit_progress("refit on all rows" if progress else None):
+            test = np.mean([_fit(build_model(config, s), X, y, X_test).predict(X_test) for s in seeds], axis=0)
         logger.info("refit on all %d rows: %.1f s", len(X), time.perf_counter() - refit_start)
     test = test.astype(np.float32)
 
     validated = np.flatnonzero(fold_ids != NEVER_VALIDATED)
     weights = splitter.row_weights(dataset.obs)[validated]
-    rmse = rowwise_rmse(y[validated], oof[validated])
-    zeros_rmse = rowwise_rmse(y[validated], np.zeros_like(y[validated]))
-    scores = _scores(dataset.obs.iloc[validated], fold_ids[validated], rmse, zeros_rmse, weights)
+    scores = _scores(dataset.obs.iloc[validated], fold_ids[validated], y[validated], oof[validated], weights)
     if len(seeds) > 1:
         per_seed = [float(np.average(rowwise_rmse(y[validated], p[validated]), weights=weights)) for p in seed_oof]
         scores["per_seed"] = dict(zip(map(str, seeds), per_seed))
@@ -260,8 +267,12 @@ def summary_text(meta: dict) -> str:
         for name, row in table.items():
             line = f"{name:<20} {row['rows']:>5} {row['mrrmse']:>8.4f} {row['zeros']:>8.4f} {row['mrrmse'] / row['zeros']:>6.3f}"
             lines.append(line + (f" {timing.get(name, 0.0):>7.1f}" if title == "fold" else ""))
-    rel = scores["relative_to_zeros"]
-    lines.append(f"{'overall':<20} {'':>5} {scores['overall']:>8.4f} {scores['zeros']:>8.4f} {rel if rel is None else f'{rel:>6.3f}'}")
+    for title, layer in (("overall", scores), ("clipped (±4) overall", scores.get("clipped"))):
+        if layer is None:  # a run written before the clipped layer was scored
+            continue
+        rel, interval = layer["relative_to_zeros"], layer.get("relative_to_zeros_interval")
+        lines.append(f"{title:<20} {'':>5} {layer['overall']:>8.4f} {layer['zeros']:>8.4f} {rel if rel is None else f'{rel:>6.3f}'}"
+                     + (f" [{interval[0]:.3f}, {interval[1]:.3f}] (95 % bootstrap over compounds)" if interval else ""))
     if "seed_std" in scores:
         lines.append(f"{'seeds':<20} {len(meta['seeds']):>5} per-seed MRRMSE std {scores['seed_std']:.4f}")
     lines.append(f"total {meta['timings']['total_seconds']:.1f} s")

@@ -5,7 +5,8 @@ perturbkit wheel (``pip wheel --no-deps`` of this project) goes into a code data
 ``<slug>-code/perturbkit-<sha256[:12]>/<wheel>`` with its dataset-metadata.json, uploaded with
 ``kaggle datasets create|version -p`` and attached to the kernel. The script carries the pipeline
 spec as JSON and the wheel's sha256, finds the wheel under /kaggle/input, checks the hash and
-installs it offline; see ``script_template.py``. Both folders are written atomically and carry
+installs it offline; see ``script_template.py``. The wheel is reproducible (its bytes depend on the
+source files' contents only), so rebuilding unchanged source needs no new code-dataset upload. Both folders are written atomically and carry
 perturbkit's marker: a folder without it is never replaced (unless ``force``).
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -34,6 +36,8 @@ CODE_FILE = "kernel.py"
 CODE_SUFFIX = "-code"  # the code dataset's slug: <kernel slug>-code
 MAX_SCRIPT_BYTES = 900_000  # Kaggle refuses 1 MB ("The kernel source must be less than 1 megabytes in size.")
 PROJECT_FILES = ("pyproject.toml", "README.md", "LICENSE", "setup.cfg", "MANIFEST.in")
+SOURCE_DATE_EPOCH = 315532800  # 1980-01-01 00:00 UTC, the earliest time a zip entry can hold
+ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 
 
 class KernelBuildError(PerturbkitError):
@@ -79,13 +83,39 @@ def build_wheel(out_dir: Path | str, *, project: Path | None = None) -> Path:
         for stale in before:
             stale.unlink()
         command = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--disable-pip-version-check", "-q", "-w", str(out_dir), str(copy)]
-        result = subprocess.run(command, capture_output=True, text=True)
+        environment = {**os.environ, "SOURCE_DATE_EPOCH": str(SOURCE_DATE_EPOCH)}
+        result = subprocess.run(command, capture_output=True, text=True, env=environment)
         if result.returncode != 0:
             raise KernelBuildError(f"pip wheel failed:\n{result.stdout[-2000:]}{result.stderr[-2000:]}")
     wheels = sorted(out_dir.glob("perturbkit-*.whl"))
     if len(wheels) != 1:
         raise KernelBuildError(f"{out_dir}: expected one perturbkit wheel, found {[w.name for w in wheels]}")
+    normalize_wheel(wheels[0])
     return wheels[0]
+
+
+def normalize_wheel(wheel: Path) -> None:
+    """Rewrite ``wheel`` in place with sorted entries (the .dist-info last, RECORD at the very end), one
+    timestamp and fixed permissions, so two builds of the same source give the same bytes.
+
+    The contents, and so RECORD's hashes, are unchanged; only the zip's metadata is fixed.
+    """
+    with zipfile.ZipFile(wheel) as source:
+        entries = {info.filename: source.read(info) for info in source.infolist()}
+
+    def order(name: str) -> tuple:
+        in_dist_info = ".dist-info/" in name
+        return in_dist_info, in_dist_info and name.endswith(".dist-info/RECORD"), name
+
+    staging = wheel.with_name(wheel.name + ".partial")
+    with zipfile.ZipFile(staging, "w") as target:
+        for name in sorted(entries, key=order):
+            info = zipfile.ZipInfo(name, date_time=ZIP_EPOCH)
+            info.create_system = 3  # unix, so external_attr carries the mode
+            info.external_attr = (0o40755 if name.endswith("/") else 0o100644) << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            target.writestr(info, entries[name], compresslevel=9)
+    os.replace(staging, wheel)
 
 
 def wheel_requirements(wheel: Path) -> list[str]:

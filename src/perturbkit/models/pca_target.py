@@ -23,6 +23,7 @@ from sklearn.utils._param_validation import HasMethods, Interval
 from perturbkit.features import FeatureBuilder
 from perturbkit.errors import ConfigError
 from perturbkit.features.pca import WidePCA
+from perturbkit.progress import progress_bar
 
 
 class PCATargetRegressor(RegressorMixin, BaseEstimator):
@@ -61,7 +62,8 @@ class PCATargetRegressor(RegressorMixin, BaseEstimator):
 class PerComponentLGBM(RegressorMixin, BaseEstimator):
     """One LightGBM booster per target column, early-stopped on a seeded split of the training rows.
 
-    The fold's validation rows are never used for early stopping, so OOF scores stay honest.
+    The fold's validation rows are never used for early stopping, so OOF scores stay honest. Inside
+    a CV run with progress on, a bar counts the components fitted (``perturbkit.progress``).
     """
 
     _parameter_constraints = {
@@ -113,17 +115,20 @@ class PerComponentLGBM(RegressorMixin, BaseEstimator):
             "verbosity": -1,
         }
         self.boosters_ = []
-        for column in range(y.shape[1]):
-            train_set = lgb.Dataset(X[fit_rows], y[fit_rows, column], free_raw_data=False)
-            stop_set = lgb.Dataset(X[stop_rows], y[stop_rows, column], reference=train_set)
-            booster = lgb.train(
-                params,
-                train_set,
-                num_boost_round=self.n_estimators,
-                valid_sets=[stop_set],
-                callbacks=[lgb.early_stopping(self.early_stopping_rounds, verbose=False)],
-            )
-            self.boosters_.append(booster)
+        with progress_bar(y.shape[1], "components", "booster") as bar:
+            for column in range(y.shape[1]):
+                train_set = lgb.Dataset(X[fit_rows], y[fit_rows, column], free_raw_data=False)
+                stop_set = lgb.Dataset(X[stop_rows], y[stop_rows, column], reference=train_set)
+                booster = lgb.train(
+                    params,
+                    train_set,
+                    num_boost_round=self.n_estimators,
+                    valid_sets=[stop_set],
+                    callbacks=[lgb.early_stopping(self.early_stopping_rounds, verbose=False)],
+                )
+                self.boosters_.append(booster)
+                bar.set_postfix(trees=booster.best_iteration, refresh=False)
+                bar.update()
         return self
 
     def predict(self, X) -> np.ndarray:

@@ -21,7 +21,9 @@ What a fold's torch model does, in order:
    selected. With ``refit`` (default) a fresh network is then trained on *all* the rows for that
    many epochs, its features refitted on all of them. ``valid_fraction = 0`` trains
    ``max_epochs`` epochs on all rows with the schedule on the training loss.
-4. **History.** Per-epoch training loss, inner validation loss and MRRMSE, learning rate and the
+4. **Progress.** Inside a CV run with progress on, each training shows a bar of its epochs with
+   the training loss, the inner MRRMSE and the best epoch so far (``perturbkit.progress``).
+5. **History.** Per-epoch training loss, inner validation loss and MRRMSE, learning rate and the
    selected epoch are kept in ``history_`` (the CV harness stores it in the run's meta; the report
    plots it).
 
@@ -52,6 +54,7 @@ from torch import nn
 
 from perturbkit.errors import ConfigError
 from perturbkit.features import FeatureBuilder
+from perturbkit.progress import progress_bar
 
 __all__ = ["LOSSES", "TorchRegressor", "TrainSettings", "batch_mrrmse", "make_loss", "resolve_device", "set_threads", "train_module"]
 
@@ -207,12 +210,14 @@ def train_module(
     *,
     epochs: int | None = None,
     generator: torch.Generator | None = None,
+    what: str = "training",
 ) -> dict:
     """Train ``module(*inputs) -> predictions`` in place; returns the per-epoch history.
 
     ``inputs`` and ``targets`` (and ``valid``) are tensors on the module's device, row-aligned.
     With ``valid`` (an inner split of the training rows), early-stops on its MRRMSE and restores
-    the best epoch's weights; without, trains ``epochs`` (default ``max_epochs``) epochs.
+    the best epoch's weights; without, trains ``epochs`` (default ``max_epochs``) epochs. ``what``
+    names the training on its progress bar.
     """
     objective = make_loss(settings.loss, settings.huber_delta)
     optimizer = _optimizer(module.parameters(), settings.lr, settings.weight_decay)
@@ -227,50 +232,56 @@ def train_module(
     history = {"epoch": [], "train_loss": [], "valid_loss": [], "valid_mrrmse": [], "lr": [], "seconds": []}
     best_score, best_epoch, best_state = math.inf, 0, None
     started = time.perf_counter()
-    for epoch in range(1, epochs + 1):
-        epoch_start = time.perf_counter()
-        module.train()
-        if n_batches == 1:
-            batches = [None]
-        else:
-            order = torch.randperm(n, generator=generator).to(targets.device)
-            batches = torch.tensor_split(order, n_batches)
-        total = torch.zeros((), device=targets.device)
-        for rows in batches:
-            batch_inputs = inputs if rows is None else tuple(t[rows] for t in inputs)
-            batch_targets = targets if rows is None else targets[rows]
-            optimizer.zero_grad(set_to_none=True)
-            batch_loss = objective(module(*batch_inputs), batch_targets)
-            batch_loss.backward()
-            if settings.clip_norm > 0:
-                nn.utils.clip_grad_norm_(parameters, settings.clip_norm, foreach=True)
-            optimizer.step()
-            total += batch_loss.detach() * len(batch_targets)
-        train_loss = float(total) / n
-        history["epoch"].append(epoch)
-        history["train_loss"].append(_round(train_loss))
-        history["lr"].append(_round(optimizer.param_groups[0]["lr"]))
-        if valid is None:
-            scheduler.step(train_loss)
-            history["valid_loss"].append(None)
-            history["valid_mrrmse"].append(None)
-        else:
-            module.eval()
-            valid_inputs, valid_targets = valid
-            prediction = _predict(module, valid_inputs)
-            score = float(batch_mrrmse(prediction, valid_targets))
-            history["valid_loss"].append(_round(float(objective(prediction, valid_targets))))
-            history["valid_mrrmse"].append(_round(score))
-            scheduler.step(score)
-            if score < best_score:
-                best_score, best_epoch = score, epoch
-                best_state = {k: v.detach().clone() for k, v in module.state_dict().items()}
-        history["seconds"].append(_round(time.perf_counter() - epoch_start))
-        if not math.isfinite(train_loss):
-            logger.warning("epoch %d: training loss is %s; stopping", epoch, train_loss)
-            break
-        if valid is not None and epoch - best_epoch >= settings.patience:
-            break
+    with progress_bar(epochs, what, "epoch") as bar:
+        for epoch in range(1, epochs + 1):
+            epoch_start = time.perf_counter()
+            module.train()
+            if n_batches == 1:
+                batches = [None]
+            else:
+                order = torch.randperm(n, generator=generator).to(targets.device)
+                batches = torch.tensor_split(order, n_batches)
+            total = torch.zeros((), device=targets.device)
+            for rows in batches:
+                batch_inputs = inputs if rows is None else tuple(t[rows] for t in inputs)
+                batch_targets = targets if rows is None else targets[rows]
+                optimizer.zero_grad(set_to_none=True)
+                batch_loss = objective(module(*batch_inputs), batch_targets)
+                batch_loss.backward()
+                if settings.clip_norm > 0:
+                    nn.utils.clip_grad_norm_(parameters, settings.clip_norm, foreach=True)
+                optimizer.step()
+                total += batch_loss.detach() * len(batch_targets)
+            train_loss = float(total) / n
+            history["epoch"].append(epoch)
+            history["train_loss"].append(_round(train_loss))
+            history["lr"].append(_round(optimizer.param_groups[0]["lr"]))
+            if valid is None:
+                scheduler.step(train_loss)
+                history["valid_loss"].append(None)
+                history["valid_mrrmse"].append(None)
+            else:
+                module.eval()
+                valid_inputs, valid_targets = valid
+                prediction = _predict(module, valid_inputs)
+                score = float(batch_mrrmse(prediction, valid_targets))
+                history["valid_loss"].append(_round(float(objective(prediction, valid_targets))))
+                history["valid_mrrmse"].append(_round(score))
+                scheduler.step(score)
+                if score < best_score:
+                    best_score, best_epoch = score, epoch
+                    best_state = {k: v.detach().clone() for k, v in module.state_dict().items()}
+            history["seconds"].append(_round(time.perf_counter() - epoch_start))
+            shown = {"loss": f"{train_loss:.4g}"}
+            if valid is not None:
+                shown.update(inner=f"{score:.4f}", best=f"{best_score:.4f}@{best_epoch}")
+            bar.set_postfix(shown, refresh=False)
+            bar.update()
+            if not math.isfinite(train_loss):
+                logger.warning("epoch %d: training loss is %s; stopping", epoch, train_loss)
+                break
+            if valid is not None and epoch - best_epoch >= settings.patience:
+                break
     if best_state is not None:
         module.load_state_dict(best_state)
     module.eval()
@@ -360,14 +371,14 @@ class TorchRegressor(RegressorMixin, BaseEstimator):
                 return self
             splitter = GroupShuffleSplit(n_splits=1, test_size=settings.valid_fraction, random_state=int(self.random_state))
             inner, stop = next(splitter.split(X, groups=X["sm_name"].astype(str).to_numpy()))
-            history = self._train(X.iloc[inner], y[inner], settings, valid=(X.iloc[stop], y[stop]))
+            history = self._train(X.iloc[inner], y[inner], settings, valid=(X.iloc[stop], y[stop]), what="inner split")
             history["inner_split"] = {"train_rows": int(len(inner)), "valid_rows": int(len(stop))}
             if settings.refit:
-                history["refit"] = self._train(X, y, settings, epochs=max(1, history["best_epoch"]))
+                history["refit"] = self._train(X, y, settings, epochs=max(1, history["best_epoch"]), what="refit")
             self.history_ = history
         return self
 
-    def _train(self, X: pd.DataFrame, y: np.ndarray, settings: TrainSettings, *, valid=None, epochs=None) -> dict:
+    def _train(self, X: pd.DataFrame, y: np.ndarray, settings: TrainSettings, *, valid=None, epochs=None, what="training") -> dict:
         """Fit features and a fresh network on ``(X, y)``; the fitted state replaces any earlier one."""
         self.features_ = clone(self.features if self.features is not None else FeatureBuilder())
         inputs = self._tensors(X, y)
@@ -385,7 +396,7 @@ class TorchRegressor(RegressorMixin, BaseEstimator):
             module = module.to(self.device_)
             with torch.no_grad():
                 module.output.bias.copy_(targets.mean(dim=0))
-            history = train_module(module, inputs, targets, settings, valid, epochs=epochs, generator=generator)
+            history = train_module(module, inputs, targets, settings, valid, epochs=epochs, generator=generator, what=what)
         self.module_ = module
         self.n_parameters_ = sum(p.numel() for p in module.parameters())
         history["parameters"] = self.n_parameters_

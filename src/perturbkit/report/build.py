@@ -4,6 +4,9 @@ From a blend's JSON: MRRMSE per fold and per cell type of each member, the simpl
 the blend (in-sample and nested), the blend weights, the members' residual correlation, the
 weight search's progress and the loss curves of neural members (``history`` in their meta).
 From runs alone: their per-fold and per-cell-type scores and loss curves.
+
+A report lists the files it wrote in ``report-files.json``; the next report into the same folder
+removes those it does not write again (a member's loss curves, say), and nothing else.
 """
 
 from __future__ import annotations
@@ -17,6 +20,9 @@ import numpy as np
 import pandas as pd
 
 from perturbkit.errors import PerturbkitError
+
+
+OWNED_FILES = "report-files.json"  # the files the last report into a folder wrote
 
 
 class ReportError(PerturbkitError, ValueError):
@@ -163,11 +169,39 @@ def _write_pages(out_dir: Path, title: str, sections: list[tuple]) -> None:
     parts.append(f"<p><small>written {time.strftime('%Y-%m-%d %H:%M')} by perturbkit report</small></p></body></html>")
     (out_dir / "index.html").write_text("\n".join(parts) + "\n")
     (out_dir / "index.md").write_text("\n".join(md) + "\n")
+    images = [one for _, image, _, _ in sections for one in ([image] if isinstance(image, str) else image or [])]
+    _remove_stale_files(out_dir, {"index.html", "index.md", *images})
+
+
+def _remove_stale_files(out_dir: Path, written: set[str]) -> None:
+    """Delete what the previous report into ``out_dir`` wrote and this one did not; record this one's files."""
+    manifest = out_dir / OWNED_FILES
+    try:
+        previous = json.loads(manifest.read_text()) if manifest.is_file() else []
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        previous = []  # an unreadable list owns nothing
+    for name in previous if isinstance(previous, list) else []:
+        if isinstance(name, str) and name not in written and Path(name).name == name:  # plain names only: never outside out_dir
+            (out_dir / name).unlink(missing_ok=True)
+    manifest.write_text(json.dumps(sorted(written), indent=1) + "\n")
 
 
 def _read_meta(run_dir: Path) -> dict:
     path = Path(run_dir) / "meta.json"
     return json.loads(path.read_text()) if path.is_file() else {}
+
+
+LAYER_COLUMNS = ("CV × zeros", "CV 95 % interval", "clipped CV × zeros", "clipped 95 % interval")
+
+
+def _layer_ratios(meta: dict) -> list:
+    """A run's CV MRRMSE over zeros' on the unclipped values and on openproblems' clipped layer (±4), each with
+    its bootstrap interval over compounds (runs written before the clipped layer was scored: blanks)."""
+    cells = []
+    for layer in (meta.get("scores", {}), meta.get("scores", {}).get("clipped") or {}):
+        interval = layer.get("relative_to_zeros_interval")
+        cells += [layer.get("relative_to_zeros", np.nan), f"[{interval[0]:.3f}, {interval[1]:.3f}]" if interval else "-"]
+    return cells
 
 
 def build_blend_report(blend_json: Path | str, out_dir: Path | str) -> Path:
@@ -197,12 +231,17 @@ def build_blend_report(blend_json: Path | str, out_dir: Path | str) -> Path:
         },
         index=pd.Index([*names, "simple average", "tuned blend"], name="model"),
     )
+    metas = {m.name: _read_meta(Path(m.path)) for m in record.members}
+    layers = pd.DataFrame([_layer_ratios(metas.get(n, {})) for n in names] + [[np.nan, "-", np.nan, "-"]] * 2,
+                          index=summary.index, columns=list(LAYER_COLUMNS))
+    summary = summary.join(layers)
     scales = ", ".join(f"{ct} {s:g}" for ct, s in zip(cell_types, scale))
     sections = [
         ("Scores", None, summary,
          f"method {record.method}, scheme {details['scheme']}, {scores['rows']} OOF rows, {details['n_genes']} genes. "
          "Members and the simple average have no fitted parameters; the tuned blend's in-sample score is fitted and scored "
-         "on the same rows, its nested score fits on K-1 folds and scores the held-out one."),
+         "on the same rows, its nested score fits on K-1 folds and scores the held-out one. Each member's CV is also given as "
+         "a ratio to zeros on the unclipped values and on openproblems' clipped layer (±4), with 95 % bootstrap intervals over compounds."),
         ("MRRMSE per fold", plot_grouped_bars(per_fold, out_dir / "per_fold.png", title="MRRMSE per fold", xlabel="fold").name, per_fold, None),
         ("MRRMSE per cell type", plot_grouped_bars(per_cell_type, out_dir / "per_cell_type.png", title="MRRMSE per cell type",
                                                   xlabel="cell type").name, per_cell_type, None),
@@ -217,13 +256,12 @@ def build_blend_report(blend_json: Path | str, out_dir: Path | str) -> Path:
     search_png = plot_search(details["search"], out_dir / "search.png")
     if search_png:
         sections.append(("Weight search", search_png.name, None, None))
-    metas = {m.name: _read_meta(Path(m.path)) for m in record.members}
     loss_images = loss_curve_images(metas, out_dir)
     if loss_images:
         sections.append(("Loss curves of neural runs", loss_images, None, None))
     files = pd.DataFrame({"file": list(record.files.values())}, index=pd.Index(list(record.files), name="kind"))
     sections.append(("Files", None, files, f"data hash {record.data_hash}, folds hash {record.folds_hash}"))
-    _write_pages(out_dir, f"Blend {record.name}", sections)
+    _write_pages(out_dir, f"{record.method} blend of {len(names)} runs ({Path(blend_json).name})", sections)
     return out_dir
 
 
@@ -247,10 +285,12 @@ def build_runs_report(run_dirs, out_dir: Path | str, title: str = "Runs") -> Pat
     per_fold, per_cell_type = table("per_fold"), table("per_cell_type")
     per_fold.index.name, per_cell_type.index.name = "fold", "cell type"
     summary = pd.DataFrame({"MRRMSE": [m["scores"]["overall"] for m in metas.values()],
+                            **dict(zip(LAYER_COLUMNS, zip(*(_layer_ratios(m) for m in metas.values())))),
                             "scheme": [m.get("scheme") for m in metas.values()],
                             "run": [m.get("run_id") for m in metas.values()]}, index=pd.Index(list(metas), name="model"))
     sections = [
-        ("Scores", None, summary, None),
+        ("Scores", None, summary, "CV MRRMSE, and as a ratio to zeros on the unclipped values and on openproblems' clipped "
+                                  "layer (±4), with 95 % bootstrap intervals over compounds."),
         ("MRRMSE per fold", plot_grouped_bars(per_fold, out_dir / "per_fold.png", title="MRRMSE per fold", xlabel="fold").name, per_fold, None),
         ("MRRMSE per cell type", plot_grouped_bars(per_cell_type, out_dir / "per_cell_type.png", title="MRRMSE per cell type",
                                                   xlabel="cell type").name, per_cell_type, None),

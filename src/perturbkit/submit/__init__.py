@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -12,9 +13,12 @@ import pyarrow.parquet as pq
 
 from perturbkit.data.wide import split_wide, wide_table
 from perturbkit.errors import DataValidationError
-from perturbkit.metrics import score_table
+from perturbkit.metrics import CLIP, clip_layer
+from perturbkit.scorecard import Scorecard, ScoreSettings, score_predictions
 
 TRUTH_KEYS = ("id", "cell_type", "sm_name")
+TRUTH_LAYER = "sign_log10_pval"
+CLIPPED_LAYER = "clipped_sign_log10_pval"
 
 
 def _read_h5ad(path: Path) -> pa.Table:
@@ -57,11 +61,11 @@ def _read_table(path: Path) -> pa.Table:
     raise DataValidationError(f"{path}: unsupported file type {path.suffix!r} (expected .csv, .parquet or .h5ad)")
 
 
-def read_submission(path: Path | str, *, genes, ids, reference: str = "the truth") -> np.ndarray:
+def read_submission(path: Path | str, *, genes, ids, allow_extra_ids: bool = False, reference: str = "the truth") -> np.ndarray:
     """The submission's predictions as a float32 matrix in the order of ``ids`` x ``genes``.
 
-    Rejects, naming them, missing or extra ids and genes (those of ``reference``, as messages call it),
-    duplicate ids and non-finite values.
+    Rejects, naming them, missing or extra ids (``allow_extra_ids``: rows beyond ``ids`` are left out
+    instead) and genes (those of ``reference``, as messages call it), duplicate ids and non-finite values.
     """
     path = Path(path)
     table = _read_table(path)
@@ -79,7 +83,7 @@ def read_submission(path: Path | str, *, genes, ids, reference: str = "the truth
         raise DataValidationError(f"{path}: duplicate id {submitted[submitted.duplicated()][0]}")
     wanted, given = set(np.asarray(ids).tolist()), set(submitted.tolist())  # plain ints in the message, not np.int64(1)
     missing_ids, extra_ids = sorted(wanted - given), sorted(given - wanted)
-    if missing_ids or extra_ids:
+    if missing_ids or (extra_ids and not allow_extra_ids):
         raise DataValidationError(f"{path}: ids differ from those of {reference}: missing {missing_ids[:5]}, extra {extra_ids[:5]}")
     position = {name: i for i, name in enumerate(table.column_names)}  # by-name lookups are linear in pyarrow
     for gene in genes:
@@ -87,10 +91,9 @@ def read_submission(path: Path | str, *, genes, ids, reference: str = "the truth
         if not pa.types.is_floating(column_type) and not pa.types.is_integer(column_type):
             raise DataValidationError(f"{path}: column {gene!r} is not numeric")
     order = submitted.get_indexer(ids)
-    matrix = np.empty((table.num_rows, len(genes)), dtype=np.float32)
+    matrix = np.empty((len(order), len(genes)), dtype=np.float32)
     for j, gene in enumerate(genes):
-        matrix[:, j] = table.column(position[gene]).to_numpy(zero_copy_only=False)
-    matrix = matrix[order]
+        matrix[:, j] = table.column(position[gene]).to_numpy(zero_copy_only=False)[order]
     bad = ~np.isfinite(matrix)
     if bad.any():
         row, col = np.argwhere(bad)[0]
@@ -99,12 +102,82 @@ def read_submission(path: Path | str, *, genes, ids, reference: str = "the truth
 
 
 def read_truth(path: Path | str) -> tuple[pd.DataFrame, list[str], np.ndarray]:
-    path = Path(path)
-    table = _read_table(path)
-    missing = [c for c in TRUTH_KEYS if c not in table.column_names]
+    """A truth file's keys (id, cell_type, sm_name), genes and unclipped values."""
+    truth = read_truth_layers(path)
+    return truth.keys, truth.genes, truth.values
+
+
+@dataclass(frozen=True)
+class Truth:
+    keys: pd.DataFrame  # id, cell_type, sm_name
+    genes: list[str]
+    values: np.ndarray  # the unclipped signed -log10 p-values (Kaggle's)
+    clipped: np.ndarray  # openproblems' clipped layer
+    clipped_source: str  # where ``clipped`` came from, said in the scores' output
+    subset: bool  # an openproblems de_test.h5ad: may hold only some test rows (its private ones)
+
+
+def _read_truth_h5ad(path: Path) -> Truth:
+    """openproblems' de_test.h5ad: obs cell_type, sm_name; layers sign_log10_pval and, if present, the clipped one.
+    Rows are matched to the competition's ids through id_map (obs ``id`` wins when present)."""
+    from perturbkit.data.layout import test_layout
+
+    try:
+        import anndata
+    except ImportError as exc:
+        raise DataValidationError(f"{path}: reading .h5ad needs anndata: pip install 'perturbkit[h5ad]'") from exc
+    try:
+        adata = anndata.read_h5ad(path)
+    except Exception as exc:  # h5py/anndata raise many types for a bad file
+        raise DataValidationError(f"{path}: cannot be read as h5ad ({exc})") from exc
+    if TRUTH_LAYER not in adata.layers:
+        raise DataValidationError(f"{path}: no layer {TRUTH_LAYER!r} (openproblems' de_test); layers: {sorted(adata.layers)}")
+    missing = [c for c in ("cell_type", "sm_name") if c not in adata.obs.columns]
     if missing:
-        raise DataValidationError(f"{path}: truth file is missing column(s) {missing}")
-    return split_wide(table, TRUTH_KEYS)
+        raise DataValidationError(f"{path}: obs is missing column(s) {missing}")
+    keys = adata.obs[["cell_type", "sm_name"]].astype(str).reset_index(drop=True)
+    if "id" in adata.obs.columns:
+        keys.insert(0, "id", adata.obs["id"].to_numpy())
+    else:
+        id_map = test_layout().set_index(["cell_type", "sm_name"])["id"]
+        ids = id_map.reindex(pd.MultiIndex.from_frame(keys)).to_numpy()
+        unknown = np.flatnonzero(pd.isna(ids))
+        if unknown.size:
+            row = keys.iloc[unknown[0]]
+            raise DataValidationError(f"{path}: obs row {unknown[0]} ({row['cell_type']!r}, {row['sm_name']!r}) is not a test pair of id_map.csv")
+        keys.insert(0, "id", ids.astype(np.int64))
+
+    def layer(name: str) -> np.ndarray:
+        matrix = adata.layers[name]
+        return np.asarray(matrix.toarray() if hasattr(matrix, "toarray") else matrix, dtype=np.float32)
+
+    values = layer(TRUTH_LAYER)
+    if CLIPPED_LAYER in adata.layers:
+        clipped, source = layer(CLIPPED_LAYER), f"layer {CLIPPED_LAYER!r} of {path.name}"
+    else:
+        clipped, source = clip_layer(values), f"{path.name} clipped to ±{CLIP:g} (it has no {CLIPPED_LAYER!r} layer)"
+    return Truth(keys, list(map(str, adata.var_names)), values, clipped, source, subset=True)
+
+
+def read_truth_layers(path: Path | str) -> Truth:
+    """A truth file (``test_truth.parquet``/``.csv`` in Kaggle's wide layout, or openproblems' de_test.h5ad)
+    with its clipped layer: the h5ad's own when it has one, else the values clipped to ±4."""
+    path = Path(path)
+    if path.suffix == ".h5ad" and path.is_file():
+        truth = _read_truth_h5ad(path)
+    else:
+        table = _read_table(path)
+        missing = [c for c in TRUTH_KEYS if c not in table.column_names]
+        if missing:
+            raise DataValidationError(f"{path}: truth file is missing column(s) {missing}")
+        keys, genes, values = split_wide(table, TRUTH_KEYS)
+        truth = Truth(keys, genes, values, clip_layer(values), f"{path.name} clipped to ±{CLIP:g}", subset=False)
+    for name, matrix in (("values", truth.values), ("clipped layer", truth.clipped)):
+        bad = ~np.isfinite(matrix)
+        if bad.any():
+            row, col = np.argwhere(bad)[0]
+            raise DataValidationError(f"{path}: non-finite truth {name} in column {truth.genes[col]!r} for id {truth.keys['id'].iloc[row]}")
+    return truth
 
 
 def check_competition_file(path: Path | str, template: Path | str | None = None) -> None:
@@ -120,8 +193,13 @@ def check_competition_file(path: Path | str, template: Path | str | None = None)
                     reference=f"the template {template}" if template is not None else "the competition's sample_submission.csv")
 
 
-def score_submission(submission: Path | str, truth: Path | str) -> pd.DataFrame:
-    """Every row-wise metric per cell type and overall (row ``all``)."""
-    keys, genes, y_true = read_truth(truth)
-    y_pred = read_submission(submission, genes=genes, ids=keys["id"].to_numpy())
-    return score_table(y_true, y_pred, keys["cell_type"].astype(str))
+def score_against(truth: Truth, submission: Path | str, settings: ScoreSettings = ScoreSettings()) -> Scorecard:
+    """Every score of ``submission`` on the truth's rows (:mod:`perturbkit.scorecard`)."""
+    y_pred = read_submission(submission, genes=truth.genes, ids=truth.keys["id"].to_numpy(), allow_extra_ids=truth.subset)
+    return score_predictions(truth.values, y_pred, truth.keys, clipped_truth=truth.clipped, clipped_source=truth.clipped_source,
+                             settings=settings, notes=[f"{len(truth.keys)} truth rows scored"])
+
+
+def score_submission(submission: Path | str, truth: Path | str, settings: ScoreSettings = ScoreSettings()) -> Scorecard:
+    """Every score per cell type and overall (group ``all``), each with its bootstrap interval."""
+    return score_against(read_truth_layers(truth), submission, settings)

@@ -1,0 +1,55 @@
+"""The Makefile: GENES reaches every command that loads demo data, and `make help` lists every variable."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+
+
+def dry_run(target: str, *assignments: str) -> str:
+    """The commands `make TARGET` would run (the install step taken as done)."""
+    result = subprocess.run(["make", "-n", "-o", ".venv/.installed", target, *assignments], cwd=ROOT,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+@pytest.mark.parametrize("target", ["cv", "recipe", "blend", "tune", "validate"])
+def test_genes_gives_a_small_demo_world_and_unset_means_all_genes(target):
+    assert "--demo-genes 500" in dry_run(target, "GENES=500")
+    assert "--demo-genes" not in dry_run(target)
+
+
+def test_agreement_keeps_its_2000_genes_unless_genes_is_given():
+    assert "--demo-genes 2000" in dry_run("agreement")
+    assert "--demo-genes 500" in dry_run("agreement", "GENES=500")
+    assert "--demo-genes 300" in dry_run("agreement", "AGREEMENT_GENES=300")
+
+
+def test_demo_and_score_use_the_world_of_genes_genes():
+    assert "perturbkit demo --genes 500" in dry_run("demo", "GENES=500")
+    assert "perturbkit demo --genes 500" in dry_run("score", "FILE=x.csv", "GENES=500")
+    assert "--genes" not in dry_run("demo")
+
+
+def test_help_lists_every_variable_with_its_default_and_what_it_does():
+    makefile = (ROOT / "Makefile").read_text()
+    defaults = dict(re.findall(r"^([A-Z_]+) \?= ?(.*)$", makefile, flags=re.MULTILINE))
+    assert {"MODEL", "DATA", "GENES", "AGREEMENT_GENES", "FILE", "TRUTH", "TRIALS", "BENCH_RUNS"} <= set(defaults)
+    used = set(re.findall(r"\$\(([A-Z_]+)\)", makefile)) - {"PY", "STAMP", "SET_ARGS", "GENES_ARGS", "GENES_AGREEMENT",
+                                                           "KERNEL_RECIPE", "KERNEL_BLEND", "MAKEFILE_LIST", "KAGGLE_USERNAME"}
+    assert used <= set(defaults), f"variables used without a ?= default: {sorted(used - set(defaults))}"
+    result = subprocess.run(["make", "help"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    lines = {line.split()[0]: line for line in result.stdout.splitlines() if re.match(r"^  [A-Z_]+ += ", line)}
+    for name, default in defaults.items():
+        assert name in lines, f"make help does not list {name}"
+        shown = lines[name].split("=", 1)[1]
+        assert shown.strip().startswith(default.strip()) if default else shown[:27].strip() == "", lines[name]
+        assert len(shown[27:].strip()) > 10, f"make help: {name} has no description"
