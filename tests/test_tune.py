@@ -293,6 +293,18 @@ def _running_trials(tmp_path, until: float, workers: int) -> list:
         time.sleep(0.3)
 
 
+def _children(pid: int) -> set[int]:
+    """The processes whose parent is ``pid`` (from /proc)."""
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found.add(int(stat.parent.name))
+        except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
+            continue
+    return found
+
+
 def _alive(pid: int) -> bool:
     try:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
@@ -305,10 +317,12 @@ def test_killing_the_tune_parent_stops_its_workers_and_the_study_stops_growing(s
     parent = subprocess.Popen(_tune_command(small_world, tmp_path, trials=40), cwd=tmp_path,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        workers = {t.user_attrs["pid"] for t in _running_trials(tmp_path, until=time.time() + 180, workers=2)}
+        running = {t.user_attrs["pid"] for t in _running_trials(tmp_path, until=time.time() + 180, workers=1)}
+        workers = _children(parent.pid)  # both workers (and multiprocessing's resource tracker): all must go
     finally:
         parent.send_signal(signal.SIGKILL)
         parent.wait()
+    assert running <= workers and len(workers) >= 2
     deadline = time.time() + 60
     while any(_alive(pid) for pid in workers):
         assert time.time() < deadline, f"workers {sorted(p for p in workers if _alive(p))} outlived their parent"
