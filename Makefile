@@ -27,7 +27,7 @@ MODELS_STUDY ?=
 TORCH_VERSION ?= 2.13.0
 #> file of make score and make submit
 FILE ?=
-#> truth file of make score (empty: the demo world's test_truth.parquet)
+#> truth file of make score and make runs, or demo / demo:NAME (make score when empty: the demo world's test_truth.parquet)
 TRUTH ?=
 #> Kaggle username of kernel builds
 KAGGLE_USER ?= $(KAGGLE_USERNAME)
@@ -64,7 +64,7 @@ GENES_ARGS := $(if $(GENES),--demo-genes $(GENES))
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install cv recipe agreement tune runs test test-all bench bench-first demo validate score clean data kernel kernel-deps push probes probe-scores submit blend report
+.PHONY: help install cv recipe agreement public-split tune runs test test-all bench bench-first demo validate score clean data kernel kernel-deps push probes probe-scores submit blend report
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-12s %s\n", $$1, $$2}'
@@ -90,11 +90,14 @@ recipe: $(STAMP) ## cross-validate RECIPE's members on DATA (stored runs reused)
 agreement: $(STAMP) ## CV vs hidden-test agreement of every scheme on every demo variant (AGREEMENT_GENES genes), with RECIPE's blend: reports/agreement/
 	$(PY) -m perturbkit agreement --demo-genes $(GENES_AGREEMENT) --recipe $(RECIPE) --oof $(OOF)/agreement --out reports/agreement $(if $(MODELS_STUDY),--models $(MODELS_STUDY))
 
+public-split: $(STAMP) ## on every demo variant (AGREEMENT_GENES genes): Kaggle's public rows vs random ones as predictors of the private score and the leaderboard factor
+	$(PY) -m perturbkit public-split --demo-genes $(GENES_AGREEMENT) --oof $(OOF)/agreement --out reports/public_split/public_split.csv $(if $(MODELS_STUDY),--models $(MODELS_STUDY))
+
 tune: $(STAMP) ## tune MODEL's [tune] space: TRIALS trials by WORKERS processes in one Optuna study (STORAGE, STUDY), write configs/tuned/MODEL.toml
 	$(PY) -m perturbkit tune --model $(MODEL) --data $(DATA) $(GENES_ARGS) --oof $(OOF) --trials $(TRIALS) --workers $(WORKERS) $(if $(STORAGE),--storage $(STORAGE)) $(if $(STUDY),--study $(STUDY)) $(SET_ARGS)
 
-runs: $(STAMP) ## list the runs stored under OOF with their scores (TRUTH=...: and every test score against that truth file)
-	$(PY) -m perturbkit runs --oof $(OOF) $(if $(TRUTH),--truth $(TRUTH))
+runs: $(STAMP) ## list the runs stored under OOF with their scores (TRUTH=...: and every test score against that truth file, or TRUTH=demo)
+	$(PY) -m perturbkit runs --oof $(OOF) $(if $(TRUTH),--truth $(TRUTH) $(GENES_ARGS))
 
 test: $(STAMP) ## run the test suite (small demo worlds, no slow tests)
 	$(PY) -m pytest -m "not slow" -q
@@ -122,7 +125,7 @@ report: $(STAMP) ## write reports/blend/ (PNGs, index.html, index.md) for SUBMIS
 
 score: $(STAMP) ## score FILE against TRUTH (default: the hidden test truth of the demo world of GENES genes)
 	@test -n "$(FILE)" || { echo "make score needs FILE=<submission .csv, .parquet or .h5ad>, e.g. make score FILE=submissions/blend.csv" >&2; exit 2; }
-	$(PY) -m perturbkit score $(FILE) --truth $(or $(TRUTH),$$($(PY) -m perturbkit demo $(if $(GENES),--genes $(GENES)))/test_truth.parquet)
+	$(PY) -m perturbkit score $(FILE) --truth $(or $(TRUTH),demo) $(GENES_ARGS)
 
 data: $(STAMP) ## download the competition data with the Kaggle client into KAGGLE_DATA, validate it (needs credentials)
 	$(PY) -m perturbkit data download --out $(KAGGLE_DATA)

@@ -8,7 +8,8 @@ import pytest
 
 from perturbkit.agreement import RECIPE_BLEND, hidden_truth, run_agreement, write_agreement
 from perturbkit.data import load, resolve_data_dir
-from perturbkit.data.demo import PUBLIC_FILE, list_variants
+from perturbkit.data.demo import list_variants
+from perturbkit.data.hidden import PUBLIC_FILE
 from perturbkit.recipe import load_recipe
 
 GENES = 60
@@ -30,7 +31,7 @@ def test_hidden_truth_is_aligned_and_scores_only_the_private_rows(demo_root):
     assert hidden.truth.shape == (len(dataset.test), GENES)
     public = set(pd.read_csv(resolve_data_dir(data, demo_genes=GENES) / PUBLIC_FILE)["id"])
     np.testing.assert_array_equal(hidden.private, ~dataset.test["id"].isin(public).to_numpy())
-    assert 0 < (~hidden.private).sum() < hidden.private.sum()
+    assert (~hidden.private).sum() == 100 and hidden.private.sum() == 155  # Kaggle's public and private rows
     rms = np.sqrt((hidden.truth.astype(np.float64) ** 2).mean(axis=1))
     assert hidden.score(np.zeros_like(hidden.truth)) == pytest.approx(rms[hidden.private].mean())
     # A prediction that is perfect on the public rows only scores like zeros there: the public rows never count.

@@ -22,7 +22,8 @@ from perturbkit.blend.leaderboard import (
     write_probe_requests,
 )
 from perturbkit.data import load_dataset
-from perturbkit.data.demo import PUBLIC_FILE
+from perturbkit.data.hidden import PUBLIC_FILE, WORLD_FILE
+from perturbkit.data.layout import leaderboard_split
 from perturbkit.errors import ConfigError
 from perturbkit.kaggle.probes import fetch_probe_scores, probe_message, submit_probes
 from perturbkit.metrics import rowwise_rmse
@@ -100,14 +101,17 @@ def test_probes_file_is_tied_to_its_blend(tmp_path):
         read_probes(path, "abc")
 
 
-def test_demo_public_rows_are_a_quarter_of_the_test_compounds(small_world, small_dataset):
-    public = set(pd.read_csv(small_world / PUBLIC_FILE)["id"])
+def test_demo_public_rows_are_the_100_rows_of_kaggles_50_public_compounds(small_world, small_dataset):
+    listed = pd.read_csv(small_world / PUBLIC_FILE)["id"]
+    split = leaderboard_split()
+    public_compounds = set(split.loc[split["split"] == "public", "sm_name"])
+    assert len(public_compounds) == 50 and (split["split"] == "private").sum() == 79
     test = small_dataset.test
-    is_public = test["id"].isin(public)
-    compounds = test.groupby("sm_name", observed=True)["id"].apply(lambda ids: ids.isin(public).mean())
-    assert set(compounds.unique()) == {0.0, 1.0}  # a compound's rows are all public or all private
-    assert compounds.sum() == round(0.25 * test["sm_name"].nunique())
-    assert 0 < is_public.sum() < len(test)
+    expected = test.loc[test["sm_name"].isin(public_compounds), "id"]
+    assert len(expected) == 100 and listed.is_unique
+    assert sorted(listed) == sorted(expected)
+    private = test.loc[~test["id"].isin(listed)]
+    assert len(private) == 155 and set(private["sm_name"]) == set(split.loc[split["split"] == "private", "sm_name"])
 
 
 def _recipe(tmp_path, leaderboard: bool):
@@ -149,6 +153,7 @@ def test_recipe_on_real_data_writes_probe_files_then_applies_the_entered_scores(
     truth_path = tmp_path / "truth.parquet"
     shutil.move(real / "test_truth.parquet", truth_path)  # real data has no truth and no public split
     (real / PUBLIC_FILE).unlink()
+    (real / WORLD_FILE).unlink()
     dataset = load_dataset(real)
     recipe = _recipe(tmp_path, True)
 
@@ -227,3 +232,20 @@ def test_probes_are_submitted_and_their_public_scores_fetched(tmp_path):
     api.submitted.clear()
     submit_probes(submissions, api=api)  # every probe scored: nothing to send
     assert api.submitted == []
+
+
+def test_probes_command_says_which_rows_the_public_scores_come_from(tmp_path, monkeypatch, capsys):
+    from perturbkit.cli import main
+
+    submissions = tmp_path / "submissions"
+    write_probe_requests(submissions, "d2", ["0", "1"], ["A", "B"], np.ones((2, 2), dtype=np.float32), template=None)
+    api = FakeKaggle()
+    monkeypatch.setattr("perturbkit.kaggle.probes.kaggle_api", lambda: api)
+    main(["probes", "submit", "--submissions", str(submissions)])
+    assert len(api.submitted) == len(PROBE_SCALES)
+    assert "the 100 test rows of the 50 public compounds" in capsys.readouterr().out
+    api.listed = [SimpleNamespace(description=probe_message(s, "d2"), status="COMPLETE", public_score=1.0 + s) for s in PROBE_SCALES]
+    main(["probes", "fetch", "--submissions", str(submissions)])
+    printed = capsys.readouterr().out
+    assert "public scores (Kaggle's public leaderboard: the 100 test rows of the 50 public compounds)" in printed
+    assert json.loads((submissions / PROBES_FILE).read_text())["public_rows"].startswith("Kaggle's public leaderboard")

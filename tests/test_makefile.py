@@ -27,15 +27,16 @@ def test_genes_gives_a_small_demo_world_and_unset_means_all_genes(target):
     assert "--demo-genes" not in dry_run(target)
 
 
-def test_agreement_keeps_its_2000_genes_unless_genes_is_given():
-    assert "--demo-genes 2000" in dry_run("agreement")
-    assert "--demo-genes 500" in dry_run("agreement", "GENES=500")
-    assert "--demo-genes 300" in dry_run("agreement", "AGREEMENT_GENES=300")
+@pytest.mark.parametrize("study", ["agreement", "public-split"])
+def test_the_studies_keep_their_2000_genes_unless_genes_is_given(study):
+    assert "--demo-genes 2000" in dry_run(study)
+    assert "--demo-genes 500" in dry_run(study, "GENES=500")
+    assert "--demo-genes 300" in dry_run(study, "AGREEMENT_GENES=300")
 
 
 def test_demo_and_score_use_the_world_of_genes_genes():
     assert "perturbkit demo --genes 500" in dry_run("demo", "GENES=500")
-    assert "perturbkit demo --genes 500" in dry_run("score", "FILE=x.csv", "GENES=500")
+    assert "--truth demo --demo-genes 500" in dry_run("score", "FILE=x.csv", "GENES=500")  # that world's test_truth.parquet
     assert "--genes" not in dry_run("demo")
 
 

@@ -2,7 +2,7 @@
 
 For each demo variant and each CV scheme, every model is cross-validated through the harness and
 its fold-averaged test predictions are scored against the world's hidden ``test_truth.parquet``, on
-its private rows (those outside ``public_test.csv``, the rows its public leaderboard scores).
+its private rows (the 155 rows of Kaggle's 79 private compounds, outside ``public_test.csv``).
 Per (variant, scheme) the study reports Spearman's rank correlation between the models' CV and
 test MRRMSE (does the scheme pick the right model?) and per model the CV-to-test gap, both as
 ratios to predicting zeros on the same rows, on the competition's unclipped values and on openproblems'
@@ -25,7 +25,7 @@ from scipy.stats import spearmanr
 from perturbkit.config import load_config
 from perturbkit.cv import run_cv
 from perturbkit.data import load, resolve_data_dir
-from perturbkit.data.demo import read_hidden_test
+from perturbkit.data.hidden import read_hidden_test
 from perturbkit.errors import ConfigError
 from perturbkit.metrics import clip_layer, ratio_interval, rowwise_rmse
 from perturbkit.scorecard import CLIPPED_PREFIX
@@ -118,7 +118,7 @@ class HiddenTest:
 
 
 def hidden_truth(data: str, dataset, *, demo_genes: int | None) -> HiddenTest:
-    """The world's hidden test (``test_truth.parquet``) with its private rows (all rows without ``public_test.csv``)."""
+    """The world's hidden test (``test_truth.parquet``) with its private rows (outside ``public_test.csv``: Kaggle's 155)."""
     truth, public = read_hidden_test(resolve_data_dir(data, demo_genes=demo_genes), dataset.test["id"], dataset.genes)
     return HiddenTest(truth=truth, private=~public, compounds=dataset.test["sm_name"].astype(str).to_numpy())
 

@@ -9,6 +9,9 @@ from pathlib import Path
 
 from perturbkit.errors import PerturbkitError, redact
 
+PUBLIC_SPLIT_MODELS = "zeros,gene_mean,compound_mean,celltype_mean,pca_ridge,pca_knn,transfer_ridge,lowrank,pseudo"
+TRUTH_HELP = "'demo' / 'demo:VARIANT' for that demo world's hidden test_truth.parquet (all 255 test rows)"
+
 
 def _gene_count(text: str) -> int:
     """A demo world's gene count, checked when the arguments are parsed (every --demo-genes and demo --genes)."""
@@ -19,6 +22,11 @@ def _gene_count(text: str) -> int:
         return check_gene_count(int(text))
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc) if isinstance(exc, ConfigError) else f"{text!r} is not a whole number") from None
+
+
+def _gene_count_or_all(text: str) -> int | None:
+    """As :func:`_gene_count`, and 0 for all 18,211 genes (None)."""
+    return None if text.strip() == "0" else _gene_count(text)
 
 
 def _add_data_options(parser: argparse.ArgumentParser) -> None:
@@ -96,6 +104,28 @@ def cmd_agreement(args) -> None:
     print(f"best mean agreement: {result.best_scheme()}; written {', '.join(map(str, files.values()))}")
 
 
+def cmd_public_split(args) -> None:
+    from perturbkit.data.demo import list_variants
+    from perturbkit.public_split import run_public_split
+
+    study = run_public_split(
+        _names(args.variants) if args.variants else list_variants(),
+        _names(args.models),
+        demo_genes=args.demo_genes,
+        splits=args.splits,
+        seed=args.seed,
+        oof_root=args.oof,
+        say=lambda message: print(message, flush=True),
+    )
+    print(f"Kaggle's split (random splits of {study.splits} x 50 public compounds: mean [p5, p95], Kaggle's percentile); "
+          f"{len(study.models)} submissions, {study.n_genes} genes")
+    print(study.markdown())
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        study.table.to_csv(args.out, index=False)
+        print(f"written {args.out}")
+
+
 def cmd_runs(args) -> None:
     from perturbkit.cv.store import clean_staging, list_runs
 
@@ -121,9 +151,11 @@ def cmd_runs(args) -> None:
                 runs.loc[position, f"cv {cell_type}"] = row["mrrmse"]
     cards = []
     if args.truth is not None:
+        from perturbkit.data import resolve_truth
         from perturbkit.scorecard import with_test_scores
 
-        runs, cards = with_test_scores(runs, args.truth, _score_settings(args))
+        truth = resolve_truth(args.truth, demo_genes=args.demo_genes)
+        runs, cards = with_test_scores(runs, truth, _score_settings(args))
     shown = runs.drop(columns=["path", "created", "data_hash"])
     if args.json:
         import json
@@ -136,7 +168,7 @@ def cmd_runs(args) -> None:
     if cards:
         from perturbkit.scorecard import runs_table
 
-        print(f"\ntest scores against {args.truth} (all rows; value [interval]):")
+        print(f"\ntest scores against {truth} (all rows; value [interval]):")
         print("\n".join(cards[0].describe()))
         print(runs_table(runs, cards).to_string(index=False))
 
@@ -158,15 +190,17 @@ def _add_score_options(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_score(args) -> None:
+    from perturbkit.data import resolve_truth
     from perturbkit.submit import score_submission
 
-    card = score_submission(args.submission, args.truth, _score_settings(args))
+    truth = resolve_truth(args.truth, demo_genes=args.demo_genes)
+    card = score_submission(args.submission, truth, _score_settings(args))
     if args.json:
         import json
 
-        print(json.dumps({"submission": str(args.submission), "truth": str(args.truth), **card.to_dict()}, indent=2))
+        print(json.dumps({"submission": str(args.submission), "truth": str(truth), **card.to_dict()}, indent=2))
         return
-    print(f"{args.submission} against {args.truth}")
+    print(f"{args.submission} against {truth}")
     print(card.text())
 
 
@@ -433,13 +467,16 @@ def cmd_submit(args) -> None:
 def cmd_probes(args) -> None:
     from perturbkit.kaggle.probes import fetch_probe_scores, submit_probes
 
+    from perturbkit.blend.leaderboard import PUBLIC_BOARD
+
     if args.probes_command == "submit":
         for reply in submit_probes(args.submissions, competition=args.competition):
             print(reply)
         print(f"submitted; once Kaggle has scored them: perturbkit probes fetch --submissions {args.submissions}")
+        print(f"their public scores come from {PUBLIC_BOARD} (the 155 rows of the other 79 rank the competition and stay unseen)")
         return
     scores = fetch_probe_scores(args.submissions, competition=args.competition)
-    print(", ".join(f"x{s:g}: {'pending' if v is None else f'{v:.5f}'}" for s, v in scores.items()))
+    print(f"public scores ({PUBLIC_BOARD}): " + ", ".join(f"x{s:g}: {'pending' if v is None else f'{v:.5f}'}" for s, v in scores.items()))
     if all(v is not None for v in scores.values()):
         print("all probes scored; rerun the recipe to apply the factor")
 
@@ -523,7 +560,8 @@ def _add_kaggle_commands(commands) -> None:
     common(logs)
     logs.set_defaults(func=cmd_kernel_logs)
 
-    probes = commands.add_parser("probes", help="submit the recipe's leaderboard probe files, or fetch their public scores")
+    probes = commands.add_parser("probes", help="submit the recipe's leaderboard probe files, or fetch their public scores "
+                                 "(Kaggle's public leaderboard: the 100 test rows of its 50 public compounds)")
     probes.add_argument("probes_command", choices=["submit", "fetch"])
     probes.add_argument("--submissions", type=Path, default=Path("submissions"), help="folder holding probes.json")
     probes.add_argument("--competition", default=COMPETITION)
@@ -594,17 +632,29 @@ def build_parser() -> argparse.ArgumentParser:
     agreement.add_argument("--variants", default=None, help="comma-separated demo variants (default: all)")
     agreement.add_argument("--schemes", default=None, help="comma-separated CV schemes (default: all registered)")
     agreement.add_argument("--models", default=None, help="comma-separated models (default: all registered)")
-    agreement.add_argument("--demo-genes", type=lambda text: None if text.strip() == "0" else _gene_count(text), default=2000,
+    agreement.add_argument("--demo-genes", type=_gene_count_or_all, default=2000,
                            help="genes per demo world (default 2000; 0: all 18,211)")
     agreement.add_argument("--recipe", type=Path, default=None, help="also score this recipe's blend (e.g. configs/recipe.toml)")
     agreement.add_argument("--oof", type=Path, default=Path("oof/agreement"), help="run store of the study, one folder per variant")
     agreement.add_argument("--out", type=Path, default=Path("reports/agreement"))
     agreement.set_defaults(func=cmd_agreement)
 
+    split = commands.add_parser("public-split", help="on the demo worlds: how well Kaggle's public rows (and random ones) "
+                                "predict the private score and the leaderboard factor")
+    split.add_argument("--variants", default=None, help="comma-separated demo variants (default: all)")
+    split.add_argument("--models", default=PUBLIC_SPLIT_MODELS, help=f"comma-separated models, the submissions (default: {PUBLIC_SPLIT_MODELS})")
+    split.add_argument("--demo-genes", type=_gene_count_or_all, default=2000, help="genes per demo world (default 2000; 0: all 18,211)")
+    split.add_argument("--splits", type=_positive_int, default=1000, help="random public/private splits to compare Kaggle's with")
+    split.add_argument("--seed", type=int, default=0, help="seed of the random splits")
+    split.add_argument("--oof", type=Path, default=Path("oof/agreement"), help="run store, one folder per variant (the agreement study's: its runs are reused)")
+    split.add_argument("--out", type=Path, default=None, help="also write the long table as CSV")
+    split.set_defaults(func=cmd_public_split)
+
     runs = commands.add_parser("runs", help="list stored runs with their scores")
     runs.add_argument("--oof", type=Path, default=Path("oof"))
     runs.add_argument("--per-cell-type", action="store_true", help="add each cell type's CV MRRMSE")
-    runs.add_argument("--truth", type=Path, default=None, help="score each run's test predictions against this truth file")
+    runs.add_argument("--truth", default=None, help=f"score each run's test predictions against this truth file, or {TRUTH_HELP}")
+    runs.add_argument("--demo-genes", type=_gene_count, default=None, help="genes of the demo world --truth demo names (default: all 18,211)")
     runs.add_argument("--clean", action="store_true", help="first remove staging folders of runs killed more than a day ago")
     runs.add_argument("--study", default=None, help="only the kept trials of this tuning study, best first, with trial numbers")
     _add_score_options(runs)
@@ -612,7 +662,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     score = commands.add_parser("score", help="score a submission against a truth file")
     score.add_argument("submission", type=Path)
-    score.add_argument("--truth", type=Path, required=True, help="test_truth.parquet/.csv (Kaggle's wide layout) or openproblems' de_test.h5ad")
+    score.add_argument("--truth", required=True, help="test_truth.parquet/.csv (Kaggle's wide layout), openproblems' de_test.h5ad, "
+                       f"or {TRUTH_HELP}")
+    score.add_argument("--demo-genes", type=_gene_count, default=None, help="genes of the demo world --truth demo names (default: all 18,211)")
     _add_score_options(score)
     score.set_defaults(func=cmd_score)
 

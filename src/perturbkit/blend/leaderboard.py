@@ -13,8 +13,13 @@ rank the competition, stay unseen (the demo worlds judge on them alone).
 
 Where the probe scores come from:
 
-* a demo world: its ``public_test.csv`` rows of ``test_truth.parquet`` play Kaggle's public leaderboard;
-* real data: ``<submissions>/probes.json``. The first run writes ``probe_<s>.csv`` for each probe
+Kaggle's public leaderboard scores the 100 test rows of the 50 public compounds of its split
+(:func:`perturbkit.data.layout.leaderboard_split`); the 155 rows of the other 79 rank the
+competition. The dataset says where the probe scores come from (``Dataset.leaderboard_source``):
+
+* a demo world (``PUBLIC_ROWS``): the same 100 rows of its ``test_truth.parquet`` (``public_test.csv``)
+  play Kaggle's public leaderboard, read by :mod:`perturbkit.data.hidden`;
+* real data (``PROBES``): ``<submissions>/probes.json``. The first run writes ``probe_<s>.csv`` for each probe
   scale and ``probes.json`` with empty scores; ``perturbkit probes submit`` sends the files to
   Kaggle and ``perturbkit probes fetch`` writes their public scores into ``probes.json``
   (:mod:`perturbkit.kaggle.probes`; or enter them by hand), then rerun: the stored runs are reused,
@@ -31,10 +36,14 @@ from pathlib import Path
 
 import numpy as np
 
+from perturbkit.data.dataset import PUBLIC_ROWS
+from perturbkit.data.hidden import PUBLIC_FILE, read_hidden_test
 from perturbkit.errors import PerturbkitError
+from perturbkit.metrics import rowwise_rmse
 
 PROBE_SCALES = (0.0, 0.5, 1.0)
 PROBES_FILE = "probes.json"
+PUBLIC_BOARD = "Kaggle's public leaderboard: the 100 test rows of the 50 public compounds"
 FACTOR_RANGE = (0.0, 2.0)
 
 
@@ -72,17 +81,12 @@ def blend_digest(test_predictions: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(test_predictions, dtype=np.float32).tobytes()).hexdigest()[:16]
 
 
-def demo_public_scores(data_dir: Path | str, test_ids, test_predictions: np.ndarray, genes) -> dict[float, float] | None:
-    """A demo world's public-leaderboard MRRMSE of each probe, or None for data without a public split."""
-    from perturbkit.data.demo import PUBLIC_FILE, read_hidden_test
-    from perturbkit.metrics import rowwise_rmse
-
-    data_dir = Path(data_dir)
-    if not (data_dir / PUBLIC_FILE).is_file() or not (data_dir / "test_truth.parquet").is_file():
-        return None
-    truth, public = read_hidden_test(data_dir, test_ids, genes)
+def demo_public_scores(world: Path | str, test_ids, test_predictions: np.ndarray, genes) -> dict[float, float]:
+    """A demo world's public-leaderboard MRRMSE of each probe (its ``public_test.csv`` rows)."""
+    world = Path(world)
+    truth, public = read_hidden_test(world, test_ids, genes)
     if not public.any():
-        raise LeaderboardError(f"{data_dir}: {PUBLIC_FILE} lists none of the blend's test rows")
+        raise LeaderboardError(f"{world}: {PUBLIC_FILE} lists none of the blend's test rows")
     truth = truth[public].astype(np.float64)
     predictions = np.asarray(test_predictions, dtype=np.float64)[public]
     return {s: float(rowwise_rmse(truth, s * predictions).mean()) for s in PROBE_SCALES}
@@ -126,6 +130,7 @@ def write_probe_requests(submissions: Path | str, digest: str, test_ids, genes, 
         "scores": {f"{s:g}": None for s in PROBE_SCALES},
         "files": {f"{s:g}": str(path) for s, path in zip(PROBE_SCALES, files)},
         "how": "submit each probe file, enter its public score under its scale, rerun the recipe",
+        "public_rows": PUBLIC_BOARD,
     })
     return files
 
@@ -136,9 +141,10 @@ def leaderboard_scale(blend, dataset, submissions: Path | str) -> tuple[Leaderbo
     None while the real-data probes await their scores; then the probe files are (re)written.
     """
     members = blend.members
-    scores = demo_public_scores(dataset.source, members.test_ids, blend.test, members.genes)
-    if scores is not None:
-        source = f"the public rows of {Path(dataset.source).name}"
+    if dataset.leaderboard_source == PUBLIC_ROWS:
+        scores = demo_public_scores(dataset.source, members.test_ids, blend.test, members.genes)
+        origin = Path(dataset.source) / PUBLIC_FILE
+        source = f"the public rows of {Path(dataset.source).name}, as on {PUBLIC_BOARD}"
     else:
         digest = blend_digest(blend.test)
         path = Path(submissions) / PROBES_FILE
@@ -149,6 +155,6 @@ def leaderboard_scale(blend, dataset, submissions: Path | str) -> tuple[Leaderbo
                                          template if template.is_file() else None)
             return None, (f"leaderboard: submit {', '.join(p.name for p in files)}, enter their public scores in {path} "
                           "and rerun; the blend written now is not rescaled")
-        source = str(path)
-    factor = factor_from_scores(scores, source=source)
+        origin, source = path, f"{path}, scores from {PUBLIC_BOARD}"
+    factor = factor_from_scores(scores, source=str(origin))
     return LeaderboardScale(factor=factor, scores=scores, source=source), f"leaderboard: test rows x {factor:.3f} ({source})"

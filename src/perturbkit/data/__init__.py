@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from perturbkit.data.dataset import DataValidationError, Dataset, load_dataset
+from perturbkit.data.dataset import PROBES, PUBLIC_ROWS, DataValidationError, Dataset, load_dataset
+from perturbkit.data.hidden import TRUTH_FILE
 
 DEMO = "demo"
 
-__all__ = ["DEMO", "DataValidationError", "Dataset", "demo_variant", "load_dataset", "resolve_data_dir", "load"]
+__all__ = ["DEMO", "PROBES", "PUBLIC_ROWS", "DataValidationError", "Dataset", "demo_variant", "load_dataset", "resolve_data_dir",
+           "resolve_truth", "load"]
 
 
 def demo_variant(data: str | Path) -> str | None:
@@ -32,6 +34,14 @@ def resolve_data_dir(data: str | Path = DEMO, *, demo_genes: int | None = None, 
 
         return demo_dir(n_genes=demo_genes, seed=demo_seed, variant=variant)
     return Path(data)
+
+
+def resolve_truth(truth: str | Path, *, demo_genes: int | None = None, demo_seed: int = 0) -> Path:
+    """``demo`` or ``demo:NAME`` gives that demo world's hidden ``test_truth.parquet`` (the world generated on
+    first use); anything else is a truth file's path."""
+    if demo_variant(truth) is not None:
+        return resolve_data_dir(truth, demo_genes=demo_genes, demo_seed=demo_seed) / TRUTH_FILE
+    return Path(truth)
 
 
 def load(data: str | Path = DEMO, *, demo_genes: int | None = None, **kwargs) -> Dataset:

@@ -19,10 +19,14 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from perturbkit.errors import DataValidationError
+from perturbkit.data.hidden import PUBLIC_FILE, TRUTH_FILE, is_demo_world
 from perturbkit.data.layout import CELL_TYPES, KEY_COLUMNS, OBS_COLUMNS, compounds
 
 DEFAULT_H5AD_LAYER = "sign_log10_pval"
 ID_MAP_COLUMNS = ("id", "cell_type", "sm_name")
+# Where a blend's leaderboard factor gets its public scores (perturbkit.blend.leaderboard).
+PUBLIC_ROWS = "public_rows"  # a demo world's public_test.csv rows of its hidden test_truth.parquet
+PROBES = "probes"  # Kaggle's public leaderboard, through probes.json
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,7 @@ class Dataset:
     data_hash: str
     source: str
     layer: str | None = None  # h5ad layer the targets came from
+    leaderboard_source: str = PROBES  # PUBLIC_ROWS for a demo world (it holds world.json), else PROBES
 
     @property
     def n_genes(self) -> int:
@@ -285,6 +290,7 @@ def load_dataset(
     if template.exists():
         _check_template(template, genes)
     check_smiles(train_path, obs, test, require=require_smiles)
+    leaderboard_source = _leaderboard_source(directory)
 
     obs["control"] = obs["control"].astype(bool)
     for column in KEY_COLUMNS:
@@ -299,4 +305,15 @@ def load_dataset(
         data_hash=content_hash(obs, targets, genes),
         source=str(directory),
         layer=layer,
+        leaderboard_source=leaderboard_source,
     )
+
+
+def _leaderboard_source(directory: Path) -> str:
+    """PUBLIC_ROWS for a folder that declares itself a demo world (its hidden files must then be there), else PROBES."""
+    if not is_demo_world(directory):
+        return PROBES
+    for name in (TRUTH_FILE, PUBLIC_FILE):
+        if not (directory / name).is_file():
+            raise _fail(directory / name, "file not found: a demo world (it holds world.json) keeps its hidden test here")
+    return PUBLIC_ROWS

@@ -3,8 +3,10 @@
 The real target values cannot be downloaded, so :func:`generate_demo` writes Kaggle's file set for
 the real 614 training pairs, 255 test pairs and 18,211 genes -- ``de_train.parquet``,
 ``id_map.csv`` (Kaggle's own bytes), ``sample_submission.csv`` -- plus ``test_truth.parquet``, the
-hidden truth of the test rows drawn from the same model, and ``public_test.csv``, the ids of the rows
-its public leaderboard scores (:mod:`perturbkit.blend.leaderboard`; the rest are private).
+hidden truth of the test rows drawn from the same model, ``public_test.csv``, the ids of the rows
+Kaggle's public leaderboard scores (the 100 rows of the 50 public compounds of Kaggle's own split,
+:func:`perturbkit.data.layout.leaderboard_split`; the other 155 are private), and ``world.json``,
+which declares the folder a demo world. :mod:`perturbkit.data.hidden` reads the truth and the public rows.
 :func:`demo_dir` caches worlds on disk (``<variant>_genes-<n>_seed-<s>_v<GENERATOR_VERSION>``); ``--data demo:NAME`` loads variant NAME.
 A toolkit tuned on one generator learns that generator, so :func:`list_variants` names worlds that
 differ in *how* a compound's lymphoid response becomes its B/Myeloid response, all calibrated to
@@ -120,6 +122,7 @@ median 0.80, 99th percentile 13, max 20. Full generation takes 5-12 s and under 
 from __future__ import annotations
 
 import csv
+import json
 import math
 import os
 import shutil
@@ -134,6 +137,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
+from perturbkit.data.hidden import PUBLIC_FILE, TRUTH_FILE, WORLD_FILE
 from perturbkit.data.layout import (
     CELL_TYPES,
     LYMPHOID_CELL_TYPES,
@@ -142,18 +146,17 @@ from perturbkit.data.layout import (
     compounds,
     gene_names,
     nk_per_gene_std,
+    public_test_rows,
     test_layout,
     train_layout,
 )
 from perturbkit.data.wide import wide_table
-from perturbkit.errors import ConfigError, DataValidationError, PerturbkitError
+from perturbkit.errors import ConfigError, PerturbkitError
 from perturbkit.transforms import signed_log10_p, signed_log10_p_and_slope, z_from_signed_log10_p
 
-GENERATOR_VERSION = 3
+GENERATOR_VERSION = 4  # 4: public rows from Kaggle's own split (3: a random quarter of the test compounds)
 DEFAULT_VARIANT = "default"
-PUBLIC_FILE = "public_test.csv"
-PUBLIC_SHARE = 0.25  # of the test compounds; Kaggle does not publish its public/private split
-DEMO_FILES: tuple[str, ...] = ("de_train.parquet", "id_map.csv", "sample_submission.csv", "test_truth.parquet", PUBLIC_FILE)
+DEMO_FILES: tuple[str, ...] = ("de_train.parquet", "id_map.csv", "sample_submission.csv", TRUTH_FILE, PUBLIC_FILE, WORLD_FILE)
 
 
 class UnknownVariantError(PerturbkitError, ValueError):
@@ -448,8 +451,9 @@ def generate_demo(
 
     Files: ``de_train.parquet`` (the 614 real training pairs), ``id_map.csv`` (Kaggle's own),
     ``sample_submission.csv`` (zeros), ``test_truth.parquet`` (the hidden truth of the 255 test
-    rows, float32) and ``public_test.csv`` (the ids of the public-leaderboard rows: every test row of
-    a random quarter of the test compounds; the rest are the private rows). ``n_genes`` keeps that many evenly spaced genes (alphabetical order) instead of
+    rows, float32), ``public_test.csv`` (the ids of the public-leaderboard rows: the 100 test rows of
+    the 50 public compounds of Kaggle's split; the other 155 are the private rows) and ``world.json``
+    (the world's parameters: it declares the folder a demo world). ``n_genes`` keeps that many evenly spaced genes (alphabetical order) instead of
     all 18,211; ``variant`` names the world's structure (:func:`list_variants`). The same
     ``(variant, n_genes, seed)`` always gives the same values. An unknown variant writes nothing.
     """
@@ -467,36 +471,15 @@ def generate_demo(
     test_values = values[_pair_rows(test, cell_index, compound_index)]
 
     _write_table(train, train_values.astype(np.float64), genes, out_dir / "de_train.parquet")
-    _write_table(test, test_values, genes, out_dir / "test_truth.parquet")
+    _write_table(test, test_values, genes, out_dir / TRUTH_FILE)
     (out_dir / "id_map.csv").write_bytes(
         resources.files("perturbkit.data").joinpath("layout", "id_map.csv").read_bytes()
     )
     _write_zero_submission(test["id"], genes, out_dir / "sample_submission.csv")
-    test.loc[_public_rows(test, seed), ["id"]].to_csv(out_dir / PUBLIC_FILE, index=False)
+    test.loc[public_test_rows(test), ["id"]].to_csv(out_dir / PUBLIC_FILE, index=False)
+    world = {"variant": variant, "n_genes": len(genes), "seed": seed, "generator_version": GENERATOR_VERSION}
+    (out_dir / WORLD_FILE).write_text(json.dumps(world, indent=2) + "\n")
     return out_dir
-
-
-def _public_rows(test: pd.DataFrame, seed: int) -> np.ndarray:
-    """The public-leaderboard rows: every test row of a random ``PUBLIC_SHARE`` of the test compounds."""
-    names = np.sort(test["sm_name"].unique())
-    public = _rng(seed, "public leaderboard").permutation(names)[: round(PUBLIC_SHARE * len(names))]
-    return test["sm_name"].isin(public).to_numpy()
-
-
-def read_hidden_test(world: str | os.PathLike, test_ids, genes) -> tuple[np.ndarray, np.ndarray]:
-    """A world's ``test_truth.parquet`` aligned to ``test_ids`` (rows) and ``genes`` (columns), and per
-    row whether it is public (listed in ``public_test.csv``; none when the world has no such file)."""
-    from perturbkit.submit import read_truth
-
-    world = Path(world)
-    keys, truth_genes, values = read_truth(world / "test_truth.parquet")
-    test_ids = np.asarray(test_ids)
-    rows = pd.Index(keys["id"]).get_indexer(test_ids)
-    columns = pd.Index(truth_genes).get_indexer(list(genes))
-    if (rows < 0).any() or (columns < 0).any():
-        raise DataValidationError(f"{world}: test_truth.parquet does not cover the test ids and genes of id_map.csv / de_train")
-    public = pd.read_csv(world / PUBLIC_FILE)["id"].to_numpy() if (world / PUBLIC_FILE).is_file() else []
-    return values[np.ix_(rows, columns)], np.isin(test_ids, public)
 
 
 def _write_table(obs: pd.DataFrame, values: np.ndarray, genes: list[str], path: Path) -> None:

@@ -1,4 +1,4 @@
-"""The competition's public layout, shipped as package data: pairs, genes, compounds, cell-type means.
+"""The competition's public layout, shipped as package data: pairs, genes, compounds, leaderboard split, cell-type means.
 
 These are public facts about the Kaggle files (no target values); see the README beside them in
 ``layout/`` for their provenance.
@@ -9,6 +9,7 @@ from __future__ import annotations
 from functools import cache
 from importlib import resources
 
+import numpy as np
 import pandas as pd
 
 CELL_TYPES: tuple[str, ...] = (
@@ -55,6 +56,23 @@ def compounds() -> pd.DataFrame:
     """All compounds with their LINCS id and SMILES."""
     with _layout_file("compounds.csv").open("rb") as fh:
         return pd.read_csv(fh)
+
+
+@cache
+def leaderboard_split() -> pd.DataFrame:
+    """Kaggle's public/private leaderboard split of the compounds: ``sm_lincs_id, sm_name, split``.
+
+    ``split`` is ``public`` (50 test compounds, 100 test rows: the public leaderboard), ``private``
+    (79, 155 rows: the final ranking) or ``control`` (the 2 positive controls, not in the test).
+    """
+    with _layout_file("public_private_split.csv").open("rb") as fh:
+        return pd.read_csv(fh)
+
+
+def public_test_rows(test: pd.DataFrame) -> np.ndarray:
+    """Per test row (``sm_name`` column), whether Kaggle's public leaderboard scores it: its compound is public."""
+    split = leaderboard_split()
+    return test["sm_name"].isin(split.loc[split["split"] == "public", "sm_name"]).to_numpy()
 
 
 @cache

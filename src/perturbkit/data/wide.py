@@ -7,7 +7,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
+
+from perturbkit.errors import DataValidationError
 
 
 def wide_table(keys: pd.DataFrame, genes, matrix: np.ndarray, dtype=np.float32) -> pa.Table:
@@ -28,3 +31,44 @@ def split_wide(table: pa.Table, key_columns) -> tuple[pd.DataFrame, list[str], n
 
 def read_wide(path: Path, key_columns) -> tuple[pd.DataFrame, list[str], np.ndarray]:
     return split_wide(pq.read_table(path), key_columns)
+
+
+def _read_h5ad(path: Path) -> pa.Table:
+    """openproblems' prediction.h5ad as a wide table: ``id`` (from obs_names) + ``layers['prediction']``."""
+    try:
+        import anndata
+    except ImportError as exc:
+        raise DataValidationError(f"{path}: reading .h5ad needs anndata: pip install 'perturbkit[h5ad]'") from exc
+    try:
+        adata = anndata.read_h5ad(path)
+    except Exception as exc:  # h5py/anndata raise many types for a bad file
+        raise DataValidationError(f"{path}: cannot be read as h5ad ({exc})") from exc
+    if "prediction" not in adata.layers:
+        raise DataValidationError(f"{path}: no layer 'prediction' (the openproblems prediction format); layers: {sorted(adata.layers)}")
+    matrix = adata.layers["prediction"]
+    matrix = matrix.toarray() if hasattr(matrix, "toarray") else np.asarray(matrix)
+    names = pd.Index(adata.obs_names.astype(str))
+    ids = names.astype(np.int64) if names.str.fullmatch(r"-?\d+").all() else names
+    genes = list(map(str, adata.var_names))
+    if len(set(genes)) != len(genes):
+        raise DataValidationError(f"{path}: duplicate var_names (genes)")
+    if not np.issubdtype(matrix.dtype, np.number):
+        raise DataValidationError(f"{path}: layer 'prediction' is not numeric (dtype {matrix.dtype})")
+    return wide_table(pd.DataFrame({"id": np.asarray(ids)}), genes, matrix)
+
+
+def read_wide_table(path: Path) -> pa.Table:
+    """A wide table from ``.csv``, ``.parquet`` or openproblems' ``prediction.h5ad``; a bad file is named."""
+    if not path.is_file():
+        raise DataValidationError(f"{path}: file not found")
+    try:
+        if path.suffix == ".parquet":
+            return pq.read_table(path)
+        if path.suffix == ".csv":  # one block for the whole file: much faster for 18,212 columns
+            block = int(min(max(path.stat().st_size + 1, 1 << 20), 1 << 30))
+            return pacsv.read_csv(path, read_options=pacsv.ReadOptions(block_size=block))
+    except pa.ArrowException as exc:
+        raise DataValidationError(f"{path}: cannot be read ({exc})") from exc
+    if path.suffix == ".h5ad":
+        return _read_h5ad(path)
+    raise DataValidationError(f"{path}: unsupported file type {path.suffix!r} (expected .csv, .parquet or .h5ad)")

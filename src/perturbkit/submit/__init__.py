@@ -8,57 +8,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
 
-from perturbkit.data.wide import split_wide, wide_table
+from perturbkit.data.hidden import read_wide_truth
+from perturbkit.data.wide import read_wide_table
 from perturbkit.errors import DataValidationError
 from perturbkit.metrics import CLIP, clip_layer
 from perturbkit.scorecard import Scorecard, ScoreSettings, score_predictions
 
-TRUTH_KEYS = ("id", "cell_type", "sm_name")
 TRUTH_LAYER = "sign_log10_pval"
 CLIPPED_LAYER = "clipped_sign_log10_pval"
-
-
-def _read_h5ad(path: Path) -> pa.Table:
-    """openproblems' prediction.h5ad as a wide table: ``id`` (from obs_names) + ``layers['prediction']``."""
-    try:
-        import anndata
-    except ImportError as exc:
-        raise DataValidationError(f"{path}: reading .h5ad needs anndata: pip install 'perturbkit[h5ad]'") from exc
-    try:
-        adata = anndata.read_h5ad(path)
-    except Exception as exc:  # h5py/anndata raise many types for a bad file
-        raise DataValidationError(f"{path}: cannot be read as h5ad ({exc})") from exc
-    if "prediction" not in adata.layers:
-        raise DataValidationError(f"{path}: no layer 'prediction' (the openproblems prediction format); layers: {sorted(adata.layers)}")
-    matrix = adata.layers["prediction"]
-    matrix = matrix.toarray() if hasattr(matrix, "toarray") else np.asarray(matrix)
-    names = pd.Index(adata.obs_names.astype(str))
-    ids = names.astype(np.int64) if names.str.fullmatch(r"-?\d+").all() else names
-    genes = list(map(str, adata.var_names))
-    if len(set(genes)) != len(genes):
-        raise DataValidationError(f"{path}: duplicate var_names (genes)")
-    if not np.issubdtype(matrix.dtype, np.number):
-        raise DataValidationError(f"{path}: layer 'prediction' is not numeric (dtype {matrix.dtype})")
-    return wide_table(pd.DataFrame({"id": np.asarray(ids)}), genes, matrix)
-
-
-def _read_table(path: Path) -> pa.Table:
-    if not path.is_file():
-        raise DataValidationError(f"{path}: file not found")
-    try:
-        if path.suffix == ".parquet":
-            return pq.read_table(path)
-        if path.suffix == ".csv":  # one block for the whole file: much faster for 18,212 columns
-            block = int(min(max(path.stat().st_size + 1, 1 << 20), 1 << 30))
-            return pacsv.read_csv(path, read_options=pacsv.ReadOptions(block_size=block))
-    except pa.ArrowException as exc:
-        raise DataValidationError(f"{path}: cannot be read ({exc})") from exc
-    if path.suffix == ".h5ad":
-        return _read_h5ad(path)
-    raise DataValidationError(f"{path}: unsupported file type {path.suffix!r} (expected .csv, .parquet or .h5ad)")
 
 
 def read_submission(path: Path | str, *, genes, ids, allow_extra_ids: bool = False, reference: str = "the truth") -> np.ndarray:
@@ -68,7 +26,7 @@ def read_submission(path: Path | str, *, genes, ids, allow_extra_ids: bool = Fal
     instead) and genes (those of ``reference``, as messages call it), duplicate ids and non-finite values.
     """
     path = Path(path)
-    table = _read_table(path)
+    table = read_wide_table(path)
     if "id" not in table.column_names:
         raise DataValidationError(f"{path}: no 'id' column")
     columns = [c for c in table.column_names if c != "id"]
@@ -166,11 +124,7 @@ def read_truth_layers(path: Path | str) -> Truth:
     if path.suffix == ".h5ad" and path.is_file():
         truth = _read_truth_h5ad(path)
     else:
-        table = _read_table(path)
-        missing = [c for c in TRUTH_KEYS if c not in table.column_names]
-        if missing:
-            raise DataValidationError(f"{path}: truth file is missing column(s) {missing}")
-        keys, genes, values = split_wide(table, TRUTH_KEYS)
+        keys, genes, values = read_wide_truth(path)
         truth = Truth(keys, genes, values, clip_layer(values), f"{path.name} clipped to ±{CLIP:g}", subset=False)
     for name, matrix in (("values", truth.values), ("clipped layer", truth.clipped)):
         bad = ~np.isfinite(matrix)
