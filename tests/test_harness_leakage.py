@@ -25,6 +25,8 @@ SMALL = {
     "transformer": ["params.d_model=8", "params.n_heads=2", "params.feedforward=16", "params.hidden=16",
                     "params.train.max_epochs=4", "params.train.n_threads=1"],
     "pca_lgbm": ["params.n_estimators=20", "params.n_components=4"],
+    "transfer_net": ["params.d_model=8", "params.hidden=[16]", "params.n_heads=2", "params.n_layers=1", "params.feedforward=16",
+                     "params.train.max_epochs=2", "params.train.batch_size=0", "params.train.n_threads=1"],
 }
 CHEMISTRY = ["features.morgan_bits=128"]
 

@@ -78,6 +78,17 @@ Variants
     wells kept their cells) is measured at full strength. Here the test rows are weak because of
     cell loss more than because the panel is special, and a test row's strength is less predictable
     from its lymphoid rows.
+``nonlinear``
+    carry_over 0.85, interaction 0.35, B/Myeloid gain 1.25, saturation 0.1, gated weight 0.5. The map
+    from the lymphoid to the B/Myeloid response is not linear, in two ways. Saturation: each B/Myeloid
+    program activation h (the compound's mix times its effect scale, in t units) becomes
+    0.1 tanh(h / 0.1), so a strong compound's programs level off while a weak one's stay proportional
+    (receptor occupancy, a pathway already fully on); the strong panel teaches a flatter map than a
+    typical test compound follows. Gating: B cells express a program of their own (own heavy-tailed
+    loadings) with weight 0.5 max(0, z_c . u), Myeloid cells one with 0.5 max(0, -z_c . u), u a unit
+    direction of the compound latent: a program only B or only Myeloid cells express, switched on by
+    what the compound does (and what its lymphoid response reveals linearly). Lymphoid cell types are
+    as in ``default``.
 
 Calibration (seed 0, all 18,211 genes; :func:`calibration`)
 ------------------------------------------------------------
@@ -87,21 +98,21 @@ on the real private test; the per-gene std over the 146 NK training rows next to
 (``nk_per_gene_std``), with the Pearson r across genes. The per-cell-type training means equal
 ``celltype_means()`` in every variant (largest per-gene difference 3e-6 for the default).
 
-============================ ======= ========= ========= ======== =====
-figure                       default carryover divergent fewcells real
-============================ ======= ========= ========= ======== =====
-test zeros                   1.645   1.400     1.790     1.578    1.57
-test compound mean           1.562   1.268     1.746     1.523    1.47
-test cell-type mean          2.474   2.224     2.600     2.403    2.50
-compound mean / zeros        0.949   0.906     0.976     0.965    0.94
-cell-type mean / zeros       1.504   1.589     1.453     1.522    1.59
-NK per-gene std mean         2.08    1.98      2.05      2.04     2.03
-NK per-gene std median       1.53    1.45      1.50      1.52     1.40
-NK per-gene std p90          4.08    3.85      4.05      3.94     4.56
-NK per-gene std p99          7.66    7.17      7.23      6.99     6.02
-NK per-gene std max          17.8    15.7      15.1      20.7     14.1
-NK per-gene std r with real  0.715   0.737     0.758     0.735    1
-============================ ======= ========= ========= ======== =====
+============================ ======= ========= ========= ======== ========= =====
+figure                       default carryover divergent fewcells nonlinear real
+============================ ======= ========= ========= ======== ========= =====
+test zeros                   1.645   1.400     1.790     1.578    1.595     1.57
+test compound mean           1.562   1.268     1.746     1.523    1.528     1.47
+test cell-type mean          2.474   2.224     2.600     2.403    2.395     2.50
+compound mean / zeros        0.949   0.906     0.976     0.965    0.958     0.94
+cell-type mean / zeros       1.504   1.589     1.453     1.522    1.501     1.59
+NK per-gene std mean         2.08    1.98      2.05      2.04     2.08      2.03
+NK per-gene std median       1.53    1.45      1.50      1.52     1.53      1.40
+NK per-gene std p90          4.08    3.85      4.05      3.94     4.08      4.56
+NK per-gene std p99          7.66    7.17      7.23      6.99     7.66      6.02
+NK per-gene std max          17.8    15.7      15.1      20.7     17.8      14.1
+NK per-gene std r with real  0.715   0.737     0.758     0.735    0.715     1
+============================ ======= ========= ========= ======== ========= =====
 
 The generated NK spread is a little more heavy-tailed than the real one at the top (p99). Other
 seeds move the test figures through which compounds are strong: at 2,000 genes, seeds 1-2 of the
@@ -181,6 +192,8 @@ class Variant:
     strong_factor: float = 4.0  # potency of a strong compound relative to a typical one
     strong_share: float = 0.04  # share of strong compounds among the test compounds
     panel_strong_share: float = 0.5  # share of strong compounds among the 17 B/Myeloid training compounds
+    bm_saturation: float = 0.0  # > 0: B/Myeloid program activations level off at this many t units (tanh); 0: linear
+    bm_gated: float = 0.0  # weight of a program only B (or only Myeloid) cells express, gated by the compound latent
 
 
 _VARIANTS: dict[str, Variant] = {
@@ -222,6 +235,15 @@ _VARIANTS: dict[str, Variant] = {
             strong_share=0.08,
             panel_strong_share=0.2,
         ),
+        Variant(
+            name="nonlinear",
+            summary="B/Myeloid programs saturate with effect size, and each has a program gated by the compound",
+            carry_over=0.85,
+            bm_interaction=0.35,
+            bm_gain=1.25,
+            bm_saturation=0.1,
+            bm_gated=0.5,
+        ),
     )
 }
 
@@ -245,6 +267,8 @@ class _CellResponse:
     program_agreement: float  # correlation of its program mix with the shared (lymphoid) mix
     loading_agreement: float  # correlation of its gene loadings with the shared loadings
     interaction: float  # weight of the compound x cell-type effect no other cell type reveals
+    saturation: float = 0.0  # level (t units) at which program activations saturate; 0: linear
+    gated: float = 0.0  # weight of the program only this cell type expresses (see _gated_program)
 
 
 # Lymphoid cell types are alike in every variant; CD8+ is weak (noise-dominated like the real CD8+).
@@ -262,7 +286,24 @@ def _cell_response(variant: Variant, cell_type: str) -> _CellResponse:
     if cell_type in _LYMPHOID_RESPONSES:
         return _LYMPHOID_RESPONSES[cell_type]
     agreement = variant.carry_over - (_MYELOID_CARRY_OVER_LOSS if cell_type == "Myeloid cells" else 0.0)
-    return _CellResponse(variant.bm_gain, agreement, agreement, variant.bm_interaction)
+    return _CellResponse(variant.bm_gain, agreement, agreement, variant.bm_interaction, variant.bm_saturation, variant.bm_gated)
+
+
+# The gated programs' sign per cell type: B cells express theirs where the compound's gate score is
+# positive, Myeloid cells where it is negative, so each is specific to one of them.
+_GATE_SIGN = {"B cells": 1.0, "Myeloid cells": -1.0}
+
+
+def _gated_program(seed: int, cell_type: str, latent: np.ndarray, n_all_genes: int, gene_idx: np.ndarray) -> np.ndarray:
+    """(compound, gene) response of the program only ``cell_type`` expresses: its own heavy-tailed gene
+    loadings times max(0, +-latent @ u), u one unit direction of the compound latent shared by B and
+    Myeloid. The lymphoid responses reveal the latent linearly, so the program is a rectified (non-linear)
+    function of them, present in one of the two cell types at most."""
+    direction = _rng(seed, "gate direction").standard_normal(latent.shape[1]).astype(np.float32)
+    direction /= np.linalg.norm(direction)
+    gate = np.maximum(0.0, _GATE_SIGN[cell_type] * (latent @ direction)).astype(np.float32)
+    loadings = _heavy_tailed(_rng(seed, f"gated program {cell_type}"), (1, n_all_genes))[:, gene_idx]
+    return gate[:, None] * loadings
 
 
 PROGRAM_WEIGHT = 0.3  # weight of the low-rank program response in a compound's effect
@@ -401,8 +442,15 @@ def _simulate(gene_idx: np.ndarray, seed: int, variant: Variant) -> np.ndarray:
         mix = agreement * latent + math.sqrt(1 - agreement**2) * (latent @ rotation)
         # Effects grow with potency and, as t statistics do, with the square root of the cells measured.
         effect_scale = (response.gain * potency * np.sqrt(cells[k])).astype(np.float32)[:, None]
-        t_value = (mix * (PROGRAM_WEIGHT * program_scale)) @ loadings
+        activation = mix * (PROGRAM_WEIGHT * program_scale)
+        if response.saturation > 0:
+            # Each program levels off as the compound's effect grows: a tanh in t units, so the map
+            # from the (linear) lymphoid response differs between weak and strong compounds.
+            activation = response.saturation * np.tanh(activation * effect_scale / response.saturation) / effect_scale
+        t_value = activation @ loadings
         t_value += SIGNATURE_WEIGHT * signature
+        if response.gated > 0:
+            t_value += response.gated * _gated_program(seed, cell_type, latent, n_all_genes, gene_idx)
         t_value *= responsiveness
         t_value *= effect_scale
         # Measurement noise (the null t is N(0, 1)) and the unpredictable compound x cell-type

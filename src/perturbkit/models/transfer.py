@@ -126,11 +126,10 @@ class TransferRidge(RegressorMixin, BaseEstimator):
         else:
             self.type_residuals_ = np.zeros_like(self.type_profiles_)
 
-        coverage = self.observed_.mean(axis=0)
         self.sources_, self.ridges_, self.alpha_ = {}, {}, {}
         for t in range(n_cells):
             others = [s for s in range(n_cells) if s != t]
-            sources = [s for s in others if coverage[s] >= self.min_source_coverage] or others
+            sources = self.source_types(t)
             examples = np.flatnonzero(self.observed_[:, t] & self.observed_[:, others].any(axis=1))
             if not others or len(examples) < MIN_EXAMPLES:
                 continue
@@ -143,6 +142,17 @@ class TransferRidge(RegressorMixin, BaseEstimator):
             self.sources_[t], self.ridges_[t] = sources, ridge
             self.alpha_[str(self.cell_types_[t])] = float(ridge.alpha_ / scale)
         return self
+
+    def source_types(self, target: int) -> list[int]:
+        """The cell types whose profiles are inputs for ``target``: the other types measured for at least
+        ``min_source_coverage`` of the compounds (all other types when none is)."""
+        coverage = self.observed_.mean(axis=0)
+        others = [s for s in range(len(self.cell_types_)) if s != target]
+        return [s for s in others if coverage[s] >= self.min_source_coverage] or others
+
+    def scores_to_genes(self, scores: np.ndarray, target: int) -> np.ndarray:
+        """Profiles of cell type ``target`` in the table's PCA space back to genes (still in ``target_space``)."""
+        return self.pca_.inverse_transform(scores - self.origin_) + self.type_residuals_[target]
 
     @staticmethod
     def _gene_profiles(y: np.ndarray, in_target: np.ndarray, compound_codes: np.ndarray, examples: np.ndarray) -> np.ndarray:
@@ -179,8 +189,7 @@ class TransferRidge(RegressorMixin, BaseEstimator):
                 continue
             codes = compound_codes[rows][known]
             mapped = self.ridges_[t].predict(self._inputs(codes, t, self.sources_[t]))
-            prediction[rows[known]] = mapped if self.output_space == "genes" \
-                else self.pca_.inverse_transform(mapped - self.origin_) + self.type_residuals_[t]
+            prediction[rows[known]] = mapped if self.output_space == "genes" else self.scores_to_genes(mapped, t)
         if self.target_space == "z":
             prediction = signed_log10_p(prediction.astype(np.float64))
         return prediction.astype(np.float32)

@@ -1,0 +1,39 @@
+"""transfer_net at full scale (614 x 18,211 demo): 4-fold test_like CV wall time and peak RSS of each architecture
+with the shipped config (target: at most 60 s on 2 cores), beside transfer_ridge, whose table it builds on."""
+
+from __future__ import annotations
+
+from common import measure
+
+CV = """
+import statistics, time
+from perturbkit.config import load_config
+from perturbkit.cv import run_cv
+from perturbkit.data import load
+dataset = load("demo")
+config = load_config("{model}", overrides={overrides!r})
+start = time.perf_counter()
+meta = run_cv(dataset, config, progress=False).meta
+result = {{"cv_seconds": time.perf_counter() - start,
+           "fold_seconds": statistics.median(f["seconds"] for f in meta["folds"]),
+           "relative_to_zeros": meta["scores"]["relative_to_zeros"]}}
+"""
+
+SETTINGS = (("transfer_ridge", []), ("transfer_net", []), ("transfer_net", ['params.architecture="transformer"']))
+
+
+def run(repeats: int) -> str:
+    lines = [
+        "## transfer_net (full-size demo, 614 x 18,211, 4-fold test_like, shipped config)",
+        "",
+        "Target: a 4-fold CV of the shipped transfer_net config within 60 s on 2 cores.",
+        "",
+        "| model | overrides | per fold | 4-fold CV | peak RSS | CV / zeros |",
+        "|---|---|---|---|---|---|",
+    ]
+    for model, overrides in SETTINGS:
+        result = measure(CV.format(model=model, overrides=overrides), repeats)
+        lines.append(f"| `{model}` | {' '.join(overrides) or 'shipped'} | {result['fold_seconds']:.1f} s | {result['cv_seconds']:.1f} s | "
+                     f"{result['peak_rss_mib']:.0f} MiB | {result['relative_to_zeros']:.3f} |")
+    lines.append("")
+    return "\n".join(lines)
