@@ -96,6 +96,8 @@ CASES = [
     ("mlp negative width", lambda c: cv(c, "--set", "params.hidden=[-5]", model="mlp"), ["params.hidden", "[-5]"]),
     ("mlp unknown train key", lambda c: cv(c, "--set", "params.train.epochs=0", model="mlp"),
      ["params.train.epochs", "known keys of params.train", "max_epochs"]),
+    ("transfer_net unknown train key", lambda c: cv(c, "--set", "params.train.epochs=0", model="transfer_net"),
+     ["params.train.epochs", "known keys of params.train", "max_epochs"]),
     ("cv demo-genes -5", lambda c: cv(c, "--demo-genes", "-5", data="demo"), ["--demo-genes", "-5 genes"]),
     ("cv demo-genes 999999", lambda c: cv(c, "--demo-genes", "999999", data="demo"), ["--demo-genes", "999999 genes"]),
     ("agreement demo-genes -5", lambda c: [*agreement(c), "--demo-genes", "-5"], ["--demo-genes", "-5 genes"]),
