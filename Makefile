@@ -139,7 +139,7 @@ KERNEL_BLEND := $(if $(KERNEL_RECIPE),$(SUBMISSIONS)/blend.json,$(BLEND))
 
 kernel: $(STAMP) ## build KERNELS/SLUG/: one offline script running RECIPE (given here), BLEND (a blend JSON) or MODELS; DEPS=<user>/<wheels dataset>
 	$(if $(KERNEL_RECIPE),$(PY) -m perturbkit recipe --config $(KERNEL_RECIPE) --data $(DATA) --oof $(OOF) --submissions $(SUBMISSIONS) $(SET_ARGS))
-	$(PY) -m perturbkit kernel build --slug $(SLUG) --out $(KERNELS) $(if $(KAGGLE_USER),--user $(KAGGLE_USER)) $(if $(KERNEL_BLEND),--blend $(KERNEL_BLEND),$(foreach m,$(MODELS),--model $(m)) $(SET_ARGS)) $(if $(DEPS),--deps-dataset $(DEPS))
+	$(PY) -m perturbkit kernel build --slug $(SLUG) --kernels $(KERNELS) $(if $(KAGGLE_USER),--user $(KAGGLE_USER)) $(if $(KERNEL_BLEND),--blend $(KERNEL_BLEND),$(foreach m,$(MODELS),--model $(m)) $(SET_ARGS)) $(if $(DEPS),--deps-dataset $(DEPS))
 
 push: $(STAMP) ## push KERNELS/SLUG with the Kaggle client, follow its run, download its output to KERNELS/SLUG-output/
 	$(PY) -m perturbkit kernel push --dir $(KERNELS)/$(SLUG) --kernels $(KERNELS) --follow --output

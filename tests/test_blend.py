@@ -6,11 +6,13 @@ import dataclasses
 import json
 import shutil
 from pathlib import Path
+from typing import Annotated  # the toy method's annotation, resolved in this module's globals
 
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+from pydantic import Field
 
 from perturbkit.blend import (
     read_blend_record,
@@ -30,6 +32,7 @@ from perturbkit.blend import objective
 from perturbkit.cli import main
 from perturbkit.config import load_config
 from perturbkit.cv import run_cv, save_run
+from perturbkit.errors import ConfigError
 from perturbkit.metrics import mrrmse, rowwise_rmse
 from perturbkit.submit import score_submission
 
@@ -76,10 +79,10 @@ def gram(members):
 def test_members_are_aligned_on_the_dataset(members, small_dataset):
     assert members.oof.shape == (len(CHEAP), len(members.keys), small_dataset.n_genes)
     assert (members.folds >= 0).all()
-    expected = small_dataset.targets[members.rows]
+    expected = small_dataset.targets[members.dataset_positions]
     np.testing.assert_array_equal(members.y, expected)
     # de_train order
-    assert (np.diff(members.rows) > 0).all()
+    assert (np.diff(members.dataset_positions) > 0).all()
     assert members.test.shape == (len(CHEAP), len(small_dataset.test), small_dataset.n_genes)
 
 
@@ -144,7 +147,7 @@ def test_optuna_storage_resumes_a_study(gram, tmp_path):
 
 
 def test_blend_in_sample_and_nested_scores(members, small_dataset):
-    result = blend_members(members, small_dataset, BlendOptions(method="optuna", trials=40))
+    result = blend_members(members, small_dataset, BlendOptions(method="optuna", settings={"trials": 40}))
     scores = result.scores
     assert scores["in_sample"] <= min(scores["members"].values()) + 1e-9
     assert scores["in_sample"] <= scores["simple_average"] + 1e-9
@@ -250,7 +253,7 @@ def test_per_celltype_needs_both_groups(members, small_dataset):
 
 def test_per_celltype_weights(bm_runs, small_dataset):
     result = blend_runs(bm_runs, small_dataset, BlendOptions(method="caruana", per_celltype=True, nested=False))
-    assert set(result.fit.weights) == {"B-like", "Myeloid-like"}
+    assert set(result.fit.weights) == {"lymphoid", "myeloid"}
     for weights in result.fit.weights.values():
         assert (weights >= 0).all() and weights.sum() == pytest.approx(1.0)
     scores = result.scores
@@ -259,11 +262,11 @@ def test_per_celltype_weights(bm_runs, small_dataset):
     assert set(by_cell_type) == {"B cells", "Myeloid cells"}
     record = result.record()
     weights, _ = record.weights_for(["B cells", "Myeloid cells"])
-    np.testing.assert_allclose(weights, [result.fit.weights["B-like"], result.fit.weights["Myeloid-like"]])
+    np.testing.assert_allclose(weights, [result.fit.weights["lymphoid"], result.fit.weights["myeloid"]])
     assert all(member.weight is None for member in record.members)  # no global set was fitted
     # test rows use their cell type's weights
     b_rows = result.members.test_cell_types == "B cells"
-    expected = np.tensordot(result.fit.weights["B-like"], result.members.test[:, b_rows].astype(np.float64), axes=1)
+    expected = np.tensordot(result.fit.weights["lymphoid"], result.members.test[:, b_rows].astype(np.float64), axes=1)
     np.testing.assert_allclose(result.test[b_rows], expected, rtol=1e-5, atol=1e-5)
 
 
@@ -366,6 +369,38 @@ def test_toy_blend_method_registers_and_runs_through_blend(members, small_datase
     assert result.fit.searches["all"].method == "first_member_toy"
     assert all(fit.searches["all"].method == "first_member_toy" for fit in
                blend_members(members, small_dataset, BlendOptions(method="first_member_toy")).nested_fits.values())
+
+
+def test_blend_method_with_its_own_setting_reachable_through_set(members, small_dataset, monkeypatch):
+    """README "Extending": a method's keyword parameters are its settings: --set keys, typed and checked by the signature."""
+    from perturbkit.blend import SearchResult, register_blend_method
+    from perturbkit.blend.command import resolve_options
+    from perturbkit.blend.search import BLEND_METHODS
+
+    monkeypatch.setattr(BLEND_METHODS, "_items", dict(BLEND_METHODS._items))
+    monkeypatch.setattr(BLEND_METHODS, "_help", dict(BLEND_METHODS._help))
+
+    received = []
+
+    @register_blend_method("first_k_toy", "equal weights on the first k members (test)")
+    def first_k(gram, *, first_k: Annotated[int, Field(ge=1)] = 1):
+        received.append(first_k)
+        weights = np.zeros(gram.shape[1] - 1)
+        weights[:first_k] = 1.0 / first_k
+        return SearchResult(method="first_k_toy", weights=weights, score=objective.score(gram, weights),
+                            evaluations=1, seconds=0.0, chosen="search")
+
+    options = resolve_options(None, ["first_k=2", "nested=false"], {"method": "first_k_toy"})
+    assert options.settings == {"first_k": 2} and options.to_json()["first_k"] == 2
+    assert blend_members(members, small_dataset, options).fit.searches["all"].method == "first_k_toy" and received == [2]
+    with pytest.raises(ConfigError, match=r"blend setting first_k = 0 \(of first_k_toy\): .*greater than or equal to 1"):
+        resolve_options(None, ["first_k=0"], {"method": "first_k_toy"})
+    with pytest.raises(ConfigError, match=r"unknown blend option\(s\) \['first_kk'\]; known: .*'first_k'"):
+        resolve_options(None, ["first_kk=2"], {"method": "first_k_toy"})
+    # A shipped method's setting that no flag names reaches it too: slsqp's max_iter.
+    capped = blend_members(members, small_dataset, resolve_options(None, ["max_iter=1", "nested=false"], {"method": "slsqp"}))
+    free = blend_members(members, small_dataset, BlendOptions(method="slsqp", nested=False))
+    assert capped.fit.searches["all"].details["iterations"] <= 1 < free.fit.searches["all"].details["iterations"]
 
 
 def test_test_like_runs_blend_with_the_schemes_row_weights(small_dataset, tmp_path):

@@ -109,14 +109,20 @@ def test_every_shipped_config_validates_and_keeps_its_hash():
 
 
 def test_feature_schema_covers_the_feature_builder():
+    """Every FeatureBuilder parameter is checked: its own by the schema, a block's by the block's constraints."""
     from perturbkit.config import FeatureSettings
-    from perturbkit.features import FeatureBuilder
+    from perturbkit.features import FEATURE_BLOCKS, FeatureBuilder
+    from perturbkit.features.blocks import block_parameters
 
-    assert set(FeatureSettings.model_fields) == set(FeatureBuilder().get_params(deep=False))
+    assert set(FeatureSettings.model_fields) | set(block_parameters()) == set(FeatureBuilder().get_params(deep=False))
+    assert not set(FeatureSettings.model_fields) & set(block_parameters())
+    for name in FEATURE_BLOCKS.names():
+        block = FEATURE_BLOCKS.get(name)
+        assert {p.name for p in block.parameters().values()} <= set(block.estimator._parameter_constraints)
 
 
 def test_n_components_beyond_the_fold_is_an_error_not_a_clamp(small_dataset):
-    from perturbkit.cv import build_model
+    from perturbkit.models import build_model
 
     config = load_config("pca_ridge", configs_dir=CONFIGS, overrides=["params.n_components=100000", "features.stats_components=2"])
     model = build_model(config, 0)
@@ -132,3 +138,10 @@ def test_cli_rejects_bad_config_before_loading_data(tmp_path, capsys):
     assert code == 2
     assert "cv.refit = 'maybe': Input should be a valid boolean" in capsys.readouterr().err
     assert not (tmp_path / "oof").exists()
+
+
+def test_a_model_files_test_table_is_small_settings_never_a_run_setting():
+    small, shipped = load_config("mlp", configs_dir=CONFIGS, test=True), load_config("mlp", configs_dir=CONFIGS)
+    assert small["params"]["hidden"] == [16] and small["params"]["train"]["max_epochs"] == 4 and small["features"]["morgan_bits"] == 128
+    assert shipped["params"]["hidden"] == [1024, 512] and "test" not in shipped and "test" not in small
+    assert small["params"]["dropout"] == shipped["params"]["dropout"]  # what [test] does not name is the shipped value

@@ -192,3 +192,14 @@ def test_the_search_space_is_no_part_of_a_run(small_dataset):
     assert "tune" not in result.meta["config"]
     edited = {**config, "tune": {"params.n_neighbors": {"int": [2, 4]}}}
     assert run_cv(small_dataset, edited, progress=False).meta["config_hash"] == result.meta["config_hash"]
+
+
+def test_runs_table_joins_per_cell_type_scores(ridge_run):
+    from perturbkit.cv.store import with_cell_type_scores
+
+    result, run_dir = ridge_run
+    runs = list_runs(run_dir.parent.parent)
+    table = with_cell_type_scores(runs)
+    for cell_type, row in result.meta["scores"]["per_cell_type"].items():
+        assert table.loc[0, f"cv {cell_type}"] == pytest.approx(row["mrrmse"])
+    assert list(table.columns) == [*runs.columns, *(f"cv {ct}" for ct in result.meta["scores"]["per_cell_type"])]

@@ -115,7 +115,8 @@ def test_wide_pca_zeroes_directions_below_rank_tolerance():
 
 def test_pca_ridge_stays_bounded_when_a_row_falls_back_to_global_statistics(small_dataset):
     from perturbkit.config import load_config
-    from perturbkit.cv import FEATURE_COLUMNS, build_model
+    from perturbkit.cv import FEATURE_COLUMNS
+    from perturbkit.models import build_model
 
     X, y = small_dataset.obs[FEATURE_COLUMNS], small_dataset.targets
     compound = X["sm_name"].astype(str) == str(small_dataset.test["sm_name"].iloc[0])

@@ -85,11 +85,11 @@ def test_unknown_scheme_lists_known(small_dataset):
 
 
 def test_splitters_follow_sklearn_api(small_dataset):
-    from sklearn.model_selection import BaseCrossValidator
+    from sklearn.model_selection import BaseCrossValidator, PredefinedSplit
 
     splitter = _splitter(small_dataset, "lymphoid_holdout")
     assert isinstance(splitter, BaseCrossValidator)
-    tests = list(splitter._iter_test_indices(pd.DataFrame(small_dataset.obs)))
+    tests = [valid for _, valid in PredefinedSplit(splitter.fold_ids(pd.DataFrame(small_dataset.obs))).split()]
     assert [len(t) for t in tests] == [len(v) for _, v in splitter.split(small_dataset.obs)]
 
 

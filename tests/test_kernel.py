@@ -32,7 +32,7 @@ from perturbkit.kernel import (
     build_kernel,
     build_wheel,
     check_no_credentials,
-    combine,
+    blend_predictions,
     kernel_metadata,
     row_weights,
     spec_from_blend,
@@ -120,12 +120,12 @@ def _spec(*weights, scale=1.0):
 def test_combine_weights_scales_and_clips():
     a, b = np.full((2, 3), 1.0), np.array([[0.0, 2.0, 10.0], [-10.0, 0.0, 1.0]])
     rows = ["B cells", "Myeloid cells"]
-    assert np.allclose(combine([a, b], _spec(0.5, 0.5), rows), (a + b) / 2)
-    assert np.allclose(combine([a, b], _spec(1.0, 2.0, scale=0.5), rows), (a + 2 * b) / 2)
-    clipped = combine([a, b], _spec(0.0, 1.0), rows, clip_range=(np.array([-1.0, -1.0, -1.0]), np.array([1.0, 1.0, 5.0])))
+    assert np.allclose(blend_predictions([a, b], _spec(0.5, 0.5), rows), (a + b) / 2)
+    assert np.allclose(blend_predictions([a, b], _spec(1.0, 2.0, scale=0.5), rows), (a + 2 * b) / 2)
+    clipped = blend_predictions([a, b], _spec(0.0, 1.0), rows, clip_range=(np.array([-1.0, -1.0, -1.0]), np.array([1.0, 1.0, 5.0])))
     assert np.allclose(clipped, [[0.0, 1.0, 5.0], [-1.0, 0.0, 1.0]]) and clipped.dtype == np.float32
     with pytest.raises(ValueError):
-        combine([a], _spec(0.5, 0.5), rows)
+        blend_predictions([a], _spec(0.5, 0.5), rows)
 
 
 def test_a_per_cell_type_blend_weights_each_test_row_by_its_cell_type():
@@ -137,7 +137,7 @@ def test_a_per_cell_type_blend_weights_each_test_row_by_its_cell_type():
     assert np.allclose(scale, [0.9, 1.1, 0.9])
     a, b = np.ones((3, 2)), np.full((3, 2), 2.0)
     expected = np.array([0.9 * (0.2 + 1.6), 1.1 * (0.6 + 0.8), 0.9 * (0.2 + 1.6)])[:, None] * np.ones((1, 2))
-    assert np.allclose(combine([a, b], spec, rows), expected)
+    assert np.allclose(blend_predictions([a, b], spec, rows), expected)
     global_spec = spec_from_blend(blend_result(cheap_configs()))
     weights, scale = row_weights(global_spec, ["B cells", "Myeloid cells"])
     assert np.allclose(weights[:, 0], 0.25) and np.allclose(scale, 0.9)
@@ -329,7 +329,7 @@ def test_cli_build_from_a_blend_result(built_wheel, tmp_path, isolated_home, mon
     blend.write_text(json.dumps(blend_result(cheap_configs())))
     monkeypatch.setattr("perturbkit.kernel.build.build_wheel", lambda out_dir, project=None: built_wheel)
     out = tmp_path / "kernels"
-    args = ["kernel", "build", "--blend", str(blend), "--user", USERNAME, "--out", str(out), "--deps-dataset", f"{USERNAME}/perturbkit-deps"]
+    args = ["kernel", "build", "--blend", str(blend), "--user", USERNAME, "--kernels", str(out), "--deps-dataset", f"{USERNAME}/perturbkit-deps"]
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert "weight 0.25" in printed and "weight 0.75" in printed and "clip True" in printed
@@ -337,7 +337,7 @@ def test_cli_build_from_a_blend_result(built_wheel, tmp_path, isolated_home, mon
     assert f"kaggle datasets version -p {out / SLUG}-code" in printed
     metadata = json.loads((out / SLUG / "kernel-metadata.json").read_text())
     assert metadata["dataset_sources"] == [CODE_DATASET, f"{USERNAME}/perturbkit-deps"]
-    assert main(["kernel", "build", "--out", str(out), "--user", USERNAME]) == 2
+    assert main(["kernel", "build", "--kernels", str(out), "--user", USERNAME]) == 2
     assert "name the kernel's models" in capsys.readouterr().err
 
 
@@ -523,3 +523,14 @@ def test_the_script_installs_missing_requirements_from_an_attached_wheels_datase
 
     assert (site / "perturbkit" / "kernel" / "pipeline.py").is_file()
     assert (site / "tinydep_for_tests" / "__init__.py").read_text() == "VALUE = 42\n"
+
+
+def test_kernel_spec_resolves_configs_and_refit_in_the_library():
+    from perturbkit.kernel.pipeline import kernel_spec
+
+    spec = kernel_spec(models=["zeros", "compound_mean"], configs_dir=CONFIGS, refit=True)
+    assert [m["config"]["model"] for m in spec["members"]] == ["zeros", "compound_mean"]
+    assert all(m["config"]["cv"]["refit"] is True for m in spec["members"]) and spec["source"] == "zeros, compound_mean"
+    assert not any(m["config"]["cv"]["refit"] for m in kernel_spec(models=["zeros"], configs_dir=CONFIGS)["members"])
+    with pytest.raises(ConfigError, match="either --blend or --model/--config"):
+        kernel_spec(blend="submissions/blend.json", models=["zeros"])

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from perturbkit.config import load_config
-from perturbkit.cv import FEATURE_COLUMNS, build_model
+from perturbkit.cv import FEATURE_COLUMNS
+from perturbkit.models import build_model
 from perturbkit.features import FeatureBuilder
 from helpers import lymphoid_fold, with_sentinel
 

@@ -7,7 +7,8 @@ import pytest
 from sklearn.base import clone
 
 from perturbkit.config import load_config
-from perturbkit.cv import FEATURE_COLUMNS, build_model
+from perturbkit.cv import FEATURE_COLUMNS
+from perturbkit.models import build_model
 from perturbkit.errors import UnknownModelError
 from perturbkit.models import create_model, list_models
 

@@ -87,6 +87,8 @@ def test_unknown_model_fails_before_any_work(small_dataset, tmp_path):
 
 @pytest.mark.parametrize("text, message", [
     ("scheme = 'test_like'\n", "lists no \\[\\[members\\]\\]"),
+    # refused by load_recipe, so before any member is cross-validated
+    ("[[members]]\nmodel = 'compound_mean'\n", "lists 1 \\[\\[members\\]\\]; a blend needs at least two"),
     ("bogus = 1\n" + RECIPE, "unknown recipe key\\(s\\) \\['bogus'\\]"),
     (RECIPE.replace('method = "slsqp"', 'method = "nonesuch"'), "unknown blend method 'nonesuch'"),
     (RECIPE.replace('set = ["params.n_components=8"]', 'sett = []'), "unknown key\\(s\\) \\['sett'\\]"),

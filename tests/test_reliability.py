@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 
 from perturbkit.blend import BlendOptions, blend_runs, write_blend
-from perturbkit.blend.command import BlendRecordError, read_blend_record
+from perturbkit.blend.record import BlendRecordError, read_blend_record
 from perturbkit.cli import main
 from perturbkit.config import load_config
 from perturbkit.cv import list_runs, load_run, run_cv, save_run
@@ -226,7 +226,7 @@ def test_readers_refuse_a_record_whose_files_changed(blend_json, small_world, sm
 def test_passwords_never_reach_the_record_or_the_error(stored, small_world, small_dataset, tmp_path, capsys):
     assert redact("postgresql+psycopg://ann:s3cret@db:5432/optuna") == "postgresql+psycopg://ann:***@db:5432/optuna"
     result = blend_runs(sorted(Path(p) for p in list_runs(stored)["path"]), small_dataset, BlendOptions(method="slsqp"))
-    result = dataclasses.replace(result, options=dataclasses.replace(result.options, storage="postgresql://ann:s3cret@db/optuna"))
+    result = dataclasses.replace(result, options=dataclasses.replace(result.options, settings={"storage": "postgresql://ann:s3cret@db/optuna"}))
     path = write_blend(result, small_dataset, tmp_path / "subs", "blend", dataset_id="d", h5ad=False)["json"]
     assert "s3cret" not in path.read_text() and json.loads(path.read_text())["options"]["storage"] == "postgresql://ann:***@db/optuna"
 

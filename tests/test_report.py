@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from perturbkit.blend import BlendOptions, blend_runs, write_blend
-from perturbkit.blend.command import BlendRecordError, read_blend_record
+from perturbkit.blend.record import BlendRecordError, read_blend_record
 from perturbkit.cli import main
 from perturbkit.config import load_config
 from perturbkit.cv import run_cv, save_run

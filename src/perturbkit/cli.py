@@ -44,9 +44,8 @@ def _load_data(args, *, require_smiles: bool = False):
 def cmd_cv(args) -> None:
     from perturbkit.config import load_config
     from perturbkit.cv import run_cv, save_run, summary_text
-    from perturbkit.features import feature_requirements
+    from perturbkit.models import feature_requirements
     from perturbkit.io import check_writable
-    from perturbkit.report.plots import loss_curve_pngs
 
     flags = {key: getattr(args, key) for key in ("scheme", "seed", "n_splits", "seeds") if getattr(args, key) is not None}
     # The whole config (flags included) is validated here, before data is loaded or anything fitted.
@@ -55,14 +54,14 @@ def cmd_cv(args) -> None:
     check_writable(args.oof, "--oof")
     dataset = _load_data(args, require_smiles=feature_requirements(config)[0])
     result = run_cv(dataset, config, progress=not args.no_progress)
-    run_dir = save_run(result, args.oof, artifacts=loss_curve_pngs(result.meta))
+    run_dir = save_run(result, args.oof)
     print(summary_text(result.meta))
     print(f"run written to {run_dir}")
 
 
 def cmd_recipe(args) -> None:
     from perturbkit.blend.command import dataset_id_for
-    from perturbkit.features import feature_requirements
+    from perturbkit.models import feature_requirements
     from perturbkit.recipe import load_recipe, run_recipe
 
     from perturbkit.io import check_writable
@@ -127,7 +126,7 @@ def cmd_public_split(args) -> None:
 
 
 def cmd_runs(args) -> None:
-    from perturbkit.cv.store import clean_staging, list_runs
+    from perturbkit.cv.store import clean_staging, list_runs, with_cell_type_scores
 
     if args.clean:
         for path in clean_staging(args.oof):
@@ -143,16 +142,11 @@ def cmd_runs(args) -> None:
         print(f"no complete runs under {args.oof}" + (f" of study {args.study!r}" if args.study is not None else ""))
         return
     if args.per_cell_type:
-        import json
-
-        for position, path in enumerate(runs["path"]):
-            per_cell_type = json.loads((Path(path) / "meta.json").read_text())["scores"]["per_cell_type"]
-            for cell_type, row in per_cell_type.items():
-                runs.loc[position, f"cv {cell_type}"] = row["mrrmse"]
+        runs = with_cell_type_scores(runs)
     cards = []
     if args.truth is not None:
         from perturbkit.data import resolve_truth
-        from perturbkit.scorecard import with_test_scores
+        from perturbkit.submit import with_test_scores
 
         truth = resolve_truth(args.truth, demo_genes=args.demo_genes)
         runs, cards = with_test_scores(runs, truth, _score_settings(args))
@@ -268,9 +262,9 @@ def _load_data_dir(args):
 
 
 def _add_blend_commands(commands) -> None:
-    from perturbkit.blend.search import blend_method_help, list_blend_methods
-
     """blend, report, rank: from stored runs to a submission, its report and compound rankings."""
+    from perturbkit.blend.search import blend_method_help, list_blend_methods, method_settings
+
     blend = commands.add_parser("blend", help="tune blend weights over stored runs, write submission CSV + h5ad + json")
     blend.add_argument("--runs", nargs="+", type=Path, default=None, help="run directories (default: latest run of each model)")
     blend.add_argument("--all", action="store_true", help="every compatible run, not only the latest of each model")
@@ -279,14 +273,15 @@ def _add_blend_commands(commands) -> None:
                        help="default: configs/blend.toml; " + "; ".join(f"{k}: {v}" for k, v in blend_method_help().items()))
     blend.add_argument("--trials", type=int, default=None, help="optuna trials (default 1000)")
     blend.add_argument("--seed", type=int, default=None)
-    for flag, text in (("per-celltype", "separate weights for B-like and Myeloid-like rows"),
+    for flag, text in (("per-celltype", "separate weights for lymphoid (B, NK, T cells) and myeloid rows"),
                        ("scale", "fit a global scale factor on the OOF rows"),
                        ("clip", "clip predictions to each gene's training range"),
                        ("nested", "nested score: fit on K-1 folds, score the held-out fold (default on)")):
         blend.add_argument(f"--{flag}", dest=flag.replace("-", "_"), action=argparse.BooleanOptionalAction, default=None, help=text)
     blend.add_argument("--storage", default=None, help="Optuna RDB URL to resume or share studies, e.g. sqlite:///blend.db")
     blend.add_argument("--blend-config", dest="blend_config", type=Path, default=Path("configs/blend.toml"))
-    blend.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="blend option override, e.g. trials=200")
+    blend.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="blend option or method setting, e.g. trials=200; the methods' settings: " + ", ".join(method_settings()))
     blend.add_argument("--name", default="blend", help="file stem under --submissions (default: blend)")
     blend.add_argument("--oof", type=Path, default=Path("oof"))
     blend.add_argument("--submissions", type=Path, default=Path("submissions"))
@@ -322,28 +317,6 @@ def cmd_data_download(args) -> None:
     print(describe_download(download_competition(args.out, validate=load_dataset, quiet=args.quiet, force=args.force)))
 
 
-def _kernel_spec(args) -> dict:
-    from perturbkit.config import load_config, read_toml
-    from perturbkit.errors import ConfigError
-    from perturbkit.kernel import spec_from_blend, spec_from_configs
-
-    if args.blend and (args.model or args.config):
-        raise ConfigError("give either --blend or --model/--config, not both")
-    if args.blend:
-        return spec_from_blend(args.blend)
-    configs = [load_config(m, configs_dir=args.configs_dir, overrides=args.set) for m in args.model]
-    for path in args.config:
-        model = read_toml(path).get("model") if path.is_file() else None
-        if not model:
-            raise ConfigError(f"{path}: config file not found or without a 'model' key")
-        configs.append(load_config(model, config_path=path, configs_dir=args.configs_dir, overrides=args.set))
-    if not configs:
-        raise ConfigError("name the kernel's models (--model, --config) or a blend result (--blend submissions/<name>.json)")
-    for config in configs:
-        config["cv"]["refit"] = bool(config["cv"].get("refit")) or args.refit
-    return spec_from_configs(configs, source=", ".join([*args.model, *map(str, args.config)]))
-
-
 def _kaggle_user(args) -> str:
     import os
 
@@ -358,12 +331,13 @@ def _kaggle_user(args) -> str:
 def cmd_kernel_build(args) -> None:
     from perturbkit.io import check_writable
     from perturbkit.kernel import build_kernel
-    from perturbkit.kernel.pipeline import describe_weights
+    from perturbkit.kernel.pipeline import describe_weights, kernel_spec
 
-    check_writable(args.out, "--out")
-    spec = _kernel_spec(args)
+    check_writable(args.kernels, "--kernels")
+    spec = kernel_spec(blend=args.blend, models=args.model, config_paths=args.config, configs_dir=args.configs_dir,
+                       overrides=args.set, refit=args.refit)
     sources = [*args.dataset_source, *([args.deps_dataset] if args.deps_dataset else [])]
-    built = build_kernel(spec, user=_kaggle_user(args), slug=args.slug, out_root=args.out, title=args.title, enable_gpu=args.gpu,
+    built = build_kernel(spec, user=_kaggle_user(args), slug=args.slug, out_root=args.kernels, title=args.title, enable_gpu=args.gpu,
                          dataset_sources=sources, force=args.force)
     size = built.script.stat().st_size
     print(f"built {built.folder}/ ({built.metadata['id']}): {built.script.name} {size / 1000:.1f} KB (Kaggle's limit: 1 MB)")
@@ -516,9 +490,8 @@ def _add_kaggle_commands(commands) -> None:
     build.add_argument("--gpu", action="store_true", help="enable_gpu in the metadata")
     build.add_argument("--deps-dataset", default=None, metavar="USER/SLUG", help="the wheels dataset from `kernel deps`")
     build.add_argument("--dataset-source", action="append", default=[], metavar="USER/SLUG", help="another dataset to attach")
-    build.add_argument("--out", default="kernels", help="root of the kernel folders (default kernels/)")
-    build.add_argument("--slug", default="perturbkit-submission")
-    build.add_argument("--force", action="store_true", help="replace <out>/<slug>[-code] even if perturbkit did not create them")
+    common(build)
+    build.add_argument("--force", action="store_true", help="replace <kernels>/<slug>[-code] even if perturbkit did not create them")
     build.set_defaults(func=cmd_kernel_build)
 
     deps = kernel_commands.add_parser("deps", help="download wheels the Kaggle image lacks into a dataset folder")

@@ -28,6 +28,7 @@ from perturbkit.errors import ConfigError
 CV_DEFAULTS = {"scheme": "test_like", "seed": 0, "seeds": [], "n_splits": 0, "refit": False}
 BOOLEAN_WORDS = {"true": True, "yes": True, "on": True, "false": False, "no": False, "off": False}
 KEY_COLUMNS = Literal["cell_type", "sm_name"]
+TEST_TABLE = "test"  # a model file's small settings for the test suite (load_config(..., test=True))
 
 
 def read_toml(path: Path) -> dict:
@@ -110,7 +111,8 @@ class CVSettings(_Strict):
 
 
 class FeatureSettings(BaseModel):
-    """Typed values of :class:`perturbkit.features.FeatureBuilder`'s parameters; which keys exist comes from its signature."""
+    """Typed values of :class:`perturbkit.features.FeatureBuilder`'s own parameters; which keys exist comes from its
+    ``get_params``, and a feature block's parameters are checked against the block's ``_parameter_constraints``."""
 
     model_config = ConfigDict(extra="allow")
     onehot: list[KEY_COLUMNS] | None = None
@@ -119,9 +121,6 @@ class FeatureSettings(BaseModel):
     stats_components: PositiveInt | None = None
     leave_one_out: bool | None = None
     chemistry: list[str] | None = None
-    morgan_radius: NonNegativeInt | None = None
-    morgan_bits: PositiveInt | None = None
-    substructure_min_count: PositiveInt | None = None
     pca_components: NonNegativeInt | None = None
 
     @field_validator("target_stats")
@@ -184,16 +183,49 @@ def _check_features(features: dict, source: str) -> dict:
         checked = FeatureSettings.model_validate(features)
     except ValidationError as exc:
         _raise_for(exc, source, {}, prefix="features.")
+    _check_block_parameters(features, source)
     return checked.model_dump(exclude_unset=True)
+
+
+def _check_block_parameters(features: dict, source: str) -> None:
+    """Each feature block given a parameter is built with it and checked like a model (``_parameter_constraints``)."""
+    from perturbkit.features import FEATURE_BLOCKS, FeatureBuilder
+
+    values = FeatureBuilder().get_params(deep=False) | features
+    for name in FEATURE_BLOCKS.names():
+        block = FEATURE_BLOCKS.get(name)
+        keys = {p.name: key for key, p in block.parameters().items()}
+        if not set(keys.values()) & set(features):
+            continue
+        broken = _constraint_problem(block.build(values))
+        if broken is not None:
+            param, message = broken
+            raise ConfigError(f"{source}: feature block {name!r}: features.{keys.get(param, param)}: {message}")
+
+
+def _constraint_problem(estimator) -> tuple[str, str] | None:
+    """``(parameter, message)`` of a parameter that breaks its class's ``_parameter_constraints``, if one does."""
+    from sklearn.utils._param_validation import InvalidParameterError, validate_parameter_constraints
+
+    constraints = getattr(type(estimator), "_parameter_constraints", None)
+    if not isinstance(constraints, dict):
+        return None
+    try:  # the estimator's own check where it has one (its constraints and any it adds), as its fit runs it
+        if hasattr(estimator, "_validate_params"):
+            estimator._validate_params()
+        else:
+            validate_parameter_constraints(constraints, estimator.get_params(deep=False), caller_name=type(estimator).__name__)
+    except InvalidParameterError as exc:
+        found = re.search(r"The '(\w+)' parameter", str(exc))
+        return (found.group(1) if found else "?"), str(exc)
+    return None
 
 
 def _check_model(config: dict, source: str) -> None:
     """The model's parameters: names against its factory's signature, values against ``_parameter_constraints``."""
     from sklearn.base import BaseEstimator
-    from sklearn.utils._param_validation import InvalidParameterError
 
-    from perturbkit.cv import build_model
-    from perturbkit.models.registry import model_factory
+    from perturbkit.models import build_model, model_factory
 
     name, params = config["model"], config["params"]
     signature = inspect.signature(model_factory(name)).parameters
@@ -210,13 +242,10 @@ def _check_model(config: dict, source: str) -> None:
         raise ConfigError(f"{source}: {exc}") from None
     nested = [(path, v) for path, v in model.get_params(deep=True).items() if isinstance(v, BaseEstimator)]
     for path, estimator in [("", model), *nested]:
-        if not isinstance(getattr(type(estimator), "_parameter_constraints", None), dict):
-            continue
-        try:  # the estimator's own check (its constraints, and any it adds), as its fit will run it
-            estimator._validate_params()
-        except InvalidParameterError as exc:
-            found = re.search(r"The '(\w+)' parameter", str(exc))
-            raise ConfigError(f"{source}: model {name!r}: {_config_key(config, path, found.group(1) if found else '?')}: {exc}") from None
+        broken = _constraint_problem(estimator)
+        if broken is not None:
+            param, message = broken
+            raise ConfigError(f"{source}: model {name!r}: {_config_key(config, path, param)}: {message}")
 
 
 def _config_key(config: dict, path: str, param: str) -> str:
@@ -266,9 +295,14 @@ def _check_fold_count(cv: dict, source: str) -> None:
 
 
 def load_config(
-    model: str, *, config_path: Path | None = None, configs_dir: Path = Path("configs"), overrides=(), cv: dict | None = None
+    model: str, *, config_path: Path | None = None, configs_dir: Path = Path("configs"), overrides=(), cv: dict | None = None,
+    test: bool = False,
 ) -> dict:
-    """The validated config of ``model``: defaults, model file, ``--set`` overrides, then ``cv`` (explicit CLI flags)."""
+    """The validated config of ``model``: defaults, model file, ``--set`` overrides, then ``cv`` (explicit CLI flags).
+
+    A model file's ``[test]`` table (overrides in the config's own shape) is small settings for the test
+    suite's few-hundred-gene worlds: merged over the file with ``test``, else left out. It is never part of a run's config.
+    """
     config = {"model": model, "params": {}, "cv": dict(CV_DEFAULTS)}
     sources = []
     if (configs_dir / "cv.toml").is_file():
@@ -282,8 +316,14 @@ def load_config(
         model_config = read_toml(Path(config_path))
         if model_config.get("model", model) != model:
             raise ConfigError(f"{config_path}: is the config of model {model_config['model']!r}, not {model!r}")
+        small = model_config.pop(TEST_TABLE, {})
         config = merge(config, model_config)
         sources.append(str(config_path))
+        if test and small:
+            if not isinstance(small, dict):
+                raise ConfigError(f"{config_path}: [{TEST_TABLE}] must be a table of overrides")
+            config = merge(config, small)
+            sources.append(f"[{TEST_TABLE}]")
     config = apply_overrides(config, overrides)
     if cv:
         config["cv"] = {**config.get("cv", {}), **cv}

@@ -34,10 +34,6 @@ def _staging_name(target: Path) -> str:
     return f".{target.name}.{os.getpid()}-{secrets.token_hex(4)}{PARTIAL}"
 
 
-def is_partial(path: Path) -> bool:
-    return path.name.startswith(".") and PARTIAL in path.name
-
-
 def _is_disk_full(exc: BaseException) -> bool:
     # pyarrow and h5py raise OSError without errno set, the reason only in the message
     return isinstance(exc, OSError) and (exc.errno in (errno.ENOSPC, errno.EDQUOT) or "No space left on device" in str(exc)

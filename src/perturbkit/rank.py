@@ -67,7 +67,7 @@ def rank_compounds(
         raise RankError("rank needs a blend JSON or one or more run directories")
     columns = {}
     if blend is not None:
-        from perturbkit.blend.command import read_blend_record
+        from perturbkit.blend.record import read_blend_record
 
         blend = Path(blend)
         record = read_blend_record(blend)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from perturbkit.config import config_hash, load_config, read_toml, without_tune
-from perturbkit.cv import build_model, run_cv, save_run, splitter_for
+from perturbkit.cv import run_cv, save_run, splitter_for
 from perturbkit.cv.store import list_runs
 from perturbkit.data import Dataset
 from perturbkit.errors import ConfigError, PerturbkitError
@@ -84,7 +84,7 @@ class RecipeResult:
 
 
 def load_recipe(path: Path | str, *, configs_dir: Path = Path("configs"), overrides=()) -> Recipe:
-    """Read and validate a recipe: every member's config resolved and its model built once, before any work."""
+    """Read and validate a recipe: every member's config resolved and its model built (by validation), before any work."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: recipe not found")
@@ -115,10 +115,10 @@ def load_recipe(path: Path | str, *, configs_dir: Path = Path("configs"), overri
                               "e.g. set = [\"params.alpha=3\"]")
         cv_overrides = [f'cv.scheme="{scheme}"', f"cv.seed={seeds[0]}", f"cv.seeds={seeds if len(seeds) > 1 else []}"]
         try:
+            # load_config validates by building the model: a bad name or parameter fails here, before any fit
             config = load_config(
                 entry["model"], configs_dir=configs_dir, overrides=[*cv_overrides, *member_set, *overrides]
             )
-            build_model(config, seeds[0])
         except PerturbkitError as exc:
             raise ConfigError(f"{where} ({entry['model']}): {exc}") from exc
         members.append(without_tune(config))
@@ -165,7 +165,6 @@ def run_recipe(
     from perturbkit.blend import BlendOptions, blend_runs, write_blend
     from perturbkit.blend.core import with_leaderboard_scale
     from perturbkit.blend.leaderboard import leaderboard_scale
-    from perturbkit.report.plots import loss_curve_pngs
 
     started = time.perf_counter()
     outcomes: list[MemberOutcome] = []
@@ -181,7 +180,7 @@ def run_recipe(
         member_start = time.perf_counter()
         try:
             result = run_cv(dataset, config, progress=progress)
-            run_dir = save_run(result, oof_root, artifacts=loss_curve_pngs(result.meta))
+            run_dir = save_run(result, oof_root)
         except Exception as exc:
             kept = ", ".join(str(o.run_dir) for o in outcomes) or "none"
             raise RecipeError(

@@ -151,20 +151,6 @@ def score_predictions(truth, prediction, keys: pd.DataFrame, *, clipped_truth=No
                      compounds=len(pd.unique(compounds)), clipped_source=clipped_source, notes=list(notes))
 
 
-def with_test_scores(runs: pd.DataFrame, truth_path, settings: ScoreSettings = ScoreSettings()) -> tuple[pd.DataFrame, list[Scorecard]]:
-    """``runs`` (a :func:`perturbkit.cv.store.list_runs` table) with each group's test MRRMSE as ``test <group>``
-    columns, and each run's scorecard: its ``test.parquet`` scored against the truth file, read once."""
-    from perturbkit.submit import read_truth_layers, score_against
-
-    truth = read_truth_layers(truth_path)
-    cards = [score_against(truth, f"{path}/test.parquet", settings) for path in runs["path"]]
-    runs = runs.copy()
-    for position, card in enumerate(cards):
-        for group in card.table.index.get_level_values("group").unique():
-            runs.loc[position, f"test {group}"] = card.value("mrrmse", group)
-    return runs, cards
-
-
 def runs_table(runs: pd.DataFrame, cards: list[Scorecard]) -> pd.DataFrame:
     """One row per run (model, run_id), one column per score over all test rows: ``value [low, high]``."""
     rows = []

@@ -9,7 +9,7 @@ files' hashes) under the submissions folder and ``read_blend_record`` checks the
 
 from __future__ import annotations
 
-from perturbkit.blend.command import read_blend_record, write_blend
+from perturbkit.blend.record import read_blend_record, write_blend
 from perturbkit.blend.core import BlendOptions, BlendResult, Fit, blend_members, fit_weights
 from perturbkit.blend.members import (
     GROUPS,

@@ -27,7 +27,7 @@ from perturbkit.blend import objective
 from perturbkit.blend.leaderboard import LeaderboardScale
 from perturbkit.blend.members import GROUPS, BlendError, Members
 from perturbkit.blend.record import BlendMember, BlendRecord
-from perturbkit.blend.search import SearchResult, list_blend_methods, search, study_name_for
+from perturbkit.blend.search import SearchResult, list_blend_methods, method_settings, search, study_name_for
 from perturbkit.data import Dataset
 from perturbkit.errors import ConfigError
 from perturbkit.metrics import rowwise_rmse
@@ -37,38 +37,58 @@ ALL = "all"
 
 @dataclass(frozen=True)
 class BlendOptions:
+    """What every blend has; ``settings`` holds the methods' own (``trials``, ``caruana_size``, ``max_iter``, ``storage``, ...)."""
+
     method: str = "optuna"
-    trials: int = 1000
     seed: int = 0
     per_celltype: bool = False
     scale: bool = False
     clip: bool = False
     nested: bool = True
-    storage: str | None = None  # optuna RDB URL, e.g. sqlite:///blend.db; in-memory when None
-    caruana_size: int = 25
-    multivariate: bool = True  # multivariate TPE: faster per trial than independent TPE and models interactions
-    n_ei_candidates: int = 24
     scale_min: float = 0.0
     scale_max: float = 2.0
+    settings: dict = field(default_factory=dict)  # by name; a method gets those its signature names, else its defaults
 
     @classmethod
     def from_dict(cls, values: dict) -> "BlendOptions":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
+        """Options from a flat table (configs/blend.toml, --set): a key that is no common field is a method's setting."""
+        common = {f.name for f in dataclasses.fields(cls)} - {"settings"}
+        known_settings = method_settings()
+        unknown = sorted(set(values) - common - set(known_settings))
         if unknown:
-            raise ConfigError(f"unknown blend option(s) {unknown}; known: {sorted(known)}")
-        options = cls(**_typed(cls, values))
+            raise ConfigError(f"unknown blend option(s) {unknown}; known: {sorted(common | set(known_settings))}")
+        settings = {key: _checked_setting(known_settings[key], value) for key, value in values.items() if key not in common}
+        options = cls(**_typed(cls, {k: v for k, v in values.items() if k in common}), settings=settings)
         if options.method not in list_blend_methods():
             raise ConfigError(f"unknown blend method {options.method!r}; known: {list_blend_methods()}")
-        if options.trials < 1 or options.caruana_size < 1:
-            raise ConfigError("blend trials and caruana_size must be at least 1")
         if not options.scale_min <= 1.0 <= options.scale_max:
             raise ConfigError("blend scale_min <= 1 <= scale_max is required")
         return options
 
+    def setting(self, name: str):
+        """A method setting's value: as given, else the default in the signature of a method naming it."""
+        return self.settings[name] if name in self.settings else method_settings()[name].default
+
+    def to_json(self) -> dict:
+        """Flat, as configs/blend.toml writes them: the common fields, then the chosen method's settings."""
+        own = {name: self.setting(name) for name, s in method_settings().items() if self.method in s.methods}
+        common = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "settings"}
+        return {**common, **own, **self.settings}
+
+
+def _checked_setting(setting, value):
+    """A method setting's value against the type its signature gives (``trials: Annotated[int, Field(ge=1)]``)."""
+    from pydantic import TypeAdapter, ValidationError
+
+    try:
+        return TypeAdapter(setting.hint).validate_python(value)
+    except ValidationError as exc:
+        message = exc.errors()[0]["msg"].lower()
+        raise ConfigError(f"blend setting {setting.name} = {value!r} (of {', '.join(setting.methods)}): {message}") from None
+
 
 def _typed(options: type, values: dict) -> dict:
-    """``values`` checked against the options' field types (``scale=no`` is false, ``trials=abc`` is refused)."""
+    """Common ``values`` checked against the options' field types (``scale=no`` is false, ``scale=maybe`` is refused)."""
     import typing
 
     from pydantic import TypeAdapter, ValidationError
@@ -85,7 +105,7 @@ def _typed(options: type, values: dict) -> dict:
 
 @dataclass(frozen=True)
 class Fit:
-    """Weights and scale per weight set: ``all``, or ``B-like`` / ``Myeloid-like`` with per_celltype."""
+    """Weights and scale per weight set: ``all``, or ``lymphoid`` / ``myeloid`` with per_celltype."""
 
     weights: dict[str, np.ndarray]
     scale: dict[str, float]
@@ -128,10 +148,8 @@ def fit_weights(gram: np.ndarray, groups: np.ndarray, options: BlendOptions, *, 
     weights, scales, searches = {}, {}, {}
     for key, rows in sets.items():
         sub = gram[rows]
-        result = search(sub, options.method, trials=options.trials, seed=options.seed, storage=storage,
-                        study_name=f"{study_prefix}-{key}" if study_prefix else None,
-                        caruana_size=options.caruana_size, multivariate=options.multivariate,
-                        n_ei_candidates=options.n_ei_candidates)
+        result = search(sub, options.method, **{**options.settings, "storage": storage}, seed=options.seed,
+                        study_name=f"{study_prefix}-{key}" if study_prefix else None)
         weights[key], searches[key] = result.weights, result
         scales[key] = fit_scale(sub, result.weights, options.scale_min, options.scale_max) if options.scale else 1.0
     return Fit(weights=weights, scale=scales, searches=searches)
@@ -144,7 +162,7 @@ def gram_row_rmse(gram: np.ndarray, weights: np.ndarray, scale: np.ndarray) -> n
     return np.sqrt(np.maximum(np.einsum("rm,rmn,rn->r", c, gram, c), 0.0))
 
 
-def combine(predictions: np.ndarray, weights: np.ndarray, scale: np.ndarray) -> np.ndarray:
+def weighted_sum(predictions: np.ndarray, weights: np.ndarray, scale: np.ndarray) -> np.ndarray:
     """``scale_r * sum_m w_rm p_m[r]`` for member predictions (M, n, G); float32 (n, G)."""
     coef = (weights * scale[:, None]).astype(np.float32)
     out = np.zeros(predictions.shape[1:], dtype=np.float32)
@@ -175,7 +193,7 @@ class BlendResult:
     members: Members
     options: BlendOptions
     fit: Fit
-    rows: pd.DataFrame  # per common row: cell_type, sm_name, fold, one RMSE column per member, simple_average, blend[, blend_unclipped][, blend_nested]
+    row_scores: pd.DataFrame  # per common row: cell_type, sm_name, fold, one RMSE column per member, simple_average, blend[, blend_unclipped][, blend_nested]
     oof: np.ndarray  # the tuned blend's OOF predictions (clipped when asked), rows x genes
     test: np.ndarray  # test predictions, test rows (dataset.test order) x genes
     correlation: np.ndarray  # members' OOF residual correlation
@@ -190,11 +208,11 @@ class BlendResult:
         return self.members.names
 
     def _mean(self, column: str) -> float:
-        return float(np.average(self.rows[column], weights=self.rows["weight"]))
+        return float(np.average(self.row_scores[column], weights=self.row_scores["weight"]))
 
     @property
     def scores(self) -> dict:
-        rows = self.rows
+        rows = self.row_scores
         scores = {
             "in_sample": self._mean("blend"),
             "nested": self._mean("blend_nested") if "blend_nested" in rows else None,
@@ -208,13 +226,13 @@ class BlendResult:
         return scores
 
     def _columns(self) -> list[str]:
-        extra = [c for c in ("blend_unclipped", "blend_nested") if c in self.rows]
+        extra = [c for c in ("blend_unclipped", "blend_nested") if c in self.row_scores]
         return [*self.names, "simple_average", "blend", *extra]
 
     def _grouped(self, by: str) -> pd.DataFrame:
         columns = self._columns()
-        weighted = self.rows[columns].mul(self.rows["weight"], axis=0).groupby(self.rows[by], sort=True).sum()
-        return weighted.div(self.rows.groupby(by, sort=True)["weight"].sum(), axis=0)
+        weighted = self.row_scores[columns].mul(self.row_scores["weight"], axis=0).groupby(self.row_scores[by], sort=True).sum()
+        return weighted.div(self.row_scores.groupby(by, sort=True)["weight"].sum(), axis=0)
 
     def per_fold(self) -> pd.DataFrame:
         """MRRMSE per fold (rows) of each member, the simple average and the blend (columns), rows weighted."""
@@ -238,13 +256,13 @@ class BlendResult:
     def table(self) -> str:
         """Members, simple average and tuned blend, in-sample and nested, with the weights."""
         scores = self.scores
-        folds = self.rows["fold"].nunique()
+        folds = self.row_scores["fold"].nunique()
         sets = self.weight_sets()
         search_seconds = sum(s.seconds for s in self.fit.searches.values())
         head = (
             f"blend of {len(self.names)} runs on {scores['rows']} OOF rows (scheme {self.members.scheme}, {folds} folds), "
             f"method {self.options.method}"
-            + (f", {self.options.trials} trials" if self.options.method == "optuna" else "")
+            + (f", {self.options.setting('trials')} trials" if self.options.method == "optuna" else "")
             + f", search {search_seconds:.1f} s"
         )
         weight_titles = ["weight" if k == ALL else f"w {k}" for k in sets]
@@ -324,7 +342,7 @@ class BlendResult:
         record = self.record(name=name, files=files, file_sha256=file_sha256).to_json()
         record.update({
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "options": dataclasses.asdict(self.options),
+            "options": self.options.to_json(),
             "weight_sets": {k: dict(zip(self.names, map(float, w))) for k, w in self.fit.weights.items()},
             "clip_range": "each gene's min..max over all de_train rows" if self.options.clip else None,
             "per_celltype": bool(self.options.per_celltype),
@@ -381,7 +399,7 @@ def blend_members(members: Members, dataset: Dataset, options: BlendOptions = Bl
     groups, folds = members.groups, members.folds
     if options.per_celltype and len(set(groups)) < 2:
         raise BlendError(
-            f"--per-celltype needs validated rows of both B-like (B, NK, T cells) and Myeloid-like cells; scheme "
+            f"--per-celltype needs validated rows of both lymphoid (B, NK, T cells) and myeloid cells; scheme "
             f"{members.scheme} validates only {sorted(set(members.keys['cell_type']))}; use bm_holdout, test_like or kfold runs"
         )
     need = set(members.test_groups)
@@ -390,7 +408,7 @@ def blend_members(members: Members, dataset: Dataset, options: BlendOptions = Bl
     started = time.perf_counter()
     rows_digest = str(members.folds_hash) + str(members.data_hash)
     prefix = study_name_for(members.names, rows_digest) + f"-{options.method}-s{options.seed}"
-    fit = fit_weights(weighted_gram, groups, options, need=need, storage=options.storage, study_prefix=prefix)
+    fit = fit_weights(weighted_gram, groups, options, need=need, storage=options.settings.get("storage"), study_prefix=prefix)
     timings["fit"] = time.perf_counter() - started
 
     ranges = clip_ranges(dataset.targets, members.dataset_folds, np.unique(folds)) if options.clip else None
@@ -399,7 +417,7 @@ def blend_members(members: Members, dataset: Dataset, options: BlendOptions = Bl
         w, s = fitted.params_for(groups[rows])
         if clip_range is None:
             return gram_row_rmse(gram[rows], w, s)
-        return rowwise_rmse(members.y[rows], np.clip(combine(members.oof[:, rows], w, s), *clip_range))
+        return rowwise_rmse(members.y[rows], np.clip(weighted_sum(members.oof[:, rows], w, s), *clip_range))
 
     table = members.keys.copy()
     table["weight"] = members.row_weights
@@ -443,7 +461,7 @@ def blend_members(members: Members, dataset: Dataset, options: BlendOptions = Bl
 
     weights, scale = fit.params_for(groups)
     unclipped = gram_row_rmse(gram, weights, scale)
-    oof = combine(members.oof, weights, scale)
+    oof = weighted_sum(members.oof, weights, scale)
     if options.clip:
         oof = _clip_by_fold(oof, folds, ranges)
         table["blend"] = rowwise_rmse(members.y, oof)
@@ -455,7 +473,7 @@ def blend_members(members: Members, dataset: Dataset, options: BlendOptions = Bl
         members=members,
         options=options,
         fit=fit,
-        rows=table,
+        row_scores=table,
         oof=oof,
         test=_test_predictions(members, fit, ranges[None] if ranges else None),
         correlation=objective.residual_correlation(gram),
@@ -470,7 +488,7 @@ def blend_members(members: Members, dataset: Dataset, options: BlendOptions = Bl
 
 def _test_predictions(members: Members, fit: Fit, gene_range) -> np.ndarray:
     weights, scale = fit.params_for(members.test_groups)
-    test = combine(members.test, weights, scale)
+    test = weighted_sum(members.test, weights, scale)
     return test if gene_range is None else np.clip(test, *gene_range)
 
 

@@ -21,7 +21,7 @@ from perturbkit.data.layout import KEY_COLUMNS
 from perturbkit.errors import PerturbkitError
 
 MYELOID_CELL_TYPES = ("Myeloid cells",)
-GROUPS = ("B-like", "Myeloid-like")
+GROUPS = ("lymphoid", "myeloid")  # the per-celltype weight sets: B, NK and T cells; myeloid cells
 
 
 class BlendError(PerturbkitError):
@@ -33,7 +33,7 @@ class IncompatibleRunsError(BlendError, ValueError):
 
 
 def cell_group(cell_types) -> np.ndarray:
-    """``Myeloid-like`` for myeloid cells, ``B-like`` for B cells and the lymphoid (NK, T) cell types."""
+    """``myeloid`` for myeloid cells, ``lymphoid`` for every other cell type (B, NK, T cells)."""
     cell_types = pd.Series(np.asarray(cell_types, dtype=object)).astype(str)
     return np.where(cell_types.isin(MYELOID_CELL_TYPES), GROUPS[1], GROUPS[0]).astype(object)
 
@@ -45,7 +45,7 @@ class Members:
     names: list[str]
     runs: list[Run]
     keys: pd.DataFrame  # cell_type, sm_name, fold of the common validated rows, in de_train order
-    rows: np.ndarray  # positions of those rows in the dataset
+    dataset_positions: np.ndarray  # positions of those rows in the dataset (de_train order)
     dataset_folds: np.ndarray  # fold of every dataset row (-1: never validated), from the runs' folds.parquet
     oof: np.ndarray  # float32 (M, R, G)
     y: np.ndarray  # float32 (R, G)
@@ -215,7 +215,7 @@ def load_members(paths, dataset: Dataset, *, names=None) -> Members:
         names=names,
         runs=runs,
         keys=keys,
-        rows=positions,
+        dataset_positions=positions,
         dataset_folds=dataset_folds,
         oof=oof,
         y=dataset.targets[positions],

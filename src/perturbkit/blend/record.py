@@ -1,8 +1,11 @@
 """The blend record: one type for what ``perturbkit blend`` writes to ``<name>.json`` and what everyone reads.
 
 :class:`BlendRecord` is built by :meth:`BlendResult.record <perturbkit.blend.core.BlendResult.record>`
-(then written by ``to_json``) and by :func:`perturbkit.blend.command.read_blend_record` (from the
-JSON, after the file-hash checks); the kernel pipeline, ``rank`` and the report use it.
+and by :func:`read_blend_record` (from the JSON, after the file-hash checks); the kernel pipeline,
+``rank`` and the report use it. The blend's files are one unit: :func:`write_blend` writes
+``<name>.csv`` and ``<name>.h5ad`` first (each atomically), then ``<name>.json``, the record, which
+lists every file with its sha256. :func:`read_blend_record` refuses a record whose files are
+missing or changed since, e.g. after an interrupted blend left a new CSV beside the old record.
 
 Each member records its weight per test cell type (``weights``); ``weight`` is the weight of any
 other cell type (the global weight set), or null when the blend fitted none. The scale is recorded
@@ -12,12 +15,22 @@ the same way (``scales``, ``scale``). A test row's prediction is
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from perturbkit.errors import PerturbkitError
+from perturbkit.errors import ConfigError, PerturbkitError, redact
+from perturbkit.io import remove_stale, sha256_file
+
+if TYPE_CHECKING:
+    from perturbkit.blend.core import BlendResult
+    from perturbkit.data import Dataset
 
 
 class BlendRecordError(PerturbkitError, ValueError):
@@ -149,3 +162,69 @@ class BlendRecord:
 
 
 TYPED = {"name", "members", "scales", "scale", "clip", "method", "data_hash", "folds_hash", "files", "file_sha256"}
+
+
+def check_name(name: str) -> str:
+    """A blend's file stem: a plain name inside ``--submissions``, never a path out of it or a hidden (staging) name."""
+    if not name or name.startswith(".") or any(sep and sep in name for sep in (os.sep, os.altsep, "/")):
+        raise ConfigError(f"--name {name!r}: must be a plain file name (no path separator, not starting with '.'); "
+                          "choose the folder with --submissions")
+    return name
+
+
+def write_blend(result: BlendResult, dataset: Dataset, out_dir: Path | str, name: str, *, dataset_id: str,
+                method_id: str | None = None, h5ad: bool = True) -> dict[str, Path]:
+    """``<out_dir>/<name>.csv`` (Kaggle), ``.h5ad`` (openproblems), then ``.json``: the record, with each file's sha256.
+
+    The CSV follows ``sample_submission.csv`` when the data directory has one; every file is
+    read back with the checks of ``perturbkit score`` before the record is written. Passwords
+    in URLs (``--storage``) never reach the record.
+    """
+    from perturbkit.submit import read_submission
+    from perturbkit.submit.write import jsonable, write_json, write_prediction_h5ad, write_submission_csv
+
+    out_dir = Path(out_dir)
+    check_name(name)
+    remove_stale(out_dir)  # staging files of blends killed more than a day ago
+    template = Path(dataset.source) / "sample_submission.csv"
+    ids, genes = result.members.test_ids, result.members.genes
+    files = {}
+    try:
+        files["csv"] = write_submission_csv(out_dir / f"{name}.csv", ids, genes, result.test,
+                                            template=template if template.is_file() else None)
+        if h5ad:
+            files["h5ad"] = write_prediction_h5ad(out_dir / f"{name}.h5ad", ids, genes, result.test,
+                                                  dataset_id=dataset_id, method_id=method_id or f"perturbkit_{name}")
+        for path in files.values():
+            read_submission(path, genes=genes, ids=ids)
+        record = result.to_json(name=name, files={k: str(v) for k, v in files.items()}, dataset=dataset,
+                                file_sha256={kind: sha256_file(path) for kind, path in files.items()})
+        record["template"] = str(template) if template.is_file() else None
+        record = json.loads(redact(json.dumps(record, default=jsonable)))
+        files["json"] = write_json(out_dir / f"{name}.json", record)
+    except BaseException:
+        for path in files.values():  # a blend without its record is no blend: nothing of it stays
+            path.unlink(missing_ok=True)
+        raise
+    return files
+
+
+def read_blend_record(path: Path | str) -> BlendRecord:
+    """A blend's record, after checking that the files it lists are the ones it was written with."""
+    path = Path(path)
+    if not path.is_file():
+        raise BlendRecordError(f"{path}: blend record not found (run `perturbkit blend` first)")
+    try:
+        record = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BlendRecordError(f"{path}: not a readable blend record ({exc})") from None
+    record = BlendRecord.from_json(record, source=str(path))
+    # The files beside the record: a record copied with its files to another folder describes the copies.
+    record = dataclasses.replace(record, files={kind: str(path.parent / Path(file).name) for kind, file in record.files.items()})
+    for kind, digest in record.file_sha256.items():
+        file = Path(record.files.get(kind, ""))
+        if not file.is_file() or sha256_file(file) != digest:
+            state = "is missing" if not file.is_file() else "changed after the record was written"
+            raise BlendRecordError(f"{path}: its {kind} file {file} {state} (an interrupted or concurrent blend?); "
+                                   "run perturbkit blend again")
+    return record

@@ -1,9 +1,11 @@
 """Weight searches on the simplex behind one result type and one registry: optuna (TPE), slsqp, caruana.
 
-A method is ``@register_blend_method(name, help)`` on ``fn(gram, **settings) -> SearchResult``;
-:func:`search` passes it the settings its signature names (``trials``, ``seed``, ``storage``,
-``study_name``, ``caruana_size``, ...). Every search ends by comparing its answer with each
-member alone and with the simple average, keeping whichever scores best, so a tuned blend is
+A method is ``@register_blend_method(name, help)`` on ``fn(gram, *, setting=default, ...) -> SearchResult``.
+Its keyword parameters are its settings: :func:`method_settings` reads them (default and type, e.g.
+``Annotated[int, Field(ge=1)]``) from the signature, so ``configs/blend.toml`` keys, ``--set KEY=VALUE``
+and their validation come from it, and :func:`search` passes a method the settings it names. The blend
+itself supplies ``seed`` and ``study_name`` (:data:`CONTEXT`). Every search ends by comparing its answer
+with each member alone and with the simple average, keeping whichever scores best, so a tuned blend is
 never worse in-sample than those.
 """
 
@@ -12,9 +14,12 @@ from __future__ import annotations
 import hashlib
 import inspect
 import time
+import typing
 from dataclasses import dataclass, field
+from typing import Annotated
 
 import numpy as np
+from pydantic import Field
 
 from perturbkit.blend import objective
 from perturbkit.blend.members import BlendError
@@ -34,6 +39,31 @@ def list_blend_methods() -> list[str]:
 
 def blend_method_help() -> dict[str, str]:
     return BLEND_METHODS.help()
+
+
+CONTEXT = ("seed", "study_name")  # passed by the blend to a method that names them, never settings of their own
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    default: object
+    hint: object  # the annotation (with Annotated constraints), what a value is validated against
+    methods: tuple[str, ...]  # the methods that name it
+
+
+def method_settings() -> dict[str, Setting]:
+    """Every registered method's settings (keyword parameters with a default, less :data:`CONTEXT`), by name."""
+    settings: dict[str, Setting] = {}
+    for method in list_blend_methods():
+        fn = BLEND_METHODS.get(method)
+        hints = typing.get_type_hints(fn, include_extras=True)
+        for name, parameter in inspect.signature(fn).parameters.items():
+            if name in CONTEXT or parameter.kind is not inspect.Parameter.KEYWORD_ONLY or parameter.default is inspect.Parameter.empty:
+                continue
+            known = settings.get(name)
+            settings[name] = Setting(name, parameter.default, hints.get(name, typing.Any), (*(known.methods if known else ()), method))
+    return settings
 
 
 @dataclass(frozen=True)
@@ -60,13 +90,12 @@ def _best_so_far(values) -> list[float]:
 
 
 @register_blend_method("optuna", "seeded TPE over Dirichlet weights (x_i = -log u_i)")
-def search_optuna(gram, *, trials: int, seed: int, storage: str | None = None, study_name: str | None = None,
-                  multivariate: bool = True, n_ei_candidates: int = 24) -> SearchResult:
-    try:
-        import optuna
-        from optuna.distributions import FloatDistribution
-    except ImportError as exc:  # pragma: no cover - optuna is a dependency
-        raise BlendError("method optuna needs optuna: pip install 'optuna>=3.6' (or use --method slsqp)") from exc
+def search_optuna(gram, *, trials: Annotated[int, Field(ge=1)] = 1000, seed: int = 0, storage: str | None = None,
+                  study_name: str | None = None, multivariate: bool = True,
+                  n_ei_candidates: Annotated[int, Field(ge=1)] = 24) -> SearchResult:
+    import optuna
+    from optuna.distributions import FloatDistribution
+
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     n_members = gram.shape[1] - 1
     started = time.perf_counter()
@@ -104,7 +133,7 @@ def search_optuna(gram, *, trials: int, seed: int, storage: str | None = None, s
 
 
 @register_blend_method("slsqp", "scipy SLSQP on the simplex (fast, deterministic)")
-def search_slsqp(gram, *, max_iter: int = 200) -> SearchResult:
+def search_slsqp(gram, *, max_iter: Annotated[int, Field(ge=1)] = 200) -> SearchResult:
     from scipy.optimize import minimize
 
     n_members = gram.shape[1] - 1
@@ -136,7 +165,7 @@ def search_slsqp(gram, *, max_iter: int = 200) -> SearchResult:
 
 
 @register_blend_method("caruana", "greedy ensemble selection with replacement")
-def search_caruana(gram, *, caruana_size: int = 25) -> SearchResult:
+def search_caruana(gram, *, caruana_size: Annotated[int, Field(ge=1)] = 25) -> SearchResult:
     """Greedy forward selection with replacement; keeps the best ensemble seen over ``size`` steps."""
     n_members = gram.shape[1] - 1
     started = time.perf_counter()
@@ -172,8 +201,8 @@ def study_name_for(names, rows_digest: str) -> str:
 def search(gram, method: str = "optuna", **settings) -> SearchResult:
     """Search non-negative weights summing to one that minimise the MRRMSE over ``gram``'s rows.
 
-    ``settings`` (trials, seed, storage, study_name, caruana_size, ...) reach the method when its
-    signature names them. The answer is never worse than any single member or the simple average
+    ``settings`` (trials, seed, storage, study_name, caruana_size, max_iter, ...) reach the method when
+    its signature names them. The answer is never worse than any single member or the simple average
     on these rows.
     """
     method_fn = BLEND_METHODS.get(method)

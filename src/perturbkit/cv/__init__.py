@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from sklearn.base import clone
 from tqdm.auto import tqdm
 
 from perturbkit.config import config_hash, without_tune
@@ -35,10 +36,10 @@ from perturbkit.cv.store import Run, list_runs, load_run, save_run
 from perturbkit.data import Dataset
 from perturbkit.folds import NEVER_VALIDATED, folds_frame, folds_hash, make_splitter
 from perturbkit.metrics import clip_layer, ratio_interval, rowwise_rmse
-from perturbkit.models import create_model
+from perturbkit.models import build_model
 from perturbkit.progress import fit_progress
 
-__all__ = ["CVResult", "Run", "build_model", "cv_seeds", "list_runs", "load_run", "run_cv", "save_run", "splitter_for", "summary_text"]
+__all__ = ["CVResult", "Run", "cv_seeds", "list_runs", "load_run", "run_cv", "save_run", "splitter_for", "summary_text"]
 
 FEATURE_COLUMNS = ["cell_type", "sm_name", "SMILES"]
 logger = logging.getLogger("perturbkit.cv")
@@ -56,19 +57,6 @@ class CVResult:
     genes: tuple[str, ...]
     folds: pd.DataFrame  # every training row's fold (-1: never validated)
     log_text: str
-
-
-def build_model(config: dict, seed: int):
-    """A fresh estimator from the config, every ``random_state`` (nested ones too) set to the seed."""
-    params = dict(config.get("params", {}))
-    if config.get("features"):
-        params["features"] = dict(config["features"])
-    try:
-        model = create_model(config["model"], **params)
-    except TypeError as exc:  # an unexpected or missing parameter in [params] / [features]
-        raise ConfigError(f"model {config['model']!r}: {exc}") from exc
-    seeds = {k: seed for k in model.get_params(deep=True) if k == "random_state" or k.endswith("__random_state")}
-    return model.set_params(**seeds)
 
 
 def _fit(model, X, y, X_test):
@@ -145,8 +133,8 @@ def run_cv(dataset: Dataset, config: dict, *, progress: bool = True, on_fold=Non
     config = without_tune(config)
     splitter = splitter_for(dataset, config["cv"])
     fold_ids = splitter.fold_ids(dataset.obs)
-    for s in cv_seeds(config["cv"]):
-        build_model(config, s)  # fail on a bad model name or parameter before any fitting
+    # One estimator per seed, built before any fitting (a bad name or parameter fails here); each fold fits a clone.
+    models = {seed: build_model(config, seed) for seed in cv_seeds(config["cv"])}
 
     log_buffer = io.StringIO()
     handler = logging.StreamHandler(log_buffer)
@@ -154,12 +142,12 @@ def run_cv(dataset: Dataset, config: dict, *, progress: bool = True, on_fold=Non
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     try:
-        return _run_folds(dataset, config, splitter, fold_ids, progress, log_buffer, on_fold)
+        return _run_folds(dataset, config, models, splitter, fold_ids, progress, log_buffer, on_fold)
     finally:
         logger.removeHandler(handler)
 
 
-def _run_folds(dataset, config, splitter, fold_ids, progress, log_buffer, on_fold) -> CVResult:
+def _run_folds(dataset, config, models, splitter, fold_ids, progress, log_buffer, on_fold) -> CVResult:
     X = dataset.obs[FEATURE_COLUMNS]
     X_test = dataset.test[FEATURE_COLUMNS]
     y = dataset.targets
@@ -182,7 +170,7 @@ def _run_folds(dataset, config, splitter, fold_ids, progress, log_buffer, on_fol
         fold_start = time.perf_counter()
         histories = []
         for position, seed in enumerate(seeds):
-            model = build_model(config, seed)
+            model = clone(models[seed])
             with fit_progress((f"fold {fold}" + (f" seed {seed}" if len(seeds) > 1 else "")) if progress else None):
                 _fit(model, X.iloc[train_idx], y[train_idx], X_test)
             seed_oof[position, valid_idx] = model.predict(X.iloc[valid_idx])
@@ -209,7 +197,7 @@ def _run_folds(dataset, config, splitter, fold_ids, progress, log_buffer, on_fol
     if config["cv"].get("refit"):
         refit_start = time.perf_counter()
         with fit_progress("refit on all rows" if progress else None):
-            test = np.mean([_fit(build_model(config, s), X, y, X_test).predict(X_test) for s in seeds], axis=0)
+            test = np.mean([_fit(clone(models[s]), X, y, X_test).predict(X_test) for s in seeds], axis=0)
         logger.info("refit on all %d rows: %.1f s", len(X), time.perf_counter() - refit_start)
     test = test.astype(np.float32)
 

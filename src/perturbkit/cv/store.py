@@ -83,8 +83,15 @@ def new_run_id(digest: str) -> str:
 
 
 def save_run(result, oof_root: Path | str, *, artifacts: dict[str, bytes] | None = None) -> Path:
-    """Write a :class:`perturbkit.cv.CVResult` as ``<oof_root>/<model>/<run_id>/``; returns the run directory."""
+    """Write a :class:`perturbkit.cv.CVResult` as ``<oof_root>/<model>/<run_id>/``; returns the run directory.
+
+    ``artifacts`` (file name -> bytes) default to :func:`perturbkit.cv.artifacts.run_artifacts` of the run,
+    so every command that stores runs stores the same files.
+    """
+    from perturbkit.cv.artifacts import run_artifacts
+
     meta = result.meta
+    artifacts = run_artifacts(meta) if artifacts is None else artifacts
     while True:
         run_dir = Path(oof_root) / meta["model"] / new_run_id(meta["config_hash"])
         meta["run_id"] = run_dir.name
@@ -204,3 +211,13 @@ def clean_staging(root: Path | str, *, older_than: float = 24 * 3600.0) -> list[
     for model_dir in sorted(p for p in Path(root).glob("*") if p.is_dir() and not p.name.startswith(".")):
         removed += remove_stale(model_dir, older_than=older_than, patterns=(".*.partial*", LEGACY_STAGING))
     return removed
+
+
+def with_cell_type_scores(runs: pd.DataFrame) -> pd.DataFrame:
+    """:func:`list_runs`'s table with each run's CV MRRMSE per cell type (``cv <cell type>`` columns, from its meta)."""
+    runs = runs.copy()
+    for position, path in enumerate(runs["path"]):
+        scores = json.loads((Path(path) / "meta.json").read_text())["scores"]["per_cell_type"]
+        for cell_type, row in scores.items():
+            runs.loc[position, f"cv {cell_type}"] = row["mrrmse"]
+    return runs

@@ -13,7 +13,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from perturbkit.features.blocks import (
     FEATURE_BLOCKS,
-    feature_requirements,
+    block_parameters,
     register_feature_block,
     transform_once_warned,
 )
@@ -24,7 +24,6 @@ __all__ = [
     "FEATURE_BLOCKS",
     "FeatureBuilder",
     "TargetStatistics",
-    "feature_requirements",
     "one_hot_encoder",
     "register_feature_block",
 ]
@@ -46,16 +45,17 @@ def one_hot_encoder(X: pd.DataFrame, columns) -> OneHotEncoder:
 
 
 class FeatureBuilder(TransformerMixin, BaseEstimator):
-    """One-hot keys, target statistics and compound chemistry, as one float32 matrix.
+    """One-hot keys, target statistics and registered feature blocks, as one float32 matrix.
 
     Blocks are switched off with an empty value (``onehot=[]``, ``target_stats=[]``,
-    ``chemistry=[]``). ``chemistry`` names compound blocks of the row's SMILES from
-    :data:`~perturbkit.features.blocks.FEATURE_BLOCKS`: ``"morgan"`` (``morgan_bits`` fingerprint
-    bits of radius ``morgan_radius``) and ``"substructures"`` (counts of the BRICS fragments found
-    in at least ``substructure_min_count`` of the fitted rows' compounds; the vocabulary is fixed
-    in ``fit``), or any registered block. An unparseable SMILES warns and gets zeros.
-    ``pca_components > 0`` replaces the blocks by that many principal components of the
-    standardised blocks, scaler and PCA fitted on the rows given to ``fit``.
+    ``chemistry=[]``). ``chemistry`` names blocks of :data:`~perturbkit.features.blocks.FEATURE_BLOCKS`,
+    e.g. ``"morgan"`` (``morgan_bits`` fingerprint bits of radius ``morgan_radius``) and
+    ``"substructures"`` (counts of the BRICS fragments found in at least ``substructure_min_count``
+    of the fitted rows' compounds; the vocabulary is fixed in ``fit``). Every registered block's
+    parameters are this builder's parameters too (keyword arguments, in ``get_params``).
+    An unparseable SMILES warns and gets zeros. ``pca_components > 0`` replaces the blocks by
+    that many principal components of the standardised blocks, scaler and PCA fitted on the rows
+    given to ``fit``.
     """
 
     def __init__(
@@ -66,10 +66,8 @@ class FeatureBuilder(TransformerMixin, BaseEstimator):
         stats_components: int = 16,
         leave_one_out: bool = False,
         chemistry=(),
-        morgan_radius: int = 2,
-        morgan_bits: int = 2048,
-        substructure_min_count: int = 2,
         pca_components: int = 0,
+        **block_params,
     ):
         self.onehot = onehot
         self.target_stats = target_stats
@@ -77,10 +75,18 @@ class FeatureBuilder(TransformerMixin, BaseEstimator):
         self.stats_components = stats_components
         self.leave_one_out = leave_one_out
         self.chemistry = chemistry
-        self.morgan_radius = morgan_radius
-        self.morgan_bits = morgan_bits
-        self.substructure_min_count = substructure_min_count
         self.pca_components = pca_components
+        known = block_parameters()
+        unknown = sorted(set(block_params) - set(known))
+        if unknown:
+            raise TypeError(f"FeatureBuilder got unexpected parameter(s) {unknown}")
+        for key, parameter in known.items():
+            setattr(self, key, block_params.get(key, parameter.default))
+
+    @classmethod
+    def _get_param_names(cls) -> list[str]:
+        """The builder's own parameters and every registered block's (scikit-learn reads these in get_params)."""
+        return sorted([*super()._get_param_names(), *block_parameters()])
 
     def fit(self, X: pd.DataFrame, y) -> FeatureBuilder:
         self.fit_transform(X, y)
@@ -88,7 +94,8 @@ class FeatureBuilder(TransformerMixin, BaseEstimator):
 
     def fit_transform(self, X: pd.DataFrame, y) -> np.ndarray:
         # An unknown block name fails here, with the known ones, before anything is fitted.
-        self.blocks_ = {name: FEATURE_BLOCKS.get(name).builder(self.get_params(deep=False)) for name in self.chemistry or ()}
+        params = self.get_params(deep=False)
+        self.blocks_ = {name: FEATURE_BLOCKS.get(name).build(params) for name in self.chemistry or ()}
         blocks = []
         self.onehot_ = None
         if self.onehot:
@@ -104,21 +111,31 @@ class FeatureBuilder(TransformerMixin, BaseEstimator):
                 leave_one_out=self.leave_one_out,
             )
             blocks.append(self.target_stats_.fit_transform(X, y))
-        blocks.extend(self._chemistry_blocks(X, fit=True))
+        blocks.extend(self._block_matrices(X, y, fit=True))
         if not blocks:
             raise ValueError("features: every feature block is switched off")
         return self._reduce(np.hstack(blocks).astype(np.float32), fit=True)
 
     def feature_blocks(self) -> list[str]:
-        """The compound blocks this builder computes (what :func:`feature_requirements` reads)."""
+        """The compound blocks this builder computes (what :func:`perturbkit.models.feature_requirements` reads)."""
         return list(self.chemistry or ())
 
-    def _chemistry_blocks(self, X: pd.DataFrame, fit: bool = False) -> list[np.ndarray]:
-        if not self.blocks_:
-            return []
-        codes, smiles = _unique_smiles(X)
-        matrices = transform_once_warned(list(self.blocks_.values()), smiles, fit=fit)
-        return [np.asarray(matrix, dtype=np.float32)[codes] for matrix in matrices]
+    def _block_matrices(self, X: pd.DataFrame, y=None, fit: bool = False) -> list[np.ndarray]:
+        """Each named block's rows for ``X``, in the order named; ``fit``: the blocks are fitted on ``X`` (and ``y``) first."""
+        by_input = {name: FEATURE_BLOCKS.get(name).input for name in self.blocks_}
+        matrices = {}
+        smiles_blocks = [name for name, kind in by_input.items() if kind == "smiles"]
+        if smiles_blocks:  # fitted on the distinct SMILES; their rows go back to X's rows by code
+            codes, smiles = _unique_smiles(X)
+            fitted = transform_once_warned([self.blocks_[name] for name in smiles_blocks], smiles, fit=fit)
+            matrices.update({name: np.asarray(m, dtype=np.float32)[codes] for name, m in zip(smiles_blocks, fitted)})
+        for name, kind in by_input.items():
+            block = self.blocks_[name]
+            if kind == "keys":
+                matrices[name] = (block.fit(X) if fit else block).transform(X)
+            elif kind == "targets":  # y: the targets of the rows the builder is fitted on, a fold's training rows
+                matrices[name] = block.fit_transform(X, y) if fit else block.transform(X)
+        return [np.asarray(matrices[name], dtype=np.float32) for name in self.blocks_]
 
     def _reduce(self, features: np.ndarray, fit: bool = False) -> np.ndarray:
         """The optional input PCA (on standardised columns), fitted on the ``fit`` rows only."""
@@ -135,5 +152,5 @@ class FeatureBuilder(TransformerMixin, BaseEstimator):
             blocks.append(self.onehot_.transform(X[list(self.onehot)].astype(str)))
         if self.target_stats_ is not None:
             blocks.append(self.target_stats_.transform(X))
-        blocks.extend(self._chemistry_blocks(X))
+        blocks.extend(self._block_matrices(X))
         return self._reduce(np.hstack(blocks).astype(np.float32))

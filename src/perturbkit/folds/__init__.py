@@ -43,10 +43,6 @@ class AssignedFolds(BaseCrossValidator):
             raise ValueError(f"{type(self).__name__}: fold(s) {empty} have no validation rows")
         return PredefinedSplit(fold_ids)
 
-    def _iter_test_indices(self, X=None, y=None, groups=None) -> Iterator[np.ndarray]:
-        for _, valid in self._predefined(X).split():
-            yield valid
-
     def split(self, X, y=None, groups=None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         return self._predefined(X).split()
 

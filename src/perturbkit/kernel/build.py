@@ -27,7 +27,7 @@ from pathlib import Path
 
 from perturbkit.errors import PerturbkitError
 from perturbkit.io import atomic_dir, sha256_file
-from perturbkit.kernel.deps import DATASET_METADATA_FILE, dataset_metadata, missing_packages
+from perturbkit.kernel.deps import DATASET_METADATA_FILE, block_packages, dataset_metadata
 from perturbkit.kernel.metadata import METADATA_FILE, check_no_credentials, kernel_metadata, validate_metadata
 from perturbkit.kernel.pipeline import describe_weights, validate_spec
 
@@ -211,9 +211,9 @@ def build_kernel(
         check_no_credentials(staging)
         check_no_credentials(code_staging)
     warnings = []
-    missing = missing_packages(spec)
-    if missing and not dataset_sources:
-        needs = "; ".join(f"{package} ({why})" for package, why in missing.items())
+    packages = block_packages(spec)
+    if packages and not dataset_sources:
+        needs = "; ".join(f"{package} ({why})" for package, why in packages.items())
         warnings.append(f"the kernel needs {needs}, which the Kaggle image lacks, and no wheels dataset is attached: "
                         f"make kernel-deps, upload it, then build with --deps-dataset {user}/perturbkit-deps")
     return KernelBuild(

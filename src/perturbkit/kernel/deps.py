@@ -1,4 +1,4 @@
-"""``perturbkit kernel deps``: a Kaggle dataset of wheels for what the Kaggle image lacks (the feature blocks' packages: rdkit).
+"""``perturbkit kernel deps``: a Kaggle dataset of wheels for the packages feature blocks import (rdkit), installed offline.
 
 ``pip download`` of binary wheels for the Kaggle image's platform and Python into a folder, plus
 the ``dataset-metadata.json`` that ``kaggle datasets create -p <folder>`` needs. Attach the dataset
@@ -34,10 +34,13 @@ class DepsFolder:
     metadata: dict
 
 
-def missing_packages(spec: dict) -> dict[str, str]:
-    """Packages the members' feature blocks import, which the Kaggle image lacks: package -> which members, which blocks."""
+def block_packages(spec: dict) -> dict[str, str]:
+    """Packages the members' feature blocks declare (``FeatureBlock.packages``): package -> which members, which blocks.
+
+    These are what the wheels dataset carries; nothing here inspects the Kaggle image.
+    """
     from perturbkit.features import FEATURE_BLOCKS
-    from perturbkit.features.blocks import config_feature_blocks
+    from perturbkit.models import config_feature_blocks
 
     needs: dict[str, list[str]] = {}
     for member in spec["members"]:

@@ -28,7 +28,8 @@ from perturbkit.blend.record import BlendRecord, BlendRecordError
 from perturbkit.data.layout import COMPETITION
 from perturbkit.errors import ConfigError
 
-__all__ = ["combine", "describe_weights", "row_weights", "spec_from_blend", "spec_from_configs", "validate_spec", "run_pipeline"]
+__all__ = ["blend_predictions", "describe_weights", "kernel_spec", "row_weights", "spec_from_blend", "spec_from_configs",
+           "validate_spec", "run_pipeline"]
 
 SPEC_FIELDS = ("scales", "scale", "clip", "method", "data_hash")
 
@@ -45,6 +46,32 @@ def spec_from_configs(configs: list[dict], *, source: str = "configs") -> dict:
     )
 
 
+def kernel_spec(*, blend: Path | str | None = None, models=(), config_paths=(), configs_dir: Path = Path("configs"),
+                overrides=(), refit: bool = False) -> dict:
+    """The spec of a blend record, or the simple average of models (``configs/<model>.toml``) and config files.
+
+    ``overrides`` (``--set``) apply to every model and config; ``refit`` makes each member predict the test rows
+    from a refit on all rows (a config's own ``cv.refit = true`` stays).
+    """
+    from perturbkit.config import load_config, read_toml
+
+    if blend and (models or config_paths):
+        raise ConfigError("give either --blend or --model/--config, not both")
+    if blend:
+        return spec_from_blend(blend)
+    configs = [load_config(m, configs_dir=configs_dir, overrides=overrides) for m in models]
+    for path in map(Path, config_paths):
+        model = read_toml(path).get("model") if path.is_file() else None
+        if not model:
+            raise ConfigError(f"{path}: config file not found or without a 'model' key")
+        configs.append(load_config(model, config_path=path, configs_dir=configs_dir, overrides=overrides))
+    if not configs:
+        raise ConfigError("name the kernel's models (--model, --config) or a blend result (--blend submissions/<name>.json)")
+    for config in configs:
+        config["cv"]["refit"] = bool(config["cv"].get("refit")) or refit
+    return spec_from_configs(configs, source=", ".join([*models, *map(str, config_paths)]))
+
+
 def _record(data: dict, source: str) -> BlendRecord:
     try:
         return BlendRecord.from_json(data, source=source)
@@ -56,7 +83,7 @@ def spec_from_blend(blend: BlendRecord | dict | str | Path) -> dict:
     """The spec of a blend (its record, or ``submissions/<name>.json``): members' configs, weights per cell type, scales, clip."""
     source = "blend"
     if isinstance(blend, (str, Path)):
-        from perturbkit.blend.command import read_blend_record
+        from perturbkit.blend.record import read_blend_record
 
         source, blend = str(blend), read_blend_record(blend)
     elif isinstance(blend, dict):
@@ -84,7 +111,7 @@ def describe_weights(member: dict) -> str:
 
 def validate_spec(spec: dict, *, source: str = "pipeline spec") -> dict:
     """Check the spec's weights (as a blend record) and every member's model and parameters (by building it)."""
-    from perturbkit.cv import build_model
+    from perturbkit.models import build_model
 
     _record(spec, source)
     for position, member in enumerate(spec["members"]):
@@ -99,14 +126,14 @@ def validate_spec(spec: dict, *, source: str = "pipeline spec") -> dict:
     return spec
 
 
-def combine(predictions, spec: dict, cell_types, *, clip_range: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
-    """The blend's formula (``perturbkit.blend.core.combine``) with the spec's weights, then the optional clip."""
-    from perturbkit.blend.core import combine as blend_combine
+def blend_predictions(predictions, spec: dict, cell_types, *, clip_range: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    """The blend's formula (``perturbkit.blend.core.weighted_sum``) with the spec's weights per row, then the optional clip."""
+    from perturbkit.blend.core import weighted_sum
 
     weights, scale = row_weights(spec, cell_types)
     if len(predictions) != weights.shape[1]:
         raise ValueError(f"{len(predictions)} predictions but {weights.shape[1]} members")
-    matrix = blend_combine(np.stack([np.asarray(p, dtype=np.float32) for p in predictions]), weights, scale)
+    matrix = weighted_sum(np.stack([np.asarray(p, dtype=np.float32) for p in predictions]), weights, scale)
     return np.clip(matrix, *clip_range, out=matrix) if clip_range is not None else matrix
 
 
@@ -114,7 +141,7 @@ def run_pipeline(spec: dict, data_dir: Path | str, output: Path | str, *, progre
     """Run every member on ``data_dir`` (Kaggle layout), combine them, write and check ``output``."""
     from perturbkit.cv import run_cv, summary_text
     from perturbkit.data import load_dataset
-    from perturbkit.features import feature_requirements
+    from perturbkit.models import feature_requirements
     from perturbkit.submit import read_submission
     from perturbkit.submit.write import write_submission_csv
 
@@ -134,7 +161,7 @@ def run_pipeline(spec: dict, data_dir: Path | str, output: Path | str, *, progre
         log(summary_text(result.meta))
         predictions.append(result.test)
     clip_range = (dataset.targets.min(axis=0), dataset.targets.max(axis=0)) if spec.get("clip") else None
-    matrix = combine(predictions, spec, dataset.test["cell_type"], clip_range=clip_range)
+    matrix = blend_predictions(predictions, spec, dataset.test["cell_type"], clip_range=clip_range)
     ids = dataset.test["id"].to_numpy()
     template = Path(data_dir) / "sample_submission.csv"
     path = write_submission_csv(output, ids, dataset.genes, matrix, template=template if template.is_file() else None)

@@ -88,7 +88,7 @@ class LowRankCompletion(RegressorMixin, BaseEstimator):
         self.random_state = random_state
 
     def feature_blocks(self) -> list[str]:
-        """Morgan fingerprints when ``chemistry`` is on (perturbkit.features.feature_requirements reads it)."""
+        """Morgan fingerprints when ``chemistry`` is on (perturbkit.models.feature_requirements reads it)."""
         return ["morgan"] if self.chemistry else []
 
     def fit(self, X: pd.DataFrame, y) -> LowRankCompletion:

@@ -120,8 +120,8 @@ def _histories(meta: dict) -> list[dict]:
 
 
 def loss_curve_images(metas: dict[str, dict], out_dir: Path) -> list[str]:
-    """PNG file names of the neural runs' loss curves: one per run and fold (``report.plots.loss_curve_png``)."""
-    from perturbkit.report.plots import loss_curve_png
+    """PNG file names of the neural runs' loss curves: one per run and fold (``cv.artifacts.loss_curve_png``)."""
+    from perturbkit.cv.artifacts import loss_curve_png
 
     names = []
     for name, meta in metas.items():
@@ -206,7 +206,7 @@ def _layer_ratios(meta: dict) -> list:
 
 def build_blend_report(blend_json: Path | str, out_dir: Path | str) -> Path:
     """``out_dir`` with the plots and pages of the blend recorded in ``blend_json``."""
-    from perturbkit.blend.command import read_blend_record
+    from perturbkit.blend.record import read_blend_record
 
     record = read_blend_record(blend_json)  # refuses a record whose files changed since (an interrupted blend)
     out_dir = Path(out_dir)

@@ -157,3 +157,15 @@ def score_against(truth: Truth, submission: Path | str, settings: ScoreSettings 
 def score_submission(submission: Path | str, truth: Path | str, settings: ScoreSettings = ScoreSettings()) -> Scorecard:
     """Every score per cell type and overall (group ``all``), each with its bootstrap interval."""
     return score_against(read_truth_layers(truth), submission, settings)
+
+
+def with_test_scores(runs: pd.DataFrame, truth_path, settings: ScoreSettings = ScoreSettings()) -> tuple[pd.DataFrame, list[Scorecard]]:
+    """``runs`` (a :func:`perturbkit.cv.store.list_runs` table) with each group's test MRRMSE as ``test <group>``
+    columns, and each run's scorecard: its ``test.parquet`` scored against the truth file, read once."""
+    truth = read_truth_layers(truth_path)
+    cards = [score_against(truth, f"{path}/test.parquet", settings) for path in runs["path"]]
+    runs = runs.copy()
+    for position, card in enumerate(cards):
+        for group in card.table.index.get_level_values("group").unique():
+            runs.loc[position, f"test {group}"] = card.value("mrrmse", group)
+    return runs, cards

@@ -105,7 +105,7 @@ def load_tune_config(settings: TuneSettings) -> tuple[dict, SearchSpace]:
 
 def _load_data(settings: TuneSettings, config: dict, space: SearchSpace):
     from perturbkit.data import load
-    from perturbkit.features import feature_requirements
+    from perturbkit.models import feature_requirements
 
     # A trial may switch chemistry blocks on: then every trial's data needs SMILES.
     needs_smiles = feature_requirements(without_tune(config))[0] or any(d.key == "features.chemistry" for d in space.dimensions)

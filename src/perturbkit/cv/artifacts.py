@@ -1,10 +1,14 @@
-"""Plots of runs, rendered off-screen (matplotlib's Agg backend) to PNG bytes."""
+"""A stored run's artifacts beside its data files: plots rendered off-screen (matplotlib's Agg backend) to PNG bytes.
+
+:func:`run_artifacts` is the store's hook: :func:`perturbkit.cv.store.save_run` writes what it returns
+for every run, whichever command (cv, recipe, agreement, tune) saves it.
+"""
 
 from __future__ import annotations
 
 import io
 
-__all__ = ["loss_curve_png", "loss_curve_pngs"]
+__all__ = ["loss_curve_png", "loss_curve_pngs", "run_artifacts"]
 
 
 def loss_curve_png(history: dict, title: str = "") -> bytes:
@@ -54,3 +58,8 @@ def loss_curve_pngs(meta: dict) -> dict[str, bytes]:
         for entry in meta["folds"]
         if isinstance(entry.get("history"), dict)
     }
+
+
+def run_artifacts(meta: dict) -> dict[str, bytes]:
+    """Every artifact a run gets from its meta: today the loss curves of models that kept a training history."""
+    return loss_curve_pngs(meta)

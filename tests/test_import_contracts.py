@@ -1,0 +1,92 @@
+"""Layers point one way: the import statements of src/perturbkit (module level and inside functions) obey the contracts."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+import perturbkit
+
+ROOT = Path(perturbkit.__file__).parent
+LOWER_LAYERS = ("config", "features", "folds", "models")
+UPPER_LAYERS = ("cv", "blend", "recipe", "kernel", "tune", "cli")
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT.parent).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _imported(path: Path) -> set[str]:
+    """Every perturbkit module a file imports anywhere in it (a lazy import inside a function counts too)."""
+    package = _module_name(path) if path.name == "__init__.py" else _module_name(path).rpartition(".")[0]
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                kept = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*kept, *([base] if base else [])])
+            names |= {base, *(f"{base}.{alias.name}" for alias in node.names)}
+    return {name for name in names if name == "perturbkit" or name.startswith("perturbkit.")}
+
+
+def _component(module: str) -> str:
+    """The layer a module belongs to: ``perturbkit.blend.core`` -> ``blend``."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else ""
+
+
+IMPORTS = {_module_name(path): _imported(path) for path in sorted(ROOT.rglob("*.py"))}
+GRAPH = {
+    module: {_component(target) for target in targets if _component(target) not in ("", _component(module))}
+    for module, targets in IMPORTS.items()
+}
+
+
+def _offenders(layer: str, forbidden) -> list[str]:
+    return sorted(
+        f"{module} imports {target}"
+        for module, targets in IMPORTS.items() if _component(module) == layer
+        for target in targets if _component(target) in forbidden
+    )
+
+
+@pytest.mark.parametrize("layer", LOWER_LAYERS)
+def test_lower_layers_import_nothing_above_them(layer):
+    assert _offenders(layer, UPPER_LAYERS) == []
+
+
+def test_data_imports_neither_submit_nor_blend():
+    assert _offenders("data", ("submit", "blend")) == []
+
+
+def test_no_import_cycle_between_components():
+    edges: dict[str, set[str]] = {}
+    for module, targets in GRAPH.items():
+        edges.setdefault(_component(module), set()).update(targets)
+    state: dict[str, str] = {}
+    cycles = []
+
+    def visit(node: str, path: list[str]) -> None:
+        state[node] = "open"
+        for nxt in sorted(edges.get(node, ())):
+            if state.get(nxt) == "open":
+                cycles.append(" -> ".join([*path[path.index(nxt):], nxt]))
+            elif nxt not in state:
+                visit(nxt, [*path, nxt])
+        state[node] = "done"
+
+    for node in sorted(edges):
+        if node not in state:
+            visit(node, [node])
+    assert cycles == []
+
+
+def test_the_walk_sees_lazy_imports():
+    """The contracts would pass vacuously if function-level imports were missed: cli imports cv only inside functions."""
+    assert "perturbkit.cv" in IMPORTS["perturbkit.cli"] and GRAPH["perturbkit.cli"] >= {"cv", "blend", "config"}
