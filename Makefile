@@ -64,7 +64,7 @@ GENES_ARGS := $(if $(GENES),--demo-genes $(GENES))
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install cv recipe agreement public-split tune runs test test-all bench bench-first demo validate score clean data kernel kernel-deps push probes probe-scores submit blend report
+.PHONY: help install cv recipe agreement public-split tune runs test test-all mutate bench bench-first demo validate score clean data kernel kernel-deps push probes probe-scores submit blend report
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-12s %s\n", $$1, $$2}'
@@ -104,6 +104,9 @@ test: $(STAMP) ## run the test suite (small demo worlds, no slow tests)
 
 test-all: $(STAMP) ## run every test, the slow ones too
 	$(PY) -m pytest -q
+
+mutate: $(STAMP) ## apply each guarded mutation (tests/mutations) to a copy of the tree; fails if a test misses one
+	$(PY) tests/mutations/run.py
 
 bench: $(STAMP) ## measure the first result, then load, CV and memory at full scale; write BENCHMARKS.md (medians of BENCH_RUNS runs)
 	$(PY) benchmarks/run.py --output BENCHMARKS.md --repeats $(BENCH_RUNS)

@@ -189,6 +189,35 @@ def test_scale_and_clip(members, small_dataset):
     assert scaled.scores["in_sample_unclipped"] <= blend_members(members, small_dataset, dataclasses.replace(FAST, nested=False)).scores["in_sample"] + 1e-9
 
 
+def test_nested_clipping_of_every_fold_uses_only_the_other_folds_ranges(members, small_dataset):
+    from perturbkit.blend.core import _best_member, combine
+
+    # Per fold k: one held-out row's truth of gene k is the largest value of that gene, and every member predicts beyond it,
+    # so the clipped blend there is the other folds' maximum when the range leaves the held-out fold out, 1e3 if not.
+    targets, oof = small_dataset.targets.copy(), members.oof.copy()
+    for k in np.unique(members.folds):
+        row = np.flatnonzero(members.folds == k)[0]
+        targets[members.rows[row], k], oof[:, row, k] = 1e3, 2e3
+    dataset = dataclasses.replace(small_dataset, targets=targets)
+    planted = dataclasses.replace(members, oof=oof, y=targets[members.rows])
+    result = blend_members(planted, dataset, BlendOptions(method="slsqp", clip=True, nested=True))
+    chosen, nested = result.choice["chosen"], result.rows["blend_nested"].to_numpy()
+    weighted_gram = gram_matrices(planted.oof, planted.y) * (planted.row_weights**2)[:, None, None]
+    for k in np.unique(planted.folds):
+        held = np.flatnonzero(planted.folds == k)
+        if chosen == "tuned":
+            weights, scale = result.nested_fits[int(k)].params_for(planted.groups[held])
+        else:
+            single = _best_member(weighted_gram[planted.folds != k]) if chosen == "best_member" else np.full(len(planted.names), 1 / len(planted.names))
+            weights, scale = np.tile(single, (len(held), 1)), np.ones(len(held))
+        blend = combine(planted.oof[:, held], weights, scale)
+        others = targets[planted.dataset_folds != k]
+        expected = rowwise_rmse(planted.y[held], np.clip(blend, others.min(axis=0), others.max(axis=0)))
+        with_own_rows = rowwise_rmse(planted.y[held], np.clip(blend, targets.min(axis=0), targets.max(axis=0)))
+        assert not np.allclose(expected, with_own_rows), f"fold {k}: the check cannot tell the ranges apart"
+        np.testing.assert_allclose(nested[held], expected, rtol=1e-5, err_msg=f"fold {k}")
+
+
 def unseal(run_dir: Path) -> None:
     """Drop the file hashes from meta.json, so a run rewritten by hand loads (the store would refuse it as damaged)."""
     meta = json.loads((run_dir / "meta.json").read_text())
@@ -426,3 +455,78 @@ def test_run_blend_takes_typed_arguments(lymphoid_runs, small_dataset, tmp_path)
     assert "blending 2 run(s)" in out.getvalue() and len(read_blend_record(files["json"]).members) == 2
     with pytest.raises(BlendError, match="oof_root"):
         run_blend(small_dataset, options, submissions=tmp_path, dataset_id="perturbkit_demo", out=out)
+
+
+# --- row weights stored with each run -------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def test_like_runs(small_dataset, tmp_path_factory) -> list[Path]:
+    return _runs(small_dataset, tmp_path_factory.mktemp("oof_test_like"), "test_like", models=("zeros", "compound_mean"))
+
+
+def _copies(runs: list[Path], tmp_path: Path) -> list[Path]:
+    copies = [tmp_path / "oof" / run.parent.name / run.name for run in runs]
+    for run, copy in zip(runs, copies):
+        shutil.copytree(run, copy)
+    return copies
+
+
+def _reseal(run_dir: Path, name: str) -> None:
+    """Record a rewritten file's size and hash in meta.json, as if the run had been written with it."""
+    from perturbkit.io import sha256_file
+
+    meta = json.loads((run_dir / "meta.json").read_text())
+    meta["files"][name].update(bytes=(run_dir / name).stat().st_size, sha256=sha256_file(run_dir / name))
+    (run_dir / "meta.json").write_text(json.dumps(meta))
+
+
+def test_the_blend_weighs_rows_as_the_stored_scores_did_not_as_todays_scheme_code(test_like_runs, small_dataset, monkeypatch):
+    from perturbkit.folds import TestLike
+
+    stored = pd.read_parquet(test_like_runs[0] / "weights.parquet")
+    meta = json.loads((test_like_runs[0] / "meta.json").read_text())
+    assert "weights.parquet" in meta["files"] and len(stored) == len(small_dataset.obs)
+    expected = load_members(test_like_runs, small_dataset).row_weights
+    assert expected.max() > 2 * expected.min()  # test_like: the B/Myeloid rows weigh more
+    monkeypatch.setattr(TestLike, "row_weights", lambda self, X: np.ones(len(X)))  # a later version weighs rows otherwise
+    np.testing.assert_array_equal(load_members(test_like_runs, small_dataset).row_weights, expected)
+
+
+def test_a_run_whose_stored_weights_disagree_with_its_score_is_refused_as_damaged(test_like_runs, small_dataset, tmp_path):
+    from perturbkit.cv.store import DamagedRunError
+
+    runs = _copies(test_like_runs, tmp_path)
+    weights = pd.read_parquet(runs[1] / "weights.parquet")
+    weights["weight"] = 1.0  # hashes re-recorded: only the score can tell
+    weights.to_parquet(runs[1] / "weights.parquet", index=False)
+    _reseal(runs[1], "weights.parquet")
+    with pytest.raises(DamagedRunError, match=rf"{runs[1] / 'weights.parquet'}: its row weights give an overall MRRMSE"):
+        load_members(runs, small_dataset)
+
+
+def test_a_changed_weights_file_fails_its_hash(test_like_runs, small_dataset, tmp_path):
+    from perturbkit.cv.store import DamagedRunError
+
+    runs = _copies(test_like_runs, tmp_path)
+    weights = pd.read_parquet(runs[0] / "weights.parquet")
+    weights["weight"] = weights["weight"][::-1].to_numpy()
+    weights.to_parquet(runs[0] / "weights.parquet", index=False)
+    with pytest.raises(DamagedRunError, match="weights.parquet (does not match the sha256|has .* bytes)"):
+        load_members(runs, small_dataset)
+
+
+def test_a_run_stored_before_row_weights_is_refused_with_a_rerun_hint(test_like_runs, small_world, small_dataset, tmp_path, capsys):
+    from perturbkit.cv.store import OutdatedRunError
+
+    runs = _copies(test_like_runs, tmp_path)
+    (runs[1] / "weights.parquet").unlink()
+    meta = json.loads((runs[1] / "meta.json").read_text())
+    del meta["files"]["weights.parquet"]
+    (runs[1] / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(OutdatedRunError, match=rf"{runs[1]}: no weights.parquet .* rerun it \(perturbkit cv --model compound_mean\)"):
+        load_members(runs, small_dataset)
+    code = main(["blend", "--runs", *map(str, runs), "--data", str(small_world), "--submissions", str(tmp_path / "subs")])
+    err = capsys.readouterr().err
+    assert code == 2 and "no weights.parquet" in err and "Traceback" not in err
+    assert not (tmp_path / "subs").exists()

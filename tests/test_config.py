@@ -77,6 +77,8 @@ def test_cli_flags_are_validated_with_the_config():
         ("pca_ridge", ["cv.seed=abc"], r"cv\.seed = 'abc': Input should be a valid integer"),
         ("pca_ridge", ["cv.seed=-1"], r"cv\.seed = -1"),
         ("pca_ridge", ["cv.seeds=[1, 1]"], r"cv\.seeds = \[1, 1\]: seeds must be distinct"),
+        ("pca_ridge", ["cv.seeds=[-1,2]"], r"cv\.seeds\.0 = -1: Input should be greater than or equal to 0"),
+        ("pca_ridge", ["cv.seeds=[2,-3]"], r"cv\.seeds\.1 = -3: Input should be greater than or equal to 0"),
         ("pca_ridge", ['features.target_stats=["bogus"]'], r"features\.target_stats = \['bogus'\]: unknown statistics \['bogus'\]; known: \['mean', 'std', 'median'\]"),
         ("pca_ridge", ['features.chemistry=["maccs"]'], r"features\.chemistry = \['maccs'\]: unknown chemistry blocks \['maccs'\]; known: \['morgan', 'substructures'\]"),
         ("pca_ridge", ["features.stats_components=-1"], r"features\.stats_components = -1: Input should be greater than 0"),
@@ -145,3 +147,14 @@ def test_a_model_files_test_table_is_small_settings_never_a_run_setting():
     assert small["params"]["hidden"] == [16] and small["params"]["train"]["max_epochs"] == 4 and small["features"]["morgan_bits"] == 128
     assert shipped["params"]["hidden"] == [1024, 512] and "test" not in shipped and "test" not in small
     assert small["params"]["dropout"] == shipped["params"]["dropout"]  # what [test] does not name is the shipped value
+
+
+def test_cli_rejects_a_negative_seed_in_cv_seeds_before_loading_data(tmp_path, capsys):
+    from perturbkit.cli import main
+
+    code = main(["cv", "--model", "pca_ridge", "--configs-dir", str(CONFIGS), "--data", str(tmp_path / "no-such-data"),
+                 "--oof", str(tmp_path / "oof"), "--set", "cv.seeds=[-1,2]"])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert "cv.seeds.0 = -1: Input should be greater than or equal to 0" in err
+    assert not (tmp_path / "oof").exists()

@@ -112,6 +112,36 @@ def test_a_write_that_fails_midway_leaves_nothing(small_dataset, tmp_path, monke
     assert list((tmp_path / "oof" / "zeros").iterdir()) == []
 
 
+KILLED_AT_RENAME = """
+import os, signal, sys
+rename = os.replace
+def killed_before_the_rename(source, target, *args, **kwargs):
+    if os.path.basename(source).endswith(".partial"):  # the run's staging folder, meta.json already in it
+        os.kill(os.getpid(), signal.SIGKILL)
+    return rename(source, target, *args, **kwargs)
+os.replace = killed_before_the_rename
+from perturbkit.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_writer_killed_after_meta_json_leaves_a_staging_folder_nothing_reads(small_world, tmp_path):
+    from perturbkit.blend import BlendError, select_runs
+    from perturbkit.cv.store import RUN_FILES
+
+    oof = tmp_path / "oof"
+    killed = subprocess.run([sys.executable, "-c", KILLED_AT_RENAME, *cv_args(small_world, oof)], capture_output=True, text=True)
+    assert killed.returncode == -9, killed.stderr
+    staging = [p for p in (oof / "compound_mean").iterdir() if p.name.startswith(".")]
+    assert len(staging) == 1 and all((staging[0] / name).is_file() for name in RUN_FILES)  # complete but for its name
+    table = list_runs(oof)
+    assert table.empty and table.attrs["damaged"] == []
+    with pytest.raises(FileNotFoundError, match="not a complete run directory"):
+        load_run(staging[0])
+    with pytest.raises(BlendError, match="no complete runs"):
+        select_runs(oof)
+
+
 def test_a_truncated_run_is_named_and_skipped_by_runs_and_blend(stored, small_world, tmp_path, capsys):
     oof = store_copy(stored, tmp_path)
     (damaged,) = [p for p in (oof / "compound_mean").iterdir()]
@@ -130,6 +160,65 @@ def test_a_truncated_run_is_named_and_skipped_by_runs_and_blend(stored, small_wo
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert f"note: skipped damaged run: {damaged}" in printed and "blending 2 run(s): celltype_mean/" in printed
+
+
+def _damage_test_file(run_dir: Path, how: str) -> None:
+    path = run_dir / "test.parquet"
+    if how == "missing":
+        path.unlink()
+    else:  # one byte flipped: the size still matches, the hash does not
+        data = bytearray(path.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        path.write_bytes(bytes(data))
+
+
+def _read_with(reader: str, oof: Path, small_world: Path, tmp_path: Path) -> tuple[list[str], str]:
+    """CLI arguments of each reader of stored test predictions, and what its output shows of the two intact runs."""
+    runs = [str(next((oof / model).iterdir())) for model in ("compound_mean", "gene_mean", "celltype_mean")]
+    if reader == "runs --truth":
+        return ["runs", "--oof", str(oof), "--truth", str(small_world / "test_truth.parquet")], "gene_mean"
+    if reader == "blend":
+        return ["blend", "--data", str(small_world), "--oof", str(oof), "--submissions", str(tmp_path / "submissions"),
+                "--method", "slsqp", "--no-h5ad", "--blend-config", str(CONFIGS / "blend.toml")], "blending 2 run(s): celltype_mean/"
+    return ["rank", "--gene", load_dataset(small_world).genes[0], "--cell-type", "B cells", "--runs", *runs,
+            "--data", str(small_world)], "mean of 2 run(s)"
+
+
+@pytest.mark.parametrize("how", ["missing", "changed"])
+@pytest.mark.parametrize("reader", ["runs --truth", "blend", "rank"])
+def test_a_missing_or_changed_test_file_is_named_and_skipped_by_every_reader(stored, small_world, tmp_path, capsys, how, reader):
+    oof = store_copy(stored, tmp_path)
+    damaged = next((oof / "compound_mean").iterdir())
+    _damage_test_file(damaged, how)
+    args, intact = _read_with(reader, oof, small_world, tmp_path)
+    assert main(args) == 0
+    captured = capsys.readouterr()
+    shown = captured.out + captured.err
+    assert f"skipped damaged run: {damaged}: test.parquet" in shown and "Traceback" not in shown
+    assert intact in shown
+
+
+@pytest.mark.parametrize("reader", ["read_meta", "runs --per-cell-type", "rank", "report"])
+def test_a_corrupt_meta_json_is_named_by_every_reader(stored, small_world, tmp_path, capsys, reader):
+    from perturbkit.cv.store import read_meta
+
+    oof = store_copy(stored, tmp_path)
+    damaged = next((oof / "compound_mean").iterdir())
+    (damaged / "meta.json").write_text('{"model": "compound_mean", ')
+    if reader == "read_meta":
+        with pytest.raises(DamagedRunError, match=rf"{damaged}: meta\.json cannot be read"):
+            read_meta(damaged)
+        return
+    args = {
+        "runs --per-cell-type": ["runs", "--oof", str(oof), "--per-cell-type"],
+        "rank": ["rank", "--gene", load_dataset(small_world).genes[0], "--cell-type", "B cells", "--runs", str(damaged),
+                 "--data", str(small_world)],
+        "report": ["report", "--runs", str(damaged), "--out", str(tmp_path / "report")],
+    }[reader]
+    code = main(args)
+    err = capsys.readouterr().err
+    assert f"{damaged}: meta.json cannot be read" in err and "Traceback" not in err
+    assert code == (0 if reader == "runs --per-cell-type" else 2)
 
 
 def test_a_changed_run_file_fails_its_hash_on_load(stored, tmp_path):

@@ -172,6 +172,33 @@ def test_a_pruned_trial_writes_no_run_and_a_kept_one_is_tagged(small_world, tmp_
     assert len(trial.intermediate_values) == 4  # one report per lymphoid_holdout fold
 
 
+def test_the_pruner_sees_the_weighted_running_score_the_trial_returns(small_world, tmp_path):
+    import numpy as np
+
+    from perturbkit.cv import load_run, splitter_for
+    from perturbkit.metrics import rowwise_rmse
+
+    config, space = load_tune_config(settings(small_world, tmp_path))
+    config = without_tune(config)
+    config["cv"]["scheme"] = "test_like"  # B/Myeloid rows carry half the score
+    dataset = load_dataset(small_world)
+    study = optuna.create_study(pruner=optuna.pruners.NopPruner())
+    study.optimize(Objective(dataset, config, space, "weighted", tmp_path / "oof", "test/1"), n_trials=1)
+    (trial,) = study.trials
+
+    run = load_run(trial.user_attrs["run"])
+    obs = dataset.obs.set_index(["cell_type", "sm_name"]).index
+    rows = obs.get_indexer(run.oof_keys.set_index(["cell_type", "sm_name"]).index)
+    rmse = rowwise_rmse(dataset.targets[rows], run.oof)
+    weights = splitter_for(dataset, run.meta["config"]["cv"]).row_weights(dataset.obs)[rows]
+    folds = run.oof_keys["fold"].to_numpy()
+    expected = {k: np.average(rmse[folds <= k], weights=weights[folds <= k]) for k in sorted(set(folds))}
+    unweighted = {k: np.mean([rmse[folds == j].mean() for j in range(k + 1)]) for k in expected}
+    assert trial.intermediate_values == pytest.approx(expected, rel=1e-6)
+    assert trial.intermediate_values[max(expected)] == pytest.approx(trial.value, rel=1e-6)
+    assert trial.intermediate_values != pytest.approx(unweighted, rel=1e-3)  # the weighting matters under test_like
+
+
 # --- workers sharing one study -------------------------------------------------------------------
 
 

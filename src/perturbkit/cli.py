@@ -149,7 +149,7 @@ def cmd_runs(args) -> None:
         from perturbkit.submit import with_test_scores
 
         truth = resolve_truth(args.truth, demo_genes=args.demo_genes)
-        runs, cards = with_test_scores(runs, truth, _score_settings(args))
+        runs, cards = with_test_scores(runs, truth, _score_settings(args), warn=_warn)
     shown = runs.drop(columns=["path", "created", "data_hash"])
     if args.json:
         import json
@@ -181,6 +181,10 @@ def _add_score_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default 0)")
     parser.add_argument("--de-threshold", type=float, default=DE_THRESHOLD,
                         help=f"a gene is truly DE in a row when |truth| > this (-log10 p; default {DE_THRESHOLD:g})")
+
+
+def _warn(message: str) -> None:
+    print(message, file=sys.stderr)
 
 
 def cmd_score(args) -> None:
@@ -250,7 +254,7 @@ def cmd_rank(args) -> None:
     blend = args.blend if args.blend or args.runs else Path(args.submissions) / "blend.json"
     data = None if args.data is None else _load_data_dir(args)
     table, title = rank_compounds(gene=args.gene, cell_type=args.cell_type, data_dir=data, blend=blend, runs=args.runs,
-                                  top=args.top, up=args.up)
+                                  top=args.top, up=args.up, warn=_warn)
     print(title)
     print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
 

@@ -9,7 +9,7 @@ test pairs (compound x B or Myeloid cells) have predictions.
 from __future__ import annotations
 
 import difflib
-import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +17,7 @@ import pandas as pd
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from perturbkit.cv.store import read_meta, test_file_or_skip
 from perturbkit.errors import PerturbkitError
 
 
@@ -57,11 +58,13 @@ def rank_compounds(
     runs=None,
     top: int | None = 20,
     up: bool = False,
+    warn=warnings.warn,
 ) -> tuple[pd.DataFrame, str]:
     """Compounds ranked by predicted down- (or up-) regulation of ``gene`` in ``cell_type``.
 
     Give ``blend`` (a blend's JSON) or ``runs`` (run directories). Returns the table (rank,
     sm_name, id, predicted, spread = std over the models, min, max, models) and a title line.
+    A run whose test.parquet is missing or changed is left out, ``warn`` naming the file.
     """
     if (blend is None) == (not runs):
         raise RankError("rank needs a blend JSON or one or more run directories")
@@ -76,19 +79,26 @@ def rank_compounds(
             csv = blend.with_suffix(".csv")
         predicted = _gene_column(csv, gene)
         for member in record.used_members():  # the spread is over the members with weight > 0 in some cell type
-            columns[member.name] = _gene_column(Path(member.path) / "test.parquet", gene)
+            test_file = test_file_or_skip(member.path, warn)
+            if test_file is not None:
+                columns[member.name] = _gene_column(test_file, gene)
         source = f"blend {blend.name}, {len(columns)} of its {len(record.members)} members with weight > 0"
         data_dir = data_dir or record.details.get("data_source")
     else:
         metas = []
         for run in runs:
             run = Path(run)
-            if not (run / "test.parquet").is_file():
-                raise RankError(f"{run}: not a run directory (no test.parquet)")
-            meta = json.loads((run / "meta.json").read_text()) if (run / "meta.json").is_file() else {}
+            if not (run / "meta.json").is_file():
+                raise RankError(f"{run}: not a run directory (no meta.json)")
+            test_file = test_file_or_skip(run, warn)
+            if test_file is None:
+                continue
+            meta = read_meta(run)
             metas.append(meta)
             label = meta.get("model", run.parent.name)
-            columns[label if label not in columns else f"{label}:{run.name}"] = _gene_column(run / "test.parquet", gene)
+            columns[label if label not in columns else f"{label}:{run.name}"] = _gene_column(test_file, gene)
+        if not columns:
+            raise RankError("no run left to rank with: every run's test.parquet is missing or changed")
         predicted = None
         source = f"mean of {len(columns)} run(s)"
         data_dir = data_dir or next((m.get("data_source") for m in metas if m.get("data_source")), None)

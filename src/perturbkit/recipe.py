@@ -12,14 +12,13 @@ With ``leaderboard = true`` the blend's test rows are scaled by public-leaderboa
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from perturbkit.config import config_hash, load_config, read_toml, without_tune
 from perturbkit.cv import run_cv, save_run, splitter_for
-from perturbkit.cv.store import list_runs
+from perturbkit.cv.store import list_runs, read_meta
 from perturbkit.data import Dataset
 from perturbkit.errors import ConfigError, PerturbkitError
 from perturbkit.folds import folds_frame, folds_hash
@@ -145,7 +144,7 @@ def find_stored_run(oof_root: Path | str, dataset: Dataset, config: dict) -> tup
         return None
     wanted = (dataset.data_hash, config_hash(config), _expected_folds_hash(dataset, config))
     for path in runs.loc[runs["model"] == config["model"], "path"]:
-        meta = json.loads((Path(path) / "meta.json").read_text())
+        meta = read_meta(path)
         if (meta.get("data_hash"), meta.get("config_hash"), meta.get("folds_hash")) == wanted:
             return Path(path), meta
     return None

@@ -15,6 +15,7 @@ resampled as a ratio. The discrimination score's per-row ranks are computed once
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np

@@ -2,20 +2,19 @@
 
 Rows are matched by (cell_type, sm_name), never by position, and only rows validated in every
 run are kept. Test rows are matched by id. Runs fitted on other data (a different data hash) or
-with another fold assignment are refused with :class:`IncompatibleRunsError`.
+with another fold assignment are refused with :class:`IncompatibleRunsError`. Each row weighs what
+it weighed in the runs' stored scores (their weights.parquet), not what today's scheme code says.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from perturbkit.cv import splitter_for
-from perturbkit.cv.store import Run, is_complete, list_runs, load_run
+from perturbkit.cv.store import Run, is_complete, list_runs, load_run, read_meta, read_row_weights, test_file_or_skip
 from perturbkit.data import Dataset
 from perturbkit.data.layout import KEY_COLUMNS
 from perturbkit.errors import PerturbkitError
@@ -57,7 +56,7 @@ class Members:
     folds_hash: str
     scheme: str
     dropped_rows: dict[str, int]  # per member: validated rows left out because another run lacks them
-    row_weights: np.ndarray  # (R,) each row's weight in the scheme's score (test_like: B/Myeloid half), mean 1
+    row_weights: np.ndarray  # (R,) each row's stored weight in the runs' scores (test_like: B/Myeloid half), mean 1
 
     @property
     def folds(self) -> np.ndarray:
@@ -95,7 +94,7 @@ def select_runs(
     if table.empty:
         raise BlendError(f"no complete runs under {oof_root}; run `perturbkit cv --model ...` (make cv) first")
     notes = []
-    metas = {p: json.loads((Path(p) / "meta.json").read_text()) for p in table["path"]}
+    metas = {p: read_meta(p) for p in table["path"]}
     keep = []
     for _, row in table.iterrows():
         meta = metas[row["path"]]
@@ -107,6 +106,8 @@ def select_runs(
             continue
         if scheme is not None and meta.get("scheme") != scheme:
             notes.append(f"skipped {label}: scheme {meta.get('scheme')}, not {scheme}")
+            continue
+        if test_file_or_skip(row["path"], notes.append) is None:
             continue
         keep.append(row)
     if not keep:
@@ -227,11 +228,18 @@ def load_members(paths, dataset: Dataset, *, names=None) -> Members:
         folds_hash=next(iter(hashes)),
         scheme=str(runs[0].meta.get("scheme")),
         dropped_rows={name: int(len(f) - len(common)) for name, f in zip(names, folds)},
-        row_weights=_row_weights(runs[0], dataset, positions),
+        row_weights=_row_weights(runs, dataset, obs_index, common),
     )
 
 
-def _row_weights(run: Run, dataset: Dataset, positions: np.ndarray) -> np.ndarray:
-    """The run's scheme weights of the blended rows, renormalised to mean 1 over them."""
-    weights = splitter_for(dataset, run.meta["config"]["cv"]).row_weights(dataset.obs)[positions]
-    return weights / weights.mean()
+def _row_weights(runs: list[Run], dataset: Dataset, obs_index: pd.MultiIndex, common: pd.MultiIndex) -> np.ndarray:
+    """The runs' stored weights of the blended rows (each checked against its run's score), renormalised to mean 1."""
+    def targets_of(keys: pd.DataFrame) -> np.ndarray:
+        return dataset.targets[obs_index.get_indexer(pd.MultiIndex.from_frame(keys[list(KEY_COLUMNS)].astype(str)))]
+
+    weights = [read_row_weights(run, targets_of).reindex(common).to_numpy() for run in runs]
+    for run, other in zip(runs[1:], weights[1:]):
+        if not np.allclose(other, weights[0]):
+            raise IncompatibleRunsError(f"{run.path}: its rows weigh otherwise in its score than in {runs[0].path}'s; "
+                                        "rerun the older one so both use the same scheme weights")
+    return weights[0] / weights[0].mean()

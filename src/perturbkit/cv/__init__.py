@@ -57,6 +57,7 @@ class CVResult:
     genes: tuple[str, ...]
     folds: pd.DataFrame  # every training row's fold (-1: never validated)
     log_text: str
+    row_weights: np.ndarray  # every training row's weight in the scheme's score (stored as weights.parquet)
 
 
 def _fit(model, X, y, X_test):
@@ -127,8 +128,9 @@ def splitter_for(dataset: Dataset, cv: dict):
 def run_cv(dataset: Dataset, config: dict, *, progress: bool = True, on_fold=None) -> CVResult:
     """Cross-validate the configured model on ``dataset``; store the result with ``save_run``.
 
-    ``on_fold(fold, score)`` is called after each fold with its validation MRRMSE (a tuner
-    reports it and may stop the run by raising).
+    ``on_fold(fold, score)`` is called after each fold with the running score: the scheme-weighted
+    MRRMSE of the rows validated so far, which after the last fold is the run's overall score (a
+    tuner reports it and may stop the run by raising).
     """
     config = without_tune(config)
     splitter = splitter_for(dataset, config["cv"])
@@ -160,6 +162,8 @@ def _run_folds(dataset, config, models, splitter, fold_ids, progress, log_buffer
     seed_oof = np.zeros((len(seeds), *y.shape), dtype=np.float32)
     test_sum = np.zeros((len(X_test), dataset.n_genes), dtype=np.float64)
     fold_meta = []
+    row_weights = splitter.row_weights(dataset.obs)
+    row_rmse = np.full(len(y), np.nan)
     started = time.perf_counter()
     n_splits = splitter.get_n_splits()
     for fold, (train_idx, valid_idx) in enumerate(
@@ -188,10 +192,12 @@ def _run_folds(dataset, config, models, splitter, fold_ids, progress, log_buffer
         if histories:
             entry["history"] = histories[0]
         fold_meta.append(entry)
-        score = float(rowwise_rmse(y[valid_idx], oof[valid_idx]).mean())
+        row_rmse[valid_idx] = rowwise_rmse(y[valid_idx], oof[valid_idx])
+        score = float(row_rmse[valid_idx].mean())
         logger.info("fold %d: %d train, %d valid rows, MRRMSE %.4f, %.1f s", fold, len(train_idx), len(valid_idx), score, entry["seconds"])
         if on_fold is not None:
-            on_fold(fold, score)
+            done = ~np.isnan(row_rmse)
+            on_fold(fold, float(np.average(row_rmse[done], weights=row_weights[done])))
 
     test = test_sum / (n_splits * len(seeds))
     if config["cv"].get("refit"):
@@ -202,7 +208,7 @@ def _run_folds(dataset, config, models, splitter, fold_ids, progress, log_buffer
     test = test.astype(np.float32)
 
     validated = np.flatnonzero(fold_ids != NEVER_VALIDATED)
-    weights = splitter.row_weights(dataset.obs)[validated]
+    weights = row_weights[validated]
     scores = _scores(dataset.obs.iloc[validated], fold_ids[validated], y[validated], oof[validated], weights)
     if len(seeds) > 1:
         per_seed = [float(np.average(rowwise_rmse(y[validated], p[validated]), weights=weights)) for p in seed_oof]
@@ -241,6 +247,7 @@ def _run_folds(dataset, config, models, splitter, fold_ids, progress, log_buffer
         genes=tuple(dataset.genes),
         folds=folds,
         log_text=log_buffer.getvalue(),
+        row_weights=row_weights,
     )
 
 

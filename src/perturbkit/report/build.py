@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from perturbkit.cv.store import read_meta
 from perturbkit.errors import PerturbkitError
 
 
@@ -186,11 +187,6 @@ def _remove_stale_files(out_dir: Path, written: set[str]) -> None:
     manifest.write_text(json.dumps(sorted(written), indent=1) + "\n")
 
 
-def _read_meta(run_dir: Path) -> dict:
-    path = Path(run_dir) / "meta.json"
-    return json.loads(path.read_text()) if path.is_file() else {}
-
-
 LAYER_COLUMNS = ("CV × zeros", "CV 95 % interval", "clipped CV × zeros", "clipped 95 % interval")
 
 
@@ -231,7 +227,7 @@ def build_blend_report(blend_json: Path | str, out_dir: Path | str) -> Path:
         },
         index=pd.Index([*names, "simple average", "tuned blend"], name="model"),
     )
-    metas = {m.name: _read_meta(Path(m.path)) for m in record.members}
+    metas = {m.name: read_meta(m.path) for m in record.members if (Path(m.path) / "meta.json").is_file()}
     layers = pd.DataFrame([_layer_ratios(metas.get(n, {})) for n in names] + [[np.nan, "-", np.nan, "-"]] * 2,
                           index=summary.index, columns=list(LAYER_COLUMNS))
     summary = summary.join(layers)
@@ -271,9 +267,9 @@ def build_runs_report(run_dirs, out_dir: Path | str, title: str = "Runs") -> Pat
     out_dir.mkdir(parents=True, exist_ok=True)
     metas = {}
     for run in map(Path, run_dirs):
-        meta = _read_meta(run)
-        if not meta:
+        if not (run / "meta.json").is_file():
             raise ReportError(f"{run}: no meta.json")
+        meta = read_meta(run)
         name = meta.get("model", run.parent.name)
         metas[name if name not in metas else f"{name}:{run.name}"] = meta
     if not metas:

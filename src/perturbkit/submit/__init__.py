@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -159,12 +160,17 @@ def score_submission(submission: Path | str, truth: Path | str, settings: ScoreS
     return score_against(read_truth_layers(truth), submission, settings)
 
 
-def with_test_scores(runs: pd.DataFrame, truth_path, settings: ScoreSettings = ScoreSettings()) -> tuple[pd.DataFrame, list[Scorecard]]:
+def with_test_scores(runs: pd.DataFrame, truth_path, settings: ScoreSettings = ScoreSettings(), *,
+                     warn=warnings.warn) -> tuple[pd.DataFrame, list[Scorecard]]:
     """``runs`` (a :func:`perturbkit.cv.store.list_runs` table) with each group's test MRRMSE as ``test <group>``
-    columns, and each run's scorecard: its ``test.parquet`` scored against the truth file, read once."""
+    columns, and each run's scorecard: its ``test.parquet`` scored against the truth file, read once. A run whose
+    test.parquet is missing or changed is left out, ``warn`` naming the file."""
+    from perturbkit.cv.store import test_file_or_skip
+
     truth = read_truth_layers(truth_path)
-    cards = [score_against(truth, f"{path}/test.parquet", settings) for path in runs["path"]]
-    runs = runs.copy()
+    test_files = [test_file_or_skip(path, warn) for path in runs["path"]]
+    runs = runs[[f is not None for f in test_files]].reset_index(drop=True)
+    cards = [score_against(truth, f, settings) for f in test_files if f is not None]
     for position, card in enumerate(cards):
         for group in card.table.index.get_level_values("group").unique():
             runs.loc[position, f"test {group}"] = card.value("mrrmse", group)

@@ -1,7 +1,8 @@
 """Tuning studies: one Optuna study in a relational storage, any number of worker processes on it.
 
 The objective is a model's CV MRRMSE through the same harness as ``perturbkit cv`` (``run_cv``):
-after each fold the running mean of the fold scores goes to Optuna, and a trial the pruner stops
+after each fold the running score (the scheme-weighted MRRMSE of the rows validated so far, the
+trial's objective once every fold is in) goes to Optuna, and a trial the pruner stops
 raises ``TrialPruned`` inside ``run_cv``, so a pruned trial writes no run. A kept trial's run is
 stored under the run store like any other, its meta tagged ``tune = {study, trial}``.
 
@@ -164,7 +165,6 @@ class Objective:
     worker: str
 
     def __call__(self, trial) -> float:
-        import numpy as np
         import optuna
 
         from perturbkit.cv import run_cv, save_run
@@ -173,13 +173,11 @@ class Objective:
         trial.set_user_attr("pid", os.getpid())
         overrides = self.space.suggest(trial)
         trial.set_user_attr("overrides", overrides)
-        fold_scores: list[float] = []
 
-        def on_fold(fold: int, score: float) -> None:
-            fold_scores.append(score)
-            trial.report(float(np.mean(fold_scores)), fold)
+        def on_fold(fold: int, running: float) -> None:
+            trial.report(running, fold)
             if trial.should_prune():
-                raise optuna.TrialPruned(f"pruned after fold {fold}: mean fold MRRMSE {np.mean(fold_scores):.4f}")
+                raise optuna.TrialPruned(f"pruned after fold {fold}: running MRRMSE {running:.4f}")
 
         result = run_cv(self.dataset, apply_overrides(self.config, overrides), progress=False, on_fold=on_fold)
         result.meta["tune"] = {"study": self.study_name, "trial": trial.number, "worker": self.worker}
@@ -405,8 +403,8 @@ def write_tuned_config(study, path: Path | str, storage_url: str) -> tuple[Path,
 
 def filter_study_runs(runs, study: str):
     """``perturbkit runs --study NAME``: the stored runs of that study's trials, with their trial numbers."""
-    import json
+    from perturbkit.cv.store import read_meta
 
-    trials = [json.loads((Path(path) / "meta.json").read_text()).get("tune", {}) for path in runs["path"]]
+    trials = [read_meta(path).get("tune", {}) for path in runs["path"]]
     runs = runs.assign(study=[t.get("study") for t in trials], trial=[t.get("trial") for t in trials])
     return runs[runs["study"] == study].drop(columns="study").sort_values("mrrmse", ignore_index=True)

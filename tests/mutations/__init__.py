@@ -1,0 +1,83 @@
+"""The guarantees the suite claims, each with a one-line breakage it must catch.
+
+Each :class:`Mutation` replaces an exact piece of source text (it must occur exactly once in its
+file) and names the test files that must fail once it is applied. ``tests/mutations/run.py``
+(``make mutate``) applies them one at a time to a temporary copy of the tree and reports each as
+caught or missed; ``tests/test_mutations.py`` checks in the fast suite that every original text
+is still there, so a refactor cannot silently turn a record into a no-op. A new guarantee gets a
+record here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Mutation:
+    name: str
+    file: str  # relative to the repository root
+    original: str
+    replacement: str
+    tests: tuple[str, ...]  # test files (or node ids) that must fail under the mutation
+    why: str
+
+
+MUTATIONS = (
+    Mutation(
+        name="harness_fits_later_folds_on_their_validation_rows",
+        file="src/perturbkit/cv/__init__.py",
+        original="        fold_start = time.perf_counter()\n",
+        replacement="        train_idx = np.union1d(train_idx, valid_idx) if fold else train_idx\n        fold_start = time.perf_counter()\n",
+        tests=("tests/test_harness_leakage.py",),
+        why="every fold's OOF predictions come from a model that never saw that fold's targets",
+    ),
+    Mutation(
+        name="nested_blend_clips_with_all_rows_ranges",
+        file="src/perturbkit/blend/core.py",
+        original="row_scores(fitted, held, ranges[int(k)] if ranges else None)",
+        replacement="row_scores(fitted, held, ranges[None] if ranges else None)",
+        tests=("tests/test_blend.py",),
+        why="the nested score clips each held-out fold to gene ranges of the other folds' rows only",
+    ),
+    Mutation(
+        name="list_runs_reads_staging_folders",
+        file="src/perturbkit/cv/store.py",
+        original='    return run_dir.name.startswith(".")\n',
+        replacement="    return False\n",
+        tests=("tests/test_reliability.py",),
+        why="a writer killed before its rename leaves a hidden staging folder that no reader lists or loads",
+    ),
+    Mutation(
+        name="cv_seeds_accept_negative_values",
+        file="src/perturbkit/config.py",
+        original="    seeds: list[NonNegativeInt] = []\n",
+        replacement="    seeds: list[int] = []\n",
+        tests=("tests/test_config.py",),
+        why="`--set 'cv.seeds=[-1,2]'` is refused before any work, like `--seeds -1,2`",
+    ),
+    Mutation(
+        name="tuner_prunes_on_the_unweighted_fold_score",
+        file="src/perturbkit/cv/__init__.py",
+        original="on_fold(fold, float(np.average(row_rmse[done], weights=row_weights[done])))",
+        replacement="on_fold(fold, score)",
+        tests=("tests/test_tune.py::test_the_pruner_sees_the_weighted_running_score_the_trial_returns",),
+        why="the pruner sees the scheme-weighted running score that the trial returns as its objective",
+    ),
+    Mutation(
+        name="blend_weighs_rows_by_todays_scheme_code",
+        file="src/perturbkit/blend/members.py",
+        original="    return weights[0] / weights[0].mean()\n",
+        replacement="    from perturbkit.cv import splitter_for\n    weights = splitter_for(dataset, runs[0].meta['config']['cv']).row_weights(dataset.obs)[obs_index.get_indexer(common)]\n    return weights / weights.mean()\n",
+        tests=("tests/test_blend.py",),
+        why="a blend weighs each row as the runs' stored scores did, not as the scheme code of today does",
+    ),
+    Mutation(
+        name="target_statistics_cached_across_fits",
+        file="src/perturbkit/features/target_stats.py",
+        original="                group_stats = _group_statistics(y[rows])\n",
+        replacement="                group_stats = _group_statistics.__dict__.setdefault((column, names[code]), _group_statistics(y[rows]))\n",
+        tests=("tests/test_leakage.py", "tests/test_features.py"),
+        why="target statistics come from the fold's own training rows, never from an earlier fit",
+    ),
+)
