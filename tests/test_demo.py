@@ -208,7 +208,7 @@ def test_demo_dir_root_defaults_to_environment(tmp_path, monkeypatch):
 
 def test_rejects_impossible_gene_counts(tmp_path):
     for n_genes in (0, len(gene_names()) + 1):
-        with pytest.raises(ValueError, match="n_genes"):
+        with pytest.raises(ValueError, match="a demo world has between 1 and"):
             generate_demo(tmp_path, n_genes=n_genes)
 
 

@@ -91,6 +91,7 @@ def test_a_rejected_token_names_its_source_not_its_value(fake_kaggle, tmp_path, 
     assert main(["data", "download", "--out", str(tmp_path / "kaggle")]) == 2
     captured = capsys.readouterr()
     assert "KAGGLE_API_TOKEN" in captured.err and "were not accepted" in captured.err
+    assert "no Kaggle credentials found" not in captured.err  # they were found, and refused
     assert "not-the-right-token-1234567" not in captured.err + captured.out
     assert not (tmp_path / "kaggle").exists()
 

@@ -6,6 +6,10 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import re
+import signal
+import subprocess
+import sys
 import tempfile
 import time
 import tomllib
@@ -289,6 +293,92 @@ def test_a_worker_killed_mid_trial_leaves_that_trial_failed_and_the_study_usable
     assert states[killed.number] == optuna.trial.TrialState.FAIL
     assert outcome.counts()["COMPLETE"] == 1
     assert outcome.study.best_trial.number != killed.number
+
+
+def _tune_command(world, tmp_path, *, trials: int) -> list[str]:
+    return [sys.executable, "-m", "perturbkit", "tune", "--model", "pca_ridge", "--workers", "2", "--trials", str(trials),
+            "--data", str(world), "--configs-dir", str(CONFIGS), "--oof", str(tmp_path / "oof"),
+            "--out", str(tmp_path / "tuned.toml"), "--reports", str(tmp_path / "reports"),
+            *(part for override in SMALL_SPACE for part in ("--set", override))]
+
+
+def _trials(tmp_path) -> list:
+    storage = open_storage(f"sqlite:///{tmp_path / 'oof' / 'tune.db'}")
+    try:
+        return optuna.load_study(study_name="pca_ridge", storage=storage).get_trials(deepcopy=False)
+    except KeyError:  # the parent has not created the study yet
+        return []
+
+
+def _running_trials(tmp_path, until: float, workers: int) -> list:
+    """Wait until ``workers`` workers run a trial (their pids are in the trials' user attributes)."""
+    while True:
+        assert time.time() < until, "the workers never ran trials"
+        running = [t for t in _trials(tmp_path) if t.state == optuna.trial.TrialState.RUNNING and "pid" in t.user_attrs]
+        if len({t.user_attrs["pid"] for t in running}) >= workers:
+            return running
+        time.sleep(0.3)
+
+
+def _children(pid: int) -> set[int]:
+    """The processes whose parent is ``pid`` (from /proc)."""
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found.add(int(stat.parent.name))
+        except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
+            continue
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads process states from /proc")
+def test_killing_the_tune_parent_stops_its_workers_and_the_study_stops_growing(small_world, tmp_path):
+    parent = subprocess.Popen(_tune_command(small_world, tmp_path, trials=40), cwd=tmp_path,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        running = {t.user_attrs["pid"] for t in _running_trials(tmp_path, until=time.time() + 180, workers=1)}
+        workers = _children(parent.pid)  # both workers (and multiprocessing's resource tracker): all must go
+    finally:
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+    assert running <= workers and len(workers) >= 2
+    deadline = time.time() + 60
+    while any(_alive(pid) for pid in workers):
+        assert time.time() < deadline, f"workers {sorted(p for p in workers if _alive(p))} outlived their parent"
+        time.sleep(0.2)
+    count = len(_trials(tmp_path))
+    time.sleep(2)
+    trials = _trials(tmp_path)
+    assert len(trials) == count < 40
+    # Each worker failed its running trial on the way out: none is left RUNNING for the heartbeat to find.
+    assert not [t.number for t in trials if t.state == optuna.trial.TrialState.RUNNING]
+
+
+def test_a_worker_killed_mid_trial_is_failed_by_its_parent_at_once(small_world, tmp_path):
+    parent = subprocess.Popen(_tune_command(small_world, tmp_path, trials=2), cwd=tmp_path,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        victim = _running_trials(tmp_path, until=time.time() + 180, workers=1)[0]
+        os.kill(victim.user_attrs["pid"], signal.SIGKILL)
+        killed_at = time.time()
+        _, err = parent.communicate(timeout=300)
+    finally:
+        parent.kill()
+    assert parent.returncode == 2 and "Traceback" not in err
+    assert re.search(rf"worker \d exited -9: its running trial\(s\) \[{victim.number}\] are marked failed", err), err
+    # Failed by the parent, not by the heartbeat: its grace period (4 x 30 s) has not passed.
+    assert time.time() - killed_at < 4 * 30
+    states = {t.number: t.state for t in _trials(tmp_path)}
+    assert states[victim.number] == optuna.trial.TrialState.FAIL
+    assert optuna.trial.TrialState.RUNNING not in states.values()
 
 
 # --- results ---------------------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from perturbkit.config import load_config
 from perturbkit.cv import run_cv
 from perturbkit.data import load, resolve_data_dir
 from perturbkit.data.hidden import read_hidden_test
+from perturbkit.errors import ConfigError
 from perturbkit.metrics import clip_layer, ratio_interval, rowwise_rmse
 from perturbkit.scorecard import CLIPPED_PREFIX
 
@@ -134,7 +135,15 @@ def run_agreement(variants, schemes, models, *, demo_genes: int | None = None, r
     their configs match) is scored too, as model ``recipe blend`` (CV: its nested score).
     """
     from perturbkit.cv import save_run
+    from perturbkit.data.demo import check_gene_count, get_variant
 
+    # Every name checked (and every config resolved) before the first world is generated or model fitted.
+    if len(set(models)) < 2:
+        raise ConfigError(f"--models {','.join(models)}: the agreement of rankings needs at least two models")
+    for variant in variants:
+        get_variant(variant)
+    check_gene_count(demo_genes)
+    configs = {(scheme, model): load_config(model, overrides=[f'cv.scheme="{scheme}"']) for scheme in schemes for model in models}
     rows = []
     for variant in variants:
         data = f"demo:{variant}"
@@ -144,7 +153,7 @@ def run_agreement(variants, schemes, models, *, demo_genes: int | None = None, r
         for scheme in schemes:
             for model in models:
                 started = time.perf_counter()
-                result = run_cv(dataset, load_config(model, overrides=[f'cv.scheme="{scheme}"']), progress=False)
+                result = run_cv(dataset, configs[scheme, model], progress=False)
                 if store is not None:
                     save_run(result, store)
                 scores = result.meta["scores"]

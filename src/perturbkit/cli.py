@@ -13,9 +13,25 @@ PUBLIC_SPLIT_MODELS = "zeros,gene_mean,compound_mean,celltype_mean,pca_ridge,pca
 TRUTH_HELP = "'demo' / 'demo:VARIANT' for that demo world's hidden test_truth.parquet (all 255 test rows)"
 
 
+def _gene_count(text: str) -> int:
+    """A demo world's gene count, checked when the arguments are parsed (every --demo-genes and demo --genes)."""
+    from perturbkit.data.demo import check_gene_count
+    from perturbkit.errors import ConfigError
+
+    try:
+        return check_gene_count(int(text))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc) if isinstance(exc, ConfigError) else f"{text!r} is not a whole number") from None
+
+
+def _gene_count_or_all(text: str) -> int | None:
+    """As :func:`_gene_count`, and 0 for all 18,211 genes (None)."""
+    return None if text.strip() == "0" else _gene_count(text)
+
+
 def _add_data_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", default="demo", help="'demo' (default), 'demo:VARIANT' (perturbkit demo --list) or a directory with de_train.parquet|h5ad + id_map.csv")
-    parser.add_argument("--demo-genes", type=int, default=None, help="genes in the demo world (default: all 18,211)")
+    parser.add_argument("--demo-genes", type=_gene_count, default=None, help="genes in the demo world (default: all 18,211)")
     parser.add_argument("--layer", default="sign_log10_pval", help="h5ad layer holding the targets")
 
 
@@ -77,7 +93,7 @@ def cmd_agreement(args) -> None:
         _names(args.variants) if args.variants else list_variants(),
         _names(args.schemes) if args.schemes else list_splitters(),
         _names(args.models) if args.models else list_models(),
-        demo_genes=args.demo_genes or None,
+        demo_genes=args.demo_genes,
         recipe=recipe,
         oof_root=args.oof,
         say=lambda message: print(message, flush=True),
@@ -94,7 +110,7 @@ def cmd_public_split(args) -> None:
     study = run_public_split(
         _names(args.variants) if args.variants else list_variants(),
         _names(args.models),
-        demo_genes=args.demo_genes or None,
+        demo_genes=args.demo_genes,
         splits=args.splits,
         seed=args.seed,
         oof_root=args.oof,
@@ -211,24 +227,24 @@ def cmd_models(args) -> None:
 
 
 def cmd_blend(args) -> None:
-    from perturbkit.blend.command import dataset_id_for, resolve_options, run_blend
+    from perturbkit.blend.command import check_name, dataset_id_for, resolve_options, run_blend
     from perturbkit.io import check_writable
 
     flags = {key: getattr(args, key) for key in ("method", "trials", "seed", "per_celltype", "scale", "clip", "nested", "storage")}
     options = resolve_options(args.blend_config, args.set, flags)  # before loading data or blending
+    check_name(args.name)
     check_writable(args.submissions, "--submissions")
     run_blend(_load_data(args), options, oof_root=args.oof, runs=args.runs, every=args.all, scheme=args.scheme,
               submissions=args.submissions, name=args.name, dataset_id=dataset_id_for(args.data, args.dataset_id), h5ad=not args.no_h5ad)
 
 
 def cmd_report(args) -> None:
+    from perturbkit.io import check_writable
     from perturbkit.report.build import build_blend_report, build_runs_report
 
-    if args.runs:
-        out = build_runs_report(args.runs, args.out or Path("reports") / "runs")
-    else:
-        blend = args.blend or Path(args.submissions) / "blend.json"
-        out = build_blend_report(blend, args.out or Path("reports") / Path(blend).stem)
+    blend = args.blend or Path(args.submissions) / "blend.json"
+    out = check_writable(args.out or Path("reports") / ("runs" if args.runs else Path(blend).stem), "--out")
+    out = build_runs_report(args.runs, out) if args.runs else build_blend_report(blend, out)
     print(f"report written to {out}/index.html (and index.md)")
 
 
@@ -294,7 +310,7 @@ def _add_blend_commands(commands) -> None:
     rank.add_argument("--runs", nargs="+", type=Path, default=None, help="rank by the mean of these runs instead")
     rank.add_argument("--submissions", type=Path, default=Path("submissions"))
     rank.add_argument("--data", default=None, help="data directory or 'demo' (default: where the predictions were fitted)")
-    rank.add_argument("--demo-genes", dest="demo_genes", type=int, default=None)
+    rank.add_argument("--demo-genes", dest="demo_genes", type=_gene_count, default=None)
     rank.set_defaults(func=cmd_rank)
 
 
@@ -371,10 +387,13 @@ def _follow_and_fetch(kernel: str, args, api) -> None:
 
 def cmd_kernel_push(args) -> None:
     from perturbkit.kaggle import kaggle_api
+    from perturbkit.kernel.metadata import read_metadata
     from perturbkit.kernel.remote import push_kernel
 
+    folder = _kernel_folder(args)
+    read_metadata(folder)  # an unbuilt or broken kernel folder is named before credentials are looked for
     api = kaggle_api()
-    pushed = push_kernel(_kernel_folder(args), api=api)
+    pushed = push_kernel(folder, api=api)
     print(f"pushed {pushed.kernel} version {pushed.version}: {pushed.url}")
     if args.follow:
         _follow_and_fetch(pushed.kernel, args, api)
@@ -590,7 +609,8 @@ def build_parser() -> argparse.ArgumentParser:
     agreement.add_argument("--variants", default=None, help="comma-separated demo variants (default: all)")
     agreement.add_argument("--schemes", default=None, help="comma-separated CV schemes (default: all registered)")
     agreement.add_argument("--models", default=None, help="comma-separated models (default: all registered)")
-    agreement.add_argument("--demo-genes", type=int, default=2000, help="genes per demo world (default 2000; 0: all 18,211)")
+    agreement.add_argument("--demo-genes", type=_gene_count_or_all, default=2000,
+                           help="genes per demo world (default 2000; 0: all 18,211)")
     agreement.add_argument("--recipe", type=Path, default=None, help="also score this recipe's blend (e.g. configs/recipe.toml)")
     agreement.add_argument("--oof", type=Path, default=Path("oof/agreement"), help="run store of the study, one folder per variant")
     agreement.add_argument("--out", type=Path, default=Path("reports/agreement"))
@@ -600,7 +620,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 "predict the private score and the leaderboard factor")
     split.add_argument("--variants", default=None, help="comma-separated demo variants (default: all)")
     split.add_argument("--models", default=PUBLIC_SPLIT_MODELS, help=f"comma-separated models, the submissions (default: {PUBLIC_SPLIT_MODELS})")
-    split.add_argument("--demo-genes", type=int, default=2000, help="genes per demo world (default 2000; 0: all 18,211)")
+    split.add_argument("--demo-genes", type=_gene_count_or_all, default=2000, help="genes per demo world (default 2000; 0: all 18,211)")
     split.add_argument("--splits", type=_positive_int, default=1000, help="random public/private splits to compare Kaggle's with")
     split.add_argument("--seed", type=int, default=0, help="seed of the random splits")
     split.add_argument("--oof", type=Path, default=Path("oof/agreement"), help="run store, one folder per variant (the agreement study's: its runs are reused)")
@@ -611,7 +631,7 @@ def build_parser() -> argparse.ArgumentParser:
     runs.add_argument("--oof", type=Path, default=Path("oof"))
     runs.add_argument("--per-cell-type", action="store_true", help="add each cell type's CV MRRMSE")
     runs.add_argument("--truth", default=None, help=f"score each run's test predictions against this truth file, or {TRUTH_HELP}")
-    runs.add_argument("--demo-genes", type=int, default=None, help="genes of the demo world --truth demo names (default: all 18,211)")
+    runs.add_argument("--demo-genes", type=_gene_count, default=None, help="genes of the demo world --truth demo names (default: all 18,211)")
     runs.add_argument("--clean", action="store_true", help="first remove staging folders of runs killed more than a day ago")
     runs.add_argument("--study", default=None, help="only the kept trials of this tuning study, best first, with trial numbers")
     _add_score_options(runs)
@@ -621,13 +641,13 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("submission", type=Path)
     score.add_argument("--truth", required=True, help="test_truth.parquet/.csv (Kaggle's wide layout), openproblems' de_test.h5ad, "
                        f"or {TRUTH_HELP}")
-    score.add_argument("--demo-genes", type=int, default=None, help="genes of the demo world --truth demo names (default: all 18,211)")
+    score.add_argument("--demo-genes", type=_gene_count, default=None, help="genes of the demo world --truth demo names (default: all 18,211)")
     _add_score_options(score)
     score.set_defaults(func=cmd_score)
 
     demo = commands.add_parser("demo", help="generate (or find) the cached demo world and print its directory",
                                description="Generate (on first use) or find the cached demo world and print its folder.")
-    demo.add_argument("--genes", type=int, default=None, help="genes of the world, a fixed subset of the real ones (default: all 18,211)")
+    demo.add_argument("--genes", type=_gene_count, default=None, help="genes of the world, a fixed subset of the real ones (default: all 18,211)")
     demo.add_argument("--seed", type=int, default=0, help="seed of the generator: another seed, another world (default 0)")
     demo.add_argument("--root", type=Path, default=None, help="cache folder of the worlds (default: $PERTURBKIT_DEMO_ROOT or data/demo)")
     demo.add_argument("--variant", default="default", help="which structure of world (default: default; see --list)")

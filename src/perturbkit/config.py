@@ -37,6 +37,8 @@ def read_toml(path: Path) -> dict:
             return tomllib.load(fh)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML ({exc})") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start}); TOML files are UTF-8") from None
 
 
 def parse_override(text: str) -> tuple[list[str], object]:
@@ -208,8 +210,11 @@ def _constraint_problem(estimator) -> tuple[str, str] | None:
     constraints = getattr(type(estimator), "_parameter_constraints", None)
     if not isinstance(constraints, dict):
         return None
-    try:
-        validate_parameter_constraints(constraints, estimator.get_params(deep=False), caller_name=type(estimator).__name__)
+    try:  # the estimator's own check where it has one (its constraints and any it adds), as its fit runs it
+        if hasattr(estimator, "_validate_params"):
+            estimator._validate_params()
+        else:
+            validate_parameter_constraints(constraints, estimator.get_params(deep=False), caller_name=type(estimator).__name__)
     except InvalidParameterError as exc:
         found = re.search(r"The '(\w+)' parameter", str(exc))
         return (found.group(1) if found else "?"), str(exc)

@@ -34,15 +34,33 @@ def _staging_name(target: Path) -> str:
     return f".{target.name}.{os.getpid()}-{secrets.token_hex(4)}{PARTIAL}"
 
 
+def _is_disk_full(exc: BaseException) -> bool:
+    # pyarrow and h5py raise OSError without errno set, the reason only in the message
+    return isinstance(exc, OSError) and (exc.errno in (errno.ENOSPC, errno.EDQUOT) or "No space left on device" in str(exc)
+                                         or "errno = 28" in str(exc))
+
+
+@contextlib.contextmanager
+def _disk_full_named(target: Path) -> Iterator[None]:
+    """A full disk while writing ``target`` becomes an :class:`OutputError` naming it (its staging is removed by the caller)."""
+    try:
+        yield
+    except Exception as exc:
+        if not _is_disk_full(exc):
+            raise
+        raise OutputError(f"{target}: no space left on device while writing it; nothing of it was kept") from None
+
+
 @contextlib.contextmanager
 def atomic_file(target: Path | str) -> Iterator[Path]:
     """Yield a staging path to write; on success it replaces ``target`` in one rename."""
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
     staging = target.with_name(_staging_name(target) + target.suffix)
     try:
-        yield staging
-        os.replace(staging, target)
+        with _disk_full_named(target):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            yield staging
+            os.replace(staging, target)
     finally:
         staging.unlink(missing_ok=True)
 
@@ -62,21 +80,22 @@ def atomic_dir(target: Path | str, *, replace: bool = False, force: bool = False
         what = "a folder" if target.is_dir() else "a file"
         raise OutputError(f"{target}: {what} perturbkit did not create (no {MARKER} in it); refusing to replace it. "
                           "Move it away, choose another output, or pass --force")
-    target.parent.mkdir(parents=True, exist_ok=True)
     staging = target.with_name(_staging_name(target))
-    staging.mkdir()
     try:
-        if replace:
-            (staging / MARKER).write_text("written by perturbkit; it replaces this folder as a whole when rebuilding it\n")
-        yield staging
-        if replace and target.exists():
-            old = target.with_name(_staging_name(target))
-            os.replace(target, old)
-            os.replace(staging, target)
-            shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink()
-        else:
-            os.mkdir(target)  # the exclusive claim of the name: a second writer fails here
-            os.replace(staging, target)  # a directory may replace the empty one it claimed
+        with _disk_full_named(target):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            staging.mkdir()
+            if replace:
+                (staging / MARKER).write_text("written by perturbkit; it replaces this folder as a whole when rebuilding it\n")
+            yield staging
+            if replace and target.exists():
+                old = target.with_name(_staging_name(target))
+                os.replace(target, old)
+                os.replace(staging, target)
+                shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink()
+            else:
+                os.mkdir(target)  # the exclusive claim of the name: a second writer fails here
+                os.replace(staging, target)  # a directory may replace the empty one it claimed
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 

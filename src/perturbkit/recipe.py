@@ -96,7 +96,10 @@ def load_recipe(path: Path | str, *, configs_dir: Path = Path("configs"), overri
         raise ConfigError(f"{path}: the recipe lists {(len(entries) if isinstance(entries, list) else 0) or 'no'} [[members]]; "
                           "a blend needs at least two")
     scheme = str(raw.get("scheme") or load_config("zeros", configs_dir=configs_dir)["cv"]["scheme"])
-    seeds = [int(s) for s in raw.get("seeds") or [0]]
+    seeds = raw.get("seeds", [0])
+    if (not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds)
+            or len(set(seeds)) != len(seeds)):
+        raise ConfigError(f"{path}: seeds = {seeds!r}: expected a list of distinct whole numbers >= 0, e.g. seeds = [0, 1, 2]")
     members, labels = [], []
     for position, entry in enumerate(entries):
         where = f"{path}: member {position + 1}"
@@ -105,16 +108,20 @@ def load_recipe(path: Path | str, *, configs_dir: Path = Path("configs"), overri
         unknown = sorted(set(entry) - MEMBER_KEYS)
         if unknown:
             raise ConfigError(f"{where} ({entry['model']}): unknown key(s) {unknown}; known: {sorted(MEMBER_KEYS)}")
+        member_set = entry.get("set", [])
+        if not isinstance(member_set, list) or not all(isinstance(o, str) for o in member_set):
+            raise ConfigError(f"{where} ({entry['model']}): set = {member_set!r}: expected a list of \"key=value\" strings, "
+                              "e.g. set = [\"params.alpha=3\"]")
         cv_overrides = [f'cv.scheme="{scheme}"', f"cv.seed={seeds[0]}", f"cv.seeds={seeds if len(seeds) > 1 else []}"]
         try:
             # load_config validates by building the model: a bad name or parameter fails here, before any fit
             config = load_config(
-                entry["model"], configs_dir=configs_dir, overrides=[*cv_overrides, *entry.get("set", []), *overrides]
+                entry["model"], configs_dir=configs_dir, overrides=[*cv_overrides, *member_set, *overrides]
             )
         except PerturbkitError as exc:
             raise ConfigError(f"{where} ({entry['model']}): {exc}") from exc
         members.append(without_tune(config))
-        labels.append(" ".join([entry["model"], *entry.get("set", [])]))
+        labels.append(" ".join([entry["model"], *member_set]))
     from perturbkit.blend import BlendOptions
 
     blend = dict(raw.get("blend", {}))

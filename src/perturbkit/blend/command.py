@@ -11,7 +11,7 @@ from pathlib import Path
 
 from perturbkit.blend.core import BlendOptions, blend_members
 from perturbkit.blend.members import BlendError, load_members, select_runs
-from perturbkit.blend.record import write_blend
+from perturbkit.blend.record import check_name, write_blend
 from perturbkit.config import apply_overrides, read_toml
 from perturbkit.data import Dataset
 from perturbkit.errors import ConfigError

@@ -58,7 +58,7 @@ class BlendOptions:
         if unknown:
             raise ConfigError(f"unknown blend option(s) {unknown}; known: {sorted(common | set(known_settings))}")
         settings = {key: _checked_setting(known_settings[key], value) for key, value in values.items() if key not in common}
-        options = cls(**{k: v for k, v in values.items() if k in common}, settings=settings)
+        options = cls(**_typed(cls, {k: v for k, v in values.items() if k in common}), settings=settings)
         if options.method not in list_blend_methods():
             raise ConfigError(f"unknown blend method {options.method!r}; known: {list_blend_methods()}")
         if not options.scale_min <= 1.0 <= options.scale_max:
@@ -85,6 +85,22 @@ def _checked_setting(setting, value):
     except ValidationError as exc:
         message = exc.errors()[0]["msg"].lower()
         raise ConfigError(f"blend setting {setting.name} = {value!r} (of {', '.join(setting.methods)}): {message}") from None
+
+
+def _typed(options: type, values: dict) -> dict:
+    """Common ``values`` checked against the options' field types (``scale=no`` is false, ``scale=maybe`` is refused)."""
+    import typing
+
+    from pydantic import TypeAdapter, ValidationError
+
+    types = typing.get_type_hints(options)
+    checked = {}
+    for key, value in values.items():
+        try:
+            checked[key] = TypeAdapter(types[key]).validate_python(value)
+        except ValidationError as exc:
+            raise ConfigError(f"blend option {key} = {value!r}: {exc.errors()[0]['msg'].lower()}") from None
+    return checked
 
 
 @dataclass(frozen=True)

@@ -18,13 +18,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from perturbkit.errors import PerturbkitError, redact
+from perturbkit.errors import ConfigError, PerturbkitError, redact
 from perturbkit.io import remove_stale, sha256_file
 
 if TYPE_CHECKING:
@@ -163,6 +164,14 @@ class BlendRecord:
 TYPED = {"name", "members", "scales", "scale", "clip", "method", "data_hash", "folds_hash", "files", "file_sha256"}
 
 
+def check_name(name: str) -> str:
+    """A blend's file stem: a plain name inside ``--submissions``, never a path out of it or a hidden (staging) name."""
+    if not name or name.startswith(".") or any(sep and sep in name for sep in (os.sep, os.altsep, "/")):
+        raise ConfigError(f"--name {name!r}: must be a plain file name (no path separator, not starting with '.'); "
+                          "choose the folder with --submissions")
+    return name
+
+
 def write_blend(result: BlendResult, dataset: Dataset, out_dir: Path | str, name: str, *, dataset_id: str,
                 method_id: str | None = None, h5ad: bool = True) -> dict[str, Path]:
     """``<out_dir>/<name>.csv`` (Kaggle), ``.h5ad`` (openproblems), then ``.json``: the record, with each file's sha256.
@@ -175,21 +184,28 @@ def write_blend(result: BlendResult, dataset: Dataset, out_dir: Path | str, name
     from perturbkit.submit.write import jsonable, write_json, write_prediction_h5ad, write_submission_csv
 
     out_dir = Path(out_dir)
+    check_name(name)
     remove_stale(out_dir)  # staging files of blends killed more than a day ago
     template = Path(dataset.source) / "sample_submission.csv"
     ids, genes = result.members.test_ids, result.members.genes
-    files = {"csv": write_submission_csv(out_dir / f"{name}.csv", ids, genes, result.test,
-                                         template=template if template.is_file() else None)}
-    if h5ad:
-        files["h5ad"] = write_prediction_h5ad(out_dir / f"{name}.h5ad", ids, genes, result.test,
-                                              dataset_id=dataset_id, method_id=method_id or f"perturbkit_{name}")
-    for path in files.values():
-        read_submission(path, genes=genes, ids=ids)
-    record = result.to_json(name=name, files={k: str(v) for k, v in files.items()}, dataset=dataset,
-                            file_sha256={kind: sha256_file(path) for kind, path in files.items()})
-    record["template"] = str(template) if template.is_file() else None
-    record = json.loads(redact(json.dumps(record, default=jsonable)))
-    files["json"] = write_json(out_dir / f"{name}.json", record)
+    files = {}
+    try:
+        files["csv"] = write_submission_csv(out_dir / f"{name}.csv", ids, genes, result.test,
+                                            template=template if template.is_file() else None)
+        if h5ad:
+            files["h5ad"] = write_prediction_h5ad(out_dir / f"{name}.h5ad", ids, genes, result.test,
+                                                  dataset_id=dataset_id, method_id=method_id or f"perturbkit_{name}")
+        for path in files.values():
+            read_submission(path, genes=genes, ids=ids)
+        record = result.to_json(name=name, files={k: str(v) for k, v in files.items()}, dataset=dataset,
+                                file_sha256={kind: sha256_file(path) for kind, path in files.items()})
+        record["template"] = str(template) if template.is_file() else None
+        record = json.loads(redact(json.dumps(record, default=jsonable)))
+        files["json"] = write_json(out_dir / f"{name}.json", record)
+    except BaseException:
+        for path in files.values():  # a blend without its record is no blend: nothing of it stays
+            path.unlink(missing_ok=True)
+        raise
     return files
 
 

@@ -143,11 +143,27 @@ def _validate_train(path: Path, obs: pd.DataFrame, targets: np.ndarray, genes: t
         )
 
 
+def _utf8_text(path: Path) -> str:
+    """The file's text; bytes that are not UTF-8 are named by value and line, never echoed."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise _fail(path, f"not UTF-8 text (byte {data[exc.start]:#04x} on line {line})") from None
+
+
+def _printable(text: str, limit: int = 200) -> str:
+    """``text`` safe for a terminal: control characters escaped, cut to ``limit`` characters."""
+    text = "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 def _read_id_map(path: Path) -> pd.DataFrame:
     try:
-        table = pacsv.read_csv(path)
+        table = pacsv.read_csv(pa.BufferReader(_utf8_text(path).encode()))
     except (OSError, pa.ArrowException) as exc:
-        raise _fail(path, f"cannot be read as CSV ({exc})") from exc
+        raise _fail(path, f"cannot be read as CSV ({_printable(str(exc))})") from exc
     missing = [c for c in ID_MAP_COLUMNS if c not in table.column_names]
     if missing:
         raise _fail(path, f"missing required column(s) {missing}")
@@ -197,8 +213,10 @@ def _check_no_overlap(id_map_path: Path, test: pd.DataFrame, obs: pd.DataFrame) 
 
 
 def _check_template(path: Path, genes: tuple[str, ...]) -> None:
-    with open(path, newline="") as fh:  # the header line only: the rows do not matter here
-        header = next(csv.reader(fh), [])
+    if not path.is_file():
+        raise _fail(path, "submission template is not a file")
+    text = _utf8_text(path)  # all of it: the submission is later written in its row order
+    header = next(csv.reader([text.partition("\n")[0]]), [])
     template_genes = [c for c in header if c != "id"]
     if "id" not in header:
         raise _fail(path, "submission template has no 'id' column")
@@ -269,7 +287,7 @@ def load_dataset(
     _check_no_overlap(id_map_path, test, obs)
     test = _attach_test_smiles(id_map_path, test, obs)
     template = directory / "sample_submission.csv"
-    if template.is_file():
+    if template.exists():
         _check_template(template, genes)
     check_smiles(train_path, obs, test, require=require_smiles)
     leaderboard_source = _leaderboard_source(directory)

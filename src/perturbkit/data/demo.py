@@ -179,7 +179,7 @@ from perturbkit.data.layout import (
     train_layout,
 )
 from perturbkit.data.wide import wide_table
-from perturbkit.errors import PerturbkitError
+from perturbkit.errors import ConfigError, PerturbkitError
 from perturbkit.transforms import signed_log10_p, signed_log10_p_and_slope, z_from_signed_log10_p
 
 GENERATOR_VERSION = 5  # 5: private test compounds the more potent (4: Kaggle's split; 3: a random quarter public)
@@ -347,12 +347,18 @@ def _random_rotation(rng: np.random.Generator, size: int) -> np.ndarray:
     return (q * np.sign(np.diag(r))).astype(np.float32)
 
 
+def check_gene_count(n_genes: int | None) -> int | None:
+    """``n_genes`` if a demo world can have that many genes (None: all of them); else a :class:`ConfigError`."""
+    total = len(gene_names())
+    if n_genes is not None and not 1 <= n_genes <= total:
+        raise ConfigError(f"{n_genes} genes: a demo world has between 1 and {total} genes")
+    return n_genes
+
+
 def _gene_indices(n_genes: int | None) -> np.ndarray:
     total = len(gene_names())
-    if n_genes is None:
+    if check_gene_count(n_genes) is None:
         return np.arange(total)
-    if not 1 <= n_genes <= total:
-        raise ValueError(f"n_genes must be between 1 and {total}, got {n_genes}")
     # Evenly spaced over the alphabetical list, so small worlds keep alphabetical order.
     return np.linspace(0, total - 1, n_genes).round().astype(int)
 

@@ -110,7 +110,8 @@ class BMHoldout(AssignedFolds):
         in_scope = X["cell_type"].astype(str).isin(set(self.cell_types)).to_numpy()
         compounds = X.loc[in_scope, "sm_name"].astype(str).unique()
         if len(compounds) < self.n_splits:
-            raise ValueError(f"bm_holdout: {len(compounds)} compounds with B/Myeloid rows, fewer than {self.n_splits} folds")
+            raise ConfigError(f"cv.n_splits={self.n_splits}: the data has {len(compounds)} compounds with B/Myeloid rows, "
+                              f"fewer than the folds of bm_holdout")
         fold_of = _compound_folds(compounds, self.n_splits, self.random_state)
         names = X["sm_name"].astype(str).to_numpy()
         fold_ids[in_scope] = [fold_of[name] for name in names[in_scope]]
@@ -164,6 +165,8 @@ class ShuffledKFold(AssignedFolds):
         self.random_state = random_state
 
     def fold_ids(self, X: pd.DataFrame) -> np.ndarray:
+        if self.n_splits > len(X):
+            raise ConfigError(f"cv.n_splits={self.n_splits}: more folds than the data's {len(X)} rows")
         fold_ids = np.full(len(X), NEVER_VALIDATED, dtype=np.int64)
         splitter = KFold(self.n_splits, shuffle=True, random_state=self.random_state)
         for fold, (_, valid) in enumerate(splitter.split(np.zeros(len(X)))):

@@ -19,8 +19,8 @@ from perturbkit.errors import PerturbkitError
 
 DATA_PAGE = f"https://www.kaggle.com/competitions/{COMPETITION}/data"
 
-CREDENTIALS_HELP = f"""\
-no Kaggle credentials found. The Kaggle client looks for them, in this order, in:
+WHERE_CREDENTIALS_GO = f"""\
+The Kaggle client looks for credentials, in this order, in:
   - the KAGGLE_API_TOKEN environment variable (an API token, or the path of a file holding one)
   - ~/.kaggle/access_token (a file holding an API token)
   - ~/.kaggle/kaggle.json (legacy {{"username": ..., "key": ...}}; KAGGLE_CONFIG_DIR moves ~/.kaggle),
@@ -32,6 +32,7 @@ and accept the competition rules at https://www.kaggle.com/competitions/{COMPETI
 Or download de_train.parquet, id_map.csv and sample_submission.csv by hand from
   {DATA_PAGE}
 into a directory and pass it to perturbkit: make cv DATA=<dir>   (or --data <dir>)"""
+CREDENTIALS_HELP = f"no Kaggle credentials found. {WHERE_CREDENTIALS_GO}"
 
 
 class KaggleCredentialsError(PerturbkitError):
@@ -124,7 +125,7 @@ def kaggle_api():
     except SystemExit:
         raise KaggleCredentialsError(
             f"the Kaggle credentials found ({', '.join(credential_sources())}) were not accepted "
-            f"(expired or revoked token?).\n{CREDENTIALS_HELP}"
+            f"(expired or revoked token?).\n{WHERE_CREDENTIALS_GO}"
         ) from None
     except Exception as exc:  # the client raises requests errors and plain Exceptions
         raise KaggleApiError(f"cannot reach the Kaggle API to authenticate: {_describe(exc)}") from None

@@ -12,7 +12,7 @@ from __future__ import annotations
 from numbers import Integral, Real
 
 import torch
-from sklearn.utils._param_validation import Interval
+from sklearn.utils._param_validation import Interval, InvalidParameterError
 from torch import nn
 
 from perturbkit.features import FeatureBuilder
@@ -65,6 +65,13 @@ class MLPRegressor(TorchRegressor):
         self.train = train
         self.celltype_gain = celltype_gain
         self.random_state = random_state
+
+    def _validate_params(self) -> None:
+        super()._validate_params()
+        widths = list(self.hidden)
+        if not all(isinstance(w, Integral) and not isinstance(w, bool) and w >= 1 for w in widths):
+            raise InvalidParameterError(f"The 'hidden' parameter of {type(self).__name__} must be a list of layer widths, "
+                                        f"each a whole number >= 1. Got {self.hidden!r} instead.")
 
     def _build_module(self, n_continuous: int, cardinalities: list[int], n_outputs: int) -> nn.Module:
         return MLPNet(n_continuous, n_outputs, hidden=tuple(int(h) for h in self.hidden), dropout=float(self.dropout))

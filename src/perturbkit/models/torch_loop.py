@@ -52,10 +52,11 @@ from sklearn.model_selection import GroupShuffleSplit
 from sklearn.utils._param_validation import Interval, StrOptions
 from torch import nn
 
+from perturbkit.errors import ConfigError
 from perturbkit.features import FeatureBuilder
 from perturbkit.progress import progress_bar
 
-__all__ = ["LOSSES", "TorchRegressor", "TrainSettings", "batch_mrrmse", "make_loss", "resolve_device", "set_threads", "train_module"]
+__all__ = ["LOSSES", "TorchRegressor", "TrainSettings", "batch_mrrmse", "make_loss", "resolve_device", "set_threads", "train_module", "train_settings"]
 
 LOSSES = ("mse", "mrrmse", "huber")
 MIN_INPUT_STD = 1e-4  # input columns whose training-row spread is below this are dropped
@@ -360,6 +361,7 @@ class TorchRegressor(RegressorMixin, BaseEstimator):
 
     # -- estimator ----------------------------------------------------------------------------
     def fit(self, X: pd.DataFrame, y) -> TorchRegressor:
+        self._validate_params()
         settings = self._settings
         self.device_ = resolve_device(settings.device)
         y = np.asarray(y, dtype=np.float32)
@@ -408,6 +410,18 @@ class TorchRegressor(RegressorMixin, BaseEstimator):
         return prediction.float().cpu().numpy()
 
 
+def _known_keys(table: str, given: dict, known) -> None:
+    unknown = sorted(set(given) - set(known))
+    if unknown:
+        raise ConfigError(f"unknown key(s) {[f'{table}.{k}' for k in unknown]}; known keys of {table}: {', '.join(sorted(known))}")
+
+
+def train_settings(train: dict | None) -> TrainSettings:
+    """A config's ``[params.train]`` table as :class:`TrainSettings`; an unknown key is named, with the known ones."""
+    _known_keys("params.train", train or {}, TrainSettings().get_params(deep=False))
+    return TrainSettings(**(train or {}))
+
+
 def torch_factory(estimator: type[TorchRegressor], default_features: dict):
     """A registry factory: ``[features]`` -> FeatureBuilder, ``[params.train]`` -> TrainSettings, and
     ``target_components > 0`` wraps the estimator to predict the fold's target-PCA scores."""
@@ -417,9 +431,10 @@ def torch_factory(estimator: type[TorchRegressor], default_features: dict):
 
         from perturbkit.features.pca import WidePCA
 
+        _known_keys("params", params, [*(k for k in estimator().get_params(deep=False) if k != "features"), "target_components"])
         model = estimator(
             features=FeatureBuilder(**(default_features if features is None else features)),
-            train=TrainSettings(**(train or {})),
+            train=train_settings(train),
             **params,
         )
         if int(target_components) <= 0:

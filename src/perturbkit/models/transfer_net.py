@@ -52,7 +52,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from torch import nn
 
 from perturbkit.errors import ConfigError
-from perturbkit.models.torch_loop import TrainSettings, _predict, _seeded, _threads, resolve_device, train_module
+from perturbkit.models.torch_loop import TrainSettings, _predict, _seeded, _threads, resolve_device, train_module, train_settings
 from perturbkit.models.transfer import TransferRidge
 from perturbkit.transforms import signed_log10_p, z_from_signed_log10_p
 
@@ -338,4 +338,4 @@ class TransferNet(RegressorMixin, BaseEstimator):
 
 def transfer_net(train: dict | None = None, **params) -> TransferNet:
     """The registry factory: ``[params.train]`` -> :class:`TrainSettings`."""
-    return TransferNet(train=TrainSettings(**(train or {})), **params)
+    return TransferNet(train=train_settings(train), **params)

@@ -20,11 +20,11 @@ TRUTH_LAYER = "sign_log10_pval"
 CLIPPED_LAYER = "clipped_sign_log10_pval"
 
 
-def read_submission(path: Path | str, *, genes, ids, allow_extra_ids: bool = False) -> np.ndarray:
+def read_submission(path: Path | str, *, genes, ids, allow_extra_ids: bool = False, reference: str = "the truth") -> np.ndarray:
     """The submission's predictions as a float32 matrix in the order of ``ids`` x ``genes``.
 
     Rejects, naming them, missing or extra ids (``allow_extra_ids``: rows beyond ``ids`` are left out
-    instead) and genes, duplicate ids and non-finite values.
+    instead) and genes (those of ``reference``, as messages call it), duplicate ids and non-finite values.
     """
     path = Path(path)
     table = read_wide_table(path)
@@ -36,13 +36,14 @@ def read_submission(path: Path | str, *, genes, ids, allow_extra_ids: bool = Fal
         raise DataValidationError(f"{path}: duplicate gene column(s) {duplicated[:5]}")
     missing, extra = sorted(set(genes) - set(columns)), sorted(set(columns) - set(genes))
     if missing or extra:
-        raise DataValidationError(f"{path}: gene columns differ from the truth's: missing {missing[:5]}, extra {extra[:5]}")
+        raise DataValidationError(f"{path}: gene columns differ from those of {reference}: missing {missing[:5]}, extra {extra[:5]}")
     submitted = pd.Index(table.column("id").to_numpy())
     if submitted.has_duplicates:
         raise DataValidationError(f"{path}: duplicate id {submitted[submitted.duplicated()][0]}")
-    missing_ids, extra_ids = sorted(set(ids) - set(submitted)), sorted(set(submitted) - set(ids))
+    wanted, given = set(np.asarray(ids).tolist()), set(submitted.tolist())  # plain ints in the message, not np.int64(1)
+    missing_ids, extra_ids = sorted(wanted - given), sorted(given - wanted)
     if missing_ids or (extra_ids and not allow_extra_ids):
-        raise DataValidationError(f"{path}: ids differ from the truth's: missing {missing_ids[:5]}, extra {extra_ids[:5]}")
+        raise DataValidationError(f"{path}: ids differ from those of {reference}: missing {missing_ids[:5]}, extra {extra_ids[:5]}")
     position = {name: i for i, name in enumerate(table.column_names)}  # by-name lookups are linear in pyarrow
     for gene in genes:
         column_type = table.schema.field(position[gene]).type
@@ -143,7 +144,8 @@ def check_competition_file(path: Path | str, template: Path | str | None = None)
         ids, genes = read_template(template)
     else:
         genes, ids = list(gene_names()), test_layout()["id"].to_numpy()
-    read_submission(path, genes=genes, ids=ids)
+    read_submission(path, genes=genes, ids=ids,
+                    reference=f"the template {template}" if template is not None else "the competition's sample_submission.csv")
 
 
 def score_against(truth: Truth, submission: Path | str, settings: ScoreSettings = ScoreSettings()) -> Scorecard:

@@ -7,7 +7,11 @@ so a reader sees the old file or the new one, never half of one. Reading back wi
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import json
+import sys
+import traceback
 from pathlib import Path
 
 import numpy as np
@@ -92,9 +96,30 @@ def write_prediction_h5ad(path: Path | str, ids, genes, matrix, *, dataset_id: s
         layers={H5AD_LAYER: matrix},
         uns={"dataset_id": str(dataset_id), "method_id": str(method_id)},
     )
-    with atomic_file(path) as tmp:
+    with atomic_file(path) as tmp, _finaliser_reports_dropped_on_failure():
         adata.write_h5ad(tmp)
     return path
+
+
+@contextlib.contextmanager
+def _finaliser_reports_dropped_on_failure():
+    """h5py reports a failed write (a full disk) once more from its objects' finalisers, as tracebacks on stderr
+    (through sys.excepthook and sys.unraisablehook). When the write raises, its error says it all: those reports
+    are dropped. After a good write they are shown as usual."""
+    caught, hooks = [], (sys.excepthook, sys.unraisablehook)
+    sys.excepthook, sys.unraisablehook = (lambda *report: caught.append((0, report))), (lambda report: caught.append((1, (report,))))
+    failed = False
+    try:
+        yield
+    except BaseException as exc:
+        failed = True
+        traceback.clear_frames(exc.__traceback__)  # the failed write's objects are finalised now, while caught
+        gc.collect()
+        raise
+    finally:
+        sys.excepthook, sys.unraisablehook = hooks
+        for which, report in caught if not failed else ():
+            hooks[which](*report)
 
 
 def write_json(path: Path | str, record: dict) -> Path:

@@ -71,5 +71,7 @@ def cmd_tune(args) -> None:
     for name, result in write_study_plots(study, Path(args.reports) / settings.study_name).items():
         print(f"  {result}" if isinstance(result, Path) else f"  {name}: not drawn ({result})")
     if outcome is not None and outcome.failed_workers:
-        codes = ", ".join(f"worker {i} exited {code}" for i, code in outcome.failed_workers.items())
-        raise TuneError(f"{codes}; a trial it was running is marked failed by the heartbeat, the study is intact")
+        raise TuneError("; ".join(
+            f"worker {i} exited {code}: " + (f"its running trial(s) {outcome.failed_trials[i]} are marked failed"
+                                            if outcome.failed_trials[i] else "it left no trial running")
+            for i, code in outcome.failed_workers.items()) + "; the study is intact")

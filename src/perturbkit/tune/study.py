@@ -9,6 +9,10 @@ stored under the run store like any other, its meta tagged ``tune = {study, tria
 The study records the model, the config it tunes (without ``[tune]``) and the data's hash; a
 worker whose config or data differ is refused, so workers on several machines only join a study
 they can add comparable trials to.
+
+A local worker process stops when its ``tune`` parent dies (:func:`spawned_worker`), failing the trial
+it was running; a worker that dies has the trials it left running failed by its parent
+(:func:`fail_running_trials`), so no trial waits for the heartbeat's grace period on this machine.
 """
 
 from __future__ import annotations
@@ -165,10 +169,10 @@ class Objective:
 
         from perturbkit.cv import run_cv, save_run
 
+        trial.set_user_attr("worker", self.worker)  # first: the parent fails a dead worker's running trials by this name
+        trial.set_user_attr("pid", os.getpid())
         overrides = self.space.suggest(trial)
         trial.set_user_attr("overrides", overrides)
-        trial.set_user_attr("worker", self.worker)
-        trial.set_user_attr("pid", os.getpid())
 
         def on_fold(fold: int, running: float) -> None:
             trial.report(running, fold)
@@ -192,7 +196,7 @@ class WorkerJob:
     worker: str  # how its trials name it (user_attrs["worker"])
 
 
-def run_worker(job: WorkerJob, dataset=None) -> None:
+def run_worker(job: WorkerJob, dataset=None, callbacks=()) -> None:
     """One worker: ``study.optimize`` on the shared study with its own seeded sampler."""
     import optuna
 
@@ -202,7 +206,55 @@ def run_worker(job: WorkerJob, dataset=None) -> None:
     sampler = optuna.samplers.TPESampler(seed=settings.seed + job.index, constant_liar=True)
     study = open_study(settings, sampler=sampler)
     objective = Objective(dataset, without_tune(job.config), job.space, settings.study_name, Path(settings.oof), job.worker)
-    study.optimize(objective, n_trials=job.trials, timeout=settings.timeout, gc_after_trial=True)
+    study.optimize(objective, n_trials=job.trials, timeout=settings.timeout, gc_after_trial=True, callbacks=list(callbacks))
+
+
+class ParentGone(KeyboardInterrupt):
+    """The worker's parent ``tune`` died (or the worker was told to stop): Optuna marks the running trial failed."""
+
+
+def _on_sigterm(signum, frame):
+    raise ParentGone(f"signal {signum}")
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """SIGTERM to this process when its parent dies (Linux ``PR_SET_PDEATHSIG``); SIGTERM stops the running trial."""
+    import ctypes
+    import signal
+    import sys
+
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    if sys.platform.startswith("linux"):
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
+    if os.getppid() != parent_pid:  # it died before the request above took effect
+        raise ParentGone("parent gone at start")
+
+
+def spawned_worker(job: WorkerJob, parent_pid: int) -> None:
+    """A worker process of ``run_tune``: it stops when its parent does, at once on Linux, else between trials."""
+    import signal
+
+    def parent_watch(study, trial) -> None:  # the portable check, after each trial
+        if os.getppid() != parent_pid:
+            study.stop()
+
+    try:
+        _die_with_parent(parent_pid)
+        run_worker(job, callbacks=[parent_watch])
+    except ParentGone:
+        raise SystemExit(128 + signal.SIGTERM) from None
+
+
+def fail_running_trials(study, worker: str) -> list[int]:
+    """Mark failed the trials a dead worker left RUNNING (instead of waiting for the heartbeat's grace period)."""
+    import optuna
+
+    running = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+    numbers = [t.number for t in running if t.user_attrs.get("worker") == worker]
+    for number in numbers:
+        study.tell(number, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
+    return numbers
 
 
 def worker_names(workers: int) -> list[str]:
@@ -239,6 +291,7 @@ class TuneOutcome:
     workers: list[str]  # the names of this command's workers
     seconds: float
     failed_workers: dict[int, int]  # worker index -> exit code
+    failed_trials: dict[int, list[int]]  # worker index -> the trials it left running, now marked failed
 
     def trials(self) -> list:
         return [t for t in self.study.trials if t.user_attrs.get("worker") in self.workers]
@@ -299,7 +352,7 @@ def run_tune(settings: TuneSettings, *, say=print) -> TuneOutcome:
         run_worker(jobs[0], dataset)
     else:
         context = multiprocessing.get_context("spawn")  # no forked database connections or torch threads
-        processes = [context.Process(target=run_worker, args=(job,), name=f"tune-worker-{job.index}") for job in jobs]
+        processes = [context.Process(target=spawned_worker, args=(job, os.getpid()), name=f"tune-worker-{job.index}") for job in jobs]
         with _thread_limits(settings.workers):
             for process in processes:
                 process.start()
@@ -307,7 +360,10 @@ def run_tune(settings: TuneSettings, *, say=print) -> TuneOutcome:
             process.join()
             if process.exitcode != 0:
                 failed[index] = process.exitcode
-    return TuneOutcome(study=open_study(settings), workers=workers, seconds=time.perf_counter() - started, failed_workers=failed)
+    study = open_study(settings)
+    failed_trials = {index: fail_running_trials(study, workers[index]) for index in failed}
+    return TuneOutcome(study=study, workers=workers, seconds=time.perf_counter() - started, failed_workers=failed,
+                       failed_trials=failed_trials)
 
 
 def best_config(study) -> tuple[dict, list[str], object]:
