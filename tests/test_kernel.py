@@ -4,7 +4,7 @@ offline on a fake /kaggle/input tree holding the code dataset."""
 
 from __future__ import annotations
 
-import copy
+import dataclasses
 import hashlib
 import json
 import os
@@ -29,17 +29,17 @@ from perturbkit.kernel import (
     CredentialLeakError,
     KernelBuildError,
     KernelMetadataError,
+    KernelSpec,
     build_kernel,
     build_wheel,
     check_no_credentials,
     blend_predictions,
     kernel_metadata,
-    row_weights,
     spec_from_blend,
     spec_from_configs,
     validate_metadata,
 )
-from perturbkit.blend.record import BlendRecordError
+from perturbkit.blend.record import BlendRecord, BlendRecordError
 from perturbkit.kernel.build import PROJECT_FILES
 from perturbkit.kernel.deps import prepare_deps
 from perturbkit.submit import score_submission
@@ -114,7 +114,7 @@ def built_kernel(built_wheel, tmp_path, isolated_home):
 
 
 def _spec(*weights, scale=1.0):
-    return {"members": [{"config": {"model": "zeros"}, "weight": w} for w in weights], "scale": scale}
+    return BlendRecord.from_json({"members": [{"config": {"model": "zeros"}, "weight": w} for w in weights], "scale": scale})
 
 
 def test_combine_weights_scales_and_clips():
@@ -130,31 +130,31 @@ def test_combine_weights_scales_and_clips():
 
 def test_a_per_cell_type_blend_weights_each_test_row_by_its_cell_type():
     spec = spec_from_blend(blend_result(cheap_configs(), per_celltype=True))
-    assert spec["scale"] is None and spec["scales"] == {"B cells": 0.9, "Myeloid cells": 1.1}
+    assert spec.record.scale is None and spec.record.scales == {"B cells": 0.9, "Myeloid cells": 1.1}
     rows = ["B cells", "Myeloid cells", "B cells"]
-    weights, scale = row_weights(spec, rows)
+    weights, scale = spec.record.weights_for(rows)
     assert np.allclose(weights[:, 0], [0.2, 0.6, 0.2]) and np.allclose(weights[:, 1], [0.8, 0.4, 0.8])
     assert np.allclose(scale, [0.9, 1.1, 0.9])
     a, b = np.ones((3, 2)), np.full((3, 2), 2.0)
     expected = np.array([0.9 * (0.2 + 1.6), 1.1 * (0.6 + 0.8), 0.9 * (0.2 + 1.6)])[:, None] * np.ones((1, 2))
-    assert np.allclose(blend_predictions([a, b], spec, rows), expected)
+    assert np.allclose(blend_predictions([a, b], spec.record, rows), expected)
     global_spec = spec_from_blend(blend_result(cheap_configs()))
-    weights, scale = row_weights(global_spec, ["B cells", "Myeloid cells"])
+    weights, scale = global_spec.record.weights_for(["B cells", "Myeloid cells"])
     assert np.allclose(weights[:, 0], 0.25) and np.allclose(scale, 0.9)
     # A per-cell-type blend fitted no weights for other cell types: such a row is refused, not given a mean.
     with pytest.raises(BlendRecordError, match=r"no weights for cell type\(s\) \['NK cells'\]; it has \['B cells', 'Myeloid cells'\]"):
-        row_weights(spec, ["B cells", "NK cells"])
+        spec.record.weights_for(["B cells", "NK cells"])
 
 
 def test_specs_from_configs_and_from_a_blend_result(tmp_path):
     configs = cheap_configs()
     simple = spec_from_configs(configs)
-    assert [m["weight"] for m in simple["members"]] == [0.5, 0.5] and simple["scale"] == 1.0 and simple["clip"] is False
+    assert [m.weight for m in simple.members] == [0.5, 0.5] and simple.record.scale == 1.0 and simple.record.clip is False
     path = tmp_path / "blend.json"
     path.write_text(json.dumps(blend_result(configs)))
     spec = spec_from_blend(path)
-    assert [m["weight"] for m in spec["members"]] == [0.25, 0.75]
-    assert spec["scale"] == 0.9 and spec["clip"] is True and spec["members"][1]["config"] == configs[1]
+    assert [m.weight for m in spec.members] == [0.25, 0.75]
+    assert spec.record.scale == 0.9 and spec.record.clip is True and spec.members[1].config == configs[1]
     broken = blend_result(configs)
     del broken["members"][0]["config"]
     with pytest.raises(ConfigError, match="member 0 needs 'config'"):
@@ -296,7 +296,7 @@ def test_build_never_replaces_a_folder_perturbkit_did_not_create(built_wheel, tm
 
 def test_a_script_over_the_limit_is_refused_and_nothing_written(built_wheel, tmp_path, isolated_home):
     spec = spec_from_configs(cheap_configs())
-    spec["source"] = "x" * MAX_SCRIPT_BYTES
+    spec = dataclasses.replace(spec, source="x" * MAX_SCRIPT_BYTES)
     with pytest.raises(KernelBuildError, match=r"kernel script of \d+ KB: Kaggle refuses a kernel source of 1 MB or more"):
         build_kernel(spec, user=USERNAME, out_root=tmp_path / "kernels", wheel=built_wheel)
     assert list((tmp_path / "kernels").iterdir()) == []
@@ -317,10 +317,10 @@ def test_build_refuses_bad_input_and_keeps_the_previous_build(built_kernel, buil
     spec = spec_from_configs(cheap_configs())
     with pytest.raises(KernelMetadataError):
         build_kernel(spec, user="bad user", out_root=built_kernel.folder.parent, wheel=built_wheel)
-    bad = copy.deepcopy(spec)
+    bad = spec.to_json()
     bad["members"][0]["weight"] = float("nan")
     with pytest.raises(ConfigError, match="member 0 weight must be a finite number, got nan"):
-        build_kernel(bad, user=USERNAME, out_root=built_kernel.folder.parent, wheel=built_wheel)
+        build_kernel(KernelSpec.from_json(bad), user=USERNAME, out_root=built_kernel.folder.parent, wheel=built_wheel)
     assert built_kernel.script.read_bytes() == before
 
 
@@ -529,8 +529,8 @@ def test_kernel_spec_resolves_configs_and_refit_in_the_library():
     from perturbkit.kernel.pipeline import kernel_spec
 
     spec = kernel_spec(models=["zeros", "compound_mean"], configs_dir=CONFIGS, refit=True)
-    assert [m["config"]["model"] for m in spec["members"]] == ["zeros", "compound_mean"]
-    assert all(m["config"]["cv"]["refit"] is True for m in spec["members"]) and spec["source"] == "zeros, compound_mean"
-    assert not any(m["config"]["cv"]["refit"] for m in kernel_spec(models=["zeros"], configs_dir=CONFIGS)["members"])
+    assert [m.config["model"] for m in spec.members] == ["zeros", "compound_mean"]
+    assert all(m.config["cv"]["refit"] is True for m in spec.members) and spec.source == "zeros, compound_mean"
+    assert not any(m.config["cv"]["refit"] for m in kernel_spec(models=["zeros"], configs_dir=CONFIGS).members)
     with pytest.raises(ConfigError, match="either --blend or --model/--config"):
         kernel_spec(blend="submissions/blend.json", models=["zeros"])

@@ -9,7 +9,7 @@
 
 from perturbkit.kernel.build import DEFAULT_SLUG, MAX_SCRIPT_BYTES, KernelBuild, KernelBuildError, build_kernel, build_wheel
 from perturbkit.kernel.metadata import CredentialLeakError, KernelMetadataError, check_no_credentials, kernel_metadata, validate_metadata
-from perturbkit.kernel.pipeline import blend_predictions, row_weights, run_pipeline, spec_from_blend, spec_from_configs
+from perturbkit.kernel.pipeline import KernelSpec, blend_predictions, run_pipeline, spec_from_blend, spec_from_configs
 
 __all__ = [
     "DEFAULT_SLUG",
@@ -18,12 +18,12 @@ __all__ = [
     "KernelBuildError",
     "MAX_SCRIPT_BYTES",
     "KernelMetadataError",
+    "KernelSpec",
     "build_kernel",
     "build_wheel",
     "check_no_credentials",
     "blend_predictions",
     "kernel_metadata",
-    "row_weights",
     "run_pipeline",
     "spec_from_blend",
     "spec_from_configs",

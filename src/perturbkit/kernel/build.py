@@ -29,7 +29,7 @@ from perturbkit.errors import PerturbkitError
 from perturbkit.io import atomic_dir, sha256_file
 from perturbkit.kernel.deps import DATASET_METADATA_FILE, block_packages, dataset_metadata
 from perturbkit.kernel.metadata import METADATA_FILE, check_no_credentials, kernel_metadata, validate_metadata
-from perturbkit.kernel.pipeline import describe_weights, validate_spec
+from perturbkit.kernel.pipeline import KernelSpec, describe_weights
 
 DEFAULT_SLUG = "perturbkit-submission"
 CODE_FILE = "kernel.py"
@@ -126,14 +126,15 @@ def wheel_requirements(wheel: Path) -> list[str]:
     return [r for r in message.get_all("Requires-Dist") or [] if "extra ==" not in r]
 
 
-def _summary(spec: dict) -> str:
-    members = ", ".join(f"{m['config']['model']} x {describe_weights(m)}" for m in spec["members"])
-    scales = ", ".join(f"{ct} {v:g}" for ct, v in spec.get("scales", {}).items()) or f"{spec.get('scale', 1.0):g}"
-    extra = f", scale {scales}" + (", clipped to training range" if spec.get("clip") else "")
-    return f"{spec.get('method', 'mean')} of [{members}]{extra} (from {spec.get('source', '?')})"
+def _summary(spec: KernelSpec) -> str:
+    record = spec.record
+    members = ", ".join(f"{m.config['model']} x {describe_weights(m)}" for m in record.members)
+    scales = ", ".join(f"{ct} {v:g}" for ct, v in record.scales.items()) or f"{record.scale:g}"
+    extra = f", scale {scales}" + (", clipped to training range" if record.clip else "")
+    return f"{record.method} of [{members}]{extra} (from {spec.source})"
 
 
-def render_script(spec: dict, wheel: Path, wheel_sha256: str, code_dataset: str) -> str:
+def render_script(spec: KernelSpec, wheel: Path, wheel_sha256: str, code_dataset: str) -> str:
     """The kernel script: the template with the wheel's name and hash, its requirements and the spec filled in."""
     template = resources.files("perturbkit.kernel").joinpath("script_template.py").read_text()
     replacements = {
@@ -141,7 +142,7 @@ def render_script(spec: dict, wheel: Path, wheel_sha256: str, code_dataset: str)
         '"__PERTURBKIT_WHEEL_SHA256__"': repr(wheel_sha256),
         '"__PERTURBKIT_CODE_DATASET__"': repr(code_dataset),
         '"__PERTURBKIT_REQUIREMENTS__"': repr(json.dumps(wheel_requirements(wheel))),
-        '"__PERTURBKIT_SPEC__"': repr(json.dumps(spec, sort_keys=True)),
+        '"__PERTURBKIT_SPEC__"': repr(json.dumps(spec.to_json(), sort_keys=True)),
         "__PERTURBKIT_SUMMARY__": _summary(spec).replace('"""', "'''"),
     }
     for placeholder, value in replacements.items():
@@ -167,7 +168,7 @@ def wheel_folder_name(sha256: str) -> str:
 
 
 def build_kernel(
-    spec: dict,
+    spec: KernelSpec,
     *,
     user: str,
     slug: str = DEFAULT_SLUG,
@@ -180,11 +181,10 @@ def build_kernel(
 ) -> KernelBuild:
     """Write ``<out_root>/<slug>/`` (kernel-metadata.json + kernel.py) and ``<out_root>/<slug>-code/`` (the wheel).
 
-    Spec, metadata and size are checked and the folders for credentials before anything is
+    The spec was checked when it was made (:meth:`KernelSpec.checked`); metadata and size are checked and the folders for credentials before anything is
     replaced; a failure leaves the previous build as it was. A folder perturbkit did not create is
     refused unless ``force``. ``dataset_sources`` are attached besides the code dataset.
     """
-    validate_spec(spec)
     code_slug = f"{slug}{CODE_SUFFIX}"
     code_id = f"{user}/{code_slug}"
     sources = [code_id, *[s for s in dataset_sources if s != code_id]]

@@ -13,9 +13,13 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from perturbkit.errors import PerturbkitError
 from perturbkit.kernel.metadata import MAX_LENGTH, MIN_LENGTH, SLUG_PATTERN, USER_PATTERN, slugify, title_for_slug
+
+if TYPE_CHECKING:
+    from perturbkit.kernel.pipeline import KernelSpec
 
 DEFAULT_DEPS_SLUG = "perturbkit-deps"
 KAGGLE_PYTHON = "3.11"  # the Python of Kaggle's current image
@@ -34,7 +38,7 @@ class DepsFolder:
     metadata: dict
 
 
-def block_packages(spec: dict) -> dict[str, str]:
+def block_packages(spec: KernelSpec) -> dict[str, str]:
     """Packages the members' feature blocks declare (``FeatureBlock.packages``): package -> which members, which blocks.
 
     These are what the wheels dataset carries; nothing here inspects the Kaggle image.
@@ -43,13 +47,13 @@ def block_packages(spec: dict) -> dict[str, str]:
     from perturbkit.models import config_feature_blocks
 
     needs: dict[str, list[str]] = {}
-    for member in spec["members"]:
+    for member in spec.members:
         by_package: dict[str, list[str]] = {}
-        for name in config_feature_blocks(member["config"]):
+        for name in config_feature_blocks(member.config):
             for package in FEATURE_BLOCKS.get(name).packages:
                 by_package.setdefault(package, []).append(name)
         for package, names in sorted(by_package.items()):
-            needs.setdefault(package, []).append(f"{member['config']['model']} ({', '.join(names)})")
+            needs.setdefault(package, []).append(f"{member.config['model']} ({', '.join(names)})")
     return {package: "for " + ", ".join(users) for package, users in needs.items()}
 
 

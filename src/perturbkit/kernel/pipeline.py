@@ -1,13 +1,15 @@
 """The pipeline a kernel runs: re-run each member model on the competition data, combine, write submission.csv.
 
-A *pipeline spec* is a plain JSON-able dict, embedded in the kernel script: the weights part of a
-:class:`~perturbkit.blend.record.BlendRecord` (``members``, ``scales``, ``scale``, ``clip``) plus
-where it came from::
+A :class:`KernelSpec` is what a kernel runs: a :class:`~perturbkit.blend.record.BlendRecord`
+(members' configs, weights, scale, clip), checked once when the spec is made, plus where it came
+from. The kernel script embeds it as JSON (:meth:`KernelSpec.to_json`)::
 
     {"competition": "open-problems-single-cell-perturbations",
      "members": [{"model": ..., "run_id": ..., "config": {model, params, features, cv},
                   "weights": {cell_type: w, ...}, "weight": w or null}, ...],
      "scales": {cell_type: s, ...}, "scale": 1.0, "clip": false, "method": "...", "source": "...", "data_hash": ... or null}
+
+and parses it back with :meth:`KernelSpec.from_json`, the one reader of that JSON.
 
 Each member is cross-validated with its own config (:func:`perturbkit.cv.run_cv`): its test
 predictions are the mean over folds, or a refit on all rows when the config says ``cv.refit``.
@@ -20,34 +22,84 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from perturbkit.blend.record import BlendRecord, BlendRecordError
+from perturbkit.blend.record import BlendMember, BlendRecord, BlendRecordError
 from perturbkit.data.layout import COMPETITION
 from perturbkit.errors import ConfigError
 
-__all__ = ["blend_predictions", "describe_weights", "kernel_spec", "row_weights", "spec_from_blend", "spec_from_configs",
-           "validate_spec", "run_pipeline"]
+__all__ = ["KernelSpec", "blend_predictions", "describe_weights", "kernel_spec", "spec_from_blend", "spec_from_configs",
+           "run_pipeline"]
 
 SPEC_FIELDS = ("scales", "scale", "clip", "method", "data_hash")
 
 
-def spec_from_configs(configs: list[dict], *, source: str = "configs") -> dict:
+@dataclass(frozen=True)
+class KernelSpec:
+    """A blend record whose members' configs build, and where it came from. Make one with :meth:`checked`."""
+
+    record: BlendRecord
+    source: str = "pipeline spec"
+    competition: str = COMPETITION
+
+    @property
+    def members(self) -> tuple[BlendMember, ...]:
+        return self.record.members
+
+    @classmethod
+    def checked(cls, record: BlendRecord, *, source: str = "pipeline spec", competition: str = COMPETITION) -> KernelSpec:
+        """The spec of ``record`` after checking every member's model and parameters (by building it)."""
+        from perturbkit.models import build_model
+
+        for position, member in enumerate(record.members):
+            config = member.config
+            missing = [k for k in ("model", "cv") if k not in config]
+            if missing:
+                raise ConfigError(f"{source}: member {position} config lacks {missing}")
+            if member.model not in (None, config["model"]):
+                raise ConfigError(f"{source}: member {position} says model {member.model!r} but its config is of {config['model']!r}")
+            build_model(config, int(config["cv"].get("seed", 0)))
+        spec = cls(record=record, source=source, competition=competition)
+        json.dumps(spec.to_json())  # must embed as JSON
+        return spec
+
+    @classmethod
+    def from_json(cls, data: dict, *, source: str | None = None) -> KernelSpec:
+        """The spec of its JSON (as embedded in the kernel script), checked."""
+        if source is None:
+            source = str(data.get("source", "pipeline spec")) if isinstance(data, dict) else "pipeline spec"
+        record = _record(data, source)
+        return cls.checked(record, source=source, competition=str(data.get("competition", COMPETITION)))  # a dict: _record refused others
+
+    def to_json(self) -> dict:
+        """The weights part of the record (no scores or search history, to keep the script small) and the source."""
+        record = self.record.to_json()
+        members = [{"model": m["model"], "run_id": m["run_id"], "config": m["config"], "weights": m["weights"], "weight": m["weight"]}
+                   for m in record["members"]]
+        return {"competition": self.competition, "members": members, **{k: record[k] for k in SPEC_FIELDS}, "source": self.source}
+
+
+def _record(data: dict, source: str) -> BlendRecord:
+    try:
+        return BlendRecord.from_json(data, source=source)
+    except BlendRecordError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def spec_from_configs(configs: list[dict], *, source: str = "configs") -> KernelSpec:
     """A simple average of the given model configs."""
     if not configs:
         raise ConfigError("a kernel needs at least one model config")
     weight = 1.0 / len(configs)
-    members = [{"model": c["model"], "run_id": None, "config": c, "weights": {}, "weight": weight} for c in configs]
-    return validate_spec(
-        {"competition": COMPETITION, "members": members, "scales": {}, "scale": 1.0, "clip": False, "method": "mean",
-         "source": source, "data_hash": None}
-    )
+    members = tuple(BlendMember(name=c["model"], config=c, weights={}, weight=weight, model=c["model"]) for c in configs)
+    return KernelSpec.checked(BlendRecord(members=members, method="mean"), source=source)
 
 
 def kernel_spec(*, blend: Path | str | None = None, models=(), config_paths=(), configs_dir: Path = Path("configs"),
-                overrides=(), refit: bool = False) -> dict:
+                overrides=(), refit: bool = False) -> KernelSpec:
     """The spec of a blend record, or the simple average of models (``configs/<model>.toml``) and config files.
 
     ``overrides`` (``--set``) apply to every model and config; ``refit`` makes each member predict the test rows
@@ -72,14 +124,7 @@ def kernel_spec(*, blend: Path | str | None = None, models=(), config_paths=(), 
     return spec_from_configs(configs, source=", ".join([*models, *map(str, config_paths)]))
 
 
-def _record(data: dict, source: str) -> BlendRecord:
-    try:
-        return BlendRecord.from_json(data, source=source)
-    except BlendRecordError as exc:
-        raise ConfigError(str(exc)) from None
-
-
-def spec_from_blend(blend: BlendRecord | dict | str | Path) -> dict:
+def spec_from_blend(blend: BlendRecord | dict | str | Path) -> KernelSpec:
     """The spec of a blend (its record, or ``submissions/<name>.json``): members' configs, weights per cell type, scales, clip."""
     source = "blend"
     if isinstance(blend, (str, Path)):
@@ -88,56 +133,30 @@ def spec_from_blend(blend: BlendRecord | dict | str | Path) -> dict:
         source, blend = str(blend), read_blend_record(blend)
     elif isinstance(blend, dict):
         blend = _record(blend, source)
-    record = blend.to_json()
-    members = [{"model": m["model"], "run_id": m["run_id"], "config": m["config"], "weights": m["weights"], "weight": m["weight"]}
-               for m in record["members"]]
-    spec = {"competition": COMPETITION, "members": members, **{k: record[k] for k in SPEC_FIELDS}, "source": source}
-    return validate_spec(spec, source=source)
+    return KernelSpec.checked(blend, source=source)
 
 
-def row_weights(spec: dict, cell_types) -> tuple[np.ndarray, np.ndarray]:
-    """Every test row's member weights (rows x members) and scale, by its cell type (:meth:`BlendRecord.weights_for`)."""
-    return _record(spec, spec.get("source", "pipeline spec")).weights_for(cell_types)
-
-
-def describe_weights(member: dict) -> str:
-    """``0.25`` (the same for every cell type) or ``B cells 0.2, Myeloid cells 0.6``: a spec member's weights, for logs."""
-    weights = member.get("weights", {})
-    values = {*weights.values(), *([member["weight"]] if member.get("weight") is not None else [])}
+def describe_weights(member: BlendMember) -> str:
+    """``0.25`` (the same for every cell type) or ``B cells 0.2, Myeloid cells 0.6``: a member's weights, for logs."""
+    values = {*member.weights.values(), *([member.weight] if member.weight is not None else [])}
     if len(values) == 1:
         return f"{values.pop():.4g}"
-    return ", ".join(f"{ct} {w:.4g}" for ct, w in weights.items())
+    return ", ".join(f"{ct} {w:.4g}" for ct, w in member.weights.items())
 
 
-def validate_spec(spec: dict, *, source: str = "pipeline spec") -> dict:
-    """Check the spec's weights (as a blend record) and every member's model and parameters (by building it)."""
-    from perturbkit.models import build_model
-
-    _record(spec, source)
-    for position, member in enumerate(spec["members"]):
-        config = member["config"]
-        missing = [k for k in ("model", "cv") if k not in config]
-        if missing:
-            raise ConfigError(f"{source}: member {position} config lacks {missing}")
-        if member.get("model") not in (None, config["model"]):
-            raise ConfigError(f"{source}: member {position} says model {member['model']!r} but its config is of {config['model']!r}")
-        build_model(config, int(config["cv"].get("seed", 0)))
-    json.dumps(spec)  # must embed as JSON
-    return spec
-
-
-def blend_predictions(predictions, spec: dict, cell_types, *, clip_range: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
-    """The blend's formula (``perturbkit.blend.core.weighted_sum``) with the spec's weights per row, then the optional clip."""
+def blend_predictions(predictions, record: BlendRecord, cell_types, *,
+                      clip_range: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    """The blend's formula (``perturbkit.blend.core.weighted_sum``) with the record's weights per row, then the optional clip."""
     from perturbkit.blend.core import weighted_sum
 
-    weights, scale = row_weights(spec, cell_types)
+    weights, scale = record.weights_for(cell_types)
     if len(predictions) != weights.shape[1]:
         raise ValueError(f"{len(predictions)} predictions but {weights.shape[1]} members")
     matrix = weighted_sum(np.stack([np.asarray(p, dtype=np.float32) for p in predictions]), weights, scale)
     return np.clip(matrix, *clip_range, out=matrix) if clip_range is not None else matrix
 
 
-def run_pipeline(spec: dict, data_dir: Path | str, output: Path | str, *, progress: bool = False, log=print) -> Path:
+def run_pipeline(spec: KernelSpec, data_dir: Path | str, output: Path | str, *, progress: bool = False, log=print) -> Path:
     """Run every member on ``data_dir`` (Kaggle layout), combine them, write and check ``output``."""
     from perturbkit.cv import run_cv, summary_text
     from perturbkit.data import load_dataset
@@ -145,23 +164,23 @@ def run_pipeline(spec: dict, data_dir: Path | str, output: Path | str, *, progre
     from perturbkit.submit import read_submission
     from perturbkit.submit.write import write_submission_csv
 
-    validate_spec(spec)
     started = time.perf_counter()
-    dataset = load_dataset(data_dir, require_smiles=any(feature_requirements(m["config"])[0] for m in spec["members"]))
+    dataset = load_dataset(data_dir, require_smiles=any(feature_requirements(m.config)[0] for m in spec.members))
     log(f"data {data_dir}: {len(dataset.obs)} training rows x {dataset.n_genes} genes, {len(dataset.test)} test rows, hash {dataset.data_hash}")
-    if spec.get("data_hash"):
-        same = spec["data_hash"] == dataset.data_hash
-        log("data hash matches the blend's" if same else f"note: the blend was fitted on other data (hash {spec['data_hash']})")
+    blend_hash = spec.record.data_hash
+    if blend_hash:
+        same = blend_hash == dataset.data_hash
+        log("data hash matches the blend's" if same else f"note: the blend was fitted on other data (hash {blend_hash})")
     predictions = []
-    for position, member in enumerate(spec["members"]):
-        config = member["config"]
+    for position, member in enumerate(spec.members):
+        config = member.config
         mode = "refit on all rows" if config["cv"].get("refit") else "mean over folds"
-        log(f"[{position + 1}/{len(spec['members'])}] {config['model']} (weight {describe_weights(member)}, test predictions: {mode})")
+        log(f"[{position + 1}/{len(spec.members)}] {config['model']} (weight {describe_weights(member)}, test predictions: {mode})")
         result = run_cv(dataset, config, progress=progress)
         log(summary_text(result.meta))
         predictions.append(result.test)
-    clip_range = (dataset.targets.min(axis=0), dataset.targets.max(axis=0)) if spec.get("clip") else None
-    matrix = blend_predictions(predictions, spec, dataset.test["cell_type"], clip_range=clip_range)
+    clip_range = (dataset.targets.min(axis=0), dataset.targets.max(axis=0)) if spec.record.clip else None
+    matrix = blend_predictions(predictions, spec.record, dataset.test["cell_type"], clip_range=clip_range)
     ids = dataset.test["id"].to_numpy()
     template = Path(data_dir) / "sample_submission.csv"
     path = write_submission_csv(output, ids, dataset.genes, matrix, template=template if template.is_file() else None)

@@ -137,7 +137,6 @@ def find_competition_dir(input_root, competition):
 
 
 def main():
-    spec = json.loads(SPEC_JSON)
     input_root = Path(os.environ.get("PERTURBKIT_KAGGLE_INPUT", "/kaggle/input"))
     working = Path(os.environ.get("PERTURBKIT_KAGGLE_WORKING", "/kaggle/working"))
     if os.environ.get("PERTURBKIT_KAGGLE_SITE"):
@@ -150,10 +149,11 @@ def main():
     sys.path.insert(0, str(site))
     importlib.invalidate_caches()
     import perturbkit
-    from perturbkit.kernel.pipeline import run_pipeline
+    from perturbkit.kernel.pipeline import KernelSpec, run_pipeline
 
     log(f"perturbkit from {Path(perturbkit.__file__).parent}")
-    data_dir = find_competition_dir(input_root, spec["competition"])
+    spec = KernelSpec.from_json(json.loads(SPEC_JSON))  # the one parse of the embedded spec, checked
+    data_dir = find_competition_dir(input_root, spec.competition)
     run_pipeline(spec, data_dir, working / "submission.csv", log=log)
 
 
