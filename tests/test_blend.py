@@ -287,12 +287,11 @@ def test_per_celltype_weights(bm_runs, small_dataset):
         assert (weights >= 0).all() and weights.sum() == pytest.approx(1.0)
     scores = result.scores
     assert scores["in_sample"] <= min(scores["members"].values()) + 1e-9
-    by_cell_type = result.weights_by_cell_type()
-    assert set(by_cell_type) == {"B cells", "Myeloid cells"}
     record = result.record()
+    assert set(record.weights.by_cell_type) == {"B cells", "Myeloid cells"}
     weights, _ = record.weights_for(["B cells", "Myeloid cells"])
     np.testing.assert_allclose(weights, [result.fit.weights["lymphoid"], result.fit.weights["myeloid"]])
-    assert all(member.weight is None for member in record.members)  # no global set was fitted
+    assert record.weights.other is None  # no global set was fitted
     # test rows use their cell type's weights
     b_rows = result.members.test_cell_types == "B cells"
     expected = np.tensordot(result.fit.weights["lymphoid"], result.members.test[:, b_rows].astype(np.float64), axes=1)

@@ -130,7 +130,8 @@ def test_combine_weights_scales_and_clips():
 
 def test_a_per_cell_type_blend_weights_each_test_row_by_its_cell_type():
     spec = spec_from_blend(blend_result(cheap_configs(), per_celltype=True))
-    assert spec.record.scale is None and spec.record.scales == {"B cells": 0.9, "Myeloid cells": 1.1}
+    weights = spec.record.weights
+    assert weights.other is None and {ct: s.scale for ct, s in weights.by_cell_type.items()} == {"B cells": 0.9, "Myeloid cells": 1.1}
     rows = ["B cells", "Myeloid cells", "B cells"]
     weights, scale = spec.record.weights_for(rows)
     assert np.allclose(weights[:, 0], [0.2, 0.6, 0.2]) and np.allclose(weights[:, 1], [0.8, 0.4, 0.8])
@@ -149,12 +150,13 @@ def test_a_per_cell_type_blend_weights_each_test_row_by_its_cell_type():
 def test_specs_from_configs_and_from_a_blend_result(tmp_path):
     configs = cheap_configs()
     simple = spec_from_configs(configs)
-    assert [m.weight for m in simple.members] == [0.5, 0.5] and simple.record.scale == 1.0 and simple.record.clip is False
+    assert list(simple.record.weights.other.weights) == [0.5, 0.5] and simple.record.weights.other.scale == 1.0
+    assert simple.record.clip is False
     path = tmp_path / "blend.json"
     path.write_text(json.dumps(blend_result(configs)))
     spec = spec_from_blend(path)
-    assert [m.weight for m in spec.members] == [0.25, 0.75]
-    assert spec.record.scale == 0.9 and spec.record.clip is True and spec.members[1].config == configs[1]
+    assert list(spec.record.weights.other.weights) == [0.25, 0.75]
+    assert spec.record.weights.other.scale == 0.9 and spec.record.clip is True and spec.members[1].config == configs[1]
     broken = blend_result(configs)
     del broken["members"][0]["config"]
     with pytest.raises(ConfigError, match="member 0 needs 'config'"):

@@ -346,11 +346,12 @@ def cmd_kernel_build(args) -> None:
     size = built.script.stat().st_size
     print(f"built {built.folder}/ ({built.metadata['id']}): {built.script.name} {size / 1000:.1f} KB (Kaggle's limit: 1 MB)")
     print(f"  code dataset {built.code_folder}/ ({built.code_dataset}): {built.wheel.name} sha256 {built.wheel_sha256[:12]}")
-    for member in spec.members:
+    weights = spec.record.weights
+    for position, member in enumerate(spec.members):
         refit = "refit" if member.config["cv"].get("refit") else "fold mean"
-        print(f"  {member.config['model']:<20} weight {describe_weights(member)}  ({refit})")
-    scales = ", ".join(f"{ct}: {v:g}" for ct, v in spec.record.scales.items())
-    print(f"  scale {scales or format(spec.record.scale, 'g')}, clip {spec.record.clip}, datasets {built.metadata['dataset_sources']}, gpu {args.gpu}")
+        print(f"  {member.config['model']:<20} weight {describe_weights(weights, position)}  ({refit})")
+    scales = ", ".join(f"{ct}: {s.scale:g}" for ct, s in weights.by_cell_type.items())
+    print(f"  scale {scales or format(weights.other.scale, 'g')}, clip {spec.record.clip}, datasets {built.metadata['dataset_sources']}, gpu {args.gpu}")
     for warning in built.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     print(f"upload the code dataset (first time: kaggle datasets create -p {built.code_folder}), or a new version of it:")

@@ -26,7 +26,7 @@ import pandas as pd
 from perturbkit.blend import objective
 from perturbkit.blend.leaderboard import LeaderboardScale
 from perturbkit.blend.members import GROUPS, BlendError, Members
-from perturbkit.blend.record import BlendMember, BlendRecord
+from perturbkit.blend.record import BlendMember, BlendRecord, CellTypeWeights, WeightSet
 from perturbkit.blend.search import SearchResult, list_blend_methods, method_settings, search, study_name_for
 from perturbkit.data import Dataset
 from perturbkit.errors import ConfigError
@@ -244,15 +244,6 @@ class BlendResult:
     def weight_sets(self) -> list[str]:
         return list(self.fit.weights)
 
-    def weights_by_cell_type(self) -> dict[str, dict[str, float]]:
-        """Weights applied to each test cell type, by member name."""
-        out = {}
-        for cell_type in sorted(set(self.members.test_cell_types)):
-            group = self.members.test_groups[self.members.test_cell_types == cell_type][0]
-            weights, scale = self.fit.params_for([group])
-            out[cell_type] = {"weights": dict(zip(self.names, map(float, weights[0]))), "scale": float(scale[0])}
-        return out
-
     def table(self) -> str:
         """Members, simple average and tuned blend, in-sample and nested, with the weights."""
         scores = self.scores
@@ -308,26 +299,21 @@ class BlendResult:
 
     def record(self, *, name: str = "", files: dict | None = None, file_sha256: dict | None = None) -> BlendRecord:
         """The weights and scale applied to each test cell type (and the global set's, when one was fitted), as a record."""
-        by_cell_type = self.weights_by_cell_type()
-        fallback = self.fit.weights.get(ALL)
         members = tuple(
             BlendMember(
                 name=member,
                 config=run.meta.get("config"),
-                weights={ct: v["weights"][member] for ct, v in by_cell_type.items()},
-                weight=None if fallback is None else float(fallback[m]),
                 model=run.meta.get("model"),
                 run_id=run.path.name,
                 path=str(run.path),
                 config_hash=run.meta.get("config_hash"),
                 score=self.scores["members"][member],
             )
-            for m, (member, run) in enumerate(zip(self.names, self.members.runs))
+            for member, run in zip(self.names, self.members.runs)
         )
         return BlendRecord(
             members=members,
-            scales={ct: v["scale"] for ct, v in by_cell_type.items()},
-            scale=float(self.fit.scale[ALL]) if ALL in self.fit.scale else None,
+            weights=cell_type_weights(self.fit, self.members),
             clip=bool(self.options.clip),
             method=self.options.method,
             data_hash=self.members.data_hash,
@@ -486,8 +472,24 @@ def blend_members(members: Members, dataset: Dataset, options: BlendOptions = Bl
     return result
 
 
+def cell_type_weights(fit: Fit, members: Members) -> CellTypeWeights:
+    """The fit's weight sets by test cell type (each takes its cell group's set), and the global set for any other."""
+
+    def weight_set(weights: np.ndarray, scale) -> WeightSet:
+        return WeightSet(weights=tuple(map(float, weights)), scale=float(scale))
+
+    by_cell_type = {}
+    for cell_type in sorted(set(members.test_cell_types)):
+        group = members.test_groups[members.test_cell_types == cell_type][0]
+        weights, scale = fit.params_for([group])
+        by_cell_type[cell_type] = weight_set(weights[0], scale[0])
+    other = weight_set(fit.weights[ALL], fit.scale[ALL]) if ALL in fit.weights else None
+    return CellTypeWeights(by_cell_type=by_cell_type, other=other)
+
+
 def _test_predictions(members: Members, fit: Fit, gene_range) -> np.ndarray:
-    weights, scale = fit.params_for(members.test_groups)
+    """The test rows as the record (and so the kernel) weighs them: by each row's cell type."""
+    weights, scale = cell_type_weights(fit, members).for_rows(members.test_cell_types, len(members.names))
     test = weighted_sum(members.test, weights, scale)
     return test if gene_range is None else np.clip(test, *gene_range)
 

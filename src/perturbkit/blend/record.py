@@ -7,9 +7,10 @@ and by :func:`read_blend_record` (from the JSON, after the file-hash checks); th
 lists every file with its sha256. :func:`read_blend_record` refuses a record whose files are
 missing or changed since, e.g. after an interrupted blend left a new CSV beside the old record.
 
-Each member records its weight per test cell type (``weights``); ``weight`` is the weight of any
-other cell type (the global weight set), or null when the blend fitted none. The scale is recorded
-the same way (``scales``, ``scale``). A test row's prediction is
+In memory the weights are one :class:`CellTypeWeights` (a weight set per test cell type, and one
+for any other cell type, or None when the blend fitted no global set). On disk each member records
+its weight per test cell type (``weights``); ``weight`` is the weight of any other cell type, or
+null when the blend fitted none. The scale is recorded the same way (``scales``, ``scale``). A test row's prediction is
 ``clip?(scale[cell_type] * sum_m weights_m[cell_type] * member_m[row])``.
 """
 
@@ -50,35 +51,71 @@ def _by_cell_type(values, what: str, source: str) -> dict[str, float]:
 
 
 @dataclass(frozen=True)
+class WeightSet:
+    """One cell type's member weights (in the blend's member order) and scale."""
+
+    weights: tuple[float, ...]
+    scale: float
+
+
+@dataclass(frozen=True)
+class CellTypeWeights:
+    """A blend's weights by test cell type: the one form they take from the blend's fit to its record and the kernel.
+
+    ``other`` applies to any other cell type: the global weight set, or None when the blend fitted none
+    (a per-cell-type blend), so that a row of another cell type is refused rather than given a guess.
+    """
+
+    by_cell_type: dict[str, WeightSet] = field(default_factory=dict)
+    other: WeightSet | None = None
+
+    @property
+    def cell_types(self) -> list[str]:
+        return sorted(self.by_cell_type)
+
+    def of(self, cell_type: str) -> WeightSet | None:
+        return self.by_cell_type.get(cell_type, self.other)
+
+    def member_weights(self, member: int) -> tuple[dict[str, float], float | None]:
+        """One member's weight per cell type and its weight for any other cell type (None: no global set)."""
+        other = None if self.other is None else self.other.weights[member]
+        return {ct: s.weights[member] for ct, s in self.by_cell_type.items()}, other
+
+    def used(self, member: int) -> bool:
+        """Whether any cell type gives the member a weight > 0."""
+        sets = [*self.by_cell_type.values(), *([self.other] if self.other is not None else [])]
+        return any(s.weights[member] > 0 for s in sets)
+
+    def for_rows(self, cell_types, n_members: int) -> tuple[np.ndarray, np.ndarray]:
+        """Every row's member weights (rows x members) and scale (rows), by the row's cell type."""
+        cell_types = [str(ct) for ct in np.asarray(cell_types, dtype=object)]
+        unknown = sorted(ct for ct in set(cell_types) if self.of(ct) is None)
+        if unknown:
+            raise BlendRecordError(f"the blend has no weights for cell type(s) {unknown}; it has {self.cell_types}")
+        sets = [self.of(ct) for ct in cell_types]
+        weights = np.array([s.weights for s in sets], dtype=np.float64).reshape(len(cell_types), n_members)
+        return weights, np.array([s.scale for s in sets], dtype=np.float64)
+
+
+@dataclass(frozen=True)
 class BlendMember:
     name: str
     config: dict
-    weights: dict[str, float]  # per test cell type
-    weight: float | None = None  # any other cell type; None: the blend fitted no global weights
     model: str | None = None
     run_id: str | None = None
     path: str | None = None
     config_hash: str | None = None
     score: float | None = None
 
-    def weight_of(self, cell_type: str) -> float | None:
-        return self.weights.get(cell_type, self.weight)
-
-    @property
-    def used(self) -> bool:
-        """Whether any cell type gives it a weight > 0."""
-        return any(w > 0 for w in [*self.weights.values(), *([self.weight] if self.weight is not None else [])])
-
     def to_json(self) -> dict:
         return {"name": self.name, "model": self.model, "run_id": self.run_id, "path": self.path, "config": self.config,
-                "config_hash": self.config_hash, "score": self.score, "weight": self.weight, "weights": dict(self.weights)}
+                "config_hash": self.config_hash, "score": self.score}
 
 
 @dataclass(frozen=True)
 class BlendRecord:
     members: tuple[BlendMember, ...]
-    scales: dict[str, float] = field(default_factory=dict)  # per test cell type
-    scale: float | None = 1.0  # any other cell type
+    weights: CellTypeWeights
     clip: bool = False
     method: str = "blend"
     data_hash: str | None = None
@@ -95,26 +132,24 @@ class BlendRecord:
     @property
     def cell_types(self) -> list[str]:
         """The cell types with their own weights (the blend's test cell types)."""
-        return sorted({ct for m in self.members for ct in m.weights} | set(self.scales))
+        return self.weights.cell_types
 
     def used_members(self) -> list[BlendMember]:
-        return [m for m in self.members if m.used]
+        return [m for position, m in enumerate(self.members) if self.weights.used(position)]
 
     def weights_for(self, cell_types) -> tuple[np.ndarray, np.ndarray]:
         """Every row's member weights (rows x members) and scale (rows), by the row's cell type."""
-        cell_types = [str(ct) for ct in np.asarray(cell_types, dtype=object)]
-        unknown = sorted(ct for ct in set(cell_types)
-                         if any(m.weight_of(ct) is None for m in self.members) or self.scales.get(ct, self.scale) is None)
-        if unknown:
-            raise BlendRecordError(f"the blend has no weights for cell type(s) {unknown}; it has {self.cell_types}")
-        columns = {ct: [m.weight_of(ct) for m in self.members] for ct in set(cell_types)}
-        weights = np.array([columns[ct] for ct in cell_types], dtype=np.float64).reshape(len(cell_types), len(self.members))
-        scale = np.array([self.scales.get(ct, self.scale) for ct in cell_types], dtype=np.float64)
-        return weights, scale
+        return self.weights.for_rows(cell_types, len(self.members))
 
     def to_json(self) -> dict:
-        return {**self.details, "name": self.name, "members": [m.to_json() for m in self.members], "scales": dict(self.scales),
-                "scale": self.scale, "clip": self.clip, "method": self.method, "data_hash": self.data_hash,
+        """The JSON of ``<name>.json``: each member's ``weights`` per cell type and ``weight``, the ``scales`` and ``scale``."""
+        members = []
+        for position, member in enumerate(self.members):
+            weights, other = self.weights.member_weights(position)
+            members.append({**member.to_json(), "weight": other, "weights": weights})
+        scales = {ct: s.scale for ct, s in self.weights.by_cell_type.items()}
+        scale = None if self.weights.other is None else self.weights.other.scale
+        return {**self.details, "name": self.name, "members": members, "scales": scales, "scale": scale, "clip": self.clip, "method": self.method, "data_hash": self.data_hash,
                 "folds_hash": self.folds_hash, "files": dict(self.files), "file_sha256": dict(self.file_sha256)}
 
     @classmethod
@@ -122,7 +157,7 @@ class BlendRecord:
         """The record of a parsed ``<name>.json`` (or a kernel spec): each member needs ``config`` and its weights."""
         if not isinstance(data, dict) or not isinstance(data.get("members"), list) or not data["members"]:
             raise BlendRecordError(f"{source}: not a blend record (no 'members' list)")
-        members = []
+        members, weights, other = [], [], []
         for position, entry in enumerate(data["members"]):
             if not isinstance(entry, dict) or not isinstance(entry.get("config"), dict):
                 raise BlendRecordError(f"{source}: member {position} needs 'config' (the run's full config)")
@@ -131,11 +166,11 @@ class BlendRecord:
             config = entry["config"]
             weight = entry.get("weight")
             score = entry.get("score")
+            weights.append(_by_cell_type(entry.get("weights", {}), f"member {position} weights", source))
+            other.append(None if weight is None else _number(weight, f"member {position} weight", source))
             members.append(BlendMember(
                 name=str(entry.get("name", config.get("model"))),
                 config=config,
-                weights=_by_cell_type(entry.get("weights", {}), f"member {position} weights", source),
-                weight=None if weight is None else _number(weight, f"member {position} weight", source),
                 model=entry.get("model", config.get("model")),
                 run_id=entry.get("run_id"),
                 path=entry.get("path"),
@@ -143,13 +178,13 @@ class BlendRecord:
                 score=None if score is None else float(score),
             ))
         scale = data.get("scale", 1.0)
+        scale = None if scale is None else _number(scale, "scale", source)
         clip = data.get("clip", False)
         if not isinstance(clip, bool):
             raise BlendRecordError(f"{source}: 'clip' must be true or false, got {clip!r}")
         return cls(
             members=tuple(members),
-            scales=_by_cell_type(data.get("scales", {}), "scales", source),
-            scale=None if scale is None else _number(scale, "scale", source),
+            weights=_cell_type_weights(weights, other, _by_cell_type(data.get("scales", {}), "scales", source), scale),
             clip=clip,
             method=str(data.get("method", "blend")),
             data_hash=data.get("data_hash"),
@@ -159,6 +194,25 @@ class BlendRecord:
             name=str(data.get("name", "")),
             details={k: v for k, v in data.items() if k not in TYPED},
         )
+
+
+def _cell_type_weights(weights: list[dict[str, float]], other: list[float | None], scales: dict[str, float],
+                       scale: float | None) -> CellTypeWeights:
+    """The record JSON's per-member weights (``weights`` per cell type, ``weight`` otherwise) and ``scales`` / ``scale``
+    as weight sets per cell type. A cell type that some member or the scale leaves without a value has no set,
+    as a cell type the blend never saw: its rows are refused."""
+
+    def weight_set(member_weights: list[float | None], set_scale: float | None) -> WeightSet | None:
+        if set_scale is None or any(w is None for w in member_weights):
+            return None
+        return WeightSet(weights=tuple(member_weights), scale=set_scale)
+
+    by_cell_type = {}
+    for cell_type in sorted({ct for w in weights for ct in w} | set(scales)):
+        found = weight_set([w.get(cell_type, o) for w, o in zip(weights, other)], scales.get(cell_type, scale))
+        if found is not None:
+            by_cell_type[cell_type] = found
+    return CellTypeWeights(by_cell_type=by_cell_type, other=weight_set(other, scale))
 
 
 TYPED = {"name", "members", "scales", "scale", "clip", "method", "data_hash", "folds_hash", "files", "file_sha256"}

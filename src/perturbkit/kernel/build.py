@@ -128,8 +128,8 @@ def wheel_requirements(wheel: Path) -> list[str]:
 
 def _summary(spec: KernelSpec) -> str:
     record = spec.record
-    members = ", ".join(f"{m.config['model']} x {describe_weights(m)}" for m in record.members)
-    scales = ", ".join(f"{ct} {v:g}" for ct, v in record.scales.items()) or f"{record.scale:g}"
+    members = ", ".join(f"{m.config['model']} x {describe_weights(record.weights, i)}" for i, m in enumerate(record.members))
+    scales = ", ".join(f"{ct} {s.scale:g}" for ct, s in record.weights.by_cell_type.items()) or f"{record.weights.other.scale:g}"
     extra = f", scale {scales}" + (", clipped to training range" if record.clip else "")
     return f"{record.method} of [{members}]{extra} (from {spec.source})"
 

@@ -13,8 +13,8 @@ and parses it back with :meth:`KernelSpec.from_json`, the one reader of that JSO
 
 Each member is cross-validated with its own config (:func:`perturbkit.cv.run_cv`): its test
 predictions are the mean over folds, or a refit on all rows when the config says ``cv.refit``.
-Each test row takes its cell type's weights and scale (``weights`` / ``scales``; any other cell
-type: ``weight`` / ``scale``): the submission is ``scale * sum_i weight_i * prediction_i``, clipped
+Each test row takes its cell type's weight set (:class:`~perturbkit.blend.record.CellTypeWeights`;
+any other cell type: the global set, if the blend fitted one): the submission is ``scale * sum_i weight_i * prediction_i``, clipped
 to each gene's training range when ``clip`` is set.
 """
 
@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from perturbkit.blend.record import BlendMember, BlendRecord, BlendRecordError
+from perturbkit.blend.record import BlendMember, BlendRecord, BlendRecordError, CellTypeWeights, WeightSet
 from perturbkit.data.layout import COMPETITION
 from perturbkit.errors import ConfigError
 
@@ -94,8 +94,9 @@ def spec_from_configs(configs: list[dict], *, source: str = "configs") -> Kernel
     if not configs:
         raise ConfigError("a kernel needs at least one model config")
     weight = 1.0 / len(configs)
-    members = tuple(BlendMember(name=c["model"], config=c, weights={}, weight=weight, model=c["model"]) for c in configs)
-    return KernelSpec.checked(BlendRecord(members=members, method="mean"), source=source)
+    members = tuple(BlendMember(name=c["model"], config=c, model=c["model"]) for c in configs)
+    weights = CellTypeWeights(other=WeightSet(weights=(weight,) * len(configs), scale=1.0))
+    return KernelSpec.checked(BlendRecord(members=members, weights=weights, method="mean"), source=source)
 
 
 def kernel_spec(*, blend: Path | str | None = None, models=(), config_paths=(), configs_dir: Path = Path("configs"),
@@ -136,12 +137,13 @@ def spec_from_blend(blend: BlendRecord | dict | str | Path) -> KernelSpec:
     return KernelSpec.checked(blend, source=source)
 
 
-def describe_weights(member: BlendMember) -> str:
+def describe_weights(weights: CellTypeWeights, member: int) -> str:
     """``0.25`` (the same for every cell type) or ``B cells 0.2, Myeloid cells 0.6``: a member's weights, for logs."""
-    values = {*member.weights.values(), *([member.weight] if member.weight is not None else [])}
+    by_cell_type, other = weights.member_weights(member)
+    values = {*by_cell_type.values(), *([other] if other is not None else [])}
     if len(values) == 1:
         return f"{values.pop():.4g}"
-    return ", ".join(f"{ct} {w:.4g}" for ct, w in member.weights.items())
+    return ", ".join(f"{ct} {w:.4g}" for ct, w in by_cell_type.items())
 
 
 def blend_predictions(predictions, record: BlendRecord, cell_types, *,
@@ -175,7 +177,7 @@ def run_pipeline(spec: KernelSpec, data_dir: Path | str, output: Path | str, *, 
     for position, member in enumerate(spec.members):
         config = member.config
         mode = "refit on all rows" if config["cv"].get("refit") else "mean over folds"
-        log(f"[{position + 1}/{len(spec.members)}] {config['model']} (weight {describe_weights(member)}, test predictions: {mode})")
+        log(f"[{position + 1}/{len(spec.members)}] {config['model']} (weight {describe_weights(spec.record.weights, position)}, test predictions: {mode})")
         result = run_cv(dataset, config, progress=progress)
         log(summary_text(result.meta))
         predictions.append(result.test)
