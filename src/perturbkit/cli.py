@@ -461,6 +461,7 @@ def cmd_probes(args) -> None:
 
 
 def _add_kaggle_commands(commands) -> None:
+    """What talks to Kaggle: ``data download``, ``kernel ...``, ``probes``, ``submit``."""
     from perturbkit.data.layout import COMPETITION
 
     data = commands.add_parser("data", help="the competition data from Kaggle")
@@ -471,6 +472,26 @@ def _add_kaggle_commands(commands) -> None:
     download.add_argument("--force", action="store_true", help="replace --out even if perturbkit did not write it")
     download.set_defaults(func=cmd_data_download)
 
+    _add_kernel_commands(commands)
+
+    probes = commands.add_parser("probes", help="submit the recipe's leaderboard probe files, or fetch their public scores "
+                                 "(Kaggle's public leaderboard: the 100 test rows of its 50 public compounds)")
+    probes.add_argument("probes_command", choices=["submit", "fetch"])
+    probes.add_argument("--submissions", type=Path, default=Path("submissions"), help="folder holding probes.json")
+    probes.add_argument("--competition", default=COMPETITION)
+    probes.set_defaults(func=cmd_probes)
+
+    submit = commands.add_parser("submit", help="submit a file to the competition with the Kaggle client")
+    submit.add_argument("file", type=Path)
+    submit.add_argument("-m", "--message", required=True)
+    submit.add_argument("--competition", default=COMPETITION)
+    submit.add_argument("--template", type=Path, default=None, help="check ids/genes against this sample_submission.csv")
+    submit.add_argument("--no-check", action="store_true", help="skip the check against the competition's ids and genes")
+    submit.set_defaults(func=cmd_submit)
+
+
+def _add_kernel_commands(commands) -> None:
+    """``kernel build|deps|push|status|output|logs``."""
     kernel = commands.add_parser("kernel", help="build, push and follow the Kaggle kernel")
     kernel_commands = kernel.add_subparsers(dest="kernel_command", required=True)
 
@@ -538,21 +559,6 @@ def _add_kaggle_commands(commands) -> None:
     common(logs)
     logs.set_defaults(func=cmd_kernel_logs)
 
-    probes = commands.add_parser("probes", help="submit the recipe's leaderboard probe files, or fetch their public scores "
-                                 "(Kaggle's public leaderboard: the 100 test rows of its 50 public compounds)")
-    probes.add_argument("probes_command", choices=["submit", "fetch"])
-    probes.add_argument("--submissions", type=Path, default=Path("submissions"), help="folder holding probes.json")
-    probes.add_argument("--competition", default=COMPETITION)
-    probes.set_defaults(func=cmd_probes)
-
-    submit = commands.add_parser("submit", help="submit a file to the competition with the Kaggle client")
-    submit.add_argument("file", type=Path)
-    submit.add_argument("-m", "--message", required=True)
-    submit.add_argument("--competition", default=COMPETITION)
-    submit.add_argument("--template", type=Path, default=None, help="check ids/genes against this sample_submission.csv")
-    submit.add_argument("--no-check", action="store_true", help="skip the check against the competition's ids and genes")
-    submit.set_defaults(func=cmd_submit)
-
 
 def _positive_int(text: str) -> int:
     try:
@@ -575,10 +581,24 @@ def _seed_list(text: str) -> list[int]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from perturbkit.folds import list_splitters, splitter_help
-
     parser = argparse.ArgumentParser(prog="perturbkit", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
+    _add_fit_commands(commands)
+    _add_study_commands(commands)
+    _add_data_commands(commands)
+    _add_blend_commands(commands)
+
+    from perturbkit.tune.cli import add_parser as add_tune_parser
+
+    _add_data_options(add_tune_parser(commands))
+
+    _add_kaggle_commands(commands)
+    return parser
+
+
+def _add_fit_commands(commands) -> None:
+    """``cv`` (one model) and ``recipe`` (the recipe's members, blended)."""
+    from perturbkit.folds import list_splitters, splitter_help
 
     cv = commands.add_parser("cv", help="cross-validate a model and store the run")
     cv.add_argument("--model", required=True)
@@ -606,6 +626,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_options(recipe)
     recipe.set_defaults(func=cmd_recipe)
 
+
+def _add_study_commands(commands) -> None:
+    """The studies on the demo worlds: ``agreement`` and ``public-split``."""
     agreement = commands.add_parser("agreement", help="CV vs hidden-test ranking of models, per scheme and demo variant")
     agreement.add_argument("--variants", default=None, help="comma-separated demo variants (default: all)")
     agreement.add_argument("--schemes", default=None, help="comma-separated CV schemes (default: all registered)")
@@ -628,6 +651,9 @@ def build_parser() -> argparse.ArgumentParser:
     split.add_argument("--out", type=Path, default=None, help="also write the long table as CSV")
     split.set_defaults(func=cmd_public_split)
 
+
+def _add_data_commands(commands) -> None:
+    """Stored runs, scores, data and models: ``runs``, ``score``, ``demo``, ``validate``, ``models``."""
     runs = commands.add_parser("runs", help="list stored runs with their scores")
     runs.add_argument("--oof", type=Path, default=Path("oof"))
     runs.add_argument("--per-cell-type", action="store_true", help="add each cell type's CV MRRMSE")
@@ -661,14 +687,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     models = commands.add_parser("models", help="list registered models")
     models.set_defaults(func=cmd_models)
-    _add_blend_commands(commands)
-
-    from perturbkit.tune.cli import add_parser as add_tune_parser
-
-    _add_data_options(add_tune_parser(commands))
-
-    _add_kaggle_commands(commands)
-    return parser
 
 
 def main(argv=None) -> int:

@@ -68,40 +68,8 @@ def rank_compounds(
     """
     if (blend is None) == (not runs):
         raise RankError("rank needs a blend JSON or one or more run directories")
-    columns = {}
-    if blend is not None:
-        from perturbkit.blend.record import read_blend_record
-
-        blend = Path(blend)
-        record = read_blend_record(blend)
-        csv = Path(record.files.get("csv", blend.with_suffix(".csv")))
-        if not csv.is_file():
-            csv = blend.with_suffix(".csv")
-        predicted = _gene_column(csv, gene)
-        for member in record.used_members():  # the spread is over the members with weight > 0 in some cell type
-            test_file = test_file_or_skip(member.path, warn)
-            if test_file is not None:
-                columns[member.name] = _gene_column(test_file, gene)
-        source = f"blend {blend.name}, {len(columns)} of its {len(record.members)} members with weight > 0"
-        data_dir = data_dir or record.details.get("data_source")
-    else:
-        metas = []
-        for run in runs:
-            run = Path(run)
-            if not (run / "meta.json").is_file():
-                raise RankError(f"{run}: not a run directory (no meta.json)")
-            test_file = test_file_or_skip(run, warn)
-            if test_file is None:
-                continue
-            meta = read_meta(run)
-            metas.append(meta)
-            label = meta.get("model", run.parent.name)
-            columns[label if label not in columns else f"{label}:{run.name}"] = _gene_column(test_file, gene)
-        if not columns:
-            raise RankError("no run left to rank with: every run's test.parquet is missing or changed")
-        predicted = None
-        source = f"mean of {len(columns)} run(s)"
-        data_dir = data_dir or next((m.get("data_source") for m in metas if m.get("data_source")), None)
+    predicted, columns, source, stored_data = _blend_columns(blend, gene, warn) if blend is not None else _run_columns(runs, gene, warn)
+    data_dir = data_dir or stored_data
     if data_dir is None:
         raise RankError("cannot tell which data the predictions are for; pass --data")
     id_map = _id_map(Path(data_dir))
@@ -113,6 +81,52 @@ def rank_compounds(
     if models.isna().any().any():
         raise RankError(f"predictions do not cover every test id of {data_dir}/id_map.csv; pass the matching --data")
     values = predicted.reindex(pairs["id"]).to_numpy() if predicted is not None else models.mean(axis=1).to_numpy()
+    table = _ranked(pairs, values, models, up=up, top=top)
+    direction = "up" if up else "down"
+    title = f"{len(pairs)} compounds ranked by predicted {direction}-regulation of {gene} in {cell_type} ({source}); spread = std over models"
+    return table, title
+
+
+def _blend_columns(blend: Path | str, gene: str, warn):
+    """The blend's own prediction of ``gene`` (its CSV), its used members' (by name), a source line and its data folder."""
+    from perturbkit.blend.record import read_blend_record
+
+    blend = Path(blend)
+    record = read_blend_record(blend)
+    csv = Path(record.files.get("csv", blend.with_suffix(".csv")))
+    if not csv.is_file():
+        csv = blend.with_suffix(".csv")
+    predicted, columns = _gene_column(csv, gene), {}
+    for member in record.used_members():  # the spread is over the members with weight > 0 in some cell type
+        test_file = test_file_or_skip(member.path, warn)
+        if test_file is not None:
+            columns[member.name] = _gene_column(test_file, gene)
+    source = f"blend {blend.name}, {len(columns)} of its {len(record.members)} members with weight > 0"
+    return predicted, columns, source, record.details.get("data_source")
+
+
+def _run_columns(runs, gene: str, warn):
+    """No single prediction (the runs' mean is used), each run's prediction of ``gene``, a source line and their data folder."""
+    columns, metas = {}, []
+    for run in runs:
+        run = Path(run)
+        if not (run / "meta.json").is_file():
+            raise RankError(f"{run}: not a run directory (no meta.json)")
+        test_file = test_file_or_skip(run, warn)
+        if test_file is None:
+            continue
+        meta = read_meta(run)
+        metas.append(meta)
+        label = meta.get("model", run.parent.name)
+        columns[label if label not in columns else f"{label}:{run.name}"] = _gene_column(test_file, gene)
+    if not columns:
+        raise RankError("no run left to rank with: every run's test.parquet is missing or changed")
+    data_dir = next((m.get("data_source") for m in metas if m.get("data_source")), None)
+    return None, columns, f"mean of {len(columns)} run(s)", data_dir
+
+
+def _ranked(pairs: pd.DataFrame, values: np.ndarray, models: pd.DataFrame, *, up: bool, top: int | None) -> pd.DataFrame:
+    """The compounds sorted by predicted value (down-regulation first unless ``up``), with the spread over models."""
     table = pd.DataFrame(
         {
             "sm_name": pairs["sm_name"].to_numpy(),
@@ -130,6 +144,4 @@ def rank_compounds(
         if top < 1:
             raise RankError(f"top must be at least 1, got {top}")
         table = table.head(top)
-    direction = "up" if up else "down"
-    title = f"{len(pairs)} compounds ranked by predicted {direction}-regulation of {gene} in {cell_type} ({source}); spread = std over models"
-    return table, title
+    return table

@@ -398,51 +398,16 @@ def blend_members(members: Members, dataset: Dataset, options: BlendOptions = Bl
     timings["fit"] = time.perf_counter() - started
 
     ranges = clip_ranges(dataset.targets, members.dataset_folds, np.unique(folds)) if options.clip else None
-
-    def row_scores(fitted: Fit, rows: np.ndarray, clip_range) -> np.ndarray:
-        w, s = fitted.params_for(groups[rows])
-        if clip_range is None:
-            return gram_row_rmse(gram[rows], w, s)
-        return rowwise_rmse(members.y[rows], np.clip(weighted_sum(members.oof[:, rows], w, s), *clip_range))
-
-    table = members.keys.copy()
-    table["weight"] = members.row_weights
-    for m, name in enumerate(members.names):
-        table[name] = np.sqrt(np.maximum(gram[:, m, m], 0.0))
-    n_members = len(members.names)
-    table["simple_average"] = objective.row_rmse(gram, np.full(n_members, 1.0 / n_members))
-
+    table = _member_scores(members, gram)
     nested_fits, choice = {}, None
     if options.nested:
         started = time.perf_counter()
-        unique = np.unique(folds)
-        if len(unique) < 2:
-            raise BlendError("a nested score needs at least two folds; pass --no-nested")
-        nested = {name: np.empty(len(folds)) for name in CHOICES}
-        for k in unique:
-            say(f"nested score: fitting without fold {k}")
-            train, held = folds != k, np.flatnonzero(folds == k)
-            candidates = {
-                "tuned": fit_weights(weighted_gram[train], groups[train], options, need=set(groups[held])),
-                "simple_average": _fixed_fit(np.full(n_members, 1.0 / n_members), "simple_average"),
-                "best_member": _fixed_fit(_best_member(weighted_gram[train]), "best_member"),
-            }
-            nested_fits[int(k)] = candidates["tuned"]
-            for name, fitted in candidates.items():
-                nested[name][held] = row_scores(fitted, held, ranges[int(k)] if ranges else None)
-        nested_means = {name: float(np.average(values, weights=members.row_weights)) for name, values in nested.items()}
-        # Ties go to the simpler candidate: the simple average, then a single member, then tuned weights.
-        chosen = min(("simple_average", "best_member", "tuned"), key=lambda name: nested_means[name])
-        reason = (
-            "the tuned weights generalise best to held-out folds" if chosen == "tuned"
-            else f"the tuned weights score no better on held-out folds than the {chosen.replace('_', ' ')}, which is written instead"
-        )
-        choice = {"chosen": chosen, "nested": nested_means, "reason": reason}
-        if chosen == "simple_average":
-            fit = _fixed_fit(np.full(n_members, 1.0 / n_members), chosen)
-        elif chosen == "best_member":
-            fit = _fixed_fit(_best_member(weighted_gram), chosen)
-        table["blend_nested"] = nested[chosen]
+        nested_fits, choice, table["blend_nested"] = _nested_choice(members, gram, weighted_gram, options, ranges, say)
+        n_members = len(members.names)
+        if choice["chosen"] == "simple_average":
+            fit = _fixed_fit(np.full(n_members, 1.0 / n_members), "simple_average")
+        elif choice["chosen"] == "best_member":
+            fit = _fixed_fit(_best_member(weighted_gram), "best_member")
         timings["nested"] = time.perf_counter() - started
 
     weights, scale = fit.params_for(groups)
@@ -470,6 +435,59 @@ def blend_members(members: Members, dataset: Dataset, options: BlendOptions = Bl
     if choice is not None:
         result.choice = choice
     return result
+
+
+def _member_scores(members: Members, gram: np.ndarray) -> pd.DataFrame:
+    """Every OOF row's keys, weight, and RMSE of each member and of the simple average."""
+    table = members.keys.copy()
+    table["weight"] = members.row_weights
+    for m, name in enumerate(members.names):
+        table[name] = np.sqrt(np.maximum(gram[:, m, m], 0.0))
+    n_members = len(members.names)
+    table["simple_average"] = objective.row_rmse(gram, np.full(n_members, 1.0 / n_members))
+    return table
+
+
+def _nested_choice(members: Members, gram: np.ndarray, weighted_gram: np.ndarray, options: BlendOptions, ranges,
+                   say) -> tuple[dict, dict, np.ndarray]:
+    """Each candidate (tuned weights, the simple average, the best member) fitted without each fold and scored on it.
+
+    Returns the tuned fit of each fold, the choice (the candidate with the best weighted held-out score) and the
+    chosen candidate's held-out row scores.
+    """
+    groups, folds = members.groups, members.folds
+    n_members = len(members.names)
+
+    def row_scores(fitted: Fit, rows: np.ndarray, clip_range) -> np.ndarray:
+        w, s = fitted.params_for(groups[rows])
+        if clip_range is None:
+            return gram_row_rmse(gram[rows], w, s)
+        return rowwise_rmse(members.y[rows], np.clip(weighted_sum(members.oof[:, rows], w, s), *clip_range))
+
+    unique = np.unique(folds)
+    if len(unique) < 2:
+        raise BlendError("a nested score needs at least two folds; pass --no-nested")
+    nested = {name: np.empty(len(folds)) for name in CHOICES}
+    nested_fits = {}
+    for k in unique:
+        say(f"nested score: fitting without fold {k}")
+        train, held = folds != k, np.flatnonzero(folds == k)
+        candidates = {
+            "tuned": fit_weights(weighted_gram[train], groups[train], options, need=set(groups[held])),
+            "simple_average": _fixed_fit(np.full(n_members, 1.0 / n_members), "simple_average"),
+            "best_member": _fixed_fit(_best_member(weighted_gram[train]), "best_member"),
+        }
+        nested_fits[int(k)] = candidates["tuned"]
+        for name, fitted in candidates.items():
+            nested[name][held] = row_scores(fitted, held, ranges[int(k)] if ranges else None)
+    nested_means = {name: float(np.average(values, weights=members.row_weights)) for name, values in nested.items()}
+    # Ties go to the simpler candidate: the simple average, then a single member, then tuned weights.
+    chosen = min(("simple_average", "best_member", "tuned"), key=lambda name: nested_means[name])
+    reason = (
+        "the tuned weights generalise best to held-out folds" if chosen == "tuned"
+        else f"the tuned weights score no better on held-out folds than the {chosen.replace('_', ' ')}, which is written instead"
+    )
+    return nested_fits, {"chosen": chosen, "nested": nested_means, "reason": reason}, nested[chosen]
 
 
 def cell_type_weights(fit: Fit, members: Members) -> CellTypeWeights:

@@ -141,6 +141,49 @@ def _fold_by_key(run: Run) -> pd.Series:
 
 def load_members(paths, dataset: Dataset, *, names=None) -> Members:
     """Load the runs at ``paths``, check them against ``dataset`` and each other, and align them."""
+    runs = _read_runs(paths)
+    names = list(names) if names is not None else member_names(runs)
+    genes = list(dataset.genes)
+    folds_hash = _check_runs_fit(runs, dataset)
+
+    # Fold of each validated key, checked row by row too (a run's files, not only its meta).
+    folds = [_fold_by_key(run) for run in runs]
+    obs_index = pd.MultiIndex.from_frame(dataset.obs[list(KEY_COLUMNS)].astype(str))
+    common, positions = _common_rows(runs, folds, obs_index, dataset)
+
+    oof = np.empty((len(runs), len(common), len(genes)), dtype=np.float32)
+    for m, (run, fold) in enumerate(zip(runs, folds)):
+        oof[m] = run.oof[fold.index.get_indexer(common)]
+    keys = pd.DataFrame(
+        {
+            "cell_type": common.get_level_values(0).to_numpy(),
+            "sm_name": common.get_level_values(1).to_numpy(),
+            "fold": folds[0].reindex(common).to_numpy().astype(np.int64),
+        }
+    )
+    test_ids = dataset.test["id"].to_numpy()
+    return Members(
+        names=names,
+        runs=runs,
+        keys=keys,
+        dataset_positions=positions,
+        dataset_folds=_dataset_folds(runs[0], obs_index, positions, keys["fold"].to_numpy()),
+        oof=oof,
+        y=dataset.targets[positions],
+        test_ids=test_ids,
+        test_cell_types=dataset.test["cell_type"].astype(str).to_numpy(),
+        test=_aligned_test(runs, test_ids, len(genes)),
+        genes=genes,
+        data_hash=dataset.data_hash,
+        folds_hash=folds_hash,
+        scheme=str(runs[0].meta.get("scheme")),
+        dropped_rows={name: int(len(f) - len(common)) for name, f in zip(names, folds)},
+        row_weights=_row_weights(runs, dataset, obs_index, common),
+    )
+
+
+def _read_runs(paths) -> list[Run]:
+    """The complete runs at ``paths``, each named once."""
     paths = [Path(p) for p in paths]
     if not paths:
         raise BlendError("no runs to blend")
@@ -151,8 +194,11 @@ def load_members(paths, dataset: Dataset, *, names=None) -> Members:
         if not is_complete(path):
             raise BlendError(f"{path}: not a complete run directory (oof.parquet, test.parquet, folds.parquet, meta.json, log.txt)")
         runs.append(load_run(path))
-    names = list(names) if names is not None else member_names(runs)
+    return runs
 
+
+def _check_runs_fit(runs: list[Run], dataset: Dataset) -> str:
+    """Check that every run was fitted on ``dataset`` (its hash and genes) with the same folds; their folds hash."""
     genes = list(dataset.genes)
     for run in runs:
         if run.meta.get("data_hash") != dataset.data_hash:
@@ -166,16 +212,17 @@ def load_members(paths, dataset: Dataset, *, names=None) -> Members:
     if len(hashes) != 1:
         detail = ", ".join(f"{run.path.parent.name}/{run.path.name}: {run.meta.get('scheme')} {str(run.meta.get('folds_hash'))[:12]}" for run in runs)
         raise IncompatibleRunsError(f"runs with different fold assignments cannot be blended ({detail})")
+    return next(iter(hashes))
 
-    # Fold of each validated key, checked row by row too (a run's files, not only its meta).
-    folds = [_fold_by_key(run) for run in runs]
+
+def _common_rows(runs: list[Run], folds: list[pd.Series], obs_index: pd.MultiIndex, dataset: Dataset):
+    """The keys every run validated, in the dataset's row order, and their dataset positions; the runs must agree on their folds."""
     common = folds[0].index
     for fold in folds[1:]:
         common = common.intersection(fold.index)
     for run, fold in zip(runs[1:], folds[1:]):
         if not np.array_equal(fold.reindex(common).to_numpy(), folds[0].reindex(common).to_numpy()):
             raise IncompatibleRunsError(f"{run.path}: rows are assigned to other folds than in {runs[0].path}")
-    obs_index = pd.MultiIndex.from_frame(dataset.obs[list(KEY_COLUMNS)].astype(str))
     positions = obs_index.get_indexer(common)
     if (positions < 0).any():
         raise IncompatibleRunsError(f"{runs[0].path}: row {common[int(np.flatnonzero(positions < 0)[0])]} is not in {dataset.source}")
@@ -183,53 +230,31 @@ def load_members(paths, dataset: Dataset, *, names=None) -> Members:
     common, positions = common[order], positions[order]
     if len(common) == 0:
         raise BlendError("the runs have no validated row in common")
+    return common, positions
 
-    oof = np.empty((len(runs), len(common), len(genes)), dtype=np.float32)
-    for m, (run, fold) in enumerate(zip(runs, folds)):
-        oof[m] = run.oof[fold.index.get_indexer(common)]
-    keys = pd.DataFrame(
-        {
-            "cell_type": common.get_level_values(0).to_numpy(),
-            "sm_name": common.get_level_values(1).to_numpy(),
-            "fold": folds[0].reindex(common).to_numpy().astype(np.int64),
-        }
-    )
 
-    stored = pd.read_parquet(runs[0].path / "folds.parquet")
+def _dataset_folds(run: Run, obs_index: pd.MultiIndex, positions: np.ndarray, oof_folds: np.ndarray) -> np.ndarray:
+    """Every dataset row's fold (-1: never validated) from the run's folds.parquet, checked against its OOF rows' folds."""
+    stored = pd.read_parquet(run.path / "folds.parquet")
     stored_index = pd.MultiIndex.from_frame(stored[list(KEY_COLUMNS)].astype(str))
     where = stored_index.get_indexer(obs_index)
     if (where < 0).any():
-        raise IncompatibleRunsError(f"{runs[0].path}: folds.parquet has no fold for row {obs_index[int(np.flatnonzero(where < 0)[0])]}")
+        raise IncompatibleRunsError(f"{run.path}: folds.parquet has no fold for row {obs_index[int(np.flatnonzero(where < 0)[0])]}")
     dataset_folds = stored["fold"].to_numpy().astype(np.int64)[where]
-    if not np.array_equal(dataset_folds[positions], keys["fold"].to_numpy()):
-        raise IncompatibleRunsError(f"{runs[0].path}: folds.parquet disagrees with the folds in oof.parquet")
+    if not np.array_equal(dataset_folds[positions], oof_folds):
+        raise IncompatibleRunsError(f"{run.path}: folds.parquet disagrees with the folds in oof.parquet")
+    return dataset_folds
 
-    test_ids = dataset.test["id"].to_numpy()
-    test = np.empty((len(runs), len(test_ids), len(genes)), dtype=np.float32)
+
+def _aligned_test(runs: list[Run], test_ids: np.ndarray, n_genes: int) -> np.ndarray:
+    """Every run's test predictions (members x test rows x genes), in the order of ``test_ids``."""
+    test = np.empty((len(runs), len(test_ids), n_genes), dtype=np.float32)
     for m, run in enumerate(runs):
         where = pd.Index(run.test_ids).get_indexer(test_ids)
         if (where < 0).any():
             raise IncompatibleRunsError(f"{run.path}: test.parquet has no row for id {test_ids[int(np.flatnonzero(where < 0)[0])]}")
         test[m] = run.test[where]
-
-    return Members(
-        names=names,
-        runs=runs,
-        keys=keys,
-        dataset_positions=positions,
-        dataset_folds=dataset_folds,
-        oof=oof,
-        y=dataset.targets[positions],
-        test_ids=test_ids,
-        test_cell_types=dataset.test["cell_type"].astype(str).to_numpy(),
-        test=test,
-        genes=genes,
-        data_hash=dataset.data_hash,
-        folds_hash=next(iter(hashes)),
-        scheme=str(runs[0].meta.get("scheme")),
-        dropped_rows={name: int(len(f) - len(common)) for name, f in zip(names, folds)},
-        row_weights=_row_weights(runs, dataset, obs_index, common),
-    )
+    return test
 
 
 def _row_weights(runs: list[Run], dataset: Dataset, obs_index: pd.MultiIndex, common: pd.MultiIndex) -> np.ndarray:

@@ -172,16 +172,10 @@ def _run_folds(dataset, config, models, splitter, fold_ids, progress, log_buffer
         if len(valid_idx) == 0:
             raise ValueError(f"scheme {config['cv']['scheme']!r}: fold {fold} has no validation rows in {dataset.source}")
         fold_start = time.perf_counter()
-        histories = []
-        for position, seed in enumerate(seeds):
-            model = clone(models[seed])
-            with fit_progress((f"fold {fold}" + (f" seed {seed}" if len(seeds) > 1 else "")) if progress else None):
-                _fit(model, X.iloc[train_idx], y[train_idx], X_test)
-            seed_oof[position, valid_idx] = model.predict(X.iloc[valid_idx])
-            test_sum += model.predict(X_test)
-            history = getattr(getattr(model, "regressor_", model), "history_", None)  # regressor_: a target-transform wrapper
-            if history is not None:
-                histories.append(history)
+        seed_oof[:, valid_idx], seed_tests, histories = _fit_fold(models, seeds, X, y, X_test, train_idx, valid_idx,
+                                                                  f"fold {fold}" if progress else None)
+        for seed_test in seed_tests:
+            test_sum += seed_test
         oof[valid_idx] = seed_oof[:, valid_idx].mean(axis=0)
         entry = {
             "fold": fold,
@@ -217,7 +211,39 @@ def _run_folds(dataset, config, models, splitter, fold_ids, progress, log_buffer
     logger.info("overall MRRMSE %.4f (zeros %.4f)", scores["overall"], scores["zeros"])
 
     folds = folds_frame(dataset.obs, fold_ids)
-    meta = {
+    meta = _run_meta(dataset, config, seeds, folds, scores, fold_meta, started)
+    return CVResult(
+        meta=meta,
+        oof_keys=folds.iloc[validated].reset_index(drop=True),
+        oof=oof[validated],
+        test_ids=dataset.test["id"].to_numpy(),
+        test=test,
+        genes=tuple(dataset.genes),
+        folds=folds,
+        log_text=log_buffer.getvalue(),
+        row_weights=row_weights,
+    )
+
+
+def _fit_fold(models, seeds, X, y, X_test, train_idx, valid_idx, label: str | None):
+    """One fold: each seed's model fitted on the training rows; their validation predictions (seeds x rows x genes),
+    their test predictions, and the loss histories of the models that keep one."""
+    valid_predictions, test_predictions, histories = [], [], []
+    for seed in seeds:
+        model = clone(models[seed])
+        with fit_progress((label + (f" seed {seed}" if len(seeds) > 1 else "")) if label else None):
+            _fit(model, X.iloc[train_idx], y[train_idx], X_test)
+        valid_predictions.append(model.predict(X.iloc[valid_idx]))
+        test_predictions.append(model.predict(X_test))
+        history = getattr(getattr(model, "regressor_", model), "history_", None)  # regressor_: a target-transform wrapper
+        if history is not None:
+            histories.append(history)
+    return np.stack(valid_predictions), test_predictions, histories
+
+
+def _run_meta(dataset, config, seeds, folds, scores, fold_meta, started) -> dict:
+    """What a run records about itself: config, data, folds, scores, timings and versions."""
+    return {
         "model": config["model"],
         "config": config,
         "config_hash": config_hash(config),
@@ -238,17 +264,6 @@ def _run_folds(dataset, config, models, splitter, fold_ids, progress, log_buffer
         "command": " ".join(sys.argv),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    return CVResult(
-        meta=meta,
-        oof_keys=folds.iloc[validated].reset_index(drop=True),
-        oof=oof[validated],
-        test_ids=dataset.test["id"].to_numpy(),
-        test=test,
-        genes=tuple(dataset.genes),
-        folds=folds,
-        log_text=log_buffer.getvalue(),
-        row_weights=row_weights,
-    )
 
 
 def summary_text(meta: dict) -> str:

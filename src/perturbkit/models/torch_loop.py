@@ -201,6 +201,30 @@ class TrainSettings(BaseEstimator):
         self.n_threads = n_threads
 
 
+def _train_epoch(module: nn.Module, inputs: tuple[torch.Tensor, ...], targets: torch.Tensor, objective, optimizer,
+                 parameters, clip_norm: float, n_batches: int, generator: torch.Generator | None) -> float:
+    """One pass over the training rows in ``n_batches`` shuffled batches (one: all rows, unshuffled); the mean loss."""
+    n = len(targets)
+    module.train()
+    if n_batches == 1:
+        batches = [None]
+    else:
+        order = torch.randperm(n, generator=generator).to(targets.device)
+        batches = torch.tensor_split(order, n_batches)
+    total = torch.zeros((), device=targets.device)
+    for rows in batches:
+        batch_inputs = inputs if rows is None else tuple(t[rows] for t in inputs)
+        batch_targets = targets if rows is None else targets[rows]
+        optimizer.zero_grad(set_to_none=True)
+        batch_loss = objective(module(*batch_inputs), batch_targets)
+        batch_loss.backward()
+        if clip_norm > 0:
+            nn.utils.clip_grad_norm_(parameters, clip_norm, foreach=True)
+        optimizer.step()
+        total += batch_loss.detach() * len(batch_targets)
+    return float(total) / n
+
+
 def train_module(
     module: nn.Module,
     inputs: tuple[torch.Tensor, ...],
@@ -235,24 +259,8 @@ def train_module(
     with progress_bar(epochs, what, "epoch") as bar:
         for epoch in range(1, epochs + 1):
             epoch_start = time.perf_counter()
-            module.train()
-            if n_batches == 1:
-                batches = [None]
-            else:
-                order = torch.randperm(n, generator=generator).to(targets.device)
-                batches = torch.tensor_split(order, n_batches)
-            total = torch.zeros((), device=targets.device)
-            for rows in batches:
-                batch_inputs = inputs if rows is None else tuple(t[rows] for t in inputs)
-                batch_targets = targets if rows is None else targets[rows]
-                optimizer.zero_grad(set_to_none=True)
-                batch_loss = objective(module(*batch_inputs), batch_targets)
-                batch_loss.backward()
-                if settings.clip_norm > 0:
-                    nn.utils.clip_grad_norm_(parameters, settings.clip_norm, foreach=True)
-                optimizer.step()
-                total += batch_loss.detach() * len(batch_targets)
-            train_loss = float(total) / n
+            train_loss = _train_epoch(module, inputs, targets, objective, optimizer, parameters, settings.clip_norm,
+                                      n_batches, generator)
             history["epoch"].append(epoch)
             history["train_loss"].append(_round(train_loss))
             history["lr"].append(_round(optimizer.param_groups[0]["lr"]))
