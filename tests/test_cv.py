@@ -18,6 +18,7 @@ from perturbkit.config import load_config
 from perturbkit.cv import list_runs, load_run, run_cv, save_run, summary_text
 from perturbkit.cv.store import RUN_FILES
 from perturbkit.metrics import mrrmse
+from perturbkit.models.registry import create_model
 
 
 @pytest.fixture(scope="module")
@@ -66,6 +67,30 @@ def test_same_seed_gives_identical_files(small_dataset, tmp_path):
     assert first != second
     for name in ("oof.parquet", "test.parquet", "folds.parquet"):
         assert (first / name).read_bytes() == (second / name).read_bytes()
+
+
+def test_a_validated_config_is_built_once_and_each_fold_fits_a_clone(small_dataset, monkeypatch):
+    """Validating the config, reading its feature blocks and the harness share one build of the estimator."""
+    from collections import OrderedDict
+
+    from sklearn.exceptions import NotFittedError
+    from sklearn.utils.validation import check_is_fitted
+
+    from perturbkit.models import build, feature_requirements
+
+    built = []
+    monkeypatch.setattr(build, "_PROTOTYPES", OrderedDict())
+    monkeypatch.setattr(build, "create_model", lambda name, **params: built.append(name) or create_model(name, **params))
+    config = load_config("pca_ridge", overrides=["params.n_components=4", 'cv.scheme="kfold"', "cv.n_splits=3"])
+    assert feature_requirements(config) == (False, set())
+    result = run_cv(small_dataset, config, progress=False)
+    assert built == ["pca_ridge"] and len(result.meta["folds"]) == 3
+    (prototype,) = build._PROTOTYPES.values()
+    with pytest.raises(NotFittedError):  # the folds fitted clones; the kept estimator stays unfitted
+        check_is_fitted(prototype)
+    # Another seed or other parameters are another estimator.
+    run_cv(small_dataset, load_config("pca_ridge", overrides=["params.n_components=4", "cv.seed=1"]), progress=False)
+    assert built == ["pca_ridge", "pca_ridge"]
 
 
 def test_refit_and_scheme_overrides(small_dataset, tmp_path):
