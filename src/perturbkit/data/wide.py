@@ -33,16 +33,21 @@ def read_wide(path: Path, key_columns) -> tuple[pd.DataFrame, list[str], np.ndar
     return split_wide(pq.read_table(path), key_columns)
 
 
-def _read_h5ad(path: Path) -> pa.Table:
-    """openproblems' prediction.h5ad as a wide table: ``id`` (from obs_names) + ``layers['prediction']``."""
+def read_h5ad_file(path: Path):
+    """An .h5ad file as an AnnData, a missing anndata or an unreadable file a named error."""
     try:
         import anndata
     except ImportError as exc:
         raise DataValidationError(f"{path}: reading .h5ad needs anndata: pip install 'perturbkit[h5ad]'") from exc
     try:
-        adata = anndata.read_h5ad(path)
+        return anndata.read_h5ad(path)
     except Exception as exc:  # h5py/anndata raise many types for a bad file
         raise DataValidationError(f"{path}: cannot be read as h5ad ({exc})") from exc
+
+
+def _read_h5ad(path: Path) -> pa.Table:
+    """openproblems' prediction.h5ad as a wide table: ``id`` (from obs_names) + ``layers['prediction']``."""
+    adata = read_h5ad_file(path)
     if "prediction" not in adata.layers:
         raise DataValidationError(f"{path}: no layer 'prediction' (the openproblems prediction format); layers: {sorted(adata.layers)}")
     matrix = adata.layers["prediction"]

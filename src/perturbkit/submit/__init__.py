@@ -11,7 +11,7 @@ import pandas as pd
 import pyarrow as pa
 
 from perturbkit.data.hidden import read_wide_truth
-from perturbkit.data.wide import read_wide_table
+from perturbkit.data.wide import read_h5ad_file, read_wide_table
 from perturbkit.errors import DataValidationError
 from perturbkit.metrics import CLIP, clip_layer
 from perturbkit.scorecard import Scorecard, ScoreSettings, score_predictions
@@ -81,14 +81,7 @@ def _read_truth_h5ad(path: Path) -> Truth:
     Rows are matched to the competition's ids through id_map (obs ``id`` wins when present)."""
     from perturbkit.data.layout import test_layout
 
-    try:
-        import anndata
-    except ImportError as exc:
-        raise DataValidationError(f"{path}: reading .h5ad needs anndata: pip install 'perturbkit[h5ad]'") from exc
-    try:
-        adata = anndata.read_h5ad(path)
-    except Exception as exc:  # h5py/anndata raise many types for a bad file
-        raise DataValidationError(f"{path}: cannot be read as h5ad ({exc})") from exc
+    adata = read_h5ad_file(path)
     if TRUTH_LAYER not in adata.layers:
         raise DataValidationError(f"{path}: no layer {TRUTH_LAYER!r} (openproblems' de_test); layers: {sorted(adata.layers)}")
     missing = [c for c in ("cell_type", "sm_name") if c not in adata.obs.columns]
