@@ -143,7 +143,9 @@ def test_sentinel_in_the_inner_validation_rows_moves_the_selection(small_dataset
         histories.append(build_model(_config(name, refit=False, lr_patience=1000), seed=0).fit(X, targets).history_)
     clean, planted = histories
     assert planted["valid_mrrmse"][0] > 1e3 > clean["valid_mrrmse"][0]
-    assert planted["train_loss"] == clean["train_loss"][: len(planted["train_loss"])]  # never a gradient
+    # Never a gradient: the epochs both runs trained have the same training losses (only when to stop may differ).
+    shared = min(len(planted["train_loss"]), len(clean["train_loss"]))
+    assert shared >= 2 and planted["train_loss"][:shared] == clean["train_loss"][:shared]
 
 
 def test_transformer_gives_unseen_categories_the_zero_token(small_dataset):
