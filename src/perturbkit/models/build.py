@@ -56,16 +56,20 @@ def build_model(config: dict, seed: int):
 
 
 def _prototype_key(config: dict, seed: int):
-    """What the estimator depends on: the registered factory (a name may be registered again), the parameters, the seed.
+    """What the estimator depends on: the registered factory (a name may be registered again), the parameters, the
+    seed, and the registered feature blocks' parameters (they are the feature builder's own, so registering a block
+    changes what an estimator holds).
 
     None (no reuse) when the parameters are not plain TOML values.
     """
+    from perturbkit.features.blocks import block_parameters
+
     factory = model_factory(config["model"])
     try:
         params = json.dumps([config.get("params", {}), config.get("features")], sort_keys=True)
     except (TypeError, ValueError):
         return None
-    return factory, params, int(seed)
+    return factory, params, int(seed), tuple(block_parameters())
 
 
 def _build(config: dict, seed: int):
