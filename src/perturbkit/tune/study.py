@@ -205,8 +205,20 @@ def run_worker(job: WorkerJob, dataset=None, callbacks=()) -> None:
     # Each worker samples with its own seed; constant_liar keeps concurrent workers off the same points.
     sampler = optuna.samplers.TPESampler(seed=settings.seed + job.index, constant_liar=True)
     study = open_study(settings, sampler=sampler)
+    if job.index > 0:
+        _wait_for_queued_trials(study)
     objective = Objective(dataset, without_tune(job.config), job.space, settings.study_name, Path(settings.oof), job.worker)
     study.optimize(objective, n_trials=job.trials, timeout=settings.timeout, gc_after_trial=True, callbacks=list(callbacks))
+
+
+def _wait_for_queued_trials(study, seconds: float = 60.0) -> None:
+    """Wait until the study's queued trials are taken: Optuna cannot lock a queued trial in SQLite, so two workers
+    starting together may both run it (the second then fails with "Cannot tell a COMPLETE trial")."""
+    import optuna
+
+    deadline = time.monotonic() + seconds
+    while study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,)) and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 class ParentGone(KeyboardInterrupt):
