@@ -80,4 +80,20 @@ MUTATIONS = (
         tests=("tests/test_leakage.py", "tests/test_features.py"),
         why="target statistics come from the fold's own training rows, never from an earlier fit",
     ),
+    Mutation(
+        name="transfer_profiles_impute_from_the_rows_own_cell_type",
+        file="src/perturbkit/features/blocks/transfer_profiles.py",
+        original="table.source_inputs(compounds[rows], t, others)",
+        replacement="table.source_inputs(compounds[rows], -1, others)",
+        tests=("tests/test_transfer_profiles.py",),
+        why="a row's own target never enters its transfer_profiles features: a missing profile is imputed from the compound's other cell types only",
+    ),
+    Mutation(
+        name="transfer_profiles_fill_the_own_cell_type_block",
+        file="src/perturbkit/features/blocks/transfer_profiles.py",
+        original="cells[cells >= 0]] = 0.0",
+        replacement="cells[cells >= 0]] += 0.0",
+        tests=("tests/test_transfer_profiles.py",),
+        why="a row's own cell type block of transfer_profiles is zeros, for a compound the table has not seen too",
+    ),
 )

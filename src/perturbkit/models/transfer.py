@@ -12,8 +12,9 @@ lymphoid validation rows are predicted the same way).
 
 Everything is fitted in ``fit`` on the rows given (a fold's training rows):
 
-* one target PCA (:class:`~perturbkit.features.pca.WidePCA`) over all of them; profiles are PCA
-  scores;
+* the compound x cell type table of profiles (:class:`~perturbkit.features.profiles.ProfileTable`,
+  which this model is, so its attributes are this model's): one target PCA
+  (:class:`~perturbkit.features.pca.WidePCA`) over all of them; profiles are PCA scores;
 * sources of ``t``: the other cell types measured for at least ``min_source_coverage`` of the
   compounds (so B and Myeloid, measured for the panel only, are not inputs; nor is a lymphoid type
   whose test-compound rows a fold holds out). A source a compound lacks is imputed as the source's
@@ -43,27 +44,17 @@ examples (``MIN_EXAMPLES``) gets its mean, an unseen cell type the gene-wise mea
 
 from __future__ import annotations
 
-from numbers import Integral, Real
-
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.base import RegressorMixin
 from sklearn.linear_model import RidgeCV
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._param_validation import StrOptions
 
-from perturbkit.features.pca import WidePCA
+from perturbkit.features.profiles import ProfileTable, group_means
 from perturbkit.transforms import signed_log10_p, z_from_signed_log10_p
 
 MIN_EXAMPLES = 3  # leave-one-out needs a few compounds to choose a strength from
 DEFAULT_ALPHAS = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
-
-
-def _group_means(values: np.ndarray, groups: np.ndarray, n_groups: int) -> tuple[np.ndarray, np.ndarray]:
-    """The mean row of ``values`` per group code (0 for an empty group) and each group's row count."""
-    counts = np.bincount(groups, minlength=n_groups)
-    sums = np.zeros((n_groups, values.shape[1]))
-    np.add.at(sums, groups, values)
-    return np.divide(sums, counts[:, None], out=np.zeros_like(sums), where=counts[:, None] > 0), counts
 
 
 def _positive_alphas(alphas) -> np.ndarray:
@@ -73,13 +64,11 @@ def _positive_alphas(alphas) -> np.ndarray:
     return values
 
 
-class TransferRidge(RegressorMixin, BaseEstimator):
+class TransferRidge(RegressorMixin, ProfileTable):
     _parameter_constraints = {
-        "n_components": [Interval(Integral, 1, None, closed="left")],
+        **ProfileTable._parameter_constraints,
         "alphas": ["array-like"],
-        "min_source_coverage": [Interval(Real, 0, 1, closed="both")],
         "residual_mean": ["boolean"],
-        "fit_intercept": ["boolean"],
         "target_space": [StrOptions({"values", "z"})],
         "output_space": [StrOptions({"pca", "genes"})],
     }
@@ -101,22 +90,9 @@ class TransferRidge(RegressorMixin, BaseEstimator):
         y = np.asarray(y, dtype=np.float32)
         if self.target_space == "z":
             y = z_from_signed_log10_p(y.astype(np.float64)).astype(np.float32)
-        cells, compounds = X["cell_type"].astype(str).to_numpy(), X["sm_name"].astype(str).to_numpy()
-        self.cell_types_, cell_codes = np.unique(cells, return_inverse=True)
-        self.compounds_, compound_codes = np.unique(compounds, return_inverse=True)
+        cell_codes, compound_codes, scores = self._fit_table(X, y)
+        n_cells = len(self.cell_types_)
         self.n_features_out_ = y.shape[1]
-
-        self.pca_ = WidePCA(self.n_components).fit(y)
-        # Without an intercept, profiles are projections of the raw values (zero stays zero), so the
-        # ridge shrinks toward predicting zeros rather than toward the target type's training mean.
-        self.origin_ = 0.0 if self.fit_intercept else self.pca_.mean_ @ self.pca_.components_.T
-        scores = self.pca_.transform(y).astype(np.float64) + self.origin_
-        n_compounds, n_cells = len(self.compounds_), len(self.cell_types_)
-        # compound x cell type x component table of profiles (duplicate pairs averaged)
-        means, counts = _group_means(scores, compound_codes * n_cells + cell_codes, n_compounds * n_cells)
-        self.observed_ = counts.reshape(n_compounds, n_cells) > 0
-        self.profiles_ = means.reshape(n_compounds, n_cells, -1)
-        self.type_scores_ = self.profiles_.sum(axis=0) / self.observed_.sum(axis=0)[:, None]
 
         self.gene_mean_ = y.mean(axis=0)
         self.type_profiles_ = np.stack([y[cell_codes == k].mean(axis=0) for k in range(n_cells)])
@@ -133,7 +109,7 @@ class TransferRidge(RegressorMixin, BaseEstimator):
             examples = np.flatnonzero(self.observed_[:, t] & self.observed_[:, others].any(axis=1))
             if not others or len(examples) < MIN_EXAMPLES:
                 continue
-            inputs = self._inputs(examples, t, sources)
+            inputs = self.source_inputs(examples, t, sources)
             # strengths relative to the inputs' energy, so one grid serves any data scale
             scale = max(np.square(inputs - inputs.mean(axis=0)).sum() / len(inputs), np.finfo(np.float64).tiny)
             outputs = self._gene_profiles(y, cell_codes == t, compound_codes, examples) if self.output_space == "genes" \
@@ -143,13 +119,6 @@ class TransferRidge(RegressorMixin, BaseEstimator):
             self.alpha_[str(self.cell_types_[t])] = float(ridge.alpha_ / scale)
         return self
 
-    def source_types(self, target: int) -> list[int]:
-        """The cell types whose profiles are inputs for ``target``: the other types measured for at least
-        ``min_source_coverage`` of the compounds (all other types when none is)."""
-        coverage = self.observed_.mean(axis=0)
-        others = [s for s in range(len(self.cell_types_)) if s != target]
-        return [s for s in others if coverage[s] >= self.min_source_coverage] or others
-
     def scores_to_genes(self, scores: np.ndarray, target: int) -> np.ndarray:
         """Profiles of cell type ``target`` in the table's PCA space back to genes (still in ``target_space``)."""
         return self.pca_.inverse_transform(scores - self.origin_) + self.type_residuals_[target]
@@ -158,19 +127,7 @@ class TransferRidge(RegressorMixin, BaseEstimator):
     def _gene_profiles(y: np.ndarray, in_target: np.ndarray, compound_codes: np.ndarray, examples: np.ndarray) -> np.ndarray:
         """Each example compound's mean gene profile over its rows in the target cell type."""
         rows = np.flatnonzero(in_target & np.isin(compound_codes, examples))
-        return _group_means(y[rows], np.searchsorted(examples, compound_codes[rows]), len(examples))[0]
-
-    def _inputs(self, compounds: np.ndarray, target: int, sources: list[int]) -> np.ndarray:
-        """Concatenated source profiles of the compounds; a missing one is the source's mean + the compound's deviation."""
-        others = np.array([k for k in range(len(self.cell_types_)) if k != target])
-        observed = self.observed_[np.ix_(compounds, others)]
-        deviations = (self.profiles_[compounds][:, others] - self.type_scores_[others]) * observed[..., None]
-        deviation = deviations.sum(axis=1) / np.maximum(observed.sum(axis=1), 1)[:, None]
-        blocks = []
-        for s in sources:
-            present = self.observed_[compounds, s][:, None]
-            blocks.append(np.where(present, self.profiles_[compounds, s], self.type_scores_[s] + deviation))
-        return np.hstack(blocks)
+        return group_means(y[rows], np.searchsorted(examples, compound_codes[rows]), len(examples))[0]
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
         cells, compounds = X["cell_type"].astype(str).to_numpy(), X["sm_name"].astype(str).to_numpy()
@@ -188,7 +145,7 @@ class TransferRidge(RegressorMixin, BaseEstimator):
             if not known.any():
                 continue
             codes = compound_codes[rows][known]
-            mapped = self.ridges_[t].predict(self._inputs(codes, t, self.sources_[t]))
+            mapped = self.ridges_[t].predict(self.source_inputs(codes, t, self.sources_[t]))
             prediction[rows[known]] = mapped if self.output_space == "genes" else self.scores_to_genes(mapped, t)
         if self.target_space == "z":
             prediction = signed_log10_p(prediction.astype(np.float64))

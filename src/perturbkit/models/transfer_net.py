@@ -225,7 +225,7 @@ class TransferNet(RegressorMixin, BaseEstimator):
         if self.residual:
             for t in np.unique(examples.target):
                 rows = np.flatnonzero(examples.target == t)
-                base[rows] = table.ridges_[t].predict(table._inputs(examples.compound[rows], t, table.sources_[t]))
+                base[rows] = table.ridges_[t].predict(table.source_inputs(examples.compound[rows], t, table.sources_[t]))
         return base
 
     def _tensors(self, examples: TransferExamples, base: np.ndarray, scale: float):
