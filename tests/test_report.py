@@ -61,6 +61,17 @@ def test_blend_report_writes_plots_and_pages(blend_json, runs, tmp_path):
     assert compound_mean.count("[") == 2 and "clipped CV × zeros" in markdown
 
 
+def test_blend_report_gives_the_tuned_blends_clipped_layer_in_sample_and_nested(blend_json, tmp_path):
+    markdown = (build_blend_report(blend_json, tmp_path / "report") / "index.md").read_text().splitlines()
+    header = next(line for line in markdown if line.startswith("| model |"))
+    row = next(line for line in markdown if line.startswith("| tuned blend |"))
+    cells = dict(zip((c.strip() for c in header.strip("|").split("|")), (c.strip() for c in row.strip("|").split("|"))))
+    clipped = json.loads(blend_json.read_text())["scores"]["clipped"]
+    assert float(cells["clipped CV × zeros"]) == pytest.approx(clipped["nested_relative_to_zeros"], abs=5e-5)
+    assert float(cells["clipped in-sample × zeros"]) == pytest.approx(clipped["in_sample_relative_to_zeros"], abs=5e-5)
+    assert min(clipped["in_sample"], clipped["nested"], clipped["zeros"]) > 0
+
+
 def test_blend_report_title_names_the_method_and_file_once(blend_json, tmp_path):
     out = build_blend_report(blend_json, tmp_path / "report")
     title = (out / "index.md").read_text().splitlines()[0]
