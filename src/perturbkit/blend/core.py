@@ -14,8 +14,8 @@ the simple average, the single member that is best on the other folds) are score
 same way, and the lowest is written (ties go to the simpler one); the table says which and why.
 
 The written blend is also scored on openproblems' clipped layer (truth and prediction clipped to
-±4, as a run's ``scores["clipped"]``): in-sample, nested (the chosen candidate's fit without each
-fold, on that fold) and predicting zeros, so each has a ratio to zeros (``scores["clipped"]``).
+±4, as in a run's ``scores["clipped"]``): in-sample, nested (the chosen candidate's fit without
+each fold, on that fold) and predicting zeros, for their ratios to zeros (``scores["clipped"]``).
 """
 
 from __future__ import annotations
