@@ -59,6 +59,7 @@ def test_study_reports_spearman_per_scheme_and_variant_and_the_recipe_blend(demo
     assert (result.scores["clipped_test"] < result.scores["test"]).all()  # clipping to ±4 only shrinks the errors
     blends = result.scores[result.scores["model"] == RECIPE_BLEND]
     assert list(blends["variant"]) == variants and (blends["scheme"] == "bm_holdout").all()
+    assert (blends["clipped_cv_rel"] > 0).all()  # the blend's nested score on the clipped layer over zeros' (NaN fails)
     # a member with overrides is scored as a model of its own, outside the schemes' Spearman
     member = result.scores[result.scores["model"] == "transfer_ridge params.n_components=4"]
     assert list(member["variant"]) == variants and member["recipe"].all() and (member["test_rel"] > 0).all()

@@ -218,6 +218,43 @@ def test_nested_clipping_of_every_fold_uses_only_the_other_folds_ranges(members,
         np.testing.assert_allclose(nested[held], expected, rtol=1e-5, err_msg=f"fold {k}")
 
 
+def test_clipped_layer_scores_of_the_blend_match_a_hand_computation(members):
+    """Two members on six genes whose best mix differs per fold, the truth well beyond ±4: the blend's clipped-layer
+    MRRMSE, nested (each fold predicted by the weights fitted without it) and in-sample, recomputed with numpy."""
+    rng = np.random.default_rng(0)
+    folds = members.folds
+    y = rng.normal(0.0, 5.0, (len(folds), 6))
+    error, noise = rng.normal(0.0, 2.0, y.shape), rng.normal(0.0, 1.0, (2, *y.shape))
+    ratio = 1.5 + np.searchsorted(np.unique(folds), folds)[:, None]  # member b errs against a, ratio times as much
+    oof = np.stack([y + error, y - ratio * error]) + noise
+    rig = dataclasses.replace(members, names=["a", "b"], runs=members.runs[:2], genes=[f"g{i}" for i in range(6)],
+                              oof=oof.astype(np.float32), y=y.astype(np.float32),
+                              test=np.zeros((2, len(members.test_ids), 6), np.float32))
+    result = blend_members(rig, None, FAST)
+    assert result.choice["chosen"] == "tuned"
+
+    def clipped_mrrmse(weights_per_row):
+        prediction = np.einsum("rm,mrg->rg", weights_per_row, rig.oof.astype(np.float64))
+        truth = np.clip(rig.y.astype(np.float64), -4, 4)
+        rmse = np.sqrt(((truth - np.clip(prediction, -4, 4)) ** 2).mean(axis=1))
+        return np.average(rmse, weights=rig.row_weights)
+
+    nested_weights = np.empty((len(folds), 2))
+    for k, fit in result.nested_fits.items():
+        nested_weights[folds == k] = fit.weights["all"]
+    in_sample_weights = np.tile(result.fit.weights["all"], (len(folds), 1))
+    assert np.abs(nested_weights - in_sample_weights).min() > 1e-3  # in-sample weights would score differently
+    zeros = np.average(np.sqrt((np.clip(rig.y.astype(np.float64), -4, 4) ** 2).mean(axis=1)), weights=rig.row_weights)
+    clipped = result.scores["clipped"]
+    assert clipped["nested"] == pytest.approx(clipped_mrrmse(nested_weights), rel=1e-5)
+    assert clipped["in_sample"] == pytest.approx(clipped_mrrmse(in_sample_weights), rel=1e-5)
+    assert clipped["zeros"] == pytest.approx(zeros, rel=1e-6)
+    assert clipped["nested_relative_to_zeros"] == pytest.approx(clipped["nested"] / zeros)
+    assert clipped["in_sample_relative_to_zeros"] == pytest.approx(clipped["in_sample"] / zeros)
+    assert "±4 layer" in result.table()
+    assert blend_members(rig, None, dataclasses.replace(FAST, nested=False)).scores["clipped"]["nested"] is None
+
+
 def unseal(run_dir: Path) -> None:
     """Drop the file hashes from meta.json, so a run rewritten by hand loads (the store would refuse it as damaged)."""
     meta = json.loads((run_dir / "meta.json").read_text())

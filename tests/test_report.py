@@ -61,6 +61,31 @@ def test_blend_report_writes_plots_and_pages(blend_json, runs, tmp_path):
     assert compound_mean.count("[") == 2 and "clipped CV × zeros" in markdown
 
 
+def _tuned_blend_cells(blend_json: Path, out: Path) -> dict[str, str]:
+    markdown = (build_blend_report(blend_json, out) / "index.md").read_text().splitlines()
+    header = next(line for line in markdown if line.startswith("| model |"))
+    row = next(line for line in markdown if line.startswith("| tuned blend |"))
+    return dict(zip((c.strip() for c in header.strip("|").split("|")), (c.strip() for c in row.strip("|").split("|"))))
+
+
+def test_blend_report_gives_the_tuned_blends_clipped_layer_in_sample_and_nested(blend_json, tmp_path):
+    cells = _tuned_blend_cells(blend_json, tmp_path / "report")
+    clipped = json.loads(blend_json.read_text())["scores"]["clipped"]
+    assert float(cells["clipped CV × zeros"]) == pytest.approx(clipped["nested_relative_to_zeros"], abs=5e-5)
+    assert float(cells["clipped in-sample × zeros"]) == pytest.approx(clipped["in_sample_relative_to_zeros"], abs=5e-5)
+    assert min(clipped["in_sample"], clipped["nested"], clipped["zeros"]) > 0
+    # a blend written before the clipped layer was scored: blanks
+    copy = tmp_path / "old"
+    copy.mkdir()
+    for suffix in (".csv", ".h5ad"):
+        shutil.copyfile(blend_json.with_suffix(suffix), copy / f"blend{suffix}")
+    record = json.loads(blend_json.read_text())
+    del record["scores"]["clipped"]
+    (copy / "blend.json").write_text(json.dumps(record))
+    old = _tuned_blend_cells(copy / "blend.json", tmp_path / "old_report")
+    assert old["clipped CV × zeros"] == old["clipped in-sample × zeros"] == "-"
+
+
 def test_blend_report_title_names_the_method_and_file_once(blend_json, tmp_path):
     out = build_blend_report(blend_json, tmp_path / "report")
     title = (out / "index.md").read_text().splitlines()[0]

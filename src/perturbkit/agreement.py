@@ -176,7 +176,7 @@ def run_agreement(variants, schemes, models, *, demo_genes: int | None = None, r
 
 def _score_row(variant: str, scheme: str, model: str, cv: dict, test: dict, seconds: float, *, recipe: bool) -> dict:
     """One row of :attr:`AgreementResult.scores` from a run's CV scores (meta ``scores``; a blend's: ``overall`` and
-    ``relative_to_zeros`` only) and :meth:`HiddenTest.scores` (``gap`` is added for all rows at once)."""
+    ``relative_to_zeros``, its clipped layer's ``relative_to_zeros`` only) and :meth:`HiddenTest.scores` (``gap`` is added for all rows at once)."""
     row = {"variant": variant, "scheme": scheme, "model": model, "cv": cv["overall"]}
     for name, layer in (("cv_rel", cv), (CLIPPED_PREFIX + "cv_rel", cv.get("clipped") or {})):
         low, high = layer.get("relative_to_zeros_interval") or (np.nan, np.nan)
@@ -194,7 +194,8 @@ def _recipe_rows(dataset, recipe, store: Path, variant: str, hidden: HiddenTest,
         outcome = run_recipe(dataset, recipe, oof_root=store, submissions=submissions, dataset_id=variant, say=lambda message: None)
     scores = outcome.blend.scores
     zeros_cv = outcome.members[0].meta["scores"]["zeros"]
-    nested = {"overall": scores["nested"], "relative_to_zeros": scores["nested"] / zeros_cv}
+    nested = {"overall": scores["nested"], "relative_to_zeros": scores["nested"] / zeros_cv,
+              "clipped": {"relative_to_zeros": scores["clipped"]["nested_relative_to_zeros"]}}
     rows = [_score_row(variant, recipe.scheme, RECIPE_BLEND, nested, hidden.scores(outcome.blend.test), time.perf_counter() - started, recipe=True)]
     say(f"{variant:>12} {recipe.scheme:>17} {RECIPE_BLEND:>16}: nested {rows[0]['cv_rel']:.3f}, test {rows[0]['test_rel']:.3f} "
         f"[{rows[0]['test_rel_low']:.3f}, {rows[0]['test_rel_high']:.3f}], clipped {rows[0]['clipped_test_rel']:.3f} x zeros ({scores['chosen']})")

@@ -41,6 +41,22 @@ MUTATIONS = (
         why="the nested score clips each held-out fold to gene ranges of the other folds' rows only",
     ),
     Mutation(
+        name="blend_nested_clipped_layer_leaves_the_truth_unclipped",
+        file="src/perturbkit/blend/core.py",
+        original="nested_clipped[held] = rowwise_rmse(clipped_y[held], clip_layer(prediction))",
+        replacement="nested_clipped[held] = rowwise_rmse(members.y[held], clip_layer(prediction))",
+        tests=("tests/test_blend.py::test_clipped_layer_scores_of_the_blend_match_a_hand_computation",),
+        why="the blend's nested clipped-layer score clips truth and prediction to ±4, as a run's clipped score does",
+    ),
+    Mutation(
+        name="blend_nested_clipped_layer_scores_another_candidate",
+        file="src/perturbkit/blend/core.py",
+        original="prediction = _predict_rows(members, candidates[chosen], held, ranges[k] if ranges else None)",
+        replacement="prediction = _predict_rows(members, candidates['simple_average'], held, ranges[k] if ranges else None)",
+        tests=("tests/test_blend.py::test_clipped_layer_scores_of_the_blend_match_a_hand_computation",),
+        why="each fold's nested clipped-layer score is the written candidate's fit without that fold, on that fold",
+    ),
+    Mutation(
         name="list_runs_reads_staging_folders",
         file="src/perturbkit/cv/store.py",
         original='    return run_dir.name.startswith(".")\n',

@@ -12,6 +12,10 @@ the score), in the search and in every score. The blend never submits weights wh
 is worse than the simple average's or the best member's: the three candidates (the tuned weights,
 the simple average, the single member that is best on the other folds) are scored nested in the
 same way, and the lowest is written (ties go to the simpler one); the table says which and why.
+
+The written blend is also scored on openproblems' clipped layer (truth and prediction clipped to
+±4, as in a run's ``scores["clipped"]``): in-sample, nested (the chosen candidate's fit without
+each fold, on that fold) and predicting zeros, for their ratios to zeros (``scores["clipped"]``).
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from perturbkit.blend.record import BlendMember, BlendRecord, CellTypeWeights, W
 from perturbkit.blend.search import SearchResult, list_blend_methods, method_settings, search, study_name_for
 from perturbkit.data import Dataset
 from perturbkit.errors import ConfigError
-from perturbkit.metrics import rowwise_rmse
+from perturbkit.metrics import clip_layer, rowwise_rmse
 
 ALL = "all"
 
@@ -193,7 +197,9 @@ class BlendResult:
     members: Members
     options: BlendOptions
     fit: Fit
-    row_scores: pd.DataFrame  # per common row: cell_type, sm_name, fold, one RMSE column per member, simple_average, blend[, blend_unclipped][, blend_nested]
+    # per common row: cell_type, sm_name, fold, one RMSE column per member, simple_average, blend[, blend_unclipped][, blend_nested],
+    # and on the clipped layer (±4): blend_clipped[, blend_nested_clipped], zeros_clipped
+    row_scores: pd.DataFrame
     oof: np.ndarray  # the tuned blend's OOF predictions (clipped when asked), rows x genes
     test: np.ndarray  # test predictions, test rows (dataset.test order) x genes
     correlation: np.ndarray  # members' OOF residual correlation
@@ -223,7 +229,17 @@ class BlendResult:
         }
         if "blend_unclipped" in rows:
             scores["in_sample_unclipped"] = self._mean("blend_unclipped")
+        scores["clipped"] = self._clipped_scores()
         return scores
+
+    def _clipped_scores(self) -> dict:
+        """openproblems' clipped layer (±4), named as a run's ``scores["clipped"]`` with in-sample and nested for ``overall``."""
+        zeros = self._mean("zeros_clipped")
+        in_sample = self._mean("blend_clipped")
+        nested = self._mean("blend_nested_clipped") if "blend_nested_clipped" in self.row_scores else None
+        return {"in_sample": in_sample, "nested": nested, "zeros": zeros,
+                "in_sample_relative_to_zeros": in_sample / zeros if zeros > 0 else None,
+                "nested_relative_to_zeros": nested / zeros if nested is not None and zeros > 0 else None}
 
     def _columns(self) -> list[str]:
         extra = [c for c in ("blend_unclipped", "blend_nested") if c in self.row_scores]
@@ -279,6 +295,11 @@ class BlendResult:
         nested = f"{scores['nested']:>9.4f}" if nested_available else f"{'-':>9}"
         label = "tuned blend" + (", clipped" if self.options.clip else "")
         lines.append(f"{label:<{width}}{blank}{scores['in_sample']:>11.4f}{nested}")
+        clipped = scores["clipped"]
+        clipped_nested = f"{'-':>9}" if clipped["nested"] is None else f"{clipped['nested']:>9.4f}"
+        ratios = ", ".join(f"{name.replace('_', '-')} {clipped[f'{name}_relative_to_zeros']:.3f}" for name in ("in_sample", "nested")
+                           if clipped[f"{name}_relative_to_zeros"] is not None)
+        lines.append(f"{'tuned blend, ±4 layer':<{width}}{blank}{clipped['in_sample']:>11.4f}{clipped_nested}  (x zeros: {ratios})")
         best = min(scores["members"].values())
         lines.append(
             f"in-sample: weights fitted and scored on the same rows; nested: fitted on {folds - 1} folds, scored on the held-out one"
@@ -402,7 +423,8 @@ def blend_members(members: Members, dataset: Dataset, options: BlendOptions = Bl
     nested_fits, choice = {}, None
     if options.nested:
         started = time.perf_counter()
-        nested_fits, choice, table["blend_nested"] = _nested_choice(members, gram, weighted_gram, options, ranges, say)
+        nested_fits, choice, table["blend_nested"], table["blend_nested_clipped"] = _nested_choice(
+            members, gram, weighted_gram, options, ranges, say)
         n_members = len(members.names)
         if choice["chosen"] == "simple_average":
             fit = _fixed_fit(np.full(n_members, 1.0 / n_members), "simple_average")
@@ -419,6 +441,9 @@ def blend_members(members: Members, dataset: Dataset, options: BlendOptions = Bl
         table["blend_unclipped"] = unclipped
     else:
         table["blend"] = unclipped
+    clipped_y = clip_layer(members.y)
+    table["blend_clipped"] = rowwise_rmse(clipped_y, clip_layer(oof))
+    table["zeros_clipped"] = rowwise_rmse(clipped_y, np.zeros_like(clipped_y))
 
     result = BlendResult(
         members=members,
@@ -448,27 +473,33 @@ def _member_scores(members: Members, gram: np.ndarray) -> pd.DataFrame:
     return table
 
 
+def _predict_rows(members: Members, fitted: Fit, rows: np.ndarray, clip_range) -> np.ndarray:
+    """The blend of ``fitted`` on ``rows`` (members' OOF predictions), clipped to ``clip_range`` when one is given."""
+    w, s = fitted.params_for(members.groups[rows])
+    prediction = weighted_sum(members.oof[:, rows], w, s)
+    return prediction if clip_range is None else np.clip(prediction, *clip_range)
+
+
 def _nested_choice(members: Members, gram: np.ndarray, weighted_gram: np.ndarray, options: BlendOptions, ranges,
-                   say) -> tuple[dict, dict, np.ndarray]:
+                   say) -> tuple[dict, dict, np.ndarray, np.ndarray]:
     """Each candidate (tuned weights, the simple average, the best member) fitted without each fold and scored on it.
 
     Returns the tuned fit of each fold, the choice (the candidate with the best weighted held-out score) and the
-    chosen candidate's held-out row scores.
+    chosen candidate's held-out row scores, on the values and on the clipped layer (±4).
     """
     groups, folds = members.groups, members.folds
     n_members = len(members.names)
 
     def row_scores(fitted: Fit, rows: np.ndarray, clip_range) -> np.ndarray:
-        w, s = fitted.params_for(groups[rows])
         if clip_range is None:
-            return gram_row_rmse(gram[rows], w, s)
-        return rowwise_rmse(members.y[rows], np.clip(weighted_sum(members.oof[:, rows], w, s), *clip_range))
+            return gram_row_rmse(gram[rows], *fitted.params_for(groups[rows]))
+        return rowwise_rmse(members.y[rows], _predict_rows(members, fitted, rows, clip_range))
 
     unique = np.unique(folds)
     if len(unique) < 2:
         raise BlendError("a nested score needs at least two folds; pass --no-nested")
     nested = {name: np.empty(len(folds)) for name in CHOICES}
-    nested_fits = {}
+    nested_fits, candidates_by_fold = {}, {}
     for k in unique:
         say(f"nested score: fitting without fold {k}")
         train, held = folds != k, np.flatnonzero(folds == k)
@@ -477,7 +508,7 @@ def _nested_choice(members: Members, gram: np.ndarray, weighted_gram: np.ndarray
             "simple_average": _fixed_fit(np.full(n_members, 1.0 / n_members), "simple_average"),
             "best_member": _fixed_fit(_best_member(weighted_gram[train]), "best_member"),
         }
-        nested_fits[int(k)] = candidates["tuned"]
+        nested_fits[int(k)], candidates_by_fold[int(k)] = candidates["tuned"], candidates
         for name, fitted in candidates.items():
             nested[name][held] = row_scores(fitted, held, ranges[int(k)] if ranges else None)
     nested_means = {name: float(np.average(values, weights=members.row_weights)) for name, values in nested.items()}
@@ -487,7 +518,13 @@ def _nested_choice(members: Members, gram: np.ndarray, weighted_gram: np.ndarray
         "the tuned weights generalise best to held-out folds" if chosen == "tuned"
         else f"the tuned weights score no better on held-out folds than the {chosen.replace('_', ' ')}, which is written instead"
     )
-    return nested_fits, {"chosen": chosen, "nested": nested_means, "reason": reason}, nested[chosen]
+    # The clipped layer needs the predictions themselves (the Gram matrices hold unclipped errors only): the chosen candidate's.
+    clipped_y, nested_clipped = clip_layer(members.y), np.empty(len(folds))
+    for k, candidates in candidates_by_fold.items():
+        held = np.flatnonzero(folds == k)
+        prediction = _predict_rows(members, candidates[chosen], held, ranges[k] if ranges else None)
+        nested_clipped[held] = rowwise_rmse(clipped_y[held], clip_layer(prediction))
+    return nested_fits, {"chosen": chosen, "nested": nested_means, "reason": reason}, nested[chosen], nested_clipped
 
 
 def cell_type_weights(fit: Fit, members: Members) -> CellTypeWeights:

@@ -188,6 +188,7 @@ def _remove_stale_files(out_dir: Path, written: set[str]) -> None:
 
 
 LAYER_COLUMNS = ("CV × zeros", "CV 95 % interval", "clipped CV × zeros", "clipped 95 % interval")
+CLIPPED_IN_SAMPLE = "clipped in-sample × zeros"  # a blend report's: the tuned blend's weights scored on the rows they were fitted on
 
 
 def _layer_ratios(meta: dict) -> list:
@@ -228,8 +229,14 @@ def build_blend_report(blend_json: Path | str, out_dir: Path | str) -> Path:
         index=pd.Index([*names, "simple average", "tuned blend"], name="model"),
     )
     metas = {m.name: read_meta(m.path) for m in record.members if (Path(m.path) / "meta.json").is_file()}
-    layers = pd.DataFrame([_layer_ratios(metas.get(n, {})) for n in names] + [[np.nan, "-", np.nan, "-"]] * 2,
-                          index=summary.index, columns=list(LAYER_COLUMNS))
+    # The tuned blend's CV is its nested score; it has no bootstrap interval (blends written before the clipped layer: blanks).
+    clipped = scores.get("clipped") or {}
+    blend_ratio = {name: clipped.get(f"{name}_relative_to_zeros") for name in ("in_sample", "nested")}
+    blend_ratio = {name: np.nan if value is None else value for name, value in blend_ratio.items()}
+    layers = pd.DataFrame([*(_layer_ratios(metas.get(n, {})) for n in names), [np.nan, "-", np.nan, "-"],
+                           [np.nan, "-", blend_ratio["nested"], "-"]], index=summary.index, columns=list(LAYER_COLUMNS))
+    # Members have no fitted parameters: their in-sample ratio is their CV ratio, as in the in-sample column.
+    layers[CLIPPED_IN_SAMPLE] = [*layers["clipped CV × zeros"].iloc[:len(names)], np.nan, blend_ratio["in_sample"]]
     summary = summary.join(layers)
     scales = ", ".join(f"{ct} {s:g}" for ct, s in zip(cell_types, scale))
     sections = [
@@ -237,7 +244,8 @@ def build_blend_report(blend_json: Path | str, out_dir: Path | str) -> Path:
          f"method {record.method}, scheme {details['scheme']}, {scores['rows']} OOF rows, {details['n_genes']} genes. "
          "Members and the simple average have no fitted parameters; the tuned blend's in-sample score is fitted and scored "
          "on the same rows, its nested score fits on K-1 folds and scores the held-out one. Each member's CV is also given as "
-         "a ratio to zeros on the unclipped values and on openproblems' clipped layer (±4), with 95 % bootstrap intervals over compounds."),
+         "a ratio to zeros on the unclipped values and on openproblems' clipped layer (±4), with 95 % bootstrap intervals over compounds; "
+         "the tuned blend's on the clipped layer, nested (its CV) and in-sample, without intervals."),
         ("MRRMSE per fold", plot_grouped_bars(per_fold, out_dir / "per_fold.png", title="MRRMSE per fold", xlabel="fold").name, per_fold, None),
         ("MRRMSE per cell type", plot_grouped_bars(per_cell_type, out_dir / "per_cell_type.png", title="MRRMSE per cell type",
                                                   xlabel="cell type").name, per_cell_type, None),
