@@ -14,7 +14,7 @@ from perturbkit.errors import ConfigError
 from perturbkit.metrics import mrrmse
 from perturbkit.models import create_model
 from perturbkit.models.transfer import TransferRidge
-from perturbkit.models.transfer_net import transfer_examples
+from perturbkit.models.transfer_net import GATE_GRID, transfer_examples
 
 from helpers import lymphoid_fold
 
@@ -94,7 +94,7 @@ def test_learns_a_planted_non_linear_map_that_transfer_ridge_cannot():
 @pytest.mark.parametrize(("override", "message"), [
     ("params.d_model=0", "d_model"), ("params.d_model=-4", "d_model"),
     ("params.token_dropout=1.0", "token_dropout"), ("params.token_dropout=-0.1", "token_dropout"),
-    ("params.dropout=1", "dropout"),
+    ("params.dropout=1", "dropout"), ('params.selection="test"', "selection"),
 ])
 def test_bad_sizes_and_rates_are_named_before_any_data(tmp_path, capsys, override, message):
     from perturbkit.cli import main
@@ -114,3 +114,74 @@ def test_a_token_space_wider_than_the_folds_pca_rank_is_named_before_any_fit(sma
     err = capsys.readouterr().err
     assert code == 2 and "params.n_components=301: the token space is wider than the fold's PCA rank, at most 300" in err
     assert "Traceback" not in err and not list((tmp_path / "oof").rglob("meta.json"))
+
+
+def _gated(X, y, **params):
+    settings = {"max_epochs": 4, "patience": 2, "batch_size": 0, "n_threads": 1}
+    return create_model("transfer_net", architecture="mlp", n_components=8, hidden=[16], d_model=8, residual=True,
+                        gate=True, train=settings, **params).fit(X, y)
+
+
+def test_gate_zero_is_the_ridges_prediction_exactly_and_one_the_ungated_networks(small_dataset):
+    X, y, X_valid = _fold(small_dataset)
+    net = _gated(X, y, selection="rare")
+    assert set(net.gates_) == set(net.table_.cell_types_) and set(net.gates_.values()) <= set(GATE_GRID)
+    assert net.history_["gates"] == net.gates_
+    net.gates_ = dict.fromkeys(net.gates_, 0.0)
+    ridge = TransferRidge(n_components=8).fit(X, y)
+    np.testing.assert_array_equal(net.predict(X_valid), ridge.predict(X_valid))
+    np.testing.assert_array_equal(net.predict(small_dataset.test[FEATURE_COLUMNS]), ridge.predict(small_dataset.test[FEATURE_COLUMNS]))
+    net.gates_ = dict.fromkeys(net.gates_, 1.0)
+    ungated = net.set_params(gate=False).predict(X_valid)
+    np.testing.assert_allclose(net.set_params(gate=True).predict(X_valid), ungated, rtol=1e-5, atol=1e-5)
+    assert not np.allclose(ungated, ridge.predict(X_valid), atol=1e-3)  # the check can fail: the network moved
+
+
+def test_the_gate_follows_the_inner_split_where_the_network_beats_the_ridge():
+    X, y, held_out = _planted_world()
+    settings = {"max_epochs": 120, "patience": 15, "lr": 1e-2, "batch_size": 0, "n_threads": 1}
+    fit_rows = ~held_out
+    net = create_model("transfer_net", architecture="mlp", n_components=12, hidden=[64, 64], dropout=0.0, token_dropout=0.0,
+                       residual=True, gate=True, train=settings).fit(X[fit_rows], y[fit_rows])
+    assert net.gates_["D"] >= 0.7  # the square: the inner split shows the network's gain over the ridge
+    ridge = TransferRidge(n_components=12).fit(X[fit_rows], y[fit_rows])
+    assert mrrmse(y[held_out], net.predict(X[held_out])) < 0.7 * mrrmse(y[held_out], ridge.predict(X[held_out]))
+
+
+def test_rare_selection_holds_out_the_rare_type_rows_of_some_compounds_and_selects_on_them(small_dataset):
+    X, y, _ = _fold(small_dataset)
+    net = create_model("transfer_net", selection="rare", train={"valid_fraction": 0.2})
+    held_out, selected_on = net._inner_split(X, net._settings)
+    cells, compounds = X["cell_type"].astype(str).to_numpy(), X["sm_name"].astype(str).to_numpy()
+    rare = set(net._rare_types(X, net.min_source_coverage))
+    assert rare and rare < set(cells) and set(cells[selected_on]) == rare
+    chosen = np.unique(compounds[selected_on])
+    assert 1 <= len(chosen) < len(np.unique(compounds[np.isin(cells, list(rare))]))
+    # every rare-type row of a chosen compound, and the usual one-row-per-compound draw besides
+    np.testing.assert_array_equal(selected_on, np.flatnonzero(np.isin(cells, list(rare)) & np.isin(compounds, chosen)))
+    assert set(selected_on) < set(held_out) and not set(cells[np.setdiff1d(held_out, selected_on)]) <= rare
+
+
+def test_balanced_types_weigh_each_target_type_about_equally(small_dataset):
+    X, y, _ = _fold(small_dataset)
+    net = create_model("transfer_net", n_components=8)
+    table = TransferRidge(n_components=8).fit(X, y)
+    examples = net._train_examples(table)
+    counts = np.unique(examples.target, return_counts=True)[1]
+    assert counts.max() > 3 * counts.min()  # the check can fail: the rare types have few examples
+    balanced = net._balanced(examples)
+    balanced_counts = np.unique(balanced.target, return_counts=True)[1]
+    assert balanced_counts.max() < 1.1 * balanced_counts.min() and balanced_counts.max() < 1.1 * counts.max()
+    pairs = {(c, t) for c, t in zip(balanced.compound, balanced.target)}
+    assert pairs == {(c, t) for c, t in zip(examples.compound, examples.target)}
+
+
+def test_a_gate_or_rare_selection_without_an_inner_split_is_named(small_world, tmp_path, capsys):
+    from perturbkit.cli import main
+
+    for setting, message in (("params.gate=true", "params.gate=true"), ('params.selection="rare"', 'params.selection="rare"')):
+        code = main(["cv", "--model", "transfer_net", "--configs-dir", str(CONFIGS), "--data", str(small_world),
+                     "--oof", str(tmp_path / "oof"), "--set", setting, "--set", "params.train.valid_fraction=0"])
+        err = capsys.readouterr().err
+        assert code == 2 and f"{message} is chosen on the inner split" in err and "Traceback" not in err
+        assert not list((tmp_path / "oof").rglob("meta.json"))

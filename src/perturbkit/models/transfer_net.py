@@ -56,9 +56,11 @@ from perturbkit.models.torch_loop import TrainSettings, _predict, _seeded, _thre
 from perturbkit.models.transfer import TransferRidge
 from perturbkit.transforms import signed_log10_p, z_from_signed_log10_p
 
-__all__ = ["ARCHITECTURES", "TransferExamples", "TransferNet", "transfer_examples"]
+__all__ = ["ARCHITECTURES", "GATE_GRID", "SELECTIONS", "TransferExamples", "TransferNet", "transfer_examples"]
 
 ARCHITECTURES = ("transformer", "mlp")
+SELECTIONS = ("rows", "rare")
+GATE_GRID = tuple(np.round(np.linspace(0.0, 1.0, 11), 2))  # shares of the network's step away from the ridge
 
 
 class TransferExamples:
@@ -70,6 +72,9 @@ class TransferExamples:
 
     def __len__(self) -> int:
         return len(self.target)
+
+    def subset(self, rows: np.ndarray) -> TransferExamples:
+        return TransferExamples(self.sources[rows], self.present[rows], self.target[rows], self.compound[rows], self.scores[rows])
 
 
 def transfer_examples(table: TransferRidge, compounds: np.ndarray, targets: np.ndarray) -> TransferExamples:
@@ -164,6 +169,9 @@ class TransferNet(RegressorMixin, BaseEstimator):
         "n_seeds": [Interval(Integral, 1, None, closed="left")],
         "target_space": [StrOptions({"values", "z"})],
         "residual": ["boolean"],
+        "selection": [StrOptions(set(SELECTIONS))],
+        "gate": ["boolean"],
+        "balance_types": ["boolean"],
         "min_source_coverage": [Interval(Real, 0, 1, closed="both")],
         "train": [TrainSettings, None],
         "random_state": [Interval(Integral, 0, None, closed="left")],
@@ -171,7 +179,8 @@ class TransferNet(RegressorMixin, BaseEstimator):
 
     def __init__(self, architecture: str = "transformer", n_components: int = 32, d_model: int = 64, n_heads: int = 4,
                  n_layers: int = 2, feedforward: int = 128, hidden=(256,), dropout: float = 0.1, token_dropout: float = 0.3,
-                 n_seeds: int = 1, target_space: str = "values", residual: bool = False, min_source_coverage: float = 0.5,
+                 n_seeds: int = 1, target_space: str = "values", residual: bool = False, selection: str = "rows", gate: bool = False,
+                 balance_types: bool = False, min_source_coverage: float = 0.5,
                  train: TrainSettings | None = None, random_state: int = 0):
         self.architecture = architecture
         self.n_components = n_components
@@ -185,6 +194,9 @@ class TransferNet(RegressorMixin, BaseEstimator):
         self.n_seeds = n_seeds
         self.target_space = target_space
         self.residual = residual
+        self.selection = selection
+        self.gate = gate
+        self.balance_types = balance_types
         self.min_source_coverage = min_source_coverage
         self.train = train
         self.random_state = random_state
@@ -203,6 +215,9 @@ class TransferNet(RegressorMixin, BaseEstimator):
             raise ConfigError(f"params.d_model={self.d_model} is not divisible by params.n_heads={self.n_heads}")
         if any(int(h) < 1 for h in np.ravel(self.hidden)):
             raise ConfigError(f"params.hidden={list(np.ravel(self.hidden))}: every width must be at least 1")
+        if (self.gate or self.selection != "rows") and self._settings.valid_fraction <= 0:
+            what = "params.gate=true" if self.gate else f'params.selection="{self.selection}"'
+            raise ConfigError(f"{what} is chosen on the inner split, which params.train.valid_fraction=0 turns off")
 
     def _table(self, X: pd.DataFrame, y: np.ndarray) -> TransferRidge:
         return TransferRidge(n_components=self.n_components, target_space=self.target_space,
@@ -219,14 +234,18 @@ class TransferNet(RegressorMixin, BaseEstimator):
             rows = rows[present & np.isin(cells[rows], list(table.ridges_))]
         return rows, compounds[rows], cells[rows]
 
+    @staticmethod
+    def _ridge_scores(table: TransferRidge, examples: TransferExamples) -> np.ndarray:
+        """The ridge's scores for the examples."""
+        scores = np.zeros_like(examples.scores)
+        for t in np.unique(examples.target):
+            rows = np.flatnonzero(examples.target == t)
+            scores[rows] = table.ridges_[t].predict(table.source_inputs(examples.compound[rows], t, table.sources_[t]))
+        return scores
+
     def _base(self, table: TransferRidge, examples: TransferExamples) -> np.ndarray:
-        """The ridge's scores for the examples (zeros without ``residual``)."""
-        base = np.zeros_like(examples.scores)
-        if self.residual:
-            for t in np.unique(examples.target):
-                rows = np.flatnonzero(examples.target == t)
-                base[rows] = table.ridges_[t].predict(table.source_inputs(examples.compound[rows], t, table.sources_[t]))
-        return base
+        """What the network adds to: the ridge's scores with ``residual``, else zeros."""
+        return self._ridge_scores(table, examples) if self.residual else np.zeros_like(examples.scores)
 
     def _tensors(self, examples: TransferExamples, base: np.ndarray, scale: float):
         device = self.device_
@@ -249,45 +268,98 @@ class TransferNet(RegressorMixin, BaseEstimator):
         has_source = examples.present.any(axis=1)
         return transfer_examples(table, compounds[keep][has_source], targets[keep][has_source])
 
-    def _inner_split(self, X: pd.DataFrame, settings: TrainSettings) -> np.ndarray:
-        """Rows held out for selection: one row each of ``valid_fraction`` of the compounds with several rows."""
+    @staticmethod
+    def _balanced(examples: TransferExamples) -> TransferExamples:
+        """Each target type's examples repeated until it has about as many as the largest (B and Myeloid's
+        ~17 panel pairs against ~150 per lymphoid type), so every target type weighs about the same in the loss."""
+        types, counts = np.unique(examples.target, return_counts=True)
+        repeats = np.maximum(1, np.round(counts.max() / counts)).astype(int)
+        rows = np.arange(len(examples))
+        return examples.subset(np.concatenate([np.repeat(rows[examples.target == t], r) for t, r in zip(types, repeats)]))
+
+    @staticmethod
+    def _rare_types(X: pd.DataFrame, coverage: float) -> np.ndarray:
+        """Cell types measured for fewer than ``coverage`` of the compounds (never sources: B and Myeloid)."""
+        cells = X["cell_type"].astype(str).to_numpy()
+        n_compounds = X["sm_name"].nunique()
+        names = np.unique(cells)
+        share = np.array([X["sm_name"][cells == name].nunique() / n_compounds for name in names])
+        return names[share < coverage]
+
+    def _inner_split(self, X: pd.DataFrame, settings: TrainSettings) -> tuple[np.ndarray, np.ndarray]:
+        """Rows held out for selection: one row each of ``valid_fraction`` of the compounds with several rows,
+        and with ``selection="rare"`` the rare-type rows of ``valid_fraction`` (at least one) of the compounds
+        measured in a rare type -- the test's situation. Returns them and the rows the epoch is selected on."""
         rng = np.random.default_rng(int(self.random_state))
         compounds = X["sm_name"].astype(str).to_numpy()
         names, counts = np.unique(compounds, return_counts=True)
         candidates = names[counts > 1]
         chosen = rng.permutation(candidates)[: max(1, round(settings.valid_fraction * len(names)))]
-        return np.array(sorted(rng.choice(np.flatnonzero(compounds == name)) for name in chosen), dtype=int)
+        held_out = np.array(sorted(rng.choice(np.flatnonzero(compounds == name)) for name in chosen), dtype=int)
+        if self.selection == "rows":
+            return held_out, held_out
+        in_rare = X["cell_type"].astype(str).isin(self._rare_types(X, self.min_source_coverage)).to_numpy()
+        panel = np.unique(compounds[in_rare])
+        chosen = rng.permutation(panel)[: max(1, round(settings.valid_fraction * len(panel)))]
+        rare = np.flatnonzero(in_rare & np.isin(compounds, chosen))
+        return np.union1d(held_out, rare), rare
 
     def fit(self, X: pd.DataFrame, y) -> TransferNet:
         y = np.asarray(y, dtype=np.float32)
         self._check(y)
         settings = self._settings
         self.device_ = resolve_device(settings.device)
+        self.gates_ = {}
         with _threads(self.device_, settings.n_threads):
             if settings.valid_fraction <= 0:
                 self._fit_networks(self._table(X, y), settings)
                 return self
-            held_out = self._inner_split(X, settings)
+            held_out, selected_on = self._inner_split(X, settings)
             inner = np.setdiff1d(np.arange(len(y)), held_out)
             table = self._table(X.iloc[inner], y[inner])
-            rows, compounds, targets = self._pairs(table, X.iloc[held_out])
-            valid = transfer_examples(table, compounds, targets)
-            valid.scores = self._row_scores(table, y[held_out][rows])
-            histories = self._fit_networks(table, settings, valid=valid)
+            valid, rows = self._held_out_examples(table, X.iloc[held_out], y[held_out])
+            selection = valid.subset(np.flatnonzero(np.isin(held_out[rows], selected_on)))
+            histories = self._fit_networks(table, settings, valid=selection)
+            if self.gate:
+                gates = self._choose_gates(valid)
             for history in histories:
-                history["inner_split"] = {"train_rows": int(len(inner)), "valid_rows": int(len(rows))}
+                history["inner_split"] = {"train_rows": int(len(inner)), "valid_rows": int(len(valid)),
+                                          "selection_rows": int(len(selection))}
             if settings.refit:  # a fresh network per seed on the table of all rows, for its selected epochs
                 refits = self._fit_networks(self._table(X, y), settings, epochs=[h["best_epoch"] for h in histories])
                 for history, refit in zip(histories, refits):
                     history["refit"] = refit
+            if self.gate:
+                self.gates_ = gates
+                histories[0]["gates"] = gates
             self.history_ = histories[0]
         return self
+
+    def _held_out_examples(self, table: TransferRidge, X: pd.DataFrame, y: np.ndarray) -> tuple[TransferExamples, np.ndarray]:
+        """The examples of the held-out rows the inner table can predict, with their own scores, and those rows of ``X``."""
+        rows, compounds, targets = self._pairs(table, X)
+        examples = transfer_examples(table, compounds, targets)
+        examples.scores = self._row_scores(table, y[rows])
+        return examples, rows
+
+    def _choose_gates(self, valid: TransferExamples) -> dict[str, float]:
+        """Per target type, the share of the network's step away from the ridge (``GATE_GRID``) with the best
+        MRRMSE on its held-out rows; 0 (the ridge) for a type with none."""
+        ridge, net = self._ridge_and_net(valid)
+        gates = {}
+        for t, name in enumerate(self.table_.cell_types_):
+            at = valid.target == t
+            errors = [np.sqrt(np.mean(np.square(ridge[at] + g * (net[at] - ridge[at]) - valid.scores[at]), axis=1)).mean()
+                      for g in GATE_GRID] if at.any() else [0.0]
+            gates[str(name)] = float(GATE_GRID[int(np.argmin(errors))])
+        return gates
 
     def _fit_networks(self, table: TransferRidge, settings: TrainSettings, *, valid=None, epochs=None) -> list[dict]:
         """One network per seed on ``table``'s examples; they and the table become the fitted state."""
         examples = self._train_examples(table)
         scale = self._scale(examples)
-        data = self._tensors(examples, self._base(table, examples), scale)
+        trained = self._balanced(examples) if self.balance_types else examples
+        data = self._tensors(trained, self._base(table, trained), scale)
         valid_data = None if valid is None else self._tensors(valid, self._base(table, valid), scale)
         modules, histories = [], []
         for i, seed in enumerate(self._seeds()):
@@ -315,6 +387,14 @@ class TransferNet(RegressorMixin, BaseEstimator):
             y = z_from_signed_log10_p(y.astype(np.float64)).astype(np.float32)
         return table.pca_.transform(y).astype(np.float64) + table.origin_
 
+    def _ridge_and_net(self, examples: TransferExamples) -> tuple[np.ndarray, np.ndarray]:
+        """The fitted table's ridge scores and the networks' (the median over seeds) for the examples."""
+        inputs, _ = self._tensors(examples, np.zeros_like(examples.scores), self.scale_)
+        with _threads(self.device_, self._settings.n_threads):
+            outputs = [_predict(module.eval(), inputs).float().cpu().numpy() for module in self.modules_]
+        ridge = self._ridge_scores(self.table_, examples)
+        return ridge, np.median(np.stack(outputs), axis=0) * self.scale_ + (ridge if self.residual else 0.0)
+
     def predict(self, X: pd.DataFrame) -> np.ndarray:
         table = self.table_
         prediction = table.predict(X)  # fallbacks, and the base of every other row
@@ -322,10 +402,10 @@ class TransferNet(RegressorMixin, BaseEstimator):
         if not len(rows):
             return prediction
         examples = transfer_examples(table, compounds, targets)
-        inputs, _ = self._tensors(examples, np.zeros_like(examples.scores), self.scale_)
-        with _threads(self.device_, self._settings.n_threads):
-            outputs = [_predict(module.eval(), inputs).float().cpu().numpy() for module in self.modules_]
-        scores = np.median(np.stack(outputs), axis=0) * self.scale_ + self._base(table, examples)
+        ridge, scores = self._ridge_and_net(examples)
+        if self.gate:  # an unseen type's gate is 0: the ridge
+            gates = np.array([self.gates_.get(str(name), 0.0) for name in table.cell_types_])[targets][:, None]
+            scores = ridge + gates * (scores - ridge)
         genes = np.empty((len(rows), table.n_features_out_), dtype=np.float64)
         for t in np.unique(targets):
             at = targets == t
