@@ -28,16 +28,28 @@ given to ``fit`` (a fold's training rows):
   training (at least one kept; 1st place zeroed 30 % of its inputs); ``n_seeds`` networks with
   seeds ``random_state + i`` and the median of their predictions (3rd place); ``target_space="z"``
   fits on the z scores behind the signed -log10 p-values; ``residual`` learns the difference to the
-  ridge's own prediction of every example instead of the profile.
+  ridge's own prediction of every example instead of the profile; ``balance_types`` repeats each
+  target type's examples until it has about as many as the largest, so B and Myeloid (~17 panel
+  pairs each) weigh in the loss like a lymphoid type (~150).
+* **Gate** (``gate``). The test is B/Myeloid only, but selection and loss are mostly lymphoid, so a
+  network can be worse than the ridge where it counts. With ``gate`` the prediction for target type
+  ``t`` is ``ridge + g_t * (network - ridge)``, ``g_t`` from ``GATE_GRID`` (0, 0.1, ..., 1) with the
+  best MRRMSE on ``t``'s inner held-out rows (below) under the inner networks: 0, the ridge's
+  prediction exactly, for a type where the network shows no gain there or has no held-out rows.
+  Without ``residual`` it is a per-type blend of two different maps.
 * **Training** is :func:`~perturbkit.models.torch_loop.train_module` with the shared
   :class:`~perturbkit.models.torch_loop.TrainSettings`: MSE on the scores (divided by one global
   scale), honest selection on an inner split of the rows given to ``fit`` -- ``valid_fraction`` of
   the compounds each lose one of their rows, the table is refitted without those rows, and the
   epoch with the best MRRMSE on them is selected -- then (``refit``) a fresh network on the table of
-  all rows for that many epochs. Seeded; ``device="auto"``.
+  all rows for that many epochs. ``selection="rare"`` mirrors the test: the inner split also holds
+  out every rare-type row (types measured for fewer than ``min_source_coverage`` of the compounds:
+  B and Myeloid) of ``valid_fraction`` of the compounds measured in them, and the epoch is selected
+  on those rows alone (the gate still on every held-out row of its type). Seeded; ``device="auto"``.
 
 ``n_components`` above the fold's PCA rank (its rows or genes) is a :class:`ConfigError` raised
-before any fit, as is a ``d_model`` that ``n_heads`` does not divide.
+before any fit, as is a ``d_model`` that ``n_heads`` does not divide, and ``gate`` or
+``selection="rare"`` with ``valid_fraction = 0`` (no inner split to choose them on).
 """
 
 from __future__ import annotations
@@ -319,6 +331,8 @@ class TransferNet(RegressorMixin, BaseEstimator):
             table = self._table(X.iloc[inner], y[inner])
             valid, rows = self._held_out_examples(table, X.iloc[held_out], y[held_out])
             selection = valid.subset(np.flatnonzero(np.isin(held_out[rows], selected_on)))
+            if not len(selection):  # the rare types' held-out rows have no ridge to refine in the inner table
+                selection = valid
             histories = self._fit_networks(table, settings, valid=selection)
             if self.gate:
                 gates = self._choose_gates(valid)
@@ -345,6 +359,8 @@ class TransferNet(RegressorMixin, BaseEstimator):
     def _choose_gates(self, valid: TransferExamples) -> dict[str, float]:
         """Per target type, the share of the network's step away from the ridge (``GATE_GRID``) with the best
         MRRMSE on its held-out rows; 0 (the ridge) for a type with none."""
+        if not len(valid):
+            return dict.fromkeys(map(str, self.table_.cell_types_), 0.0)
         ridge, net = self._ridge_and_net(valid)
         gates = {}
         for t, name in enumerate(self.table_.cell_types_):
