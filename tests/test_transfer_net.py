@@ -151,7 +151,7 @@ def test_the_gate_follows_the_inner_split_where_the_network_beats_the_ridge():
 def test_rare_selection_holds_out_the_rare_type_rows_of_some_compounds_and_selects_on_them(small_dataset):
     X, y, _ = _fold(small_dataset)
     net = create_model("transfer_net", selection="rare", train={"valid_fraction": 0.2})
-    held_out, selected_on = net._inner_split(X, net._settings)
+    held_out, selected_on = net._inner_split(X, net._settings, 0)
     cells, compounds = X["cell_type"].astype(str).to_numpy(), X["sm_name"].astype(str).to_numpy()
     rare = set(net._rare_types(X, net.min_source_coverage))
     assert rare and rare < set(cells) and set(cells[selected_on]) == rare
@@ -179,9 +179,27 @@ def test_balanced_types_weigh_each_target_type_about_equally(small_dataset):
 def test_a_gate_or_rare_selection_without_an_inner_split_is_named(small_world, tmp_path, capsys):
     from perturbkit.cli import main
 
-    for setting, message in (("params.gate=true", "params.gate=true"), ('params.selection="rare"', 'params.selection="rare"')):
+    for settings, message in ((["params.gate=true"], "params.gate=true"),
+                              (["params.gate=false", 'params.selection="rare"'], 'params.selection="rare"')):
+        sets = [arg for setting in settings for arg in ("--set", setting)]
         code = main(["cv", "--model", "transfer_net", "--configs-dir", str(CONFIGS), "--data", str(small_world),
-                     "--oof", str(tmp_path / "oof"), "--set", setting, "--set", "params.train.valid_fraction=0"])
+                     "--oof", str(tmp_path / "oof"), *sets, "--set", "params.train.valid_fraction=0"])
         err = capsys.readouterr().err
         assert code == 2 and f"{message} is chosen on the inner split" in err and "Traceback" not in err
         assert not list((tmp_path / "oof").rglob("meta.json"))
+
+
+def test_inner_splits_draw_different_splits_sum_their_gate_errors_and_refit_for_the_median_epoch(small_dataset, monkeypatch):
+    X, y, _ = _fold(small_dataset)
+    drawn, errors = [], []
+    net = create_model("transfer_net", architecture="mlp", n_components=8, hidden=[16], d_model=8, gate=True, inner_splits=3,
+                       train={"max_epochs": 6, "patience": 2, "batch_size": 0, "n_threads": 1})
+    split, gate_errors = net._inner_split, net._gate_errors
+    monkeypatch.setattr(net, "_inner_split", lambda *a: drawn.append(split(*a)) or drawn[-1])
+    monkeypatch.setattr(net, "_gate_errors", lambda *a: errors.append(gate_errors(*a)) or errors[-1])
+    net.fit(X, y)
+    assert len(drawn) == 3 and len({tuple(held_out) for held_out, _ in drawn}) == 3
+    epochs = np.array(net.history_["inner_best_epochs"])
+    assert epochs.shape == (3, 1) and net.history_["refit"]["epoch"] == list(range(1, int(np.median(epochs[:, 0])) + 1))
+    for name, gate in net.gates_.items():
+        assert gate == GATE_GRID[int(np.argmin(sum(e[name] for e in errors)))]

@@ -184,6 +184,7 @@ class TransferNet(RegressorMixin, BaseEstimator):
         "selection": [StrOptions(set(SELECTIONS))],
         "gate": ["boolean"],
         "balance_types": ["boolean"],
+        "inner_splits": [Interval(Integral, 1, None, closed="left")],
         "min_source_coverage": [Interval(Real, 0, 1, closed="both")],
         "train": [TrainSettings, None],
         "random_state": [Interval(Integral, 0, None, closed="left")],
@@ -192,7 +193,7 @@ class TransferNet(RegressorMixin, BaseEstimator):
     def __init__(self, architecture: str = "transformer", n_components: int = 32, d_model: int = 64, n_heads: int = 4,
                  n_layers: int = 2, feedforward: int = 128, hidden=(256,), dropout: float = 0.1, token_dropout: float = 0.3,
                  n_seeds: int = 1, target_space: str = "values", residual: bool = False, selection: str = "rows", gate: bool = False,
-                 balance_types: bool = False, min_source_coverage: float = 0.5,
+                 balance_types: bool = False, inner_splits: int = 1, min_source_coverage: float = 0.5,
                  train: TrainSettings | None = None, random_state: int = 0):
         self.architecture = architecture
         self.n_components = n_components
@@ -209,6 +210,7 @@ class TransferNet(RegressorMixin, BaseEstimator):
         self.selection = selection
         self.gate = gate
         self.balance_types = balance_types
+        self.inner_splits = inner_splits
         self.min_source_coverage = min_source_coverage
         self.train = train
         self.random_state = random_state
@@ -298,11 +300,11 @@ class TransferNet(RegressorMixin, BaseEstimator):
         share = np.array([X["sm_name"][cells == name].nunique() / n_compounds for name in names])
         return names[share < coverage]
 
-    def _inner_split(self, X: pd.DataFrame, settings: TrainSettings) -> tuple[np.ndarray, np.ndarray]:
+    def _inner_split(self, X: pd.DataFrame, settings: TrainSettings, seed: int) -> tuple[np.ndarray, np.ndarray]:
         """Rows held out for selection: one row each of ``valid_fraction`` of the compounds with several rows,
         and with ``selection="rare"`` the rare-type rows of ``valid_fraction`` (at least one) of the compounds
         measured in a rare type -- the test's situation. Returns them and the rows the epoch is selected on."""
-        rng = np.random.default_rng(int(self.random_state))
+        rng = np.random.default_rng(seed)
         compounds = X["sm_name"].astype(str).to_numpy()
         names, counts = np.unique(compounds, return_counts=True)
         candidates = names[counts > 1]
@@ -326,28 +328,40 @@ class TransferNet(RegressorMixin, BaseEstimator):
             if settings.valid_fraction <= 0:
                 self._fit_networks(self._table(X, y), settings)
                 return self
-            held_out, selected_on = self._inner_split(X, settings)
-            inner = np.setdiff1d(np.arange(len(y)), held_out)
-            table = self._table(X.iloc[inner], y[inner])
-            valid, rows = self._held_out_examples(table, X.iloc[held_out], y[held_out])
-            selection = valid.subset(np.flatnonzero(np.isin(held_out[rows], selected_on)))
-            if not len(selection):  # the rare types' held-out rows have no ridge to refine in the inner table
-                selection = valid
-            histories = self._fit_networks(table, settings, valid=selection)
-            if self.gate:
-                gates = self._choose_gates(valid)
-            for history in histories:
-                history["inner_split"] = {"train_rows": int(len(inner)), "valid_rows": int(len(valid)),
-                                          "selection_rows": int(len(selection))}
-            if settings.refit:  # a fresh network per seed on the table of all rows, for its selected epochs
-                refits = self._fit_networks(self._table(X, y), settings, epochs=[h["best_epoch"] for h in histories])
+            histories, errors = [], {}
+            for split in range(int(self.inner_splits)):
+                split_histories = self._fit_inner(X, y, settings, int(self.random_state) + split, errors)
+                histories.append(split_histories)
+            histories, epochs = histories[0], np.array([[h["best_epoch"] for h in split] for split in histories])
+            if settings.refit:  # a fresh network per seed on the table of all rows, for its median selected epochs
+                refits = self._fit_networks(self._table(X, y), settings, epochs=[int(e) for e in np.median(epochs, axis=0)])
                 for history, refit in zip(histories, refits):
                     history["refit"] = refit
-            if self.gate:
-                self.gates_ = gates
-                histories[0]["gates"] = gates
+            if self.gate:  # summed over the splits; 0 (the ridge) for a type without held-out rows
+                self.gates_ = {name: float(GATE_GRID[int(np.argmin(e))]) for name, e in errors.items()}
+                histories[0]["gates"] = self.gates_
+            histories[0]["inner_best_epochs"] = epochs.tolist()
             self.history_ = histories[0]
         return self
+
+    def _fit_inner(self, X: pd.DataFrame, y: np.ndarray, settings: TrainSettings, seed: int, errors: dict) -> list[dict]:
+        """Networks on one inner split drawn from ``seed``, their epochs selected on its held-out rows; each
+        target type's gate errors on them added to ``errors``."""
+        held_out, selected_on = self._inner_split(X, settings, seed)
+        inner = np.setdiff1d(np.arange(len(y)), held_out)
+        table = self._table(X.iloc[inner], y[inner])
+        valid, rows = self._held_out_examples(table, X.iloc[held_out], y[held_out])
+        selection = valid.subset(np.flatnonzero(np.isin(held_out[rows], selected_on)))
+        if not len(selection):  # the rare types' held-out rows have no ridge to refine in the inner table
+            selection = valid
+        histories = self._fit_networks(table, settings, valid=selection)
+        for history in histories:
+            history["inner_split"] = {"train_rows": int(len(inner)), "valid_rows": int(len(valid)),
+                                      "selection_rows": int(len(selection))}
+        if self.gate:
+            for name, e in self._gate_errors(valid).items():
+                errors[name] = errors.get(name, 0.0) + e
+        return histories
 
     def _held_out_examples(self, table: TransferRidge, X: pd.DataFrame, y: np.ndarray) -> tuple[TransferExamples, np.ndarray]:
         """The examples of the held-out rows the inner table can predict, with their own scores, and those rows of ``X``."""
@@ -356,19 +370,19 @@ class TransferNet(RegressorMixin, BaseEstimator):
         examples.scores = self._row_scores(table, y[rows])
         return examples, rows
 
-    def _choose_gates(self, valid: TransferExamples) -> dict[str, float]:
-        """Per target type, the share of the network's step away from the ridge (``GATE_GRID``) with the best
-        MRRMSE on its held-out rows; 0 (the ridge) for a type with none."""
+    def _gate_errors(self, valid: TransferExamples) -> dict[str, np.ndarray]:
+        """Per target type, the summed row RMSE of its held-out rows at each share of the network's step away
+        from the ridge (``GATE_GRID``) under the fitted (inner) networks; zeros for a type with none."""
+        errors = {str(name): np.zeros(len(GATE_GRID)) for name in self.table_.cell_types_}
         if not len(valid):
-            return dict.fromkeys(map(str, self.table_.cell_types_), 0.0)
+            return errors
         ridge, net = self._ridge_and_net(valid)
-        gates = {}
         for t, name in enumerate(self.table_.cell_types_):
             at = valid.target == t
-            errors = [np.sqrt(np.mean(np.square(ridge[at] + g * (net[at] - ridge[at]) - valid.scores[at]), axis=1)).mean()
-                      for g in GATE_GRID] if at.any() else [0.0]
-            gates[str(name)] = float(GATE_GRID[int(np.argmin(errors))])
-        return gates
+            if at.any():
+                errors[str(name)] = np.array([np.sqrt(np.mean(np.square(ridge[at] + g * (net[at] - ridge[at]) - valid.scores[at]),
+                                                              axis=1)).sum() for g in GATE_GRID])
+        return errors
 
     def _fit_networks(self, table: TransferRidge, settings: TrainSettings, *, valid=None, epochs=None) -> list[dict]:
         """One network per seed on ``table``'s examples; they and the table become the fitted state."""
