@@ -36,7 +36,9 @@ given to ``fit`` (a fold's training rows):
   ``t`` is ``ridge + g_t * (network - ridge)``, ``g_t`` from ``GATE_GRID`` (0, 0.1, ..., 1) with the
   best MRRMSE on ``t``'s inner held-out rows (below) under the inner networks: 0, the ridge's
   prediction exactly, for a type where the network shows no gain there or has no held-out rows.
-  Without ``residual`` it is a per-type blend of two different maps.
+  Without ``residual`` it is a per-type blend of two different maps. ``inner_splits`` draws that many
+  inner splits (seeds ``random_state + i``), each with its own networks; the gate errors are summed
+  over them and the refit trains for the median of their selected epochs.
 * **Training** is :func:`~perturbkit.models.torch_loop.train_module` with the shared
   :class:`~perturbkit.models.torch_loop.TrainSettings`: MSE on the scores (divided by one global
   scale), honest selection on an inner split of the rows given to ``fit`` -- ``valid_fraction`` of
