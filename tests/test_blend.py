@@ -251,6 +251,10 @@ def test_clipped_layer_scores_of_the_blend_match_a_hand_computation(members):
     assert clipped["zeros"] == pytest.approx(zeros, rel=1e-6)
     assert clipped["nested_relative_to_zeros"] == pytest.approx(clipped["nested"] / zeros)
     assert clipped["in_sample_relative_to_zeros"] == pytest.approx(clipped["in_sample"] / zeros)
+    unclipped_zeros = np.average(np.sqrt((rig.y.astype(np.float64) ** 2).mean(axis=1)), weights=rig.row_weights)
+    scores = result.scores
+    assert scores["zeros"] == pytest.approx(unclipped_zeros, rel=1e-6) and scores["zeros"] > clipped["zeros"]
+    assert scores["nested_relative_to_zeros"] == pytest.approx(scores["nested"] / unclipped_zeros, rel=1e-6)
     assert "±4 layer" in result.table()
     assert blend_members(rig, None, dataclasses.replace(FAST, nested=False)).scores["clipped"]["nested"] is None
 

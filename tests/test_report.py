@@ -68,11 +68,12 @@ def _tuned_blend_cells(blend_json: Path, out: Path) -> dict[str, str]:
     return dict(zip((c.strip() for c in header.strip("|").split("|")), (c.strip() for c in row.strip("|").split("|"))))
 
 
-def test_blend_report_gives_the_tuned_blends_clipped_layer_in_sample_and_nested(blend_json, tmp_path):
+def test_blend_report_gives_the_tuned_blends_ratios_to_zeros_on_both_layers(blend_json, tmp_path):
     cells = _tuned_blend_cells(blend_json, tmp_path / "report")
     clipped = json.loads(blend_json.read_text())["scores"]["clipped"]
     assert float(cells["clipped CV × zeros"]) == pytest.approx(clipped["nested_relative_to_zeros"], abs=5e-5)
     assert float(cells["clipped in-sample × zeros"]) == pytest.approx(clipped["in_sample_relative_to_zeros"], abs=5e-5)
+    assert float(cells["CV × zeros"]) == pytest.approx(json.loads(blend_json.read_text())["scores"]["nested_relative_to_zeros"], abs=5e-5)
     assert min(clipped["in_sample"], clipped["nested"], clipped["zeros"]) > 0
     # a blend written before the clipped layer was scored: blanks
     copy = tmp_path / "old"
@@ -80,10 +81,10 @@ def test_blend_report_gives_the_tuned_blends_clipped_layer_in_sample_and_nested(
     for suffix in (".csv", ".h5ad"):
         shutil.copyfile(blend_json.with_suffix(suffix), copy / f"blend{suffix}")
     record = json.loads(blend_json.read_text())
-    del record["scores"]["clipped"]
+    del record["scores"]["clipped"], record["scores"]["nested_relative_to_zeros"]
     (copy / "blend.json").write_text(json.dumps(record))
     old = _tuned_blend_cells(copy / "blend.json", tmp_path / "old_report")
-    assert old["clipped CV × zeros"] == old["clipped in-sample × zeros"] == "-"
+    assert old["CV × zeros"] == old["clipped CV × zeros"] == old["clipped in-sample × zeros"] == "-"
 
 
 def test_blend_report_title_names_the_method_and_file_once(blend_json, tmp_path):

@@ -193,8 +193,7 @@ def _recipe_rows(dataset, recipe, store: Path, variant: str, hidden: HiddenTest,
     with tempfile.TemporaryDirectory(prefix="perturbkit-agreement-") as submissions:
         outcome = run_recipe(dataset, recipe, oof_root=store, submissions=submissions, dataset_id=variant, say=lambda message: None)
     scores = outcome.blend.scores
-    zeros_cv = outcome.members[0].meta["scores"]["zeros"]
-    nested = {"overall": scores["nested"], "relative_to_zeros": scores["nested"] / zeros_cv,
+    nested = {"overall": scores["nested"], "relative_to_zeros": scores["nested_relative_to_zeros"],
               "clipped": {"relative_to_zeros": scores["clipped"]["nested_relative_to_zeros"]}}
     rows = [_score_row(variant, recipe.scheme, RECIPE_BLEND, nested, hidden.scores(outcome.blend.test), time.perf_counter() - started, recipe=True)]
     say(f"{variant:>12} {recipe.scheme:>17} {RECIPE_BLEND:>16}: nested {rows[0]['cv_rel']:.3f}, test {rows[0]['test_rel']:.3f} "

@@ -198,7 +198,7 @@ class BlendResult:
     options: BlendOptions
     fit: Fit
     # per common row: cell_type, sm_name, fold, one RMSE column per member, simple_average, blend[, blend_unclipped][, blend_nested],
-    # and on the clipped layer (±4): blend_clipped[, blend_nested_clipped], zeros_clipped
+    # zeros, and on the clipped layer (±4): blend_clipped[, blend_nested_clipped], zeros_clipped
     row_scores: pd.DataFrame
     oof: np.ndarray  # the tuned blend's OOF predictions (clipped when asked), rows x genes
     test: np.ndarray  # test predictions, test rows (dataset.test order) x genes
@@ -229,14 +229,16 @@ class BlendResult:
         }
         if "blend_unclipped" in rows:
             scores["in_sample_unclipped"] = self._mean("blend_unclipped")
-        scores["clipped"] = self._clipped_scores()
+        scores |= self._layer_scores("blend", "blend_nested", "zeros")
+        scores["clipped"] = self._layer_scores("blend_clipped", "blend_nested_clipped", "zeros_clipped")
         return scores
 
-    def _clipped_scores(self) -> dict:
-        """openproblems' clipped layer (±4), named as a run's ``scores["clipped"]`` with in-sample and nested for ``overall``."""
-        zeros = self._mean("zeros_clipped")
-        in_sample = self._mean("blend_clipped")
-        nested = self._mean("blend_nested_clipped") if "blend_nested_clipped" in self.row_scores else None
+    def _layer_scores(self, in_sample_column: str, nested_column: str, zeros_column: str) -> dict:
+        """In-sample, nested and zeros' scores of one layer and the blend's ratios to zeros (named as a run's, with
+        in-sample and nested for ``overall``)."""
+        zeros = self._mean(zeros_column)
+        in_sample = self._mean(in_sample_column)
+        nested = self._mean(nested_column) if nested_column in self.row_scores else None
         return {"in_sample": in_sample, "nested": nested, "zeros": zeros,
                 "in_sample_relative_to_zeros": in_sample / zeros if zeros > 0 else None,
                 "nested_relative_to_zeros": nested / zeros if nested is not None and zeros > 0 else None}
@@ -444,6 +446,7 @@ def blend_members(members: Members, dataset: Dataset, options: BlendOptions = Bl
     clipped_y = clip_layer(members.y)
     table["blend_clipped"] = rowwise_rmse(clipped_y, clip_layer(oof))
     table["zeros_clipped"] = rowwise_rmse(clipped_y, np.zeros_like(clipped_y))
+    table["zeros"] = rowwise_rmse(members.y, np.zeros_like(members.y))
 
     result = BlendResult(
         members=members,

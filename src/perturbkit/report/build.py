@@ -229,14 +229,17 @@ def build_blend_report(blend_json: Path | str, out_dir: Path | str) -> Path:
         index=pd.Index([*names, "simple average", "tuned blend"], name="model"),
     )
     metas = {m.name: read_meta(m.path) for m in record.members if (Path(m.path) / "meta.json").is_file()}
-    # The tuned blend's CV is its nested score; it has no bootstrap interval (blends written before the clipped layer: blanks).
+    # The tuned blend's CV is its nested score; it has no bootstrap interval (blends written before a layer's zeros: blanks).
+    def blend_ratio(layer: dict, name: str) -> float:
+        value = layer.get(f"{name}_relative_to_zeros")
+        return np.nan if value is None else value
+
     clipped = scores.get("clipped") or {}
-    blend_ratio = {name: clipped.get(f"{name}_relative_to_zeros") for name in ("in_sample", "nested")}
-    blend_ratio = {name: np.nan if value is None else value for name, value in blend_ratio.items()}
     layers = pd.DataFrame([*(_layer_ratios(metas.get(n, {})) for n in names), [np.nan, "-", np.nan, "-"],
-                           [np.nan, "-", blend_ratio["nested"], "-"]], index=summary.index, columns=list(LAYER_COLUMNS))
+                           [blend_ratio(scores, "nested"), "-", blend_ratio(clipped, "nested"), "-"]],
+                          index=summary.index, columns=list(LAYER_COLUMNS))
     # Members have no fitted parameters: their in-sample ratio is their CV ratio, as in the in-sample column.
-    layers[CLIPPED_IN_SAMPLE] = [*layers["clipped CV × zeros"].iloc[:len(names)], np.nan, blend_ratio["in_sample"]]
+    layers[CLIPPED_IN_SAMPLE] = [*layers["clipped CV × zeros"].iloc[:len(names)], np.nan, blend_ratio(clipped, "in_sample")]
     summary = summary.join(layers)
     scales = ", ".join(f"{ct} {s:g}" for ct, s in zip(cell_types, scale))
     sections = [
