@@ -35,7 +35,7 @@ def test_shapes_and_same_seed_same_predictions(small_dataset, architecture):
     X, y, X_valid = _fold(small_dataset)
     # ungated: a tiny network's gate may well be 0 for every type, which makes any seed the ridge
     config = load_config("transfer_net", configs_dir=CONFIGS,
-                         overrides=[*TINY, f'params.architecture="{architecture}"', "params.gate=false"])
+                         overrides=[*TINY, f'params.architecture="{architecture}"', 'params.gate="none"'])
     first = build_model(config, seed=0).fit(X, y)
     prediction = first.predict(X_valid)
     assert prediction.shape == (len(X_valid), small_dataset.n_genes) and prediction.dtype == np.float32
@@ -121,7 +121,7 @@ def test_a_token_space_wider_than_the_folds_pca_rank_is_named_before_any_fit(sma
 def _gated(X, y, **params):
     settings = {"max_epochs": 4, "patience": 2, "batch_size": 0, "n_threads": 1}
     return create_model("transfer_net", architecture="mlp", n_components=8, hidden=[16], d_model=8, residual=True,
-                        gate=True, train=settings, **params).fit(X, y)
+                        gate="per_type", train=settings, **params).fit(X, y)
 
 
 def test_gate_zero_is_the_ridges_prediction_exactly_and_one_the_ungated_networks(small_dataset):
@@ -134,8 +134,8 @@ def test_gate_zero_is_the_ridges_prediction_exactly_and_one_the_ungated_networks
     np.testing.assert_array_equal(net.predict(X_valid), ridge.predict(X_valid))
     np.testing.assert_array_equal(net.predict(small_dataset.test[FEATURE_COLUMNS]), ridge.predict(small_dataset.test[FEATURE_COLUMNS]))
     net.gates_ = dict.fromkeys(net.gates_, 1.0)
-    ungated = net.set_params(gate=False).predict(X_valid)
-    np.testing.assert_allclose(net.set_params(gate=True).predict(X_valid), ungated, rtol=1e-5, atol=1e-5)
+    ungated = net.set_params(gate="none").predict(X_valid)
+    np.testing.assert_allclose(net.set_params(gate="per_type").predict(X_valid), ungated, rtol=1e-5, atol=1e-5)
     assert not np.allclose(ungated, ridge.predict(X_valid), atol=1e-3)  # the check can fail: the network moved
 
 
@@ -144,7 +144,7 @@ def test_the_gate_follows_the_inner_split_where_the_network_beats_the_ridge():
     settings = {"max_epochs": 120, "patience": 15, "lr": 1e-2, "batch_size": 0, "n_threads": 1}
     fit_rows = ~held_out
     net = create_model("transfer_net", architecture="mlp", n_components=12, hidden=[64, 64], dropout=0.0, token_dropout=0.0,
-                       residual=True, gate=True, train=settings).fit(X[fit_rows], y[fit_rows])
+                       residual=True, gate="per_type", train=settings).fit(X[fit_rows], y[fit_rows])
     assert net.gates_["D"] >= 0.7  # the square: the inner split shows the network's gain over the ridge
     ridge = TransferRidge(n_components=12).fit(X[fit_rows], y[fit_rows])
     assert mrrmse(y[held_out], net.predict(X[held_out])) < 0.7 * mrrmse(y[held_out], ridge.predict(X[held_out]))
@@ -181,8 +181,8 @@ def test_balanced_types_weigh_each_target_type_about_equally(small_dataset):
 def test_a_gate_or_rare_selection_without_an_inner_split_is_named(small_world, tmp_path, capsys):
     from perturbkit.cli import main
 
-    for settings, message in ((["params.gate=true"], "params.gate=true"),
-                              (["params.gate=false", 'params.selection="rare"'], 'params.selection="rare"')):
+    for settings, message in ((['params.gate="shared"'], 'params.gate="shared"'),
+                              (['params.gate="none"', 'params.selection="rare"'], 'params.selection="rare"')):
         sets = [arg for setting in settings for arg in ("--set", setting)]
         code = main(["cv", "--model", "transfer_net", "--configs-dir", str(CONFIGS), "--data", str(small_world),
                      "--oof", str(tmp_path / "oof"), *sets, "--set", "params.train.valid_fraction=0"])
@@ -191,18 +191,22 @@ def test_a_gate_or_rare_selection_without_an_inner_split_is_named(small_world, t
         assert not list((tmp_path / "oof").rglob("meta.json"))
 
 
-def test_inner_splits_draw_different_splits_sum_their_gate_errors_and_refit_for_the_median_epoch(small_dataset, monkeypatch):
+@pytest.mark.parametrize("gate", ["per_type", "shared"])
+def test_inner_splits_draw_different_splits_sum_their_gate_errors_and_refit_for_the_median_epoch(small_dataset, monkeypatch,
+                                                                                                 gate):
     X, y, _ = _fold(small_dataset)
     drawn, errors = [], []
-    net = create_model("transfer_net", architecture="mlp", n_components=8, hidden=[64], d_model=8, dropout=0.0, gate=True,
+    net = create_model("transfer_net", architecture="mlp", n_components=8, hidden=[64], d_model=8, dropout=0.0, gate=gate,
                        inner_splits=3, train={"max_epochs": 30, "patience": 3, "lr": 0.03, "batch_size": 0, "n_threads": 1})
     split, gate_errors = net._inner_split, net._gate_errors
     monkeypatch.setattr(net, "_inner_split", lambda *a: drawn.append(split(*a)) or drawn[-1])
     monkeypatch.setattr(net, "_gate_errors", lambda *a: errors.append(gate_errors(*a)) or errors[-1])
     net.fit(X, y)
     assert len(drawn) == 3 and len({tuple(held_out) for held_out, _ in drawn}) == 3
+    assert gate == "per_type" or len(set(net.gates_.values())) == 1
     epochs = np.array(net.history_["inner_best_epochs"])
     assert len(set(epochs[:, 0])) > 1  # the check can fail: the splits select different epochs
     assert epochs.shape == (3, 1) and net.history_["refit"]["epoch"] == list(range(1, int(np.median(epochs[:, 0])) + 1))
-    for name, gate in net.gates_.items():
-        assert gate == GATE_GRID[int(np.argmin(sum(e[name] for e in errors)))]
+    for name, value in net.gates_.items():
+        summed = sum(e[name] for e in errors) if gate == "per_type" else sum(sum(e.values()) for e in errors)
+        assert value == GATE_GRID[int(np.argmin(summed))]

@@ -32,10 +32,12 @@ given to ``fit`` (a fold's training rows):
   target type's examples until it has about as many as the largest, so B and Myeloid (~17 panel
   pairs each) weigh in the loss like a lymphoid type (~150).
 * **Gate** (``gate``). The test is B/Myeloid only, but selection and loss are mostly lymphoid, so a
-  network can be worse than the ridge where it counts. With ``gate`` the prediction for target type
-  ``t`` is ``ridge + g_t * (network - ridge)``, ``g_t`` from ``GATE_GRID`` (0, 0.1, ..., 1) with the
-  best MRRMSE on ``t``'s inner held-out rows (below) under the inner networks: 0, the ridge's
-  prediction exactly, for a type where the network shows no gain there or has no held-out rows.
+  network can be worse than the ridge where it counts. With ``gate="per_type"`` the prediction for
+  target type ``t`` is ``ridge + g_t * (network - ridge)``, ``g_t`` from ``GATE_GRID`` (0, 0.1, ...,
+  1) with the best MRRMSE on ``t``'s inner held-out rows (below) under the inner networks: 0, the
+  ridge's prediction exactly, for a type where the network shows no gain there or has no held-out
+  rows. ``"shared"``: one ``g`` for every type, on all the held-out rows together (a fold holds out
+  about one B/Myeloid row, too few to choose a gate of their own on).
   Without ``residual`` it is a per-type blend of two different maps. ``inner_splits`` draws that many
   inner splits (seeds ``random_state + i``), each with its own networks; the gate errors are summed
   over them and the refit trains for the median of their selected epochs.
@@ -70,10 +72,11 @@ from perturbkit.models.torch_loop import TrainSettings, _predict, _seeded, _thre
 from perturbkit.models.transfer import TransferRidge
 from perturbkit.transforms import signed_log10_p, z_from_signed_log10_p
 
-__all__ = ["ARCHITECTURES", "GATE_GRID", "SELECTIONS", "TransferExamples", "TransferNet", "transfer_examples"]
+__all__ = ["ARCHITECTURES", "GATE_GRID", "GATES", "SELECTIONS", "TransferExamples", "TransferNet", "transfer_examples"]
 
 ARCHITECTURES = ("transformer", "mlp")
 SELECTIONS = ("rows", "rare")
+GATES = ("none", "per_type", "shared")
 GATE_GRID = tuple(np.round(np.linspace(0.0, 1.0, 11), 2))  # shares of the network's step away from the ridge
 
 
@@ -184,7 +187,7 @@ class TransferNet(RegressorMixin, BaseEstimator):
         "target_space": [StrOptions({"values", "z"})],
         "residual": ["boolean"],
         "selection": [StrOptions(set(SELECTIONS))],
-        "gate": ["boolean"],
+        "gate": [StrOptions(set(GATES))],
         "balance_types": ["boolean"],
         "inner_splits": [Interval(Integral, 1, None, closed="left")],
         "min_source_coverage": [Interval(Real, 0, 1, closed="both")],
@@ -194,7 +197,7 @@ class TransferNet(RegressorMixin, BaseEstimator):
 
     def __init__(self, architecture: str = "transformer", n_components: int = 32, d_model: int = 64, n_heads: int = 4,
                  n_layers: int = 2, feedforward: int = 128, hidden=(256,), dropout: float = 0.1, token_dropout: float = 0.3,
-                 n_seeds: int = 1, target_space: str = "values", residual: bool = False, selection: str = "rows", gate: bool = False,
+                 n_seeds: int = 1, target_space: str = "values", residual: bool = False, selection: str = "rows", gate: str = "none",
                  balance_types: bool = False, inner_splits: int = 1, min_source_coverage: float = 0.5,
                  train: TrainSettings | None = None, random_state: int = 0):
         self.architecture = architecture
@@ -231,8 +234,8 @@ class TransferNet(RegressorMixin, BaseEstimator):
             raise ConfigError(f"params.d_model={self.d_model} is not divisible by params.n_heads={self.n_heads}")
         if any(int(h) < 1 for h in np.ravel(self.hidden)):
             raise ConfigError(f"params.hidden={list(np.ravel(self.hidden))}: every width must be at least 1")
-        if (self.gate or self.selection != "rows") and self._settings.valid_fraction <= 0:
-            what = "params.gate=true" if self.gate else f'params.selection="{self.selection}"'
+        if (self.gate != "none" or self.selection != "rows") and self._settings.valid_fraction <= 0:
+            what = f'params.gate="{self.gate}"' if self.gate != "none" else f'params.selection="{self.selection}"'
             raise ConfigError(f"{what} is chosen on the inner split, which params.train.valid_fraction=0 turns off")
 
     def _table(self, X: pd.DataFrame, y: np.ndarray) -> TransferRidge:
@@ -339,7 +342,9 @@ class TransferNet(RegressorMixin, BaseEstimator):
                 refits = self._fit_networks(self._table(X, y), settings, epochs=[int(e) for e in np.median(epochs, axis=0)])
                 for history, refit in zip(histories, refits):
                     history["refit"] = refit
-            if self.gate:  # summed over the splits; 0 (the ridge) for a type without held-out rows
+            if self.gate != "none":  # summed over the splits; 0 (the ridge) for a type without held-out rows
+                if self.gate == "shared":  # one gate on every type's held-out rows together
+                    errors = dict.fromkeys(errors, sum(errors.values()))
                 self.gates_ = {name: float(GATE_GRID[int(np.argmin(e))]) for name, e in errors.items()}
                 histories[0]["gates"] = self.gates_
             histories[0]["inner_best_epochs"] = epochs.tolist()
@@ -360,7 +365,7 @@ class TransferNet(RegressorMixin, BaseEstimator):
         for history in histories:
             history["inner_split"] = {"train_rows": int(len(inner)), "valid_rows": int(len(valid)),
                                       "selection_rows": int(len(selection))}
-        if self.gate:
+        if self.gate != "none":
             for name, e in self._gate_errors(valid).items():
                 errors[name] = errors.get(name, 0.0) + e
         return histories
@@ -435,7 +440,7 @@ class TransferNet(RegressorMixin, BaseEstimator):
             return prediction
         examples = transfer_examples(table, compounds, targets)
         ridge, scores = self._ridge_and_net(examples)
-        if self.gate:  # an unseen type's gate is 0: the ridge
+        if self.gate != "none":  # an unseen type's gate is 0: the ridge
             gates = np.array([self.gates_.get(str(name), 0.0) for name in table.cell_types_])[targets][:, None]
             scores = ridge + gates * (scores - ridge)
         genes = np.empty((len(rows), table.n_features_out_), dtype=np.float64)
