@@ -38,7 +38,7 @@ given to ``fit`` (a fold's training rows):
   ridge's prediction exactly, for a type where the network shows no gain there or has no held-out
   rows. ``"shared"``: one ``g`` for every type, on all the held-out rows together (a fold holds out
   about one B/Myeloid row, too few to choose a gate of their own on).
-  Without ``residual`` it is a per-type blend of two different maps. ``inner_splits`` draws that many
+  Without ``residual`` it is a blend of two different maps. ``inner_splits`` draws that many
   inner splits (seeds ``random_state + i``), each with its own networks; the gate errors are summed
   over them and the refit trains for the median of their selected epochs.
 * **Training** is :func:`~perturbkit.models.torch_loop.train_module` with the shared
@@ -333,16 +333,15 @@ class TransferNet(RegressorMixin, BaseEstimator):
             if settings.valid_fraction <= 0:
                 self._fit_networks(self._table(X, y), settings)
                 return self
-            histories, errors = [], {}
-            for split in range(int(self.inner_splits)):
-                split_histories = self._fit_inner(X, y, settings, int(self.random_state) + split, errors)
-                histories.append(split_histories)
+            errors = {}
+            histories = [self._fit_inner(X, y, settings, int(self.random_state) + split, errors)
+                         for split in range(int(self.inner_splits))]
             histories, epochs = histories[0], np.array([[h["best_epoch"] for h in split] for split in histories])
             if settings.refit:  # a fresh network per seed on the table of all rows, for its median selected epochs
                 refits = self._fit_networks(self._table(X, y), settings, epochs=[int(e) for e in np.median(epochs, axis=0)])
                 for history, refit in zip(histories, refits):
                     history["refit"] = refit
-            if self.gate != "none":  # summed over the splits; 0 (the ridge) for a type without held-out rows
+            if self.gate != "none":  # summed over the splits; per type, 0 (the ridge) for a type without held-out rows
                 if self.gate == "shared":  # one gate on every type's held-out rows together
                     errors = dict.fromkeys(errors, sum(errors.values()))
                 self.gates_ = {name: float(GATE_GRID[int(np.argmin(e))]) for name, e in errors.items()}
