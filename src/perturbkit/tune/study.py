@@ -17,6 +17,7 @@ it was running; a worker that dies has the trials it left running failed by its 
 
 from __future__ import annotations
 
+
 import os
 import socket
 import time
@@ -169,21 +170,22 @@ class Objective:
 
         from perturbkit.cv import run_cv, save_run
 
-        trial.set_user_attr("worker", self.worker)  # first: the parent fails a dead worker's running trials by this name
-        trial.set_user_attr("pid", os.getpid())
-        overrides = self.space.suggest(trial)
-        trial.set_user_attr("overrides", overrides)
+        with _stoppable():
+            trial.set_user_attr("worker", self.worker)  # first: the parent fails a dead worker's running trials by this name
+            trial.set_user_attr("pid", os.getpid())
+            overrides = self.space.suggest(trial)
+            trial.set_user_attr("overrides", overrides)
 
-        def on_fold(fold: int, running: float) -> None:
-            trial.report(running, fold)
-            if trial.should_prune():
-                raise optuna.TrialPruned(f"pruned after fold {fold}: running MRRMSE {running:.4f}")
+            def on_fold(fold: int, running: float) -> None:
+                trial.report(running, fold)
+                if trial.should_prune():
+                    raise optuna.TrialPruned(f"pruned after fold {fold}: running MRRMSE {running:.4f}")
 
-        result = run_cv(self.dataset, apply_overrides(self.config, overrides), progress=False, on_fold=on_fold)
-        result.meta["tune"] = {"study": self.study_name, "trial": trial.number, "worker": self.worker}
-        run_dir = save_run(result, self.oof)  # a run id of its own per writer: workers never write the same run
-        trial.set_user_attr("run", str(run_dir))
-        return float(result.meta["scores"]["overall"])
+            result = run_cv(self.dataset, apply_overrides(self.config, overrides), progress=False, on_fold=on_fold)
+            result.meta["tune"] = {"study": self.study_name, "trial": trial.number, "worker": self.worker}
+            run_dir = save_run(result, self.oof)  # a run id of its own per writer: workers never write the same run
+            trial.set_user_attr("run", str(run_dir))
+            return float(result.meta["scores"]["overall"])
 
 
 @dataclass(frozen=True)
@@ -208,7 +210,14 @@ def run_worker(job: WorkerJob, dataset=None, callbacks=()) -> None:
     if job.index > 0:
         _wait_for_queued_trials(study)
     objective = Objective(dataset, without_tune(job.config), job.space, settings.study_name, Path(settings.oof), job.worker)
-    study.optimize(objective, n_trials=job.trials, timeout=settings.timeout, gc_after_trial=True, callbacks=list(callbacks))
+    _STOP.allowed = False  # inside Optuna's bookkeeping a stop waits for the objective (_stoppable)
+    try:
+        study.optimize(objective, n_trials=job.trials, timeout=settings.timeout, gc_after_trial=True,
+                       callbacks=[*callbacks, _stop_if_requested])
+    finally:
+        _STOP.allowed = True
+    if _STOP.pending:
+        raise ParentGone("stopped between trials")
 
 
 def _wait_for_queued_trials(study, seconds: float = 60.0) -> None:
@@ -225,8 +234,35 @@ class ParentGone(KeyboardInterrupt):
     """The worker's parent ``tune`` died (or the worker was told to stop): Optuna marks the running trial failed."""
 
 
+class _STOP:
+    """Where a stop (SIGTERM) may raise. Inside a trial's objective it raises at once and Optuna marks the trial
+    failed; inside Optuna's own bookkeeping (between creating a trial and calling the objective, or while it records
+    one) it would leave the trial RUNNING, so there it is held until the next objective starts or a trial ends."""
+
+    allowed = True
+    pending = False
+
+
 def _on_sigterm(signum, frame):
-    raise ParentGone(f"signal {signum}")
+    if _STOP.allowed:
+        raise ParentGone(f"signal {signum}")
+    _STOP.pending = True
+
+
+@contextmanager
+def _stoppable():
+    if _STOP.pending:
+        raise ParentGone("stop requested before the trial started")
+    previous, _STOP.allowed = _STOP.allowed, True
+    try:
+        yield
+    finally:
+        _STOP.allowed = previous
+
+
+def _stop_if_requested(study, trial) -> None:
+    if _STOP.pending:
+        study.stop()
 
 
 def _die_with_parent(parent_pid: int) -> None:
