@@ -1,6 +1,6 @@
-"""The torch models at full scale (614 x 18,211 demo): 4-fold lymphoid_holdout CV with the default configs (all
-genes as outputs, and 64 target-PCA scores), beside a seed-style loop (batch 32, per-batch AdamW, same network)
-timed on the same fold."""
+"""The torch models at full scale (614 x 18,211 demo): 4-fold CV under the default scheme (test_like) with the default
+configs (all genes as outputs, and 64 target-PCA scores), beside a seed-style loop (batch 32, per-batch AdamW, same
+network) timed on a lymphoid_holdout fold."""
 
 from __future__ import annotations
 
@@ -73,7 +73,7 @@ SETTINGS = (("mlp", []), ("mlp", ["params.target_components=64"]), ("transformer
 
 def run(repeats: int, seed_epochs: int = 3) -> str:
     lines = [
-        "## Torch models (full-size demo, 614 x 18,211, 4-fold lymphoid_holdout, default configs)",
+        "## Torch models (full-size demo, 614 x 18,211, 4-fold test_like, default configs)",
         "",
         "Ours: `perturbkit.models.torch_loop` (batch 128, fused Adam, inputs prepared once per fold; selection epochs on an",
         "inner split of the fold's training rows, then a refit on all of them for the selected epochs). Seed-style: the same",
