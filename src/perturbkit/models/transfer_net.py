@@ -68,6 +68,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from torch import nn
 
 from perturbkit.errors import ConfigError
+from perturbkit.metrics import rowwise_rmse
 from perturbkit.models.torch_loop import TrainSettings, _predict, _seeded, _threads, resolve_device, train_module, train_settings
 from perturbkit.models.transfer import TransferRidge
 from perturbkit.transforms import signed_log10_p, z_from_signed_log10_p
@@ -334,9 +335,9 @@ class TransferNet(RegressorMixin, BaseEstimator):
                 self._fit_networks(self._table(X, y), settings)
                 return self
             errors = {}
-            histories = [self._fit_inner(X, y, settings, int(self.random_state) + split, errors)
+            per_split = [self._fit_inner(X, y, settings, int(self.random_state) + split, errors)
                          for split in range(int(self.inner_splits))]
-            histories, epochs = histories[0], np.array([[h["best_epoch"] for h in split] for split in histories])
+            histories, epochs = per_split[0], np.array([[h["best_epoch"] for h in split] for split in per_split])
             if settings.refit:  # a fresh network per seed on the table of all rows, for its median selected epochs
                 refits = self._fit_networks(self._table(X, y), settings, epochs=[int(e) for e in np.median(epochs, axis=0)])
                 for history, refit in zip(histories, refits):
@@ -386,8 +387,8 @@ class TransferNet(RegressorMixin, BaseEstimator):
         for t, name in enumerate(self.table_.cell_types_):
             at = valid.target == t
             if at.any():
-                errors[str(name)] = np.array([np.sqrt(np.mean(np.square(ridge[at] + g * (net[at] - ridge[at]) - valid.scores[at]),
-                                                              axis=1)).sum() for g in GATE_GRID])
+                errors[str(name)] = np.array([rowwise_rmse(valid.scores[at], ridge[at] + g * (net[at] - ridge[at])).sum()
+                                              for g in GATE_GRID])
         return errors
 
     def _fit_networks(self, table: TransferRidge, settings: TrainSettings, *, valid=None, epochs=None) -> list[dict]:
