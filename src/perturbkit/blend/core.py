@@ -422,11 +422,12 @@ def blend_members(members: Members, dataset: Dataset, options: BlendOptions = Bl
 
     ranges = clip_ranges(dataset.targets, members.dataset_folds, np.unique(folds)) if options.clip else None
     table = _member_scores(members, gram)
+    clipped_y = clip_layer(members.y)
     nested_fits, choice = {}, None
     if options.nested:
         started = time.perf_counter()
         nested_fits, choice, table["blend_nested"], table["blend_nested_clipped"] = _nested_choice(
-            members, gram, weighted_gram, options, ranges, say)
+            members, gram, weighted_gram, options, ranges, clipped_y, say)
         n_members = len(members.names)
         if choice["chosen"] == "simple_average":
             fit = _fixed_fit(np.full(n_members, 1.0 / n_members), "simple_average")
@@ -443,7 +444,6 @@ def blend_members(members: Members, dataset: Dataset, options: BlendOptions = Bl
         table["blend_unclipped"] = unclipped
     else:
         table["blend"] = unclipped
-    clipped_y = clip_layer(members.y)
     table["blend_clipped"] = rowwise_rmse(clipped_y, clip_layer(oof))
     table["zeros_clipped"] = rowwise_rmse(clipped_y, np.zeros_like(clipped_y))
     table["zeros"] = rowwise_rmse(members.y, np.zeros_like(members.y))
@@ -484,7 +484,7 @@ def _predict_rows(members: Members, fitted: Fit, rows: np.ndarray, clip_range) -
 
 
 def _nested_choice(members: Members, gram: np.ndarray, weighted_gram: np.ndarray, options: BlendOptions, ranges,
-                   say) -> tuple[dict, dict, np.ndarray, np.ndarray]:
+                   clipped_y: np.ndarray, say) -> tuple[dict, dict, np.ndarray, np.ndarray]:
     """Each candidate (tuned weights, the simple average, the best member) fitted without each fold and scored on it.
 
     Returns the tuned fit of each fold, the choice (the candidate with the best weighted held-out score) and the
@@ -522,7 +522,7 @@ def _nested_choice(members: Members, gram: np.ndarray, weighted_gram: np.ndarray
         else f"the tuned weights score no better on held-out folds than the {chosen.replace('_', ' ')}, which is written instead"
     )
     # The clipped layer needs the predictions themselves (the Gram matrices hold unclipped errors only): the chosen candidate's.
-    clipped_y, nested_clipped = clip_layer(members.y), np.empty(len(folds))
+    nested_clipped = np.empty(len(folds))
     for k, candidates in candidates_by_fold.items():
         held = np.flatnonzero(folds == k)
         prediction = _predict_rows(members, candidates[chosen], held, ranges[k] if ranges else None)
