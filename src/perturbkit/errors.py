@@ -26,3 +26,11 @@ class ConfigError(PerturbkitError, ValueError):
 class UnknownModelError(PerturbkitError, KeyError):
     def __str__(self) -> str:
         return str(self.args[0])
+
+
+class InvalidParameterError(ConfigError):
+    """An estimator parameter outside its constraints; ``param`` names it, so a config maps it to its key."""
+
+    def __init__(self, param: str, message: str):
+        super().__init__(message)
+        self.param = param
