@@ -2,7 +2,7 @@
 
 A member's label is its model followed by ``key=value`` for each config value that differs from the
 model's shipped config (``configs/<model>.toml``; without one, from the first member of that model),
-e.g. ``transfer_ridge n_components=64``. Differences every member shares (the CV scheme the recipe
+e.g. ``transfer_ridge n_components=64``. Values every member has alike (the CV scheme the recipe
 sets, say) tell no member apart and are left out. A key is shortened to its last part unless two
 different keys would then read alike. Members whose configs are the same get ``#2``, ``#3``: the
 run id belongs in a table, not on an axis.
@@ -62,12 +62,12 @@ def member_labels(members, *, reference=shipped_config) -> list[str]:
         if model not in references:
             shipped = reference(model)
             references[model] = flatten(shipped) if shipped is not None else config
-    differences = [{key: value for key, value in config.items() if key != "model" and references[model].get(key, MISSING) != value}
+    # A value every member has alike tells none apart (the CV scheme the recipe sets, say).
+    shared = set() if len(members) < 2 else {key for key in set.intersection(*(set(c) for _, c in members))
+                                               if len({_text(c[key]) for _, c in members}) == 1}
+    differences = [{key: value for key, value in config.items()
+                    if key != "model" and key not in shared and references[model].get(key, MISSING) != value}
                    for model, config in members]
-    if len(members) > 1:  # a difference every member shares tells none apart
-        shared = set.intersection(*(set(d) for d in differences))
-        shared = {key for key in shared if len({_text(d[key]) for d in differences}) == 1}
-        differences = [{k: v for k, v in d.items() if k not in shared} for d in differences]
     keys = {key for d in differences for key in d}
     short = {key: key.rsplit(".", 1)[-1] for key in keys}
     clashes = {name for name in short.values() if sum(1 for other in short.values() if other == name) > 1}
