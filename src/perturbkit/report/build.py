@@ -134,17 +134,18 @@ def plot_correlation(names, matrix, path: Path) -> Path:
 
 
 def plot_search(search: dict, path: Path) -> Path | None:
+    """The weight search's best objective so far, one panel per weight set (their row weights differ, so do their scales)."""
     plt = _pyplot()
     histories = {key: s.get("history") or [] for key, s in search.items()}
     if not any(len(h) > 1 for h in histories.values()):
         return None
-    fig, ax = plt.subplots(figsize=(6, 3.6), layout="constrained")
-    for key, history in histories.items():
-        ax.plot(np.arange(1, len(history) + 1), history, label=f"weight set {key}")
-    ax.set_xlabel("trial / step")
-    ax.set_ylabel("best in-sample MRRMSE so far")
-    ax.set_title("weight search")
-    ax.legend(fontsize=8)
+    fig, axes = plt.subplots(1, len(histories), squeeze=False, figsize=(1.2 + 4.2 * len(histories), 3.4), layout="constrained")
+    for ax, (key, history) in zip(axes[0], histories.items()):
+        ax.plot(np.arange(1, len(history) + 1), history)
+        ax.set_xlabel("trial / step")
+        ax.set_title(f"weight set {key}", fontsize=10)
+    axes[0][0].set_ylabel("best so far: mean of row weight × RMSE")
+    fig.suptitle("weight search (in-sample objective)")
     return _save(fig, path)
 
 
