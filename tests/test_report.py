@@ -17,12 +17,16 @@ from perturbkit.config import load_config
 from perturbkit.cv import run_cv, save_run
 from perturbkit.rank import RankError, rank_compounds
 from perturbkit.report.build import build_blend_report, build_runs_report
+from perturbkit.report.labels import member_labels
+from perturbkit.report.scales import scale_lines
 
 
 @pytest.fixture(scope="module")
 def runs(small_dataset, tmp_path_factory) -> list[Path]:
     root = tmp_path_factory.mktemp("oof")
     paths = [save_run(run_cv(small_dataset, load_config(m), progress=False), root) for m in ("zeros", "compound_mean", "gene_mean")]
+    # the same model twice, with another setting: labelled by it, not by its run id
+    paths.append(save_run(run_cv(small_dataset, load_config("compound_mean", overrides=["params.shrink=0.8"]), progress=False), root))
     # a fake neural run: the compound_mean run with a loss history in its meta
     neural = root / "mlp" / "fake"
     shutil.copytree(paths[1], neural)
@@ -55,7 +59,7 @@ def test_blend_report_writes_plots_and_pages(blend_json, runs, tmp_path):
     # The weights each test cell type's rows get, not a mean over weight sets.
     assert "weight B cells" in markdown and "weight Myeloid cells" in markdown and "Blend weights per test cell type" in markdown
     # each member's CV on both layers, as ratios to zeros with intervals
-    compound_mean = next(line for line in markdown.splitlines() if line.startswith("| compound_mean |"))
+    compound_mean = next(line for line in markdown.splitlines() if line.startswith("| compound_mean | "))
     meta = json.loads((runs[1] / "meta.json").read_text())["scores"]
     assert f"{meta['relative_to_zeros']:.4f}" in compound_mean and f"{meta['clipped']['relative_to_zeros']:.4f}" in compound_mean
     assert compound_mean.count("[") == 2 and "clipped CV × zeros" in markdown
@@ -90,8 +94,8 @@ def test_blend_report_gives_the_tuned_blends_ratios_to_zeros_on_both_layers(blen
 def test_blend_report_title_names_the_method_and_file_once(blend_json, tmp_path):
     out = build_blend_report(blend_json, tmp_path / "report")
     title = (out / "index.md").read_text().splitlines()[0]
-    assert title == "# caruana blend of 4 runs (blend.json)"
-    assert "<title>caruana blend of 4 runs (blend.json)</title>" in (out / "index.html").read_text()
+    assert title == "# caruana blend of 5 runs (blend.json)"
+    assert "<title>caruana blend of 5 runs (blend.json)</title>" in (out / "index.html").read_text()
 
 
 def test_a_second_report_removes_the_first_reports_stale_images_and_nothing_else(blend_json, runs, tmp_path):
@@ -177,3 +181,105 @@ def test_cli_rank(blend_json, small_world, small_dataset, capsys):
     out = capsys.readouterr().out
     assert code == 0 and "ranked by predicted down-regulation" in out
     assert len(out.strip().splitlines()) == 2 + 4
+
+
+def _markdown_table(markdown: str, heading: str) -> pd.DataFrame:
+    """The first table under ``## heading`` of a report page, as strings, indexed by its first column."""
+    section = markdown.split(f"## {heading}\n", 1)[1].split("\n## ", 1)[0]
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in section.splitlines() if line.startswith("|")]
+    return pd.DataFrame(rows[2:], columns=rows[0]).set_index(rows[0][0])
+
+
+def test_the_reports_per_fold_numbers_are_the_ones_cv_printed(blend_json, runs, tmp_path):
+    from perturbkit.cv import summary_text
+
+    markdown = (build_blend_report(blend_json, tmp_path / "report") / "index.md").read_text()
+    per_fold = _markdown_table(markdown, "MRRMSE per fold")
+    meta = json.loads((runs[1] / "meta.json").read_text())
+    printed = {line.split()[0]: line.split()[3] for line in summary_text(meta).splitlines()[2:6]}  # fold rows share MRRMSE
+    assert list(per_fold.index) == list(printed) == ["0", "1", "2", "3"]
+    for fold, row in meta["scores"]["per_fold"].items():
+        assert per_fold.loc[fold, "compound_mean"] == printed[fold] == f"{row['mrrmse']:.4f}"
+    assert "weighs its rows as the overall score does: rows weighted" in markdown
+
+
+def test_no_member_label_is_a_run_id(blend_json, runs, tmp_path):
+    markdown = (build_blend_report(blend_json, tmp_path / "report") / "index.md").read_text()
+    scores = _markdown_table(markdown, "Scores")
+    run_ids = [path.name for path in runs]
+    members = list(scores.index[:-2])
+    assert sorted(members) == ["compound_mean", "compound_mean shrink=0.8", "gene_mean", "mlp shrink=1", "zeros"]
+    assert sorted(scores["run"].iloc[:-2]) == sorted(run_ids)  # the run ids: in the table, once each
+    assert all(markdown.count(run_id) == 1 for run_id in run_ids)
+    # the plotted series and the weight and correlation labels are the same labels
+    assert set(members) <= set(_markdown_table(markdown, "MRRMSE per fold").columns)
+    assert list(_markdown_table(markdown, "Blend weights per test cell type").index) == members
+
+
+def test_member_labels_name_what_differs_shortly_and_distinctly():
+    shipped = {"m": {"model": "m", "params": {"a": 1, "b": "x"}, "cv": {"scheme": "kfold"}},
+               "f": {"model": "f", "params": {"a": 1}, "features": {"a": 1}}}
+    cv = {"scheme": "test_like", "seeds": [0, 1]}
+    members = [("m", {"model": "m", "params": {"a": 1, "b": "x"}, "cv": cv}),
+               ("m", {"model": "m", "params": {"a": 64, "b": "x"}, "cv": cv}),
+               ("m", {"model": "m", "params": {"a": 1, "b": "z", "c": 0.5}, "cv": cv}),
+               ("m", {"model": "m", "params": {"a": 1, "b": "x"}, "cv": cv}),
+               ("n", {"model": "n", "params": {"k": 3}, "cv": cv}),  # no shipped config: compared with the first n
+               ("n", {"model": "n", "params": {"k": True}, "cv": cv}),
+               ("f", {"model": "f", "params": {"a": 2}, "features": {"a": 3}, "cv": cv})]
+    # params.a and features.a would both read "a": each is named in full, in every label
+    labels = member_labels(members, reference=shipped.get)
+    assert labels == ["m #1", "m params.a=64", "m b=z c=0.5", "m #2", "n", "n k=true", "f params.a=2 features.a=3"]
+    assert member_labels(members[:6], reference=shipped.get)[1:3] == ["m a=64", "m b=z c=0.5"]
+    # a value every member shares (the scheme) is left out; a lone member is its model's name
+    assert member_labels(members[:1], reference=shipped.get) == ["m scheme=test_like seeds=[0,1]"]
+
+
+def _record_with_scales(blend_json: Path, oof: float, factor: float | None):
+    from perturbkit.blend.record import BlendRecord
+
+    data = json.loads(blend_json.read_text())
+    applied = oof * (factor or 1.0)
+    data["scales"] = {ct: applied for ct in data["scales"]}
+    data["scale"] = applied
+    data["options"]["scale"] = True
+    data["choice"]["chosen"] = "tuned"
+    data["leaderboard"] = None if factor is None else {"factor": factor, "scores": {"0.0": 1.3, "0.5": 1.2, "1.0": 1.15},
+                                                       "source": "the public rows of world W"}
+    return BlendRecord.from_json(data)
+
+
+def test_scale_lines_give_the_oof_scale_and_the_leaderboard_factor_apart(blend_json):
+    lines = scale_lines(_record_with_scales(blend_json, 1.155, 1.264))
+    assert lines[0] == "B cells, Myeloid cells: scale 1.460 = OOF scale 1.155 × leaderboard factor 1.264"
+    assert lines[1].startswith("OOF scale: fitted by the blend on the OOF rows") and "[0, 2]" in lines[1]
+    assert lines[2].startswith("Leaderboard factor 1.264: ") and "× 0.5: 1.2000" in lines[2]
+    assert "the public rows of world W" in lines[2] and "no CV score" in lines[2]
+    lines = scale_lines(_record_with_scales(blend_json, 1.155, None))
+    assert lines[0] == "B cells, Myeloid cells: scale 1.155 = OOF scale (no leaderboard factor)"
+    assert lines[2].startswith("Leaderboard factor: none")
+    # the fixture's blend fitted no scale
+    lines = scale_lines(read_blend_record(blend_json))
+    assert lines[0].endswith("scale 1.000 = OOF scale (no leaderboard factor)") and "scale = false" in lines[1]
+
+
+def test_the_report_shows_the_scale_lines(blend_json, tmp_path):
+    markdown = (build_blend_report(blend_json, tmp_path / "report") / "index.md").read_text()
+    section = markdown.split("## Scale of the test predictions\n", 1)[1].split("\n## ", 1)[0]
+    assert [line for line in section.splitlines() if line] == scale_lines(read_blend_record(blend_json))
+
+
+def test_rank_says_when_the_scale_puts_predictions_outside_the_members_range(runs, small_dataset, small_world, tmp_path):
+    from perturbkit.blend.core import with_leaderboard_scale
+    from perturbkit.blend.leaderboard import LeaderboardScale
+
+    result = blend_runs(runs[:3], small_dataset, BlendOptions(method="caruana"))
+    result = with_leaderboard_scale(result, LeaderboardScale(factor=1.5, scores={0.0: 1.0, 0.5: 0.9, 1.0: 0.95}, source="test probes"))
+    path = write_blend(result, small_dataset, tmp_path, "scaled", dataset_id="perturbkit_demo")["json"]
+    table, title = rank_compounds(gene=small_dataset.genes[3], cell_type="B cells", blend=path, data_dir=small_world, top=None)
+    tolerance = 1e-5 * (1 + table[["min", "max"]].abs().max(axis=1))
+    outside = (table["predicted"] > table["max"] + tolerance) | (table["predicted"] < table["min"] - tolerance)
+    assert outside.any() and ((table["outside"] != "") == outside).all()
+    note = title.splitlines()[1]
+    assert note.startswith(f"note: {outside.sum()} of the {len(table)} predictions shown lie outside the members' range")
+    assert "B cells scale 1.500 = OOF scale 1.000 × leaderboard factor 1.500" in note

@@ -192,3 +192,30 @@ def test_h5ad_truth_with_a_pair_outside_the_test_is_named(small_world, noisy_sub
     result = _cli("score", path, "--truth", tmp_path / "t.h5ad")
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "obs row 1 ('NK cells'" in result.stderr and "not a test pair of id_map.csv" in result.stderr
+
+
+def test_cv_per_fold_scores_weigh_rows_as_the_overall_score_does(small_dataset, two_runs):
+    from perturbkit.cv import splitter_for, summary_text
+
+    result = two_runs[1]["compound_mean"]
+    scores = result.meta["scores"]
+    keys = result.oof_keys.merge(small_dataset.obs.reset_index().rename(columns={"index": "row"}), on=["cell_type", "sm_name"])
+    truth = small_dataset.targets[keys["row"].to_numpy()]
+    weights = splitter_for(small_dataset, result.meta["config"]["cv"]).row_weights(small_dataset.obs)[keys["row"].to_numpy()]
+    rmse = np.sqrt(((truth - result.oof) ** 2).mean(axis=1))
+    folds = keys["fold"].to_numpy()
+    assert len(np.unique(weights)) == 2  # test_like: B/Myeloid rows weigh more than lymphoid rows
+    for fold, row in scores["per_fold"].items():
+        rows = folds == int(fold)
+        assert row["mrrmse"] == pytest.approx(np.average(rmse[rows], weights=weights[rows]), rel=1e-6)
+        assert row["mrrmse"] != pytest.approx(rmse[rows].mean(), rel=1e-3)  # the unweighted mean it used to print
+        assert row["weight"] == pytest.approx(weights[rows].sum() / weights.sum())
+    # the overall score is the folds' scores averaged by their share, so it lies within their range
+    per_fold = scores["per_fold"].values()
+    assert scores["overall"] == pytest.approx(sum(r["mrrmse"] * r["weight"] for r in per_fold), rel=1e-9)
+    assert min(r["mrrmse"] for r in per_fold) <= scores["overall"] <= max(r["mrrmse"] for r in per_fold)
+    assert sum(r["weight"] for r in scores["per_cell_type"].values()) == pytest.approx(1.0)
+    text = summary_text(result.meta)
+    assert "share" in text.splitlines()[1] and "B cells, Myeloid cells 50%" in text and "weighting: rows weighted" in text
+    for fold, row in scores["per_fold"].items():
+        assert f"{row['mrrmse']:.4f}" in next(line for line in text.splitlines() if line.startswith(f"{fold} "))

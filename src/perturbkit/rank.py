@@ -84,6 +84,9 @@ def rank_compounds(
     table = _ranked(pairs, values, models, up=up, top=top)
     direction = "up" if up else "down"
     title = f"{len(pairs)} compounds ranked by predicted {direction}-regulation of {gene} in {cell_type} ({source}); spread = std over models"
+    if blend is not None:
+        table, note = _marked_outside(table, blend, cell_type)
+        title += f"\n{note}" if note else ""
     return table, title
 
 
@@ -123,6 +126,28 @@ def _run_columns(runs, gene: str, warn):
         raise RankError("no run left to rank with: every run's test.parquet is missing or changed")
     data_dir = next((m.get("data_source") for m in metas if m.get("data_source")), None)
     return None, columns, f"mean of {len(columns)} run(s)", data_dir
+
+
+def _marked_outside(table: pd.DataFrame, blend: Path | str, cell_type: str) -> tuple[pd.DataFrame, str | None]:
+    """``table`` with an ``outside`` column and a note line, when the blend predicts outside its members' range.
+
+    A weighted mean of the members (weights >= 0, summing to 1) lies within their range: what leaves it is the
+    blend's scale (or its clip to each gene's training range).
+    """
+    from perturbkit.blend.record import read_blend_record
+    from perturbkit.report.scales import scale_parts
+
+    tolerance = 1e-5 * (1 + table[["min", "max"]].abs().max(axis=1))  # the CSV's and the runs' float32 roundings
+    above, below = table["predicted"] > table["max"] + tolerance, table["predicted"] < table["min"] - tolerance
+    if not (above | below).any():
+        return table, None
+    record = read_blend_record(blend)
+    part = next(p for p in scale_parts(record) if cell_type in p.cell_types)
+    why = (f"the blend multiplies its weighted mean of the members by its {cell_type} scale {part.formula()}" if part.applied != 1
+           else "the blend clips each gene to its training range")
+    table = table.assign(outside=np.where(above, "above max", np.where(below, "below min", "")))
+    return table, (f"note: {int((above | below).sum())} of the {len(table)} predictions shown lie outside the members' range "
+                   f"(min..max; column outside): {why} (perturbkit report shows where each factor comes from)")
 
 
 def _ranked(pairs: pd.DataFrame, values: np.ndarray, models: pd.DataFrame, *, up: bool, top: int | None) -> pd.DataFrame:

@@ -86,15 +86,30 @@ def _versions() -> dict[str, str]:
     return versions
 
 
+def weighting_text(cell_types, weights) -> str:
+    """How a score weighs its rows, in words: each distinct row weight's cell types and their share of the score."""
+    weights = np.asarray(weights, dtype=np.float64)
+    if np.allclose(weights, weights[0]):
+        return "rows unweighted: every validated row counts the same"
+    frame = pd.DataFrame({"cell_type": np.asarray(cell_types, dtype=str), "weight": weights})
+    frame["level"] = np.round(weights / weights.max(), 9)
+    shares = [f"{', '.join(sorted(g['cell_type'].unique()))} {g['weight'].sum() / weights.sum():.0%}"
+              for _, g in frame.groupby("level", sort=False)]
+    return "rows weighted as the scheme weighs them (weights.parquet); share of the score: " + "; ".join(shares)
+
+
 def _scores(keys: pd.DataFrame, folds: np.ndarray, y: np.ndarray, oof: np.ndarray, weights: np.ndarray) -> dict:
     rmse, zeros_rmse = rowwise_rmse(y, oof), rowwise_rmse(y, np.zeros_like(y))
-    frame = pd.DataFrame({"cell_type": keys["cell_type"].astype(str).to_numpy(), "fold": folds, "rmse": rmse, "zeros": zeros_rmse})
+    cell_types = keys["cell_type"].astype(str).to_numpy()
+    frame = pd.DataFrame({"cell_type": cell_types, "fold": folds, "rmse": rmse, "zeros": zeros_rmse, "weight": weights})
     compounds = keys["sm_name"].astype(str).to_numpy()
 
     def table(by: str) -> dict:
+        # Weighted as the overall score is, so the overall is the folds' scores averaged by their total row weight.
         grouped = frame.groupby(by, sort=True)
         return {
-            str(name): {"rows": int(len(g)), "mrrmse": float(g["rmse"].mean()), "zeros": float(g["zeros"].mean())}
+            str(name): {"rows": int(len(g)), "mrrmse": float(np.average(g["rmse"], weights=g["weight"])),
+                        "zeros": float(np.average(g["zeros"], weights=g["weight"])), "weight": float(g["weight"].sum() / weights.sum())}
             for name, g in grouped
         }
 
@@ -107,6 +122,7 @@ def _scores(keys: pd.DataFrame, folds: np.ndarray, y: np.ndarray, oof: np.ndarra
     clipped = clip_layer(y)
     return {
         **overall(rmse, zeros_rmse),
+        "weighting": weighting_text(cell_types, weights),
         "clipped": overall(rowwise_rmse(clipped, clip_layer(oof)), rowwise_rmse(clipped, np.zeros_like(clipped))),
         "per_fold": table("fold"),
         "per_cell_type": table("cell_type"),
@@ -187,7 +203,7 @@ def _run_folds(dataset, config, models, splitter, fold_ids, progress, log_buffer
             entry["history"] = histories[0]
         fold_meta.append(entry)
         row_rmse[valid_idx] = rowwise_rmse(y[valid_idx], oof[valid_idx])
-        score = float(row_rmse[valid_idx].mean())
+        score = float(np.average(row_rmse[valid_idx], weights=row_weights[valid_idx]))  # weighted, as the run's scores
         logger.info("fold %d: %d train, %d valid rows, MRRMSE %.4f, %.1f s", fold, len(train_idx), len(valid_idx), score, entry["seconds"])
         if on_fold is not None:
             done = ~np.isnan(row_rmse)
@@ -267,22 +283,29 @@ def _run_meta(dataset, config, seeds, folds, scores, fold_meta, started) -> dict
 
 
 def summary_text(meta: dict) -> str:
-    """The one-screen summary: per fold, per cell type, overall, against predicting zeros."""
+    """The one-screen summary: per fold, per cell type, overall, against predicting zeros.
+
+    Every MRRMSE in it weighs the rows alike (the scheme's weights, ``scores.weighting``): ``share`` is a
+    fold's or cell type's part of the overall score, which is the share-weighted mean of the rows above it.
+    """
     scores = meta["scores"]
     seeds = ",".join(map(str, meta.get("seeds", [meta["seed"]])))
     lines = [f"{meta['model']}  scheme={meta['scheme']}  seeds={seeds}  genes={meta['n_genes']}"]
     timing = {str(f["fold"]): f["seconds"] for f in meta["folds"]}
     for title, table in (("fold", scores["per_fold"]), ("cell type", scores["per_cell_type"])):
-        lines.append(f"{title:<20} {'rows':>5} {'MRRMSE':>8} {'zeros':>8} {'rel':>6}" + (f" {'sec':>7}" if title == "fold" else ""))
+        lines.append(f"{title:<20} {'rows':>5} {'share':>6} {'MRRMSE':>8} {'zeros':>8} {'rel':>6}" + (f" {'sec':>7}" if title == "fold" else ""))
         for name, row in table.items():
-            line = f"{name:<20} {row['rows']:>5} {row['mrrmse']:>8.4f} {row['zeros']:>8.4f} {row['mrrmse'] / row['zeros']:>6.3f}"
+            share = f"{row['weight']:>6.1%}" if "weight" in row else f"{'-':>6}"  # runs written before the shares were stored
+            line = f"{name:<20} {row['rows']:>5} {share} {row['mrrmse']:>8.4f} {row['zeros']:>8.4f} {row['mrrmse'] / row['zeros']:>6.3f}"
             lines.append(line + (f" {timing.get(name, 0.0):>7.1f}" if title == "fold" else ""))
     for title, layer in (("overall", scores), ("clipped (±4) overall", scores.get("clipped"))):
         if layer is None:  # a run written before the clipped layer was scored
             continue
         rel, interval = layer["relative_to_zeros"], layer.get("relative_to_zeros_interval")
-        lines.append(f"{title:<20} {'':>5} {layer['overall']:>8.4f} {layer['zeros']:>8.4f} {rel if rel is None else f'{rel:>6.3f}'}"
+        lines.append(f"{title:<20} {'':>5} {'':>6} {layer['overall']:>8.4f} {layer['zeros']:>8.4f} {rel if rel is None else f'{rel:>6.3f}'}"
                      + (f" [{interval[0]:.3f}, {interval[1]:.3f}] (95 % bootstrap over compounds)" if interval else ""))
+    lines.append("weighting: " + scores.get("weighting", "not recorded (a run written before per-fold scores were weighted: "
+                                                         "its per-fold MRRMSE is unweighted, its overall weighted)"))
     if "seed_std" in scores:
         lines.append(f"{'seeds':<20} {len(meta['seeds']):>5} per-seed MRRMSE std {scores['seed_std']:.4f}")
     lines.append(f"total {meta['timings']['total_seconds']:.1f} s")

@@ -21,6 +21,8 @@ import pandas as pd
 
 from perturbkit.cv.store import read_meta
 from perturbkit.errors import PerturbkitError
+from perturbkit.report.labels import member_labels
+from perturbkit.report.scales import scale_lines
 
 
 OWNED_FILES = "report-files.json"  # the files the last report into a folder wrote
@@ -40,25 +42,35 @@ def _pyplot():
 
 
 def _save(fig, path: Path) -> Path:
-    fig.tight_layout()
     fig.savefig(path, dpi=110)
     _pyplot().close(fig)
     return path
 
 
+def _text_width(labels, fontsize: float = 8.0) -> float:
+    """Inches the longest of ``labels`` takes at ``fontsize`` (an average glyph is ~0.6 em wide)."""
+    return max((len(str(label)) for label in labels), default=0) * fontsize * 0.6 / 72
+
+
+# Figures use matplotlib's constrained layout, sized from the number of members and the length of their labels,
+# so that nothing overlaps or is cut at any member count.
 def plot_grouped_bars(table: pd.DataFrame, path: Path, *, title: str, xlabel: str) -> Path:
-    """Bars of MRRMSE: one group per row of ``table`` (fold, cell type), one bar per column (model)."""
+    """Bars of MRRMSE: one group per row of ``table`` (fold, cell type), one bar per column (model); legend below."""
     plt = _pyplot()
     n_groups, n_series = table.shape
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.2 + n_groups * (0.25 * n_series + 0.4)), 4.2))
+    width_in = min(12.0, max(7.0, 1.5 + n_groups * (0.22 * n_series + 0.5)))  # wider than a page helps no one: thinner bars
+    column_width = _text_width(table.columns) + 0.6
+    ncol = max(1, min(n_series, int(width_in // column_width)))
+    legend_rows = -(-n_series // ncol)
+    fig, ax = plt.subplots(figsize=(width_in, 3.8 + 0.22 * legend_rows), layout="constrained")
     width = 0.8 / max(n_series, 1)
     x = np.arange(n_groups)
     colors = plt.get_cmap("tab20")(np.linspace(0, 1, max(n_series, 2)))
     for i, column in enumerate(table.columns):
-        hatch = "//" if column.startswith("blend") else None
+        hatch = "//" if column.startswith("tuned blend") else None
         ax.bar(x + (i - (n_series - 1) / 2) * width, table[column].to_numpy(dtype=float), width, label=column,
                color=colors[i], hatch=hatch, edgecolor="black" if hatch else None, linewidth=0.4)
-    ax.set_xticks(x, [str(i) for i in table.index], rotation=20 if n_groups > 4 else 0)
+    ax.set_xticks(x, [str(i) for i in table.index])
     ax.set_xlabel(xlabel)
     ax.set_ylabel("MRRMSE (lower is better)")
     values = table.to_numpy(dtype=float)
@@ -67,52 +79,73 @@ def plot_grouped_bars(table: pd.DataFrame, path: Path, *, title: str, xlabel: st
         low, high = finite.min(), finite.max()
         ax.set_ylim(max(0.0, low - 0.15 * (high - low + 1e-9)), high + 0.05 * (high - low + 1e-9))
     ax.set_title(title)
-    ax.legend(fontsize=7, ncol=2, loc="best")
+    fig.legend(loc="outside lower center", ncol=ncol, fontsize=8, frameon=False)
     return _save(fig, path)
 
 
+def _weight_panels(weights: pd.DataFrame) -> pd.DataFrame:
+    """One column per distinct weight set: cell types with the same weights share a panel, titled by all of them."""
+    groups: dict[tuple, list[str]] = {}
+    for column in weights.columns:
+        groups.setdefault(tuple(np.round(weights[column].to_numpy(dtype=float), 12)), []).append(str(column))
+    return pd.DataFrame({", ".join(cts): weights[cts[0]].to_numpy() for cts in groups.values()}, index=weights.index)
+
+
 def plot_weights(weights: pd.DataFrame, path: Path) -> Path:
-    """Horizontal bars of the blend weights, one panel column per test cell type."""
+    """Horizontal bars of the blend weights, one panel per distinct weight set (the cell types using it in its title)."""
     plt = _pyplot()
-    fig, axes = plt.subplots(1, weights.shape[1], figsize=(3.6 * weights.shape[1] + 1.5, 0.35 * len(weights) + 1.5), squeeze=False)
-    for ax, column in zip(axes[0], weights.columns):
-        ax.barh(weights.index[::-1], weights[column].to_numpy()[::-1], color="tab:blue")
-        ax.set_xlim(0, 1)
-        ax.set_title(f"weights ({column})")
-        for y, value in enumerate(weights[column].to_numpy()[::-1]):
-            ax.text(min(value, 0.85) + 0.01, y, f"{value:.3f}", va="center", fontsize=8)
+    panels = _weight_panels(weights)
+    n = len(panels)
+    fig, axes = plt.subplots(1, panels.shape[1], sharey=True, squeeze=False, layout="constrained",
+                             figsize=(_text_width(panels.index, 9) + 0.6 + 3.4 * panels.shape[1], 0.4 * n + 1.2))
+    y = np.arange(n)[::-1]  # the first member on top
+    top = max(0.05, float(np.nanmax(panels.to_numpy(dtype=float), initial=0.0)))
+    for ax, column in zip(axes[0], panels.columns):
+        values = panels[column].to_numpy(dtype=float)
+        ax.barh(y, values, color="tab:blue")
+        ax.set_xlim(0, top * 1.2)  # room for the value printed right of each bar
+        ax.set_xlabel("weight")
+        ax.set_title(f"weights: {column}", fontsize=10)
+        for row, value in zip(y, values):
+            ax.text(value + 0.01 * top, row, f"{value:.3f}", va="center", fontsize=8)
+    axes[0][0].set_yticks(y, list(panels.index), fontsize=9)
     return _save(fig, path)
 
 
 def plot_correlation(names, matrix, path: Path) -> Path:
     plt = _pyplot()
     matrix = np.asarray(matrix, dtype=float)
-    size = 1.5 + 0.55 * len(names)
-    fig, ax = plt.subplots(figsize=(size + 1.2, size))
+    n = len(names)
+    label = _text_width(names, 8)
+    cells = 0.55 * n + 0.6
+    # Rotated x labels take ~0.7 of their length in height; the colour bar and its label ~1.2 in of width.
+    fig, ax = plt.subplots(figsize=(label + cells + 1.4, 0.7 * label + cells + 0.6), layout="constrained")
     image = ax.imshow(matrix, vmin=-1, vmax=1, cmap="RdBu_r")
-    ax.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=8)
-    ax.set_yticks(range(len(names)), names, fontsize=8)
-    if len(names) <= 12:
-        for i in range(len(names)):
-            for j in range(len(names)):
-                ax.text(j, i, f"{matrix[i, j]:.2f}", ha="center", va="center", fontsize=7)
+    ax.set_xticks(range(n), names, rotation=45, ha="right", rotation_mode="anchor", fontsize=8)
+    ax.set_yticks(range(n), names, fontsize=8)
+    if n <= 12:
+        for i in range(n):
+            for j in range(n):
+                ax.text(j, i, f"{matrix[i, j]:.2f}", ha="center", va="center", fontsize=7,
+                        color="white" if abs(matrix[i, j]) > 0.75 else "black")
     fig.colorbar(image, ax=ax, shrink=0.8, label="correlation of OOF residuals")
     ax.set_title("member residual correlation")
     return _save(fig, path)
 
 
 def plot_search(search: dict, path: Path) -> Path | None:
+    """The weight search's best objective so far, one panel per weight set (their row weights differ, so do their scales)."""
     plt = _pyplot()
     histories = {key: s.get("history") or [] for key, s in search.items()}
     if not any(len(h) > 1 for h in histories.values()):
         return None
-    fig, ax = plt.subplots(figsize=(6, 3.6))
-    for key, history in histories.items():
-        ax.plot(np.arange(1, len(history) + 1), history, label=key)
-    ax.set_xlabel("trial / step")
-    ax.set_ylabel("best in-sample MRRMSE so far")
-    ax.set_title("weight search")
-    ax.legend(fontsize=8)
+    fig, axes = plt.subplots(1, len(histories), squeeze=False, figsize=(1.2 + 4.2 * len(histories), 3.4), layout="constrained")
+    for ax, (key, history) in zip(axes[0], histories.items()):
+        ax.plot(np.arange(1, len(history) + 1), history)
+        ax.set_xlabel("trial / step")
+        ax.set_title(f"weight set {key}", fontsize=10)
+    axes[0][0].set_ylabel("best so far: mean of row weight × RMSE")
+    fig.suptitle("weight search (in-sample objective)")
     return _save(fig, path)
 
 
@@ -149,7 +182,7 @@ def _md_table(frame: pd.DataFrame, float_format="{:.4f}") -> str:
 
 
 def _write_pages(out_dir: Path, title: str, sections: list[tuple]) -> None:
-    """``sections``: (heading, image file name or list of them or None, table or None, text or None)."""
+    """``sections``: (heading, image file name or list of them or None, table or None, paragraph or list of them or None)."""
     css = "body{font-family:sans-serif;max-width:1100px;margin:2em auto}table.scores{border-collapse:collapse}" \
           "table.scores td,table.scores th{padding:2px 8px;text-align:right;border-bottom:1px solid #ddd}img{max-width:100%}"
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{css}</style></head><body>",
@@ -158,9 +191,9 @@ def _write_pages(out_dir: Path, title: str, sections: list[tuple]) -> None:
     for heading, image, table, text in sections:
         parts.append(f"<h2>{html.escape(heading)}</h2>")
         md += [f"## {heading}", ""]
-        if text:
-            parts.append(f"<p>{html.escape(text)}</p>")
-            md += [text, ""]
+        for paragraph in [text] if isinstance(text, str) else (text or []):
+            parts.append(f"<p>{html.escape(paragraph)}</p>")
+            md += [paragraph, ""]
         if table is not None:
             parts.append(_html_table(table))
             md += [_md_table(table), ""]
@@ -201,65 +234,83 @@ def _layer_ratios(meta: dict) -> list:
     return cells
 
 
+SERIES = {"simple_average": "simple average", "blend": "tuned blend (in-sample)", "blend_unclipped": "tuned blend, unclipped (in-sample)",
+          "blend_nested": "tuned blend (nested)"}
+
+
+def _weighting(metas: dict[str, dict]) -> str:
+    """The runs' row weighting in words (runs written before it was recorded: a note saying so)."""
+    texts = {m["scores"]["weighting"] for m in metas.values() if "weighting" in m.get("scores", {})}
+    if len(texts) == 1:
+        return texts.pop()
+    return "rows weighted as the runs' scheme weighs them (weights.parquet)"
+
+
 def build_blend_report(blend_json: Path | str, out_dir: Path | str) -> Path:
     """``out_dir`` with the plots and pages of the blend recorded in ``blend_json``."""
     from perturbkit.blend.record import read_blend_record
-
     record = read_blend_record(blend_json)  # refuses a record whose files changed since (an interrupted blend)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     details = record.details
     scores = details["scores"]
     names = record.names
-    per_fold = pd.DataFrame(scores["per_fold"]).T
+    labels = member_labels([(m.model or m.config.get("model"), m.config) for m in record.members])
+    label_of = dict(zip(names, labels)) | SERIES
+    per_fold = pd.DataFrame(scores["per_fold"]).T.rename(columns=label_of)
     per_fold.index.name = "fold"
-    per_cell_type = pd.DataFrame(scores["per_cell_type"]).T
+    per_cell_type = pd.DataFrame(scores["per_cell_type"]).T.rename(columns=label_of)
     per_cell_type.index.name = "cell type"
 
     # The weights each test cell type's rows get (the blend's test predictions are made with these).
     cell_types = record.cell_types
-    applied, scale = record.weights_for(cell_types)
-    weights = pd.DataFrame(applied.T, index=pd.Index(names, name="member"), columns=cell_types)
+    applied, _ = record.weights_for(cell_types)
+    weights = pd.DataFrame(applied.T, index=pd.Index(labels, name="member"), columns=cell_types)
     summary = pd.DataFrame(
         {
             **{f"weight {ct}": [*weights[ct], np.nan, np.nan] for ct in cell_types},
             "in-sample": [scores["members"][n] for n in names] + [scores["simple_average"], scores["in_sample"]],
             "nested": [scores["members"][n] for n in names] + [scores["simple_average"], scores.get("nested") or np.nan],
         },
-        index=pd.Index([*names, "simple average", "tuned blend"], name="model"),
+        index=pd.Index([*labels, "simple average", "tuned blend"], name="model"),
     )
-    metas = {m.name: read_meta(m.path) for m in record.members if (Path(m.path) / "meta.json").is_file()}
+    metas = {label: read_meta(m.path) for label, m in zip(labels, record.members) if (Path(m.path) / "meta.json").is_file()}
     # The tuned blend's CV is its nested score; it has no bootstrap interval (blends written before a layer's zeros: blanks).
     def blend_ratio(layer: dict, name: str) -> float:
         value = layer.get(f"{name}_relative_to_zeros")
         return np.nan if value is None else value
 
     clipped = scores.get("clipped") or {}
-    layers = pd.DataFrame([*(_layer_ratios(metas.get(n, {})) for n in names), [np.nan, "-", np.nan, "-"],
+    layers = pd.DataFrame([*(_layer_ratios(metas.get(label, {})) for label in labels), [np.nan, "-", np.nan, "-"],
                            [blend_ratio(scores, "nested"), "-", blend_ratio(clipped, "nested"), "-"]],
                           index=summary.index, columns=list(LAYER_COLUMNS))
     # Members have no fitted parameters: their in-sample ratio is their CV ratio, as in the in-sample column.
     layers[CLIPPED_IN_SAMPLE] = [*layers["clipped CV × zeros"].iloc[:len(names)], np.nan, blend_ratio(clipped, "in_sample")]
     summary = summary.join(layers)
-    scales = ", ".join(f"{ct} {s:g}" for ct, s in zip(cell_types, scale))
+    summary["run"] = [*(m.run_id or "-" for m in record.members), "-", "-"]
+    weighting = _weighting(metas)
     sections = [
         ("Scores", None, summary,
          f"method {record.method}, scheme {details['scheme']}, {scores['rows']} OOF rows, {details['n_genes']} genes. "
+         "Members are labelled by model and how their config differs from the model's shipped one; 'run' is the run id. "
          "Members and the simple average have no fitted parameters; the tuned blend's in-sample score is fitted and scored "
          "on the same rows, its nested score fits on K-1 folds and scores the held-out one. Each member's CV is also given as "
          "a ratio to zeros on the unclipped values and on openproblems' clipped layer (±4), with 95 % bootstrap intervals over compounds; "
-         "the tuned blend's on the clipped layer, nested (its CV) and in-sample, without intervals."),
-        ("MRRMSE per fold", plot_grouped_bars(per_fold, out_dir / "per_fold.png", title="MRRMSE per fold", xlabel="fold").name, per_fold, None),
+         f"the tuned blend's on the clipped layer, nested (its CV) and in-sample, without intervals. Every MRRMSE: {weighting}."),
+        ("MRRMSE per fold", plot_grouped_bars(per_fold, out_dir / "per_fold.png", title="MRRMSE per fold", xlabel="fold").name, per_fold,
+         f"Each fold's MRRMSE weighs its rows as the overall score does: {weighting}. A member's numbers here are the ones "
+         "`perturbkit cv` printed for its run."),
         ("MRRMSE per cell type", plot_grouped_bars(per_cell_type, out_dir / "per_cell_type.png", title="MRRMSE per cell type",
                                                   xlabel="cell type").name, per_cell_type, None),
         ("Blend weights per test cell type", plot_weights(weights, out_dir / "weights.png").name, weights,
-         f"scale: {scales}; clip: {record.clip}"),
+         f"clip: {record.clip}. A test row's prediction is its cell type's scale times the weighted sum of the members (next section)."),
+        ("Scale of the test predictions", None, None, scale_lines(record)),
     ]
     if len(names) > 1:
         correlation = details["correlation"]
-        sections.append(("Member residual correlation", plot_correlation(correlation["names"], correlation["matrix"],
-                                                                          out_dir / "correlation.png").name, None,
-                         "Correlation of the members' OOF residuals pooled over rows; low correlation is what a blend feeds on."))
+        sections.append(("Member residual correlation",
+                         plot_correlation([label_of[n] for n in correlation["names"]], correlation["matrix"], out_dir / "correlation.png").name,
+                         None, "Correlation of the members' OOF residuals pooled over rows; low correlation is what a blend feeds on."))
     search_png = plot_search(details["search"], out_dir / "search.png")
     if search_png:
         sections.append(("Weight search", search_png.name, None, None))
@@ -276,15 +327,16 @@ def build_runs_report(run_dirs, out_dir: Path | str, title: str = "Runs") -> Pat
     """Per-fold / per-cell-type scores (from each run's meta) and loss curves, for runs without a blend."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    metas = {}
+    runs = []
     for run in map(Path, run_dirs):
         if not (run / "meta.json").is_file():
             raise ReportError(f"{run}: no meta.json")
-        meta = read_meta(run)
-        name = meta.get("model", run.parent.name)
-        metas[name if name not in metas else f"{name}:{run.name}"] = meta
-    if not metas:
+        runs.append((run, read_meta(run)))
+    if not runs:
         raise ReportError("no runs to report")
+
+    labels = member_labels([(meta.get("model", run.parent.name), meta.get("config")) for run, meta in runs])
+    metas = dict(zip(labels, (meta for _, meta in runs)))
 
     def table(key: str) -> pd.DataFrame:
         return pd.DataFrame({n: {k: v["mrrmse"] for k, v in m["scores"][key].items()} for n, m in metas.items()})
@@ -294,11 +346,15 @@ def build_runs_report(run_dirs, out_dir: Path | str, title: str = "Runs") -> Pat
     summary = pd.DataFrame({"MRRMSE": [m["scores"]["overall"] for m in metas.values()],
                             **dict(zip(LAYER_COLUMNS, zip(*(_layer_ratios(m) for m in metas.values())))),
                             "scheme": [m.get("scheme") for m in metas.values()],
-                            "run": [m.get("run_id") for m in metas.values()]}, index=pd.Index(list(metas), name="model"))
+                            "run": [run.name for run, _ in runs]}, index=pd.Index(labels, name="model"))
+    unweighted = [label for label, m in metas.items() if "weighting" not in m["scores"]]
+    per_fold_text = (f"Each fold's MRRMSE weighs its rows as the overall score does, as `perturbkit cv` prints them: {_weighting(metas)}."
+                     + (f" Written before per-fold scores were weighted, so unweighted here: {', '.join(unweighted)}." if unweighted else ""))
     sections = [
         ("Scores", None, summary, "CV MRRMSE, and as a ratio to zeros on the unclipped values and on openproblems' clipped "
                                   "layer (±4), with 95 % bootstrap intervals over compounds."),
-        ("MRRMSE per fold", plot_grouped_bars(per_fold, out_dir / "per_fold.png", title="MRRMSE per fold", xlabel="fold").name, per_fold, None),
+        ("MRRMSE per fold", plot_grouped_bars(per_fold, out_dir / "per_fold.png", title="MRRMSE per fold", xlabel="fold").name, per_fold,
+         per_fold_text),
         ("MRRMSE per cell type", plot_grouped_bars(per_cell_type, out_dir / "per_cell_type.png", title="MRRMSE per cell type",
                                                   xlabel="cell type").name, per_cell_type, None),
     ]
