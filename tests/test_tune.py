@@ -446,6 +446,25 @@ def test_killing_the_tune_parent_stops_its_workers_and_the_study_stops_growing(s
     assert "Traceback" not in (tmp_path / "stderr.txt").read_text()  # the workers stopped quietly
 
 
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads process states from /proc")
+def test_ctrl_c_stops_the_workers_quietly_and_fails_their_running_trials(small_world, tmp_path):
+    errors = (tmp_path / "stderr.txt").open("w")
+    parent = subprocess.Popen(_tune_command(small_world, tmp_path, trials=40), cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=errors,
+                              start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        _running_trials(tmp_path, until=time.time() + 180, workers=2)
+        workers = _children(parent.pid)
+        os.killpg(parent.pid, signal.SIGINT)  # a terminal's Ctrl-C reaches the whole process group
+        parent.wait(timeout=60)
+    finally:
+        parent.kill()
+    assert not any(_alive(pid) for pid in workers)
+    trials = _trials(tmp_path)
+    assert len(trials) < 40 and optuna.trial.TrialState.RUNNING not in {t.state for t in trials}
+    assert optuna.trial.TrialState.FAIL in {t.state for t in trials}  # the interrupted ones
+    assert (tmp_path / "stderr.txt").read_text().count("Traceback") <= 1  # the parent's KeyboardInterrupt, none from a worker
+
+
 def test_a_worker_killed_mid_trial_is_failed_by_its_parent_at_once(small_world, tmp_path):
     parent = subprocess.Popen(_tune_command(small_world, tmp_path, trials=2), cwd=tmp_path,
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)

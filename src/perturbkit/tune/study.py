@@ -439,7 +439,8 @@ def run_tune(settings: TuneSettings, *, say=print, terminal: bool | None = None)
                 process.start()
         try:
             for process in processes:
-                process.join()
+                while process.exitcode is None:
+                    process.join(1.0)  # wakes each second: a Ctrl-C may have gone to another thread of this process
         finally:  # an interrupted tune (Ctrl-C) stops its workers; each fails its running trial
             for process in processes:
                 process.terminate()
