@@ -201,9 +201,9 @@ class Objective:
             if _Stop.pending:
                 raise _Stopped
             return self._trial(trial)
-        except _Stopped:  # fail it ourselves and exit at once: Optuna would log the stop as an error, with a traceback
+        except _Stopped:  # fail it ourselves: Optuna would log the stop as an error, with a traceback (it lets SystemExit pass)
             trial.study.tell(trial, state=optuna.trial.TrialState.FAIL)
-            os._exit(STOPPED)
+            raise SystemExit(STOPPED) from None
         finally:
             _Stop.inside = False
 
@@ -290,7 +290,7 @@ def _on_sigterm(signum, frame) -> None:
 
 def _exit_if_stopped(study, trial) -> None:  # an optimize callback: the trial is recorded
     if _Stop.pending:
-        os._exit(STOPPED)
+        raise SystemExit(STOPPED)
 
 
 def _watch_parent(parent_pid: int) -> None:
