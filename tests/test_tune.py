@@ -421,6 +421,13 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def _wait_until_gone(pids: set[int], seconds: float = 60) -> None:
+    deadline = time.time() + seconds
+    while any(_alive(pid) for pid in pids):
+        assert time.time() < deadline, f"workers {sorted(p for p in pids if _alive(p))} outlived their parent"
+        time.sleep(0.2)
+
+
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads process states from /proc")
 def test_killing_the_tune_parent_stops_its_workers_and_the_study_stops_growing(small_world, tmp_path):
     errors = (tmp_path / "stderr.txt").open("w")  # the workers write theirs here too
@@ -433,10 +440,7 @@ def test_killing_the_tune_parent_stops_its_workers_and_the_study_stops_growing(s
         parent.send_signal(signal.SIGKILL)
         parent.wait()
     assert running <= workers and len(workers) >= 2
-    deadline = time.time() + 60
-    while any(_alive(pid) for pid in workers):
-        assert time.time() < deadline, f"workers {sorted(p for p in workers if _alive(p))} outlived their parent"
-        time.sleep(0.2)
+    _wait_until_gone(workers)
     count = len(_trials(tmp_path))
     time.sleep(2)
     trials = _trials(tmp_path)
@@ -458,7 +462,7 @@ def test_ctrl_c_stops_the_workers_quietly_and_fails_their_running_trials(small_w
         parent.wait(timeout=60)
     finally:
         parent.kill()
-    assert not any(_alive(pid) for pid in workers)
+    _wait_until_gone(workers)  # the workers, then multiprocessing's resource tracker
     trials = _trials(tmp_path)
     assert len(trials) < 40 and optuna.trial.TrialState.RUNNING not in {t.state for t in trials}
     assert optuna.trial.TrialState.FAIL in {t.state for t in trials}  # the interrupted ones
