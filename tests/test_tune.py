@@ -4,6 +4,7 @@ study in SQLite and in a real PostgreSQL server, a killed worker, the tuned conf
 from __future__ import annotations
 
 import json
+import math
 import multiprocessing
 import os
 import re
@@ -25,6 +26,7 @@ from perturbkit.config import apply_overrides, load_config, parse_override
 from perturbkit.cv import list_runs
 from perturbkit.data import load_dataset
 from perturbkit.errors import ConfigError
+from perturbkit.io import OutputError
 from perturbkit.tune import (
     TuneError,
     TuneSettings,
@@ -37,8 +39,9 @@ from perturbkit.tune import (
     without_tune,
     write_tuned_config,
 )
-from perturbkit.tune.study import Objective, WorkerJob, run_worker
+from perturbkit.tune.study import Objective, WorkerJob, check_outputs, run_worker, worker_count
 from perturbkit.tune.toml_text import dumps, toml_literal
+from perturbkit.tune.watch import TrialLines, trial_line
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 # A small space keeps the trials short; the shipped pca_ridge [tune] table is parsed on its own below.
@@ -60,7 +63,16 @@ def pca_ridge_config(tune: dict) -> dict:
 # --- the search space --------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("model", ["pca_ridge", "pca_knn", "pca_lgbm", "mlp", "transformer"])
+SHIPPED_SPACES = sorted(path.stem for path in CONFIGS.glob("*.toml") if "tune" in tomllib.loads(path.read_text()))
+RECIPE_MODELS = sorted({member["model"] for member in tomllib.loads((CONFIGS / "recipe.toml").read_text())["members"]})
+
+
+def test_every_model_of_the_recipe_ships_a_tune_space():
+    assert set(RECIPE_MODELS) == {"transfer_ridge", "pca_knn", "compound_mean"}
+    assert set(RECIPE_MODELS) <= set(SHIPPED_SPACES)
+
+
+@pytest.mark.parametrize("model", SHIPPED_SPACES)
 def test_every_shipped_tune_table_parses_and_builds(model):
     config, space = load_tune_config(TuneSettings(model=model, configs_dir=CONFIGS))
     assert space.dimensions
@@ -112,6 +124,25 @@ def test_bad_space_is_a_named_config_error(tune, message):
     with pytest.raises(ConfigError, match="configs/pca_ridge.toml") as error:
         parse_space(pca_ridge_config(tune), "configs/pca_ridge.toml")
     assert message in str(error.value)
+
+
+@pytest.mark.parametrize("model", RECIPE_MODELS)
+def test_the_shipped_space_of_each_recipe_model_runs_a_short_study(model, small_world, tmp_path):
+    outcome = run_tune(settings(small_world, tmp_path, model=model, trials=2, pruner="none", overrides=()), say=lambda _: None)
+    trials = outcome.study.trials
+    assert [t.state for t in trials] == [optuna.trial.TrialState.COMPLETE] * 2
+    assert trials[0].user_attrs.get("shipped")  # the shipped config lies in its own space
+    assert trials[1].params != trials[0].params and all(math.isfinite(t.value) for t in trials)
+
+
+@pytest.mark.parametrize("model", ["transfer_ridge", "compound_mean", "pca_ridge", "mlp"])
+def test_a_config_without_tune_suggests_a_line_the_model_accepts(model):
+    config = without_tune(load_config(model, configs_dir=CONFIGS))
+    with pytest.raises(ConfigError, match=rf"configs/{model}.toml: no \[tune\] table") as error:
+        parse_space(config, f"configs/{model}.toml")
+    example = str(error.value).split("e.g. [tune] ")[1]
+    (dimension,) = parse_space({**config, "tune": tomllib.loads(example)}, "t").dimensions  # builds at both ends
+    assert dimension.key.split(".")[0] in ("params", "features")
 
 
 def test_a_bad_space_fails_before_any_trial_and_writes_nothing(small_world, tmp_path):
@@ -199,6 +230,49 @@ def test_the_pruner_sees_the_weighted_running_score_the_trial_returns(small_worl
     assert trial.intermediate_values != pytest.approx(unweighted, rel=1e-3)  # the weighting matters under test_like
 
 
+# --- watching a study ----------------------------------------------------------------------------
+
+LINE = re.compile(r"trial (\d+): (\d+\.\d{4}|pruned after fold \d+ at \d+\.\d{4}|failed) in \d+ s; best (\d+\.\d{4}) \(trial (\d+)\)")
+
+
+def test_tuning_says_one_line_per_finished_trial_with_its_value_and_the_best_so_far(small_world, tmp_path):
+    lines = []
+    outcome = run_tune(settings(small_world, tmp_path, trials=4, pruner="none"), say=lines.append, terminal=True)
+    trial_lines = [LINE.fullmatch(line) for line in lines if line.startswith("trial ")]
+    assert len(trial_lines) == 4 and all(trial_lines), lines
+    best = float("inf")
+    for match, trial in zip(trial_lines, outcome.study.trials):
+        assert int(match[1]) == trial.number and float(match[2]) == pytest.approx(trial.value, abs=5e-5)
+        best = min(best, trial.value)
+        assert float(match[3]) == pytest.approx(best, abs=5e-5)
+
+
+def _scripted_study(values, pruned=()):
+    """An in-memory study whose trial i reports two folds and ends with values[i] (or is pruned after fold 1)."""
+    study = optuna.create_study()
+
+    def objective(trial):
+        trial.report(values[trial.number] + 0.1, 0)
+        trial.report(values[trial.number], 1)
+        if trial.number in pruned:
+            raise optuna.TrialPruned()
+        return values[trial.number]
+
+    return study, objective
+
+
+def test_a_pruned_trial_line_says_so_and_a_log_file_gets_only_bests_and_the_last_trial_within_the_interval():
+    values = [0.9, 0.8, 0.95, 0.7, 0.85, 0.99]
+    study, objective = _scripted_study(values, pruned={2})
+    every_trial, throttled = [], []
+    study.optimize(objective, n_trials=6, callbacks=[TrialLines(every_trial.append), TrialLines(throttled.append, 3600.0, 6)])
+    assert len(every_trial) == 6 and every_trial[2].startswith("trial 2: pruned after fold 1 at 0.9500")
+    assert every_trial[5].startswith("trial 5: 0.9900") and every_trial[5].endswith("best 0.7000 (trial 3)")
+    # Within the interval: the first line, each new best (trials 1 and 3) and the worker's last trial.
+    assert [int(line.split(":")[0].split()[1]) for line in throttled] == [0, 1, 3, 5]
+    assert trial_line(optuna.create_study(), study.trials[2]).endswith("no complete trial yet")
+
+
 # --- workers sharing one study -------------------------------------------------------------------
 
 
@@ -261,6 +335,14 @@ def test_a_second_command_joins_the_study_and_other_settings_are_refused(small_w
     with pytest.raises(TuneError, match="config_hash"):
         run_tune(settings(small_world, tmp_path, trials=1, overrides=(*SMALL_SPACE, "features.leave_one_out=true")))
     assert len(open_study(settings(small_world, tmp_path)).trials) == 3
+
+
+def test_workers_are_capped_at_the_trials_and_the_cores(small_world, tmp_path):
+    lines = []
+    outcome = run_tune(settings(small_world, tmp_path, trials=1, workers=10_000), say=lines.append)
+    assert len(outcome.workers) == 1 and outcome.study.trials[0].user_attrs["pid"] == os.getpid()  # no process started
+    assert "1 worker(s) (--workers 10000 capped at the trials and cores)" in lines[0]
+    assert worker_count(settings(small_world, tmp_path, trials=None, timeout=1.0, workers=10_000)) == len(os.sched_getaffinity(0))
 
 
 def _kill_target(job):
@@ -339,10 +421,18 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def _wait_until_gone(pids: set[int], seconds: float = 60) -> None:
+    deadline = time.time() + seconds
+    while any(_alive(pid) for pid in pids):
+        assert time.time() < deadline, f"workers {sorted(p for p in pids if _alive(p))} outlived their parent"
+        time.sleep(0.2)
+
+
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads process states from /proc")
 def test_killing_the_tune_parent_stops_its_workers_and_the_study_stops_growing(small_world, tmp_path):
+    errors = (tmp_path / "stderr.txt").open("w")  # the workers write theirs here too
     parent = subprocess.Popen(_tune_command(small_world, tmp_path, trials=40), cwd=tmp_path,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                              stdout=subprocess.DEVNULL, stderr=errors)
     try:
         running = {t.user_attrs["pid"] for t in _running_trials(tmp_path, until=time.time() + 180, workers=1)}
         workers = _children(parent.pid)  # both workers (and multiprocessing's resource tracker): all must go
@@ -350,16 +440,33 @@ def test_killing_the_tune_parent_stops_its_workers_and_the_study_stops_growing(s
         parent.send_signal(signal.SIGKILL)
         parent.wait()
     assert running <= workers and len(workers) >= 2
-    deadline = time.time() + 60
-    while any(_alive(pid) for pid in workers):
-        assert time.time() < deadline, f"workers {sorted(p for p in workers if _alive(p))} outlived their parent"
-        time.sleep(0.2)
+    _wait_until_gone(workers)
     count = len(_trials(tmp_path))
     time.sleep(2)
     trials = _trials(tmp_path)
     assert len(trials) == count < 40
     # Each worker failed its running trial on the way out: none is left RUNNING for the heartbeat to find.
     assert not [t.number for t in trials if t.state == optuna.trial.TrialState.RUNNING]
+    assert "Traceback" not in (tmp_path / "stderr.txt").read_text()  # the workers stopped quietly
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads process states from /proc")
+def test_ctrl_c_stops_the_workers_quietly_and_fails_their_running_trials(small_world, tmp_path):
+    errors = (tmp_path / "stderr.txt").open("w")
+    parent = subprocess.Popen(_tune_command(small_world, tmp_path, trials=40), cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=errors,
+                              start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        _running_trials(tmp_path, until=time.time() + 180, workers=2)
+        workers = _children(parent.pid)
+        os.killpg(parent.pid, signal.SIGINT)  # a terminal's Ctrl-C reaches the whole process group
+        parent.wait(timeout=60)
+    finally:
+        parent.kill()
+    _wait_until_gone(workers)  # the workers, then multiprocessing's resource tracker
+    trials = _trials(tmp_path)
+    assert len(trials) < 40 and optuna.trial.TrialState.RUNNING not in {t.state for t in trials}
+    assert optuna.trial.TrialState.FAIL in {t.state for t in trials}  # the interrupted ones
+    assert (tmp_path / "stderr.txt").read_text().count("Traceback") <= 1  # the parent's KeyboardInterrupt, none from a worker
 
 
 def test_a_worker_killed_mid_trial_is_failed_by_its_parent_at_once(small_world, tmp_path):
@@ -379,6 +486,52 @@ def test_a_worker_killed_mid_trial_is_failed_by_its_parent_at_once(small_world, 
     states = {t.number: t.state for t in _trials(tmp_path)}
     assert states[victim.number] == optuna.trial.TrialState.FAIL
     assert optuna.trial.TrialState.RUNNING not in states.values()
+
+
+# --- names and outputs -------------------------------------------------------------------------------
+
+
+def _tune_args(world, tmp_path, *extra) -> list[str]:
+    return ["tune", "--model", "pca_ridge", "--trials", "1", "--data", str(world), "--configs-dir", str(CONFIGS),
+            "--oof", str(tmp_path / "oof"), "--out", str(tmp_path / "tuned.toml"), "--reports", str(tmp_path / "reports"),
+            *(part for override in SMALL_SPACE for part in ("--set", override)), *extra]
+
+
+@pytest.mark.parametrize("name", ["../../../../x", "/tmp/x", "a/b", "a\\b", "..", ".", "a\nb", "\x1b[31mred"])
+def test_a_study_name_that_is_no_plain_name_is_refused_before_any_trial(name, small_world, tmp_path, capsys):
+    with pytest.raises(ConfigError, match="plain name"):
+        TuneSettings(model="pca_ridge", study=name)
+    assert main(_tune_args(small_world, tmp_path, "--study", name)) == 2
+    assert "a study name is a folder under --reports" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []  # no study, no run, no plot, no tuned config
+
+
+def test_an_out_that_is_a_folder_is_refused_before_any_trial(small_world, tmp_path, capsys):
+    (tmp_path / "tuned.toml").mkdir()
+    assert main(_tune_args(small_world, tmp_path)) == 2
+    assert f"--out {tmp_path / 'tuned.toml'}: is a folder" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tuned.toml"]
+
+
+@pytest.mark.parametrize("flag", ["--out", "--reports", "--oof"])
+def test_an_output_that_cannot_be_written_is_refused_before_any_trial(flag, small_world, tmp_path, capsys):
+    blocker = tmp_path / "blocker"
+    blocker.write_text("")  # a file where a folder would have to be: unwritable for root too
+    args = _tune_args(small_world, tmp_path)
+    args[args.index(flag) + 1] = str(blocker / "inside")
+    assert main(args) == 2
+    assert re.search(rf"{flag} {re.escape(str(blocker))}\S*: {re.escape(str(blocker))} is a file, not a folder", capsys.readouterr().err)
+    assert [p.name for p in tmp_path.iterdir()] == ["blocker"]
+
+
+def test_check_outputs_refuses_an_existing_file_it_cannot_open(tmp_path, monkeypatch):
+    out = tmp_path / "tuned.toml"
+    out.write_text("")
+    real_open = Path.open
+    monkeypatch.setattr(Path, "open", lambda self, *a, **k: (_ for _ in ()).throw(PermissionError(13, "Permission denied"))
+                        if self == out else real_open(self, *a, **k))
+    with pytest.raises(OutputError, match="--out .*tuned.toml: cannot write it"):
+        check_outputs(out, tmp_path / "reports")
 
 
 # --- results ---------------------------------------------------------------------------------------

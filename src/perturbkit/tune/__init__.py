@@ -2,7 +2,8 @@
 
 ``perturbkit tune --model NAME`` samples the ``[tune]`` table of ``configs/<model>.toml``
 (:mod:`perturbkit.tune.space`), scores each trial by the model's CV MRRMSE through the same
-harness as ``perturbkit cv`` and prunes on the folds' running score (:mod:`perturbkit.tune.study`).
+harness as ``perturbkit cv`` and prunes on the folds' running score (:mod:`perturbkit.tune.study`),
+saying a line per finished trial (:mod:`perturbkit.tune.watch`).
 Workers on one machine share a SQLite file, workers on many machines a PostgreSQL database
 (:mod:`perturbkit.tune.storage`). The best trial becomes ``configs/tuned/<model>.toml``; the
 study's plots go to ``reports/tune/<study>/`` (:mod:`perturbkit.tune.plots`).

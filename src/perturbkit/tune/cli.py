@@ -23,7 +23,7 @@ def add_parser(commands) -> argparse.ArgumentParser:
     tune.add_argument("--model", required=True)
     tune.add_argument("--trials", type=int, default=20, help="finished or pruned trials this command adds, split over --workers (default 20)")
     tune.add_argument("--timeout", type=float, default=None, help="each worker stops starting trials after this many seconds")
-    tune.add_argument("--workers", type=int, default=1, help="local worker processes on the study (default 1)")
+    tune.add_argument("--workers", type=int, default=1, help="local worker processes on the study, at most one per trial and core (default 1)")
     tune.add_argument("--storage", default=None, help="SQLAlchemy URL of the study's storage (default sqlite:///<oof>/tune.db)")
     tune.add_argument("--study", default=None, help="study name (default: the model's name)")
     tune.add_argument("--seed", type=int, default=0, help="worker i samples with seed+i (default 0)")
@@ -44,13 +44,15 @@ def add_parser(commands) -> argparse.ArgumentParser:
 
 def cmd_tune(args) -> None:
     from perturbkit.tune.plots import write_study_plots
-    from perturbkit.tune.study import TuneError, TuneSettings, open_study, run_tune, shipped_trial, write_tuned_config
+    from perturbkit.tune.study import TuneError, TuneSettings, check_outputs, open_study, run_tune, shipped_trial, write_tuned_config
 
     settings = TuneSettings(
         model=args.model, trials=args.trials, timeout=args.timeout, storage=args.storage, study=args.study, workers=args.workers,
         seed=args.seed, pruner=args.pruner, scheme=args.scheme, overrides=tuple(args.set), config_path=args.config,
         configs_dir=args.configs_dir, data=args.data, demo_genes=args.demo_genes, layer=args.layer, oof=args.oof, heartbeat=args.heartbeat,
     )
+    out, reports = args.out or TUNED_DIR / f"{args.model}.toml", Path(args.reports) / settings.study_name
+    check_outputs(out, reports)
     outcome = None
     if args.best:
         study = open_study(settings)
@@ -60,7 +62,7 @@ def cmd_tune(args) -> None:
         outcome = run_tune(settings, say=lambda message: print(message, flush=True))
         study = outcome.study
         print(outcome.summary())
-    path, overrides, trial = write_tuned_config(study, args.out or TUNED_DIR / f"{args.model}.toml", settings.storage_url)
+    path, overrides, trial = write_tuned_config(study, out, settings.storage_url)
     print(f"best trial {trial.number} of {len(study.trials)}: CV MRRMSE {trial.value:.4f}")
     shipped = shipped_trial(study)
     if shipped is not None:
@@ -68,7 +70,7 @@ def cmd_tune(args) -> None:
     print("overrides: " + " ".join(f"--set {o}" for o in overrides))
     print("recipe member: set = [" + ", ".join(f"'{o}'" for o in overrides) + "]")
     print(f"tuned config written to {path}")
-    for name, result in write_study_plots(study, Path(args.reports) / settings.study_name).items():
+    for name, result in write_study_plots(study, reports).items():
         print(f"  {result}" if isinstance(result, Path) else f"  {name}: not drawn ({result})")
     if outcome is not None and outcome.failed_workers:
         raise TuneError("; ".join(

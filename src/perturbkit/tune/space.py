@@ -138,11 +138,36 @@ def _check_builds(config: dict, dimension: Dimension, where: str) -> None:
             raise ConfigError(f"{where} [tune] {dimension.key}: {exc}") from None
 
 
+def _numbers(table: dict, prefix: str):
+    """The positive numbers of a config table, nested tables included, as (dotted key, value)."""
+    for key, value in table.items():
+        if isinstance(value, dict):
+            yield from _numbers(value, f"{prefix}.{key}")
+        elif _is_number(value) and value > 0:
+            yield f"{prefix}.{key}", value
+
+
+def example_line(config: dict) -> str | None:
+    """A ``[tune]`` line the model accepts: a range around the first of its own numbers whose ends both build."""
+    for table in TUNABLE_TABLES:
+        for key, value in _numbers(config.get(table, {}), table):
+            integer = isinstance(value, int)
+            dimension = Dimension(key, "int" if integer else "log", (max(1, value // 2), value * 2) if integer else (value / 10, value * 10))
+            try:
+                _check_builds(config, dimension, "")
+            except ConfigError:
+                continue
+            return f"{key} = {{{dimension.kind} = [{', '.join(toml_literal(v) for v in dimension.values)}]}}"
+    return None
+
+
 def parse_space(config: dict, where: str) -> SearchSpace:
     """The config's ``[tune]`` table as a :class:`SearchSpace`; ``where`` names its file in errors."""
     table = config.get("tune")
     if not table:
-        raise ConfigError(f"{where}: no [tune] table; add one, e.g. [tune] params.alpha = {{log = [0.1, 1000]}}")
+        example = example_line(without_tune(config))
+        raise ConfigError(f"{where}: no [tune] table; add one mapping params.* or features.* keys to distributions "
+                          f"({', '.join(KINDS)})" + (f", e.g. [tune] {example}" if example else ""))
     if not isinstance(table, dict):
         raise ConfigError(f"{where}: tune must be a table, got {table!r}")
     dimensions = tuple(_dimension(key, spec, where) for key, spec in _flatten(table))

@@ -4,34 +4,36 @@ The objective is a model's CV MRRMSE through the same harness as ``perturbkit cv
 after each fold the running score (the scheme-weighted MRRMSE of the rows validated so far, the
 trial's objective once every fold is in) goes to Optuna, and a trial the pruner stops
 raises ``TrialPruned`` inside ``run_cv``, so a pruned trial writes no run. A kept trial's run is
-stored under the run store like any other, its meta tagged ``tune = {study, trial}``.
+stored under the run store like any other, its meta tagged ``tune = {study, trial, worker}``.
 
 The study records the model, the config it tunes (without ``[tune]``) and the data's hash; a
 worker whose config or data differ is refused, so workers on several machines only join a study
-they can add comparable trials to.
-
-A local worker process stops when its ``tune`` parent dies (:func:`spawned_worker`), failing the trial
-it was running; a worker that dies has the trials it left running failed by its parent
-(:func:`fail_running_trials`), so no trial waits for the heartbeat's grace period on this machine.
+they can add comparable trials to. Optuna's heartbeat fails the trials of a worker that died
+anywhere; on this machine two things are faster than its grace period: a worker whose ``tune`` is
+gone (or stops it) fails its running trial and exits, and ``tune`` fails those of a worker that died.
 """
 
 from __future__ import annotations
 
-
+import functools
 import os
+import signal
 import socket
+import sys
+import threading
 import time
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from perturbkit.config import apply_overrides, config_hash, load_config
+from perturbkit.config import apply_overrides, config_hash, load_config, without_tune
 from perturbkit.errors import ConfigError, PerturbkitError, redact
-from perturbkit.config import without_tune
+from perturbkit.io import OutputError, atomic_file, check_writable
 from perturbkit.tune.space import SearchSpace, parse_space
 from perturbkit.tune.storage import HEARTBEAT_INTERVAL, open_storage
 from perturbkit.tune.toml_text import dumps
+from perturbkit.tune.watch import TrialLines
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
@@ -91,6 +93,32 @@ class TuneSettings:
     @property
     def study_name(self) -> str:
         return self.study or self.model
+
+    def __post_init__(self) -> None:
+        check_study_name(self.study_name)
+
+
+def check_study_name(name: str) -> str:
+    """A study's name becomes the folder ``<reports>/<study>``: a plain name, never a path out of it."""
+    if name in ("", ".", "..") or any(sep in name for sep in ("/", "\\")) or not name.isprintable():
+        raise ConfigError(f"--study {name!r}: a study name is a folder under --reports: use a plain name "
+                          "(no '/' or '\\', not '.' or '..', no control characters)")
+    return name
+
+
+def check_outputs(out: Path | str, reports: Path | str) -> None:
+    """Before any trial: the tuned config's file (``--out``) and the plots' folder (``--reports``) can be written."""
+    out = Path(out)
+    if out.is_dir():
+        raise OutputError(f"--out {out}: is a folder; name the tuned config's file, e.g. {out / 'tuned.toml'}")
+    if out.exists():
+        try:
+            out.open("ab").close()  # opens for writing without changing it
+        except OSError as exc:
+            raise OutputError(f"--out {out}: cannot write it ({exc.strerror}); nothing was computed") from None
+    else:
+        check_writable(out.parent, "--out")
+    check_writable(reports, "--reports")
 
 
 def load_tune_config(settings: TuneSettings) -> tuple[dict, SearchSpace]:
@@ -168,24 +196,37 @@ class Objective:
     def __call__(self, trial) -> float:
         import optuna
 
+        _Stop.inside = True
+        try:
+            if _Stop.pending:
+                raise _Stopped
+            return self._trial(trial)
+        except _Stopped:  # fail it ourselves: Optuna would log the stop as an error, with a traceback (it lets SystemExit pass)
+            trial.study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            raise SystemExit(STOPPED) from None
+        finally:
+            _Stop.inside = False
+
+    def _trial(self, trial) -> float:
+        import optuna
+
         from perturbkit.cv import run_cv, save_run
 
-        with _stoppable():
-            trial.set_user_attr("worker", self.worker)  # first: the parent fails a dead worker's running trials by this name
-            trial.set_user_attr("pid", os.getpid())
-            overrides = self.space.suggest(trial)
-            trial.set_user_attr("overrides", overrides)
+        trial.set_user_attr("worker", self.worker)  # first: the parent fails a dead worker's running trials by this name
+        trial.set_user_attr("pid", os.getpid())
+        overrides = self.space.suggest(trial)
+        trial.set_user_attr("overrides", overrides)
 
-            def on_fold(fold: int, running: float) -> None:
-                trial.report(running, fold)
-                if trial.should_prune():
-                    raise optuna.TrialPruned(f"pruned after fold {fold}: running MRRMSE {running:.4f}")
+        def on_fold(fold: int, running: float) -> None:
+            trial.report(running, fold)
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"pruned after fold {fold}: running MRRMSE {running:.4f}")
 
-            result = run_cv(self.dataset, apply_overrides(self.config, overrides), progress=False, on_fold=on_fold)
-            result.meta["tune"] = {"study": self.study_name, "trial": trial.number, "worker": self.worker}
-            run_dir = save_run(result, self.oof)  # a run id of its own per writer: workers never write the same run
-            trial.set_user_attr("run", str(run_dir))
-            return float(result.meta["scores"]["overall"])
+        result = run_cv(self.dataset, apply_overrides(self.config, overrides), progress=False, on_fold=on_fold)
+        result.meta["tune"] = {"study": self.study_name, "trial": trial.number, "worker": self.worker}
+        run_dir = save_run(result, self.oof)  # a run id of its own per writer: workers never write the same run
+        trial.set_user_attr("run", str(run_dir))
+        return float(result.meta["scores"]["overall"])
 
 
 @dataclass(frozen=True)
@@ -196,10 +237,11 @@ class WorkerJob:
     index: int
     trials: int | None  # this worker's share of --trials (None: until --timeout)
     worker: str  # how its trials name it (user_attrs["worker"])
+    every: float = 0.0  # TrialLines.every
 
 
-def run_worker(job: WorkerJob, dataset=None, callbacks=()) -> None:
-    """One worker: ``study.optimize`` on the shared study with its own seeded sampler."""
+def run_worker(job: WorkerJob, dataset=None, say=print, callbacks=()) -> None:
+    """One worker: ``study.optimize`` on the shared study with its own seeded sampler, a line per finished trial."""
     import optuna
 
     settings = job.settings
@@ -210,14 +252,8 @@ def run_worker(job: WorkerJob, dataset=None, callbacks=()) -> None:
     if job.index > 0:
         _wait_for_queued_trials(study)
     objective = Objective(dataset, without_tune(job.config), job.space, settings.study_name, Path(settings.oof), job.worker)
-    _STOP.allowed = False  # inside Optuna's bookkeeping a stop waits for the objective (_stoppable)
-    try:
-        study.optimize(objective, n_trials=job.trials, timeout=settings.timeout, gc_after_trial=True,
-                       callbacks=[*callbacks, _stop_if_requested])
-    finally:
-        _STOP.allowed = True
-    if _STOP.pending:
-        raise ParentGone("stopped between trials")
+    study.optimize(objective, n_trials=job.trials, timeout=settings.timeout, gc_after_trial=True,
+                   callbacks=[TrialLines(say, job.every, job.trials), *callbacks])
 
 
 def _wait_for_queued_trials(study, seconds: float = 60.0) -> None:
@@ -230,68 +266,46 @@ def _wait_for_queued_trials(study, seconds: float = 60.0) -> None:
         time.sleep(0.05)
 
 
-class ParentGone(KeyboardInterrupt):
-    """The worker's parent ``tune`` died (or the worker was told to stop): Optuna marks the running trial failed."""
+STOPPED = 128 + signal.SIGTERM  # a stopped worker's exit code, as if SIGTERM had ended it
 
 
-class _STOP:
-    """Where a stop (SIGTERM) may raise. Inside a trial's objective it raises at once and Optuna marks the trial
-    failed; inside Optuna's own bookkeeping (between creating a trial and calling the objective, or while it records
-    one) it would leave the trial RUNNING, so there it is held until the next objective starts or a trial ends."""
+class _Stopped(BaseException):
+    """Raised in a trial's objective by SIGTERM; not an ``Exception``, so no model code catches it."""
 
-    allowed = True
+
+class _Stop:
+    """A spawned worker's SIGTERM. Inside an objective it raises at once (the objective fails its trial and exits);
+    inside Optuna's bookkeeping (creating or recording a trial) it would leave that trial RUNNING, so there it is only
+    noted, and the worker stops at the next objective's start or after the trial is recorded."""
+
+    inside = False
     pending = False
 
 
-def _on_sigterm(signum, frame):
-    if _STOP.allowed:
-        raise ParentGone(f"signal {signum}")
-    _STOP.pending = True
+def _on_sigterm(signum, frame) -> None:
+    first, _Stop.pending = not _Stop.pending, True
+    if _Stop.inside and first:
+        raise _Stopped
 
 
-@contextmanager
-def _stoppable():
-    if _STOP.pending:
-        raise ParentGone("stop requested before the trial started")
-    previous, _STOP.allowed = _STOP.allowed, True
-    try:
-        yield
-    finally:
-        _STOP.allowed = previous
+def _exit_if_stopped(study, trial) -> None:  # an optimize callback: the trial is recorded
+    if _Stop.pending:
+        raise SystemExit(STOPPED)
 
 
-def _stop_if_requested(study, trial) -> None:
-    if _STOP.pending:
-        study.stop()
-
-
-def _die_with_parent(parent_pid: int) -> None:
-    """SIGTERM to this process when its parent dies (Linux ``PR_SET_PDEATHSIG``); SIGTERM stops the running trial."""
-    import ctypes
-    import signal
-    import sys
-
-    signal.signal(signal.SIGTERM, _on_sigterm)
-    if sys.platform.startswith("linux"):
-        pr_set_pdeathsig = 1
-        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
-    if os.getppid() != parent_pid:  # it died before the request above took effect
-        raise ParentGone("parent gone at start")
+def _watch_parent(parent_pid: int) -> None:
+    """SIGTERM to this worker once its parent is gone (it is then another process's child)."""
+    while os.getppid() == parent_pid:
+        time.sleep(0.5)
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 def spawned_worker(job: WorkerJob, parent_pid: int) -> None:
-    """A worker process of ``run_tune``: it stops when its parent does, at once on Linux, else between trials."""
-    import signal
-
-    def parent_watch(study, trial) -> None:  # the portable check, after each trial
-        if os.getppid() != parent_pid:
-            study.stop()
-
-    try:
-        _die_with_parent(parent_pid)
-        run_worker(job, callbacks=[parent_watch])
-    except ParentGone:
-        raise SystemExit(128 + signal.SIGTERM) from None
+    """A worker process of ``run_tune``: it stops on SIGTERM, from its parent (interrupted) or from itself (parent gone)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: the parent stops its workers
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True).start()
+    run_worker(job, say=functools.partial(print, flush=True), callbacks=[_exit_if_stopped])
 
 
 def fail_running_trials(study, worker: str) -> list[int]:
@@ -311,6 +325,15 @@ def worker_names(workers: int) -> list[str]:
     return [f"{socket.gethostname()}/{tag}-{index}" for index in range(workers)]
 
 
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def worker_count(settings: TuneSettings) -> int:
+    """Local worker processes: --workers, but never more than the trials to run or the cores to run them on."""
+    return min(settings.workers, settings.trials or settings.workers, _cores())
+
+
 def _shares(trials: int | None, workers: int) -> list[int | None]:
     """--trials split over the workers, so together they run exactly that many."""
     if trials is None:
@@ -321,7 +344,7 @@ def _shares(trials: int | None, workers: int) -> list[int | None]:
 @contextmanager
 def _thread_limits(workers: int):
     """Spawned workers inherit the environment: split the cores between them (unless the user set a limit)."""
-    threads = str(max(1, (os.cpu_count() or 1) // workers))
+    threads = str(max(1, _cores() // workers))
     previous = {name: os.environ.get(name) for name in THREAD_VARIABLES}
     for name in THREAD_VARIABLES:
         os.environ.setdefault(name, threads)
@@ -380,34 +403,49 @@ class TuneOutcome:
         return "\n".join(lines)
 
 
-def run_tune(settings: TuneSettings, *, say=print) -> TuneOutcome:
-    """Check the config and space, create or join the study, run ``settings.workers`` workers, wait for them."""
+def run_tune(settings: TuneSettings, *, say=print, terminal: bool | None = None) -> TuneOutcome:
+    """Check the config, space and run store, create or join the study, run the workers and wait for them.
+
+    A line per finished trial (:mod:`perturbkit.tune.watch`) goes to ``say`` (a worker process prints it); on no
+    ``terminal`` (default: whether stdout is one) at most one per ``QUIET_INTERVAL`` seconds and worker, new bests always.
+    """
     import multiprocessing
 
+    from perturbkit.progress import QUIET_INTERVAL
+
     config, space = load_tune_config(settings)
+    check_writable(settings.oof, "--oof")
     dataset = _load_data(settings, config, space)  # also caches the demo world once, before workers read it
     study = open_study(settings, create=True, config=config, space=space, data_hash=dataset.data_hash)
     finished = sum(t.state.is_finished() for t in study.get_trials(deepcopy=False))
+    n = worker_count(settings)
+    capped = f" (--workers {settings.workers} capped at the trials and cores)" if n < settings.workers else ""
     say(f"study {settings.study_name!r} in {redact(settings.storage_url)}: {finished} finished trials so far; "
-        f"{settings.workers} worker(s), {settings.trials or 'unlimited'} trials, pruner {settings.pruner}, "
+        f"{n} worker(s){capped}, {settings.trials or 'unlimited'} trials, pruner {settings.pruner}, "
         f"space {', '.join(d.key for d in space.dimensions)}")
-    shares = _shares(settings.trials, settings.workers)
+    every = 0.0 if (sys.stdout.isatty() if terminal is None else terminal) else QUIET_INTERVAL
     started = time.perf_counter()
     failed: dict[int, int] = {}
-    workers = worker_names(settings.workers)
-    jobs = [WorkerJob(settings, config, space, index, share, worker) for index, (share, worker) in enumerate(zip(shares, workers))]
-    if settings.workers == 1:
-        run_worker(jobs[0], dataset)
+    workers = worker_names(n)
+    jobs = [WorkerJob(settings, config, space, index, share, worker, every)
+            for index, (share, worker) in enumerate(zip(_shares(settings.trials, n), workers))]
+    if n == 1:
+        run_worker(jobs[0], dataset, say)
     else:
         context = multiprocessing.get_context("spawn")  # no forked database connections or torch threads
         processes = [context.Process(target=spawned_worker, args=(job, os.getpid()), name=f"tune-worker-{job.index}") for job in jobs]
-        with _thread_limits(settings.workers):
+        with _thread_limits(n):
             for process in processes:
                 process.start()
-        for index, process in enumerate(processes):
-            process.join()
-            if process.exitcode != 0:
-                failed[index] = process.exitcode
+        try:
+            for process in processes:
+                while process.exitcode is None:
+                    process.join(1.0)  # wakes each second: a Ctrl-C may have gone to another thread of this process
+        finally:  # an interrupted tune (Ctrl-C) stops its workers; each fails its running trial
+            for process in processes:
+                process.terminate()
+                process.join()
+        failed = {index: p.exitcode for index, p in enumerate(processes) if p.exitcode != 0}
     study = open_study(settings)
     failed_trials = {index: fail_running_trials(study, workers[index]) for index in failed}
     return TuneOutcome(study=study, workers=workers, seconds=time.perf_counter() - started, failed_workers=failed,
@@ -445,7 +483,8 @@ def write_tuned_config(study, path: Path | str, storage_url: str) -> tuple[Path,
     )
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(dumps(config, header))
+    with atomic_file(path) as staging:
+        staging.write_text(dumps(config, header))
     return path, overrides, trial
 
 
