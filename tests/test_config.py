@@ -80,7 +80,7 @@ def test_cli_flags_are_validated_with_the_config():
         ("pca_ridge", ["cv.seeds=[-1,2]"], r"cv\.seeds\.0 = -1: Input should be greater than or equal to 0"),
         ("pca_ridge", ["cv.seeds=[2,-3]"], r"cv\.seeds\.1 = -3: Input should be greater than or equal to 0"),
         ("pca_ridge", ['features.target_stats=["bogus"]'], r"features\.target_stats = \['bogus'\]: unknown statistics \['bogus'\]; known: \['mean', 'std', 'median'\]"),
-        ("pca_ridge", ['features.chemistry=["maccs"]'], r"features\.chemistry = \['maccs'\]: unknown chemistry blocks \['maccs'\]; known: \['morgan', 'substructures', 'transfer_profiles'\]"),
+        ("pca_ridge", ['features.blocks=["maccs"]'], r"features\.blocks = \['maccs'\]: unknown feature blocks \['maccs'\]; known: \['morgan', 'substructures', 'transfer_profiles'\]"),
         ("pca_ridge", ["features.stats_components=-1"], r"features\.stats_components = -1: Input should be greater than 0"),
         ("pca_ridge", ['features.onehot=["donor"]'], r"features\.onehot\.0 = 'donor'"),
         ("pca_ridge", ["cv.n_splits=1"], r"cv\.n_splits = 1: must be 0 \(the scheme's own\) or at least 2"),

@@ -67,7 +67,7 @@ MUTATIONS = (
     Mutation(
         name="cv_seeds_accept_negative_values",
         file="src/perturbkit/config.py",
-        original="    seeds: list[NonNegativeInt] = []\n",
+        original="    seeds: Seeds = []\n",
         replacement="    seeds: list[int] = []\n",
         tests=("tests/test_config.py",),
         why="`--set 'cv.seeds=[-1,2]'` is refused before any work, like `--seeds -1,2`",

@@ -26,9 +26,11 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.linear_model import Ridge
-from sklearn.utils._param_validation import Interval
+from perturbkit.constraints import Interval, validate_params
 
 from perturbkit.features.pca import WidePCA
+from perturbkit.features.profiles import group_means
+from perturbkit.models.registry import register_model
 
 
 def _solve_factors(outer: np.ndarray, rhs: np.ndarray, reg: float) -> np.ndarray:
@@ -46,12 +48,7 @@ def _factor_step(own: np.ndarray, other: np.ndarray, basis: np.ndarray, residual
     return _solve_factors(outer, rhs, reg)
 
 
-def _group_mean(values: np.ndarray, codes: np.ndarray, n_groups: int, reg: float) -> np.ndarray:
-    sums = np.zeros((n_groups, values.shape[1]))
-    np.add.at(sums, codes, values)
-    return sums / (np.bincount(codes, minlength=n_groups)[:, None] + reg)
-
-
+@register_model("lowrank")
 class LowRankCompletion(RegressorMixin, BaseEstimator):
     _parameter_constraints = {
         "n_components": [Interval(Integral, 1, None, closed="left")],
@@ -92,7 +89,7 @@ class LowRankCompletion(RegressorMixin, BaseEstimator):
         return ["morgan"] if self.chemistry else []
 
     def fit(self, X: pd.DataFrame, y) -> LowRankCompletion:
-        self._validate_params()
+        validate_params(self)
         y = np.asarray(y, dtype=np.float32)
         self.cell_types_, k = np.unique(X["cell_type"].astype(str).to_numpy(), return_inverse=True)
         self.compounds_, c = np.unique(X["sm_name"].astype(str).to_numpy(), return_inverse=True)
@@ -111,8 +108,8 @@ class LowRankCompletion(RegressorMixin, BaseEstimator):
         for _ in range(self.n_iter):
             interaction = (u[k] * v[c]) @ basis
             self.mean_ = (z - a[k] - b[c] - interaction).mean(axis=0)
-            a = _group_mean(z - self.mean_ - b[c] - interaction, k, n_cells, self.effect_reg)
-            b = _group_mean(z - self.mean_ - a[k] - interaction, c, n_compounds, self.effect_reg)
+            a = group_means(z - self.mean_ - b[c] - interaction, k, n_cells, self.effect_reg)[0]
+            b = group_means(z - self.mean_ - a[k] - interaction, c, n_compounds, self.effect_reg)[0]
             if rank == 0:
                 continue
             residual = z - self.mean_ - a[k] - b[c]

@@ -18,11 +18,12 @@ from sklearn.model_selection import train_test_split
 from sklearn.neighbors import KNeighborsRegressor
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
-from sklearn.utils._param_validation import HasMethods, Interval
+from perturbkit.constraints import HasMethods, Interval, validate_params
 
 from perturbkit.features import FeatureBuilder
 from perturbkit.errors import ConfigError
 from perturbkit.features.pca import WidePCA
+from perturbkit.models.registry import register_model
 from perturbkit.progress import progress_bar
 
 
@@ -41,7 +42,7 @@ class PCATargetRegressor(RegressorMixin, BaseEstimator):
         self.n_components = n_components
 
     def fit(self, X, y) -> PCATargetRegressor:
-        self._validate_params()
+        validate_params(self)
         y = np.asarray(y, dtype=np.float32)
         if self.n_components > min(y.shape):
             raise ConfigError(
@@ -98,7 +99,7 @@ class PerComponentLGBM(RegressorMixin, BaseEstimator):
         self.random_state = random_state
 
     def fit(self, X, y) -> PerComponentLGBM:
-        self._validate_params()
+        validate_params(self)
         X, y = np.asarray(X, dtype=np.float32), np.asarray(y, dtype=np.float32)
         fit_rows, stop_rows = train_test_split(
             np.arange(len(X)), test_size=self.early_stopping_fraction, random_state=self.random_state
@@ -136,12 +137,14 @@ class PerComponentLGBM(RegressorMixin, BaseEstimator):
         return np.column_stack([b.predict(X, num_iteration=b.best_iteration) for b in self.boosters_])
 
 
+@register_model("pca_ridge")
 def pca_ridge(n_components: int = 64, alpha: float = 10.0, features: dict | None = None) -> PCATargetRegressor:
     return PCATargetRegressor(
         make_pipeline(StandardScaler(), Ridge(alpha=alpha)), FeatureBuilder(**(features or {})), n_components
     )
 
 
+@register_model("pca_knn")
 def pca_knn(n_components: int = 64, n_neighbors: int = 10, weights: str = "distance", features: dict | None = None) -> PCATargetRegressor:
     return PCATargetRegressor(
         make_pipeline(StandardScaler(), KNeighborsRegressor(n_neighbors=n_neighbors, weights=weights)),
@@ -150,5 +153,6 @@ def pca_knn(n_components: int = 64, n_neighbors: int = 10, weights: str = "dista
     )
 
 
+@register_model("pca_lgbm")
 def pca_lgbm(n_components: int = 16, features: dict | None = None, **booster_params) -> PCATargetRegressor:
     return PCATargetRegressor(PerComponentLGBM(**booster_params), FeatureBuilder(**(features or {})), n_components)

@@ -49,7 +49,7 @@ import pandas as pd
 import torch
 from sklearn.base import BaseEstimator, RegressorMixin, clone
 from sklearn.model_selection import GroupShuffleSplit
-from sklearn.utils._param_validation import Interval, StrOptions
+from perturbkit.constraints import Interval, StrOptions
 from torch import nn
 
 from perturbkit.errors import ConfigError

@@ -48,9 +48,10 @@ import numpy as np
 import pandas as pd
 from sklearn.base import RegressorMixin
 from sklearn.linear_model import RidgeCV
-from sklearn.utils._param_validation import StrOptions
+from perturbkit.constraints import StrOptions, validate_params
 
 from perturbkit.features.profiles import ProfileTable, group_means
+from perturbkit.models.registry import register_model
 from perturbkit.transforms import signed_log10_p, z_from_signed_log10_p
 
 MIN_EXAMPLES = 3  # leave-one-out needs a few compounds to choose a strength from
@@ -64,6 +65,7 @@ def _positive_alphas(alphas) -> np.ndarray:
     return values
 
 
+@register_model("transfer_ridge")
 class TransferRidge(RegressorMixin, ProfileTable):
     _parameter_constraints = {
         **ProfileTable._parameter_constraints,
@@ -85,7 +87,7 @@ class TransferRidge(RegressorMixin, ProfileTable):
         self.output_space = output_space
 
     def fit(self, X: pd.DataFrame, y) -> TransferRidge:
-        self._validate_params()
+        validate_params(self)
         alphas = _positive_alphas(self.alphas)
         y = np.asarray(y, dtype=np.float32)
         if self.target_space == "z":

@@ -19,7 +19,7 @@ from numbers import Integral
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
-from sklearn.utils._param_validation import Interval
+from perturbkit.constraints import Interval, validate_params
 
 from perturbkit.features.blocks import register_feature_block
 from perturbkit.features.profiles import ProfileTable
@@ -34,7 +34,7 @@ class TransferProfiles(TransformerMixin, BaseEstimator):
         self.n_components = n_components
 
     def fit(self, X: pd.DataFrame, y) -> TransferProfiles:
-        self._validate_params()
+        validate_params(self)
         self.table_ = ProfileTable(n_components=self.n_components).fit(X, y)
         return self
 
