@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.decomposition import PCA
-from sklearn.utils._param_validation import Interval
 
 from perturbkit.config import load_config
+from perturbkit.constraints import Interval
 from perturbkit.cv import FEATURE_COLUMNS, run_cv
 from perturbkit.errors import ConfigError
 from perturbkit.folds import make_splitter

@@ -89,9 +89,9 @@ def test_unknown_model_fails_before_any_work(small_dataset, tmp_path):
     ("scheme = 'test_like'\n", "lists no \\[\\[members\\]\\]"),
     # refused by load_recipe, so before any member is cross-validated
     ("[[members]]\nmodel = 'compound_mean'\n", "lists 1 \\[\\[members\\]\\]; a blend needs at least two"),
-    ("bogus = 1\n" + RECIPE, "unknown recipe key\\(s\\) \\['bogus'\\]"),
+    ("bogus = 1\n" + RECIPE, "unknown key 'bogus'"),
     (RECIPE.replace('method = "slsqp"', 'method = "nonesuch"'), "unknown blend method 'nonesuch'"),
-    (RECIPE.replace('set = ["params.n_components=8"]', 'sett = []'), "unknown key\\(s\\) \\['sett'\\]"),
+    (RECIPE.replace('set = ["params.n_components=8"]', 'sett = []'), "member 2 \\(pca_ridge\\): unknown key 'sett'"),
 ])
 def test_bad_recipes_are_named(tmp_path, text, message):
     with pytest.raises(ConfigError, match=message):

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, 
 
 from perturbkit.constraints import validate_params
 from perturbkit.errors import ConfigError, InvalidParameterError
-from perturbkit.retired import check_retired
+from perturbkit.retired import check_retired, dotted_keys
 from perturbkit.types import Seed, Seeds
 
 CV_DEFAULTS = {"scheme": "test_like", "seed": 0, "seeds": [], "n_splits": 0, "refit": False}
@@ -235,7 +235,9 @@ def _config_key(config: dict, path: str, param: str) -> str:
     parts = [p for p in path.split("__") if p]
     if parts and parts[0] in config["params"]:
         return "params." + ".".join([*parts, param])
-    return ".".join([*parts, param])
+    # a wrapped model's own table (pseudo's params.base_params): the one key of that name under [params]
+    nested = [key for key in dotted_keys(config["params"], "params.") if key.endswith(f".{param}")]
+    return nested[0] if len(nested) == 1 else ".".join([*parts, param])
 
 
 def validate_config(config: dict, *, source: str = "config") -> dict:

@@ -17,7 +17,7 @@ from perturbkit.features.blocks import (
     register_feature_block,
     transform_once_warned,
 )
-from perturbkit.features.pca import WidePCA
+from perturbkit.features.pca import WidePCA, check_components
 from perturbkit.features.target_stats import STATISTICS, TargetStatistics
 
 __all__ = [
@@ -142,6 +142,7 @@ class FeatureBuilder(TransformerMixin, BaseEstimator):
         if not self.pca_components:
             return features
         if fit:
+            check_components(self.pca_components, features.shape, "features.pca_components")
             self.scaler_ = StandardScaler().fit(features)
             self.pca_ = WidePCA(self.pca_components).fit(self.scaler_.transform(features))
         return self.pca_.transform(self.scaler_.transform(features)).astype(np.float32)

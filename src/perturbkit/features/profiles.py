@@ -23,9 +23,9 @@ from numbers import Integral, Real
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator
-from perturbkit.constraints import Interval, validate_params
 
-from perturbkit.features.pca import WidePCA
+from perturbkit.constraints import Interval, validate_params
+from perturbkit.features.pca import WidePCA, check_components
 
 __all__ = ["ProfileTable", "group_means"]
 
@@ -67,6 +67,7 @@ class ProfileTable(BaseEstimator):
         cells, compounds = X["cell_type"].astype(str).to_numpy(), X["sm_name"].astype(str).to_numpy()
         self.cell_types_, cell_codes = np.unique(cells, return_inverse=True)
         self.compounds_, compound_codes = np.unique(compounds, return_inverse=True)
+        check_components(self.n_components, y.shape, "params.n_components")
         self.pca_ = WidePCA(self.n_components).fit(y)
         # Without an intercept, profiles are projections of the raw values (zero stays zero), so a map
         # fitted on them shrinks toward predicting zeros rather than toward the target type's training mean.

@@ -19,7 +19,7 @@ class GroupMeanRegressor(RegressorMixin, BaseEstimator):
 
     _parameter_constraints = {
         "by": [StrOptions({"sm_name", "cell_type"}), None],
-        "shrink": [Interval(Real, None, None, closed="neither")],
+        "shrink": [Interval(Real, 0, None, closed="left")],  # 0 predicts zeros; a negative factor flips every sign
     }
 
     def __init__(self, by: str | None = None, shrink: float = 1.0):

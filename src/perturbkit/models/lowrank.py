@@ -26,9 +26,9 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.linear_model import Ridge
-from perturbkit.constraints import Interval, validate_params
 
-from perturbkit.features.pca import WidePCA
+from perturbkit.constraints import Interval, InvalidParameterError, available_memory, validate_params
+from perturbkit.features.pca import WidePCA, check_components
 from perturbkit.features.profiles import group_means
 from perturbkit.models.registry import register_model
 
@@ -84,6 +84,14 @@ class LowRankCompletion(RegressorMixin, BaseEstimator):
         self.morgan_bits = morgan_bits
         self.random_state = random_state
 
+    def _check_params(self, n_groups: int = 1) -> None:
+        """The ALS step solves one rank x rank system per group (float64): refuse a rank whose systems cannot fit in memory
+        (before the data is known, for one group)."""
+        needed, free = 8 * n_groups * self.rank**2, available_memory()
+        if needed > free:
+            raise InvalidParameterError("rank", f"rank={self.rank} needs {needed / 2**30:.1f} GiB for its {n_groups} rank x rank "
+                                                f"system(s); {free / 2**30:.1f} GiB of memory is free")
+
     def feature_blocks(self) -> list[str]:
         """Morgan fingerprints when ``chemistry`` is on (perturbkit.models.feature_requirements reads it)."""
         return ["morgan"] if self.chemistry else []
@@ -94,6 +102,8 @@ class LowRankCompletion(RegressorMixin, BaseEstimator):
         self.cell_types_, k = np.unique(X["cell_type"].astype(str).to_numpy(), return_inverse=True)
         self.compounds_, c = np.unique(X["sm_name"].astype(str).to_numpy(), return_inverse=True)
         n_cells, n_compounds = len(self.cell_types_), len(self.compounds_)
+        self._check_params(max(n_cells, n_compounds))
+        check_components(self.n_components, y.shape, "params.n_components")
         self.pca_ = WidePCA(self.n_components).fit(y)
         scores = self.pca_.transform(y).astype(np.float64)
         self.scale_ = float(np.sqrt(np.mean(np.square(scores)))) or 1.0

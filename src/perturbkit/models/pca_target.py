@@ -18,17 +18,18 @@ from sklearn.model_selection import train_test_split
 from sklearn.neighbors import KNeighborsRegressor
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
-from perturbkit.constraints import HasMethods, Interval, validate_params
 
-from perturbkit.features import FeatureBuilder
+from perturbkit.constraints import HasMethods, Interval, validate_params
 from perturbkit.errors import ConfigError
-from perturbkit.features.pca import WidePCA
+from perturbkit.features import FeatureBuilder
+from perturbkit.features.pca import WidePCA, check_components
 from perturbkit.models.registry import register_model
 from perturbkit.progress import progress_bar
 
 
 class PCATargetRegressor(RegressorMixin, BaseEstimator):
-    """``n_components`` is never clamped: more than the fold's training rows (or genes) is a :class:`ConfigError` in ``fit``."""
+    """``n_components`` is never clamped: more than the fold's training rows (or genes) is a :class:`ConfigError` in ``fit``,
+    as are more neighbours (``pca_knn``) than training rows; both before anything is fitted."""
 
     _parameter_constraints = {
         "regressor": [HasMethods(["fit", "predict"])],
@@ -44,11 +45,10 @@ class PCATargetRegressor(RegressorMixin, BaseEstimator):
     def fit(self, X, y) -> PCATargetRegressor:
         validate_params(self)
         y = np.asarray(y, dtype=np.float32)
-        if self.n_components > min(y.shape):
-            raise ConfigError(
-                f"params.n_components={self.n_components}: at most {min(y.shape)} here "
-                f"(the fold has {y.shape[0]} training rows x {y.shape[1]} genes)"
-            )
+        check_components(self.n_components, y.shape, "params.n_components")
+        neighbours = self.regressor.get_params().get("kneighborsregressor__n_neighbors")
+        if neighbours is not None and neighbours > len(y):  # scikit-learn would fail only at the first predict
+            raise ConfigError(f"params.n_neighbors={neighbours}: at most {len(y)} here (the fold's training rows)")
         self.features_ = clone(self.features if self.features is not None else FeatureBuilder())
         inputs = self.features_.fit_transform(X, y)
         self.pca_ = WidePCA(self.n_components).fit(y)

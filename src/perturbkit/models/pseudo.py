@@ -20,8 +20,9 @@ from numbers import Integral, Real
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, RegressorMixin, clone
-from perturbkit.constraints import HasMethods, Interval, validate_params
 
+from perturbkit.constraints import HasMethods, Interval, validate_params
+from perturbkit.errors import ConfigError
 from perturbkit.models.registry import create_model, register_model
 
 
@@ -77,6 +78,8 @@ class PseudoLabelRegressor(RegressorMixin, BaseEstimator):
 @register_model("pseudo")
 def pseudo(base: str = "transfer_ridge", base_params: dict | None = None, weight: float = 1.0, stages: int = 2, features: dict | None = None) -> PseudoLabelRegressor:
     """``features`` (the config's [features] table) goes to the wrapped model."""
+    if base == "pseudo":
+        raise ConfigError("params.base = 'pseudo': pseudo-labelling wraps another registered model, not itself")
     params = dict(base_params or {})
     if features is not None:
         params["features"] = features

@@ -64,14 +64,14 @@ import numpy as np
 import pandas as pd
 import torch
 from sklearn.base import BaseEstimator, RegressorMixin
-from perturbkit.constraints import Interval, StrOptions
 from torch import nn
 
+from perturbkit.constraints import Interval, StrOptions
 from perturbkit.errors import ConfigError
 from perturbkit.metrics import rowwise_rmse
+from perturbkit.models.registry import register_model
 from perturbkit.models.torch_loop import TrainSettings, _predict, _seeded, _threads, resolve_device, train_module, train_settings
 from perturbkit.models.transfer import TransferRidge
-from perturbkit.models.registry import register_model
 from perturbkit.transforms import signed_log10_p, z_from_signed_log10_p
 
 __all__ = ["ARCHITECTURES", "GATE_GRID", "GATES", "SELECTIONS", "TransferExamples", "TransferNet", "transfer_examples"]

@@ -23,12 +23,12 @@ from __future__ import annotations
 from numbers import Integral, Real
 
 import torch
-from perturbkit.constraints import Interval
 from torch import nn
 
+from perturbkit.constraints import Interval
 from perturbkit.features import FeatureBuilder
-from perturbkit.models.torch_loop import TorchRegressor, TrainSettings, torch_factory
 from perturbkit.models.registry import register_model
+from perturbkit.models.torch_loop import TorchRegressor, TrainSettings, torch_factory
 
 __all__ = ["DEFAULT_FEATURES", "TabTransformerNet", "TabTransformerRegressor"]
 

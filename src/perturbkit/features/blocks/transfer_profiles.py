@@ -19,9 +19,10 @@ from numbers import Integral
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
-from perturbkit.constraints import Interval, validate_params
 
+from perturbkit.constraints import Interval, validate_params
 from perturbkit.features.blocks import register_feature_block
+from perturbkit.features.pca import check_components
 from perturbkit.features.profiles import ProfileTable
 
 
@@ -35,6 +36,7 @@ class TransferProfiles(TransformerMixin, BaseEstimator):
 
     def fit(self, X: pd.DataFrame, y) -> TransferProfiles:
         validate_params(self)
+        check_components(self.n_components, np.shape(y), "features.transfer_profiles_n_components")
         self.table_ = ProfileTable(n_components=self.n_components).fit(X, y)
         return self
 
