@@ -216,6 +216,8 @@ def _check_model(config: dict, source: str) -> None:
             raise ConfigError(f"{source}: model {name!r} builds no features, so the [features] table does not apply to it")
     try:
         model = build_model(config, config["cv"]["seed"])
+    except InvalidParameterError as exc:  # a factory's own argument
+        raise ConfigError(f"{source}: model {name!r}: {_config_key(config, '', exc.param)}: {exc}") from None
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") from None
     nested = [(path, v) for path, v in model.get_params(deep=True).items() if isinstance(v, BaseEstimator)]

@@ -15,21 +15,25 @@ from __future__ import annotations
 
 import os
 
-from sklearn.utils._param_validation import HasMethods, Interval, Options, StrOptions, _Constraint, make_constraint
+from sklearn.utils._param_validation import HasMethods, Interval, Options, StrOptions, make_constraint
 from sklearn.utils._param_validation import InvalidParameterError as _SklearnInvalidParameterError
 from sklearn.utils._param_validation import validate_parameter_constraints
 
 from perturbkit.errors import InvalidParameterError
 
-__all__ = ["HasMethods", "Interval", "InvalidParameterError", "ListOf", "Options", "StrOptions", "available_memory", "validate_params"]
+__all__ = ["HasMethods", "Interval", "InvalidParameterError", "ListOf", "Options", "StrOptions", "available_memory", "check_values",
+           "validate_params"]
 
 
-class ListOf(_Constraint):
+class ListOf(Options):
     """A list or tuple of at least ``min_length`` items, each satisfying ``item`` (any constraint above; never a bool
-    where a number is asked for)."""
+    where a number is asked for).
+
+    An :class:`Options` only because scikit-learn's validator accepts its own constraint classes alone.
+    """
 
     def __init__(self, item, *, min_length: int = 1):
-        super().__init__()
+        super().__init__(list, set())
         self.item = make_constraint(item)
         self.min_length = min_length
 
@@ -46,18 +50,23 @@ def validate_params(estimator) -> None:
 
     Raises :class:`InvalidParameterError` naming the first parameter that fails.
     """
-    constraints = getattr(type(estimator), "_parameter_constraints", None) or {}
-    name = type(estimator).__name__
-    for param, value in estimator.get_params(deep=False).items():
-        if param not in constraints:
-            continue
-        try:
-            validate_parameter_constraints({param: constraints[param]}, {param: value}, caller_name=name)
-        except _SklearnInvalidParameterError as exc:
-            raise InvalidParameterError(param, str(exc)) from None
+    check_values(getattr(type(estimator), "_parameter_constraints", None) or {}, estimator.get_params(deep=False),
+                 type(estimator).__name__)
     check = getattr(estimator, "_check_params", None)
     if callable(check):
         check()
+
+
+def check_values(constraints: dict, values: dict, caller: str) -> None:
+    """``values`` (parameter -> value) against ``constraints`` in the same vocabulary, one at a time: for a factory's own
+    arguments that no estimator parameter holds as given (``pca_ridge``'s ``alpha``)."""
+    for param, value in values.items():
+        if param not in constraints:
+            continue
+        try:
+            validate_parameter_constraints({param: constraints[param]}, {param: value}, caller_name=caller)
+        except _SklearnInvalidParameterError as exc:
+            raise InvalidParameterError(param, str(exc)) from None
 
 
 def available_memory() -> int:

@@ -19,7 +19,7 @@ from sklearn.neighbors import KNeighborsRegressor
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from perturbkit.constraints import HasMethods, Interval, validate_params
+from perturbkit.constraints import HasMethods, Interval, check_values, validate_params
 from perturbkit.errors import ConfigError
 from perturbkit.features import FeatureBuilder
 from perturbkit.features.pca import WidePCA, check_components
@@ -139,6 +139,8 @@ class PerComponentLGBM(RegressorMixin, BaseEstimator):
 
 @register_model("pca_ridge")
 def pca_ridge(n_components: int = 64, alpha: float = 10.0, features: dict | None = None) -> PCATargetRegressor:
+    # Ridge also takes one alpha per target, which a config cannot mean (the targets are the fold's PCA scores)
+    check_values({"alpha": [Interval(Real, 0, None, closed="left")]}, {"alpha": alpha}, "pca_ridge")
     return PCATargetRegressor(
         make_pipeline(StandardScaler(), Ridge(alpha=alpha)), FeatureBuilder(**(features or {})), n_components
     )
@@ -155,4 +157,5 @@ def pca_knn(n_components: int = 64, n_neighbors: int = 10, weights: str = "dista
 
 @register_model("pca_lgbm")
 def pca_lgbm(n_components: int = 16, features: dict | None = None, **booster_params) -> PCATargetRegressor:
-    return PCATargetRegressor(PerComponentLGBM(**booster_params), FeatureBuilder(**(features or {})), n_components)
+    # fewer statistics components than the builder's default: one booster per target component reads every column
+    return PCATargetRegressor(PerComponentLGBM(**booster_params), FeatureBuilder(**{"stats_components": 8, **(features or {})}), n_components)
