@@ -119,8 +119,11 @@ def _checked(schema: type[BaseModel], raw: object, where: str) -> BaseModel:
             if error["type"] == "extra_forbidden":
                 problems.append(f"unknown key {key!r}; known: {sorted(schema.model_fields)}")
             else:
-                value = raw.get(key) if isinstance(raw, dict) else raw
-                problems.append(f"{key + ' = ' if key else ''}{value!r}: {error['msg'].removeprefix('Value error, ')}")
+                message = error["msg"].removeprefix("Value error, ")
+                if isinstance(raw, dict) and key not in raw:
+                    problems.append(f"{key}: {message}")
+                else:
+                    problems.append(f"{key + ' = ' if key else ''}{raw.get(key) if key else raw!r}: {message}")
         raise ConfigError(f"{where}: " + "; ".join(problems)) from None
 
 
