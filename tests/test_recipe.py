@@ -95,7 +95,7 @@ def test_unknown_model_fails_before_any_work(small_dataset, tmp_path):
     # the shared value types (perturbkit.types): the recipe's seeds are checked as a config's cv.seeds are
     (RECIPE.replace("seeds = [0]", "seeds = [4294967296]"), "seeds = \\[4294967296\\]: Input should be less than or equal to 4294967295"),
     (RECIPE.replace("seeds = [0]", "seeds = [1, 1]"), "seeds = \\[1, 1\\]: seeds must be distinct"),
-    (RECIPE.replace("seeds = [0]", "seeds = []"), "seeds = \\[\\]: List should have at least 1 item"),
+    (RECIPE.replace("seeds = [0]", "seeds = []"), "seeds = \\[\\]: Value should have at least 1 item"),
     (RECIPE.replace("seeds = [0]", "leaderboard = 'yes'"), "leaderboard = 'yes': Input should be a valid boolean"),
     (RECIPE.replace('set = ["params.n_components=8"]', 'set = [3]'), "member 2 \\(pca_ridge\\): set = \\[3\\]: Input should be a valid string"),
 ])
