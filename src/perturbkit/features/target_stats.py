@@ -48,7 +48,7 @@ class TargetStatistics(TransformerMixin, BaseEstimator):
     ``fit_transform`` featurises the training rows; with ``leave_one_out`` each training row's
     statistics exclude its own target, as they will for a row being predicted. A block keeps
     ``n_components`` components, or ``k - 1`` for a grouping of ``k`` groups (their centred statistics
-    span no more); more than the largest grouping allows is a :class:`ConfigError`.
+    span no more); more than any grouping of the fitted rows could give is a :class:`ConfigError`.
     """
 
     def __init__(
@@ -93,10 +93,10 @@ class TargetStatistics(TransformerMixin, BaseEstimator):
                 for name in self.statistics:
                     blocks[column, name][rows] = row_stats[name]
             self.groups_[column] = (pd.Index(names), stats)
-        widest = max((len(names) - 1 for names, _ in self.groups_.values()), default=0)
-        if self.n_components > max(widest, 1):  # no grouping could use them: a typo, not a request to clamp
-            raise ConfigError(f"features.stats_components={self.n_components}: at most {max(widest, 1)} here "
-                              f"(k groups' statistics span k - 1 directions; the most groups of {list(self.by)} here: {widest + 1})")
+        most = max(len(y) - 1, 1)
+        if self.n_components > most:  # no grouping of these rows could use them: a typo, not a request to clamp
+            raise ConfigError(f"features.stats_components={self.n_components}: at most {most} here "
+                              f"(k groups' statistics span k - 1 directions; the fold has {len(y)} training rows)")
         self.pcas_ = {}
         for key, block in blocks.items():
             # k groups' centred statistics span at most k - 1 directions
