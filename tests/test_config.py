@@ -71,7 +71,7 @@ def test_cli_flags_are_validated_with_the_config():
         ("pca_ridge", ['cv.scheme="kfld"'], r"cv\.scheme = 'kfld': unknown CV scheme; known: .*kfold"),
         ("pca_ridge", ["params.n_components=0"], r"params\.n_components: The 'n_components' parameter of PCATargetRegressor must be an int in the range \[1, inf\)\. Got 0"),
         ("pca_ridge", ["params.n_components=3.5"], r"params\.n_components: .* Got 3\.5 instead"),
-        ("pca_ridge", ["params.alpha=-5"], r"params\.alpha: The 'alpha' parameter of Ridge must be a float in the range \[0\.0, inf\)"),
+        ("pca_ridge", ["params.alpha=-5"], r"params\.alpha: The 'alpha' parameter of pca_ridge must be a float in the range \[0\.0, inf\)"),
         ("pca_ridge", ["params.alpah=3"], r"model 'pca_ridge' has no parameter\(s\) \['params\.alpah'\]; known: alpha, n_components"),
         ("pca_ridge", ["params.loss=mae"], r"has no parameter\(s\) \['params\.loss'\]"),
         ("pca_ridge", ["cv.seed=abc"], r"cv\.seed = 'abc': Input should be a valid integer"),
@@ -80,7 +80,7 @@ def test_cli_flags_are_validated_with_the_config():
         ("pca_ridge", ["cv.seeds=[-1,2]"], r"cv\.seeds\.0 = -1: Input should be greater than or equal to 0"),
         ("pca_ridge", ["cv.seeds=[2,-3]"], r"cv\.seeds\.1 = -3: Input should be greater than or equal to 0"),
         ("pca_ridge", ['features.target_stats=["bogus"]'], r"features\.target_stats = \['bogus'\]: unknown statistics \['bogus'\]; known: \['mean', 'std', 'median'\]"),
-        ("pca_ridge", ['features.chemistry=["maccs"]'], r"features\.chemistry = \['maccs'\]: unknown chemistry blocks \['maccs'\]; known: \['morgan', 'substructures', 'transfer_profiles'\]"),
+        ("pca_ridge", ['features.blocks=["maccs"]'], r"features\.blocks = \['maccs'\]: unknown feature blocks \['maccs'\]; known: \['morgan', 'substructures', 'transfer_profiles'\]"),
         ("pca_ridge", ["features.stats_components=-1"], r"features\.stats_components = -1: Input should be greater than 0"),
         ("pca_ridge", ['features.onehot=["donor"]'], r"features\.onehot\.0 = 'donor'"),
         ("pca_ridge", ["cv.n_splits=1"], r"cv\.n_splits = 1: must be 0 \(the scheme's own\) or at least 2"),
@@ -128,7 +128,7 @@ def test_n_components_beyond_the_fold_is_an_error_not_a_clamp(small_dataset):
 
     config = load_config("pca_ridge", configs_dir=CONFIGS, overrides=["params.n_components=100000", "features.stats_components=2"])
     model = build_model(config, 0)
-    with pytest.raises(ConfigError, match=r"params\.n_components=100000: at most \d+ here \(the fold has \d+ training rows x 300 genes\)"):
+    with pytest.raises(ConfigError, match=r"params\.n_components=100000: at most \d+ here \(a matrix of \d+ training rows x 300 columns\)"):
         model.fit(small_dataset.obs[["cell_type", "sm_name", "SMILES"]], small_dataset.targets)
 
 
@@ -158,3 +158,108 @@ def test_cli_rejects_a_negative_seed_in_cv_seeds_before_loading_data(tmp_path, c
     assert code == 2 and "Traceback" not in err
     assert "cv.seeds.0 = -1: Input should be greater than or equal to 0" in err
     assert not (tmp_path / "oof").exists()
+
+
+@pytest.mark.parametrize("model, overrides, message", [
+    ("transfer_ridge", ["params.alphas=[]"], r"params\.alphas: .*must be a list of at least 1 item\(s\), each a float in the range \(0\.0, inf\)\. Got \[\]"),
+    ("transfer_ridge", ["params.alphas=[-1.0]"], r"params\.alphas: .*Got \[-1\.0\] instead"),
+    ("transfer_ridge", ["params.alphas=[nan]"], r"params\.alphas: .*Got \[nan\] instead"),
+    ("transfer_ridge", ["params.alphas=[inf]"], r"params\.alphas: .*Got \[inf\] instead"),
+    ("transfer_ridge", ['params.alphas=["x"]'], r"params\.alphas: .*Got \['x'\] instead"),
+    ("transfer_ridge", ["params.alphas=[true]"], r"params\.alphas: .*Got \[True\] instead"),
+    ("pseudo", ["params.base_params.alphas=[-1.0]"], r"model 'pseudo': params\.base_params\.alphas: .*Got \[-1\.0\]"),
+    ("pseudo", ['params.base="pseudo"'], r"params\.base = 'pseudo': pseudo-labelling wraps another registered model, not itself"),
+    ("pca_ridge", ["params.alpha=[1,2]"], r"params\.alpha: The 'alpha' parameter of pca_ridge must be a float .*Got \[1, 2\]"),
+    ("lowrank", ["params.rank=100000"], r"params\.rank: rank=100000 needs 74\.5 GiB .*of memory is free"),
+    ("celltype_mean", ["params.shrink=-1"], r"params\.shrink: .*in the range \[0\.0, inf\)\. Got -1"),
+    ("zeros", ["cv.seed=true"], r"cv\.seed = True: Input should be a valid integer"),
+    ("zeros", ["cv.seed=4294967296"], r"cv\.seed = 4294967296: Input should be less than or equal to 4294967295"),
+    ("zeros", ["cv.seeds=[0, 18446744073709551616]"], r"cv\.seeds\.1 = 18446744073709551616: Input should be less than or equal to 4294967295"),
+])
+def test_bad_values_are_named_before_any_fit(model, overrides, message):
+    """The audit's inputs (issue 27 sections 4-5): each a ConfigError naming the key while the config is loaded."""
+    with pytest.raises(ConfigError, match=message):
+        load_config(model, configs_dir=CONFIGS, overrides=overrides)
+
+
+@pytest.mark.parametrize("model, overrides, message", [
+    ("pca_knn", ["params.n_neighbors=100000"], r"params\.n_neighbors=100000: at most \d+ here \(the fold's training rows\)"),
+    ("transfer_ridge", ["params.n_components=100000"], r"params\.n_components=100000: at most \d+ here"),
+    ("pca_ridge", ["features.stats_components=100000"], r"features\.stats_components=100000: at most \d+ here"),
+    ("pca_ridge", ['features.blocks=["transfer_profiles"]', "features.transfer_profiles_n_components=100000"],
+     r"features\.transfer_profiles_n_components=100000: at most \d+ here"),
+    ("pca_ridge", ["features.pca_components=100000"], r"features\.pca_components=100000: at most \d+ here"),
+    ("lowrank", ["params.n_components=100000"], r"params\.n_components=100000: at most \d+ here"),
+])
+def test_sizes_beyond_the_data_are_errors_when_the_data_is_known_never_clamps(small_dataset, monkeypatch, model, overrides, message):
+    """A size the fold's rows cannot hold fails in the fold's fit, naming the key; a model's own size before any PCA is fitted."""
+    from perturbkit.features.pca import WidePCA
+    from perturbkit.models import build_model
+
+    fitted, own = [], overrides[0].startswith("params.")
+    if own:
+        monkeypatch.setattr(WidePCA, "fit", lambda self, X, y=None: fitted.append(self))
+    model_ = build_model(load_config(model, configs_dir=CONFIGS, overrides=overrides), 0)
+    with pytest.raises(ConfigError, match=message):
+        model_.fit(small_dataset.obs[["cell_type", "sm_name", "SMILES"]], small_dataset.targets)
+    assert not fitted
+
+
+def test_a_component_count_the_fold_holds_is_used_as_given(small_dataset):
+    """The value a run records is the one it used: WidePCA keeps what it is asked for, or refuses."""
+    from perturbkit.features.pca import WidePCA
+
+    assert WidePCA(7).fit(small_dataset.targets[:50]).components_.shape == (7, small_dataset.n_genes)
+    with pytest.raises(ValueError, match="n_components=51 on a 50 x 300 matrix"):
+        WidePCA(51).fit(small_dataset.targets[:50])
+
+
+@pytest.mark.parametrize("where", ["missing", "file"])
+def test_a_configs_dir_that_is_no_folder_is_an_error(tmp_path, where):
+    path = tmp_path / "nonexistent"
+    if where == "file":
+        path.write_text("")
+    with pytest.raises(ConfigError, match=rf"--configs-dir {path}: not a folder"):
+        load_config("transfer_ridge", configs_dir=path)
+
+
+def test_the_renamed_features_chemistry_key_names_its_new_name():
+    with pytest.raises(ConfigError, match=r"features\.chemistry was renamed to features\.blocks; use features\.blocks instead"):
+        load_config("pca_ridge", configs_dir=CONFIGS, overrides=['features.chemistry=["morgan"]'])
+    assert load_config("pca_ridge", configs_dir=CONFIGS, overrides=['features.blocks=["morgan"]'])["features"]["blocks"] == ["morgan"]
+
+
+def test_a_retired_key_is_refused_with_why(monkeypatch):
+    from perturbkit import retired
+
+    monkeypatch.setitem(retired.RETIRED, ("transfer_ridge", "params.residual_mean"), "measured worse on every variant")
+    with pytest.raises(ConfigError, match=r"params\.residual_mean was retired: measured worse on every variant \(measurements: docs/experiments\.md\)"):
+        load_config("transfer_ridge", configs_dir=CONFIGS)
+    assert load_config("pca_ridge", configs_dir=CONFIGS)["model"] == "pca_ridge"  # another model's key of that name is no concern
+
+
+def test_validation_names_the_failing_parameter_and_runs_the_estimators_own_check():
+    """Each parameter is checked on its own (InvalidParameterError.param, no message parsing), then ``_check_params``."""
+    from numbers import Integral
+
+    from sklearn.base import BaseEstimator
+
+    from perturbkit.constraints import Interval, ListOf, validate_params
+    from perturbkit.errors import InvalidParameterError
+
+    class Toy(BaseEstimator):
+        _parameter_constraints = {"width": [Interval(Integral, 1, None, closed="left")],
+                                  "sizes": [ListOf(Interval(Integral, 1, None, closed="left"), min_length=2)]}
+
+        def __init__(self, width=1, sizes=(1, 2)):
+            self.width, self.sizes = width, sizes
+
+        def _check_params(self):
+            if self.width > sum(self.sizes):
+                raise InvalidParameterError("width", "wider than the sizes together")
+
+    validate_params(Toy())
+    for params, param in [({"width": 0}, "width"), ({"sizes": [3]}, "sizes"), ({"sizes": [1, 0]}, "sizes"), ({"width": 9}, "width")]:
+        with pytest.raises(InvalidParameterError) as caught:
+            validate_params(Toy(**params))
+        assert caught.value.param == param

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from sklearn.base import BaseEstimator, RegressorMixin
-from sklearn.utils._param_validation import InvalidParameterError
+from perturbkit.errors import InvalidParameterError
 
 from perturbkit.config import load_config
 from perturbkit.cv import run_cv

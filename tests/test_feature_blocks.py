@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.decomposition import PCA
-from sklearn.utils._param_validation import Interval
 
 from perturbkit.config import load_config
+from perturbkit.constraints import Interval
 from perturbkit.cv import FEATURE_COLUMNS, run_cv
 from perturbkit.errors import ConfigError
 from perturbkit.folds import make_splitter
@@ -76,45 +76,45 @@ COMPOUND_FROM_CHEMISTRY = ['features.onehot=["cell_type"]', "features.target_sta
 
 
 def test_toy_compound_block_runs_through_cv(small_dataset):
-    """Extending perturbkit: a new compound block is one registration and a name in features.chemistry."""
-    toy = load_config("pca_ridge", overrides=[*COMPOUND_FROM_CHEMISTRY, f'features.chemistry=["{TOY}"]'])
+    """Extending perturbkit: a new compound block is one registration and a name in features.blocks."""
+    toy = load_config("pca_ridge", overrides=[*COMPOUND_FROM_CHEMISTRY, f'features.blocks=["{TOY}"]'])
     plain = load_config("pca_ridge", overrides=COMPOUND_FROM_CHEMISTRY)
     with_toy, without = run_cv(small_dataset, toy, progress=False), run_cv(small_dataset, plain, progress=False)
     # Without the block a row knows only its cell type; the embedding tells compounds apart.
-    assert with_toy.meta["config"]["features"]["chemistry"] == [TOY]
+    assert with_toy.meta["config"]["features"]["blocks"] == [TOY]
     rows = without.oof_keys["cell_type"].astype(str).to_numpy() == without.oof_keys["cell_type"].astype(str).iloc[0]
     assert np.ptp(without.oof[rows], axis=0).max() < 1e-5 < np.ptp(with_toy.oof[rows], axis=0).max()
 
 
 def test_block_is_fitted_on_the_distinct_smiles_and_keeps_row_order(small_dataset):
     X, y = small_dataset.obs[FEATURE_COLUMNS], small_dataset.targets
-    builder = FeatureBuilder(onehot=[], target_stats=[], chemistry=[TOY]).fit(X, y)
+    builder = FeatureBuilder(onehot=[], target_stats=[], blocks=[TOY]).fit(X, y)
     assert builder.blocks_[TOY].n_compounds_ == X["SMILES"].nunique()
     expected = CharNgramEmbedding().transform(list(X["SMILES"].astype(str)))
     np.testing.assert_allclose(builder.transform(X), expected, rtol=1e-6)
 
 
 def test_requirements_come_from_the_declarations():
-    assert feature_requirements(load_config("pca_ridge", overrides=[f'features.chemistry=["{TOY}"]'])) == (True, set())
-    assert feature_requirements(load_config("pca_ridge", overrides=['features.chemistry=["morgan"]'])) == (True, {"rdkit"})
+    assert feature_requirements(load_config("pca_ridge", overrides=[f'features.blocks=["{TOY}"]'])) == (True, set())
+    assert feature_requirements(load_config("pca_ridge", overrides=['features.blocks=["morgan"]'])) == (True, {"rdkit"})
     assert feature_requirements(load_config("pca_ridge")) == (False, set())
     # A model's own blocks count: lowrank's fingerprint ridge, and mlp's default features when [features] is absent.
     assert feature_requirements(load_config("lowrank", overrides=["params.chemistry=true"])) == (True, {"rdkit"})
     mlp = load_config("mlp")
     del mlp["features"]
     assert feature_requirements(mlp) == (True, {"rdkit"})
-    configs = [load_config("pca_ridge", overrides=[f'features.chemistry=["{TOY}", "substructures"]']), load_config("compound_mean")]
+    configs = [load_config("pca_ridge", overrides=[f'features.blocks=["{TOY}", "substructures"]']), load_config("compound_mean")]
     assert block_packages(spec_from_configs(configs)) == {"rdkit": "for pca_ridge (substructures)"}
 
 
 def test_unknown_block_names_the_known_ones(small_dataset):
     with pytest.raises(ConfigError, match=rf"unknown feature block 'maccs'; known: \[.*'morgan'.*'{TOY}'"):
-        FeatureBuilder(chemistry=["maccs"]).fit(small_dataset.obs[FEATURE_COLUMNS], small_dataset.targets)
-    with pytest.raises(ConfigError, match=rf"unknown chemistry blocks \['maccs'\]; known: \[.*'{TOY}'\]"):
-        load_config("pca_ridge", overrides=['features.chemistry=["maccs"]'])
+        FeatureBuilder(blocks=["maccs"]).fit(small_dataset.obs[FEATURE_COLUMNS], small_dataset.targets)
+    with pytest.raises(ConfigError, match=rf"unknown feature blocks \['maccs'\]; known: \[.*'{TOY}'\]"):
+        load_config("pca_ridge", overrides=['features.blocks=["maccs"]'])
 
 
-RESPONSE = ['features.onehot=["cell_type"]', "features.target_stats=[]", 'features.chemistry=["compound_response"]',
+RESPONSE = ['features.onehot=["cell_type"]', "features.target_stats=[]", 'features.blocks=["compound_response"]',
             "params.n_components=4", "features.compound_response_n_components=3"]
 
 

@@ -13,7 +13,7 @@ from perturbkit import chem
 from perturbkit.features import chemistry
 from perturbkit.folds import make_splitter
 
-CHEMISTRY_ONLY = {"onehot": [], "target_stats": [], "chemistry": ["morgan", "substructures"]}
+CHEMISTRY_ONLY = {"onehot": [], "target_stats": [], "blocks": ["morgan", "substructures"]}
 
 
 def _fold(dataset, fold=0):
@@ -23,11 +23,11 @@ def _fold(dataset, fold=0):
 
 def test_chemistry_blocks_have_the_configured_sizes(small_dataset):
     X, y = small_dataset.obs[FEATURE_COLUMNS], small_dataset.targets
-    morgan = FeatureBuilder(onehot=[], target_stats=[], chemistry=["morgan"], morgan_bits=512, morgan_radius=3).fit_transform(X, y)
+    morgan = FeatureBuilder(onehot=[], target_stats=[], blocks=["morgan"], morgan_bits=512, morgan_radius=3).fit_transform(X, y)
     assert morgan.shape == (len(X), 512) and set(np.unique(morgan)) <= {0.0, 1.0}
     expected = chemistry.morgan_fingerprints(X["SMILES"], radius=3, n_bits=512)
     np.testing.assert_array_equal(morgan, expected.astype(np.float32))
-    builder = FeatureBuilder(onehot=[], target_stats=[], chemistry=["substructures"], substructure_min_count=3)
+    builder = FeatureBuilder(onehot=[], target_stats=[], blocks=["substructures"], substructure_min_count=3)
     counts = builder.fit_transform(X, y)
     assert counts.shape == (len(X), len(builder.blocks_["substructures"].fragments_)) and counts.sum() > 0
     reference = chemistry.substructure_counts(X["SMILES"].unique(), min_count=3)
@@ -53,7 +53,7 @@ def test_chemistry_is_deterministic_and_cached(small_dataset):
 def test_fragment_vocabulary_comes_from_the_fitted_rows(small_dataset):
     train_idx, valid_idx = _fold(small_dataset)
     X, y = small_dataset.obs[FEATURE_COLUMNS], small_dataset.targets
-    builder = FeatureBuilder(onehot=[], target_stats=[], chemistry=["substructures"], substructure_min_count=1)
+    builder = FeatureBuilder(onehot=[], target_stats=[], blocks=["substructures"], substructure_min_count=1)
     builder.fit(X.iloc[:50], y[:50])
     vocabulary = set(chemistry.substructure_counts(X["SMILES"].iloc[:50].unique(), min_count=1).columns)
     assert set(builder.blocks_["substructures"].fragments_) == vocabulary
@@ -77,7 +77,7 @@ def test_bad_smiles_warns_and_gets_zero_features(small_dataset):
 def test_unknown_chemistry_block_is_named(small_dataset):
     X, y = small_dataset.obs[FEATURE_COLUMNS], small_dataset.targets
     with pytest.raises(ValueError, match="maccs"):
-        FeatureBuilder(chemistry=["maccs"]).fit(X, y)
+        FeatureBuilder(blocks=["maccs"]).fit(X, y)
 
 
 def test_defaults_keep_the_original_blocks(small_dataset):
@@ -92,7 +92,7 @@ def test_defaults_keep_the_original_blocks(small_dataset):
 def test_input_pca_is_fitted_on_the_training_rows_only(small_dataset):
     train_idx, valid_idx = _fold(small_dataset, fold=2)
     X, y = small_dataset.obs[FEATURE_COLUMNS], small_dataset.targets
-    config = {"chemistry": ["morgan", "substructures"], "pca_components": 12}
+    config = {"blocks": ["morgan", "substructures"], "pca_components": 12}
     outputs = []
     for targets in (y, np.where(np.isin(np.arange(len(y)), valid_idx[:1])[:, None], 1e6, y).astype(np.float32)):
         builder = FeatureBuilder(**config)

@@ -98,7 +98,7 @@ def test_models_fed_the_transfer_profiles_block_keep_every_fold_out(small_datase
     """The block is fitted on each fold's training targets: with it on, no fold's predictions move (every fold; 40 genes)."""
     dataset = dataclasses.replace(small_dataset, targets=small_dataset.targets[:, :40].copy(), genes=small_dataset.genes[:40])
     sized = ["params.n_components=8"] if model == "pca_ridge" else []  # its target PCA fits in 40 genes
-    config = load_config(model, test=True, overrides=[*sized, 'features.chemistry=["transfer_profiles"]', "features.transfer_profiles_n_components=4"])
+    config = load_config(model, test=True, overrides=[*sized, 'features.blocks=["transfer_profiles"]', "features.transfer_profiles_n_components=4"])
     clean, planted = _assert_folds_unmoved(dataset, config)
-    assert config["features"]["chemistry"] == ["transfer_profiles"]
+    assert config["features"]["blocks"] == ["transfer_profiles"]
     assert any(not np.array_equal(clean.oof, result.oof) for result in planted.values())  # the sentinel does reach other folds

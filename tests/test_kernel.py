@@ -305,7 +305,7 @@ def test_a_script_over_the_limit_is_refused_and_nothing_written(built_wheel, tmp
 
 
 def test_build_warns_when_a_member_needs_rdkit_and_no_wheels_dataset_is_attached(built_wheel, tmp_path, isolated_home):
-    chem = load_config("pca_ridge", configs_dir=CONFIGS, overrides=['features.chemistry=["morgan"]', "params.n_components=8"])
+    chem = load_config("pca_ridge", configs_dir=CONFIGS, overrides=['features.blocks=["morgan"]', "params.n_components=8"])
     built = build_kernel(spec_from_configs([chem]), user=USERNAME, out_root=tmp_path / "a", wheel=built_wheel)
     (warning,) = built.warnings
     assert "rdkit (for pca_ridge (morgan))" in warning and "--deps-dataset" in warning

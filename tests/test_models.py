@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from sklearn.base import clone
+from sklearn.base import BaseEstimator, clone
 
 from perturbkit.config import load_config
 from perturbkit.cv import FEATURE_COLUMNS
 from perturbkit.models import build_model
 from perturbkit.errors import UnknownModelError
-from perturbkit.models import create_model, list_models
+from perturbkit.models import create_model, list_models, register_model
 
 BASELINES = ["zeros", "gene_mean", "compound_mean", "celltype_mean"]
 PCA_MODELS = ["pca_ridge", "pca_knn", "pca_lgbm"]
@@ -74,6 +74,40 @@ def test_build_model_seeds_nested_random_states():
 def test_every_registered_model_ships_a_config(name):
     assert load_config(name)["model"] == name
     assert (__import__("pathlib").Path("configs") / f"{name}.toml").is_file()
+
+
+def _as_configured(value):
+    """A parameter as a config states it: tuples as lists, a nested estimator by its class (its parameters are listed too)."""
+    if isinstance(value, BaseEstimator):
+        return type(value).__name__
+    if isinstance(value, (tuple, list)):
+        return [_as_configured(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _as_configured(v) for k, v in value.items()}
+    return value
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_a_models_defaults_are_its_shipped_config(name):
+    """A notebook's ``create_model(name)`` is the shipped model: every class default equals configs/<name>.toml."""
+    shipped = build_model(load_config(name), 0).get_params(deep=True)
+    bare = build_model({"model": name, "params": {}}, 0).get_params(deep=True)
+    shipped, bare = _as_configured(shipped), _as_configured(bare)
+    differ = {key: (shipped.get(key), bare.get(key)) for key in set(shipped) | set(bare) if shipped.get(key) != bare.get(key)}
+    assert not differ, f"{name}: (config, class default) differ: {differ}"
+
+
+def test_models_register_where_they_are_defined():
+    """One registration path: each built-in module registers its models on import; nothing else names a factory."""
+    import importlib
+
+    from perturbkit.models.registry import BUILT_IN, model_factory
+
+    for name, module in BUILT_IN.items():
+        assert any(value is model_factory(name) for value in vars(importlib.import_module(module)).values()), name
+    assert "entry-points" not in open("pyproject.toml").read()
+    with pytest.raises(ValueError, match="'transfer_ridge' is registered twice"):
+        register_model("transfer_ridge")(lambda: None)
 
 
 def test_a_linear_model_imports_no_torch():

@@ -89,9 +89,15 @@ def test_unknown_model_fails_before_any_work(small_dataset, tmp_path):
     ("scheme = 'test_like'\n", "lists no \\[\\[members\\]\\]"),
     # refused by load_recipe, so before any member is cross-validated
     ("[[members]]\nmodel = 'compound_mean'\n", "lists 1 \\[\\[members\\]\\]; a blend needs at least two"),
-    ("bogus = 1\n" + RECIPE, "unknown recipe key\\(s\\) \\['bogus'\\]"),
+    ("bogus = 1\n" + RECIPE, "unknown key 'bogus'"),
     (RECIPE.replace('method = "slsqp"', 'method = "nonesuch"'), "unknown blend method 'nonesuch'"),
-    (RECIPE.replace('set = ["params.n_components=8"]', 'sett = []'), "unknown key\\(s\\) \\['sett'\\]"),
+    (RECIPE.replace('set = ["params.n_components=8"]', 'sett = []'), "member 2 \\(pca_ridge\\): unknown key 'sett'"),
+    # the shared value types (perturbkit.types): the recipe's seeds are checked as a config's cv.seeds are
+    (RECIPE.replace("seeds = [0]", "seeds = [4294967296]"), "seeds = \\[4294967296\\]: Input should be less than or equal to 4294967295"),
+    (RECIPE.replace("seeds = [0]", "seeds = [1, 1]"), "seeds = \\[1, 1\\]: seeds must be distinct"),
+    (RECIPE.replace("seeds = [0]", "seeds = []"), "seeds = \\[\\]: Value should have at least 1 item"),
+    (RECIPE.replace("seeds = [0]", "leaderboard = 'yes'"), "leaderboard = 'yes': Input should be a valid boolean"),
+    (RECIPE.replace('set = ["params.n_components=8"]', 'set = [3]'), "member 2 \\(pca_ridge\\): set = \\[3\\]: Input should be a valid string"),
 ])
 def test_bad_recipes_are_named(tmp_path, text, message):
     with pytest.raises(ConfigError, match=message):

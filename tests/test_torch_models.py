@@ -17,7 +17,7 @@ from perturbkit.models.torch_loop import TrainSettings, make_loss, resolve_devic
 from helpers import lymphoid_fold, with_sentinel
 
 
-SMALL_FEATURES = {"chemistry": ["morgan", "substructures"], "morgan_bits": 256, "stats_components": 4}
+SMALL_FEATURES = {"blocks": ["morgan", "substructures"], "morgan_bits": 256, "stats_components": 4}
 # One thread: tiny networks are all synchronisation overhead with two, worst on a busy machine.
 TINY = {
     "mlp": {"hidden": [32, 16]},

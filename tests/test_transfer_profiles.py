@@ -85,7 +85,7 @@ class _Fixed:
 
 def test_block_parameter_is_a_config_key_and_a_bad_value_a_named_error(world):
     X, y = world
-    on = ['features.chemistry=["transfer_profiles"]', f"features.transfer_profiles_n_components={COMPONENTS}"]
+    on = ['features.blocks=["transfer_profiles"]', f"features.transfer_profiles_n_components={COMPONENTS}"]
     config = load_config("mlp", overrides=on, test=True)
     builder = FeatureBuilder(**config["features"]).fit(X, y)
     assert builder.blocks_["transfer_profiles"].n_components == COMPONENTS

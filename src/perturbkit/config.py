@@ -5,8 +5,9 @@ keyword arguments), ``features`` (the feature builder's), ``cv`` (scheme, seed, 
 refit) and ``tune`` (a tuner's search space, passed through). :func:`validate_config` checks the
 resolved dict against one typed schema before any data is loaded or anything fitted: unknown keys
 are refused with the known ones listed, values are typed (``cv.refit=no`` is false), and the
-model's parameters are checked against the estimator (its signature and scikit-learn's
-``_parameter_constraints``). Every error is a :class:`ConfigError` naming key, value and what is
+model's parameters are checked against the estimator (its signature and its ``_parameter_constraints``,
+:mod:`perturbkit.constraints`). A retired or renamed key (:mod:`perturbkit.retired`) is refused
+with what happened to it. Every error is a :class:`ConfigError` naming key, value and what is
 allowed.
 """
 
@@ -16,14 +17,16 @@ import copy
 import hashlib
 import inspect
 import json
-import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, ValidationError, field_validator
 
-from perturbkit.errors import ConfigError
+from perturbkit.constraints import validate_params
+from perturbkit.errors import ConfigError, InvalidParameterError
+from perturbkit.retired import check_retired, dotted_keys
+from perturbkit.types import Seed, Seeds
 
 CV_DEFAULTS = {"scheme": "test_like", "seed": 0, "seeds": [], "n_splits": 0, "refit": False}
 BOOLEAN_WORDS = {"true": True, "yes": True, "on": True, "false": False, "no": False, "off": False}
@@ -81,8 +84,8 @@ class _Strict(BaseModel):
 
 class CVSettings(_Strict):
     scheme: str = CV_DEFAULTS["scheme"]
-    seed: NonNegativeInt = 0
-    seeds: list[NonNegativeInt] = []
+    seed: Seed = 0
+    seeds: Seeds = []
     n_splits: int = Field(0, description="0: the scheme's own number of folds; else at least 2")
     refit: bool = False
 
@@ -102,13 +105,6 @@ class CVSettings(_Strict):
             raise ValueError("must be 0 (the scheme's own) or at least 2")
         return value
 
-    @field_validator("seeds")
-    @classmethod
-    def _distinct(cls, value: list[int]) -> list[int]:
-        if len(set(value)) != len(value):
-            raise ValueError("seeds must be distinct")
-        return value
-
 
 class FeatureSettings(BaseModel):
     """Typed values of :class:`perturbkit.features.FeatureBuilder`'s own parameters; which keys exist comes from its
@@ -120,7 +116,7 @@ class FeatureSettings(BaseModel):
     stats_by: list[KEY_COLUMNS] | None = None
     stats_components: PositiveInt | None = None
     leave_one_out: bool | None = None
-    chemistry: list[str] | None = None
+    blocks: list[str] | None = None
     pca_components: NonNegativeInt | None = None
 
     @field_validator("target_stats")
@@ -130,12 +126,12 @@ class FeatureSettings(BaseModel):
 
         return _members_of(value, STATISTICS, "statistics")
 
-    @field_validator("chemistry")
+    @field_validator("blocks")
     @classmethod
-    def _chemistry(cls, value):
+    def _blocks(cls, value):
         from perturbkit.features import FEATURE_BLOCKS
 
-        return _members_of(value, FEATURE_BLOCKS.names(), "chemistry blocks")
+        return _members_of(value, FEATURE_BLOCKS.names(), "feature blocks")
 
 
 def _members_of(values, known, what: str):
@@ -197,28 +193,10 @@ def _check_block_parameters(features: dict, source: str) -> None:
         keys = {p.name: key for key, p in block.parameters().items()}
         if not set(keys.values()) & set(features):
             continue
-        broken = _constraint_problem(block.build(values))
-        if broken is not None:
-            param, message = broken
-            raise ConfigError(f"{source}: feature block {name!r}: features.{keys.get(param, param)}: {message}")
-
-
-def _constraint_problem(estimator) -> tuple[str, str] | None:
-    """``(parameter, message)`` of a parameter that breaks its class's ``_parameter_constraints``, if one does."""
-    from sklearn.utils._param_validation import InvalidParameterError, validate_parameter_constraints
-
-    constraints = getattr(type(estimator), "_parameter_constraints", None)
-    if not isinstance(constraints, dict):
-        return None
-    try:  # the estimator's own check where it has one (its constraints and any it adds), as its fit runs it
-        if hasattr(estimator, "_validate_params"):
-            estimator._validate_params()
-        else:
-            validate_parameter_constraints(constraints, estimator.get_params(deep=False), caller_name=type(estimator).__name__)
-    except InvalidParameterError as exc:
-        found = re.search(r"The '(\w+)' parameter", str(exc))
-        return (found.group(1) if found else "?"), str(exc)
-    return None
+        try:
+            validate_params(block.build(values))
+        except InvalidParameterError as exc:
+            raise ConfigError(f"{source}: feature block {name!r}: features.{keys.get(exc.param, exc.param)}: {exc}") from None
 
 
 def _check_model(config: dict, source: str) -> None:
@@ -238,14 +216,16 @@ def _check_model(config: dict, source: str) -> None:
             raise ConfigError(f"{source}: model {name!r} builds no features, so the [features] table does not apply to it")
     try:
         model = build_model(config, config["cv"]["seed"])
+    except InvalidParameterError as exc:  # a factory's own argument
+        raise ConfigError(f"{source}: model {name!r}: {_config_key(config, '', exc.param)}: {exc}") from None
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") from None
     nested = [(path, v) for path, v in model.get_params(deep=True).items() if isinstance(v, BaseEstimator)]
     for path, estimator in [("", model), *nested]:
-        broken = _constraint_problem(estimator)
-        if broken is not None:
-            param, message = broken
-            raise ConfigError(f"{source}: model {name!r}: {_config_key(config, path, param)}: {message}")
+        try:
+            validate_params(estimator)
+        except InvalidParameterError as exc:
+            raise ConfigError(f"{source}: model {name!r}: {_config_key(config, path, exc.param)}: {exc}") from None
 
 
 def _config_key(config: dict, path: str, param: str) -> str:
@@ -257,7 +237,9 @@ def _config_key(config: dict, path: str, param: str) -> str:
     parts = [p for p in path.split("__") if p]
     if parts and parts[0] in config["params"]:
         return "params." + ".".join([*parts, param])
-    return ".".join([*parts, param])
+    # a wrapped model's own table (pseudo's params.base_params): the one key of that name under [params]
+    nested = [key for key in dotted_keys(config["params"], "params.") if key.endswith(f".{param}")]
+    return nested[0] if len(nested) == 1 else ".".join([*parts, param])
 
 
 def validate_config(config: dict, *, source: str = "config") -> dict:
@@ -265,6 +247,7 @@ def validate_config(config: dict, *, source: str = "config") -> dict:
 
     Raises :class:`ConfigError` before any data is loaded; returns a new dict.
     """
+    check_retired(str(config.get("model")), config, source)
     try:
         checked = RunConfig.model_validate(config)
     except ValidationError as exc:
@@ -305,6 +288,9 @@ def load_config(
     """
     config = {"model": model, "params": {}, "cv": dict(CV_DEFAULTS)}
     sources = []
+    if not Path(configs_dir).is_dir():  # else every model would silently run with its class defaults
+        raise ConfigError(f"--configs-dir {configs_dir}: not a folder (it holds cv.toml and <model>.toml)")
+    configs_dir = Path(configs_dir)
     if (configs_dir / "cv.toml").is_file():
         config = merge(config, read_toml(configs_dir / "cv.toml"))
         sources.append(str(configs_dir / "cv.toml"))

@@ -15,6 +15,9 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from perturbkit.config import config_hash, load_config, read_toml, without_tune
 from perturbkit.cv import run_cv, save_run, splitter_for
@@ -22,10 +25,7 @@ from perturbkit.cv.store import list_runs, read_meta
 from perturbkit.data import Dataset
 from perturbkit.errors import ConfigError, PerturbkitError
 from perturbkit.folds import folds_frame, folds_hash
-
-RECIPE_KEYS = {"scheme", "seeds", "members", "blend", "leaderboard"}
-MEMBER_KEYS = {"model", "set"}
-
+from perturbkit.types import Seeds
 
 class RecipeError(PerturbkitError):
     """A recipe member failed; the message names it and what was kept."""
@@ -82,55 +82,78 @@ class RecipeResult:
         return "\n".join(lines)
 
 
+class RecipeMember(BaseModel):
+    """One ``[[members]]`` entry: a registered model and its ``--set``-style overrides."""
+
+    model_config = ConfigDict(extra="forbid")
+    model: str
+    set: list[Annotated[str, Field(strict=True)]] = []
+
+
+class RecipeFile(BaseModel):
+    """A recipe file's schema; members are checked one by one (:class:`RecipeMember`) so an error names the member."""
+
+    model_config = ConfigDict(extra="forbid")
+    scheme: str | None = None  # None: configs/cv.toml's scheme
+    seeds: Annotated[Seeds, Field(min_length=1)] = [0]
+    members: Annotated[list[Any], Field(validate_default=True)] = []
+    blend: dict[str, Any] = {}
+    leaderboard: Annotated[bool, Field(strict=True)] = False
+
+    @field_validator("members")
+    @classmethod
+    def _at_least_two(cls, value: list) -> list:
+        if len(value) < 2:
+            raise ValueError(f"the recipe lists {len(value) or 'no'} [[members]]; a blend needs at least two")
+        return value
+
+
+def _checked(schema: type[BaseModel], raw: object, where: str) -> BaseModel:
+    """``raw`` through ``schema``, or a :class:`ConfigError` naming each bad key with its value as written."""
+    try:
+        return schema.model_validate(raw)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            key = str(error["loc"][0]) if error["loc"] else ""
+            if error["type"] == "extra_forbidden":
+                problems.append(f"unknown key {key!r}; known: {sorted(schema.model_fields)}")
+            else:
+                message = error["msg"].removeprefix("Value error, ")
+                if isinstance(raw, dict) and key not in raw:
+                    problems.append(f"{key}: {message}")
+                else:
+                    problems.append(f"{key + ' = ' if key else ''}{raw.get(key) if key else raw!r}: {message}")
+        raise ConfigError(f"{where}: " + "; ".join(problems)) from None
+
+
 def load_recipe(path: Path | str, *, configs_dir: Path = Path("configs"), overrides=()) -> Recipe:
     """Read and validate a recipe: every member's config resolved and its model built (by validation), before any work."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: recipe not found")
-    raw = read_toml(path)
-    unknown = sorted(set(raw) - RECIPE_KEYS)
-    if unknown:
-        raise ConfigError(f"{path}: unknown recipe key(s) {unknown}; known: {sorted(RECIPE_KEYS)}")
-    entries = raw.get("members") or []
-    if not isinstance(entries, list) or len(entries) < 2:
-        raise ConfigError(f"{path}: the recipe lists {(len(entries) if isinstance(entries, list) else 0) or 'no'} [[members]]; "
-                          "a blend needs at least two")
-    scheme = str(raw.get("scheme") or load_config("zeros", configs_dir=configs_dir)["cv"]["scheme"])
-    seeds = raw.get("seeds", [0])
-    if (not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds)
-            or len(set(seeds)) != len(seeds)):
-        raise ConfigError(f"{path}: seeds = {seeds!r}: expected a list of distinct whole numbers >= 0, e.g. seeds = [0, 1, 2]")
+    recipe = _checked(RecipeFile, read_toml(path), str(path))
+    scheme = recipe.scheme or load_config("zeros", configs_dir=configs_dir)["cv"]["scheme"]
+    seeds = recipe.seeds
     members, labels = [], []
-    for position, entry in enumerate(entries):
-        where = f"{path}: member {position + 1}"
-        if not isinstance(entry, dict) or "model" not in entry:
-            raise ConfigError(f"{where}: needs model = \"<registered model>\"")
-        unknown = sorted(set(entry) - MEMBER_KEYS)
-        if unknown:
-            raise ConfigError(f"{where} ({entry['model']}): unknown key(s) {unknown}; known: {sorted(MEMBER_KEYS)}")
-        member_set = entry.get("set", [])
-        if not isinstance(member_set, list) or not all(isinstance(o, str) for o in member_set):
-            raise ConfigError(f"{where} ({entry['model']}): set = {member_set!r}: expected a list of \"key=value\" strings, "
-                              "e.g. set = [\"params.alpha=3\"]")
+    for position, entry in enumerate(recipe.members):
+        name = entry.get("model") if isinstance(entry, dict) else None
+        where = f"{path}: member {position + 1}" + (f" ({name})" if name else "")
+        member = _checked(RecipeMember, entry, where)
         cv_overrides = [f'cv.scheme="{scheme}"', f"cv.seed={seeds[0]}", f"cv.seeds={seeds if len(seeds) > 1 else []}"]
         try:
             # load_config validates by building the model: a bad name or parameter fails here, before any fit
-            config = load_config(
-                entry["model"], configs_dir=configs_dir, overrides=[*cv_overrides, *member_set, *overrides]
-            )
+            config = load_config(member.model, configs_dir=configs_dir, overrides=[*cv_overrides, *member.set, *overrides])
         except PerturbkitError as exc:
-            raise ConfigError(f"{where} ({entry['model']}): {exc}") from exc
+            raise ConfigError(f"{where}: {exc}") from exc
         members.append(without_tune(config))
-        labels.append(" ".join([entry["model"], *member_set]))
+        labels.append(" ".join([member.model, *member.set]))
     from perturbkit.blend import BlendOptions
 
-    blend = dict(raw.get("blend", {}))
+    blend = dict(recipe.blend)
     BlendOptions.from_dict(blend)  # a bad blend option fails before any fit
-    leaderboard = raw.get("leaderboard", False)
-    if not isinstance(leaderboard, bool):
-        raise ConfigError(f"{path}: leaderboard must be true or false, got {leaderboard!r}")
     return Recipe(scheme=scheme, seeds=seeds, members=members, labels=labels, blend=blend, source=str(path),
-                  leaderboard=leaderboard)
+                  leaderboard=recipe.leaderboard)
 
 
 def _expected_folds_hash(dataset: Dataset, config: dict) -> str:

@@ -11,7 +11,9 @@ from perturbkit.errors import ConfigError
 # (owner, dotted key) -> why it was retired. The owner is a model name, or "blend" for a blend config.
 RETIRED: dict[tuple[str, str], str] = {}
 # (owner or "*" for every model, old dotted key) -> the new dotted key
-RENAMED: dict[tuple[str, str], str] = {}
+RENAMED: dict[tuple[str, str], str] = {
+    ("*", "features.chemistry"): "features.blocks",  # it also lists transfer_profiles, built from targets, not chemistry
+}
 
 
 def dotted_keys(table: dict, prefix: str = "") -> list[str]:

@@ -17,7 +17,7 @@ from perturbkit.features.blocks import (
     register_feature_block,
     transform_once_warned,
 )
-from perturbkit.features.pca import WidePCA
+from perturbkit.features.pca import WidePCA, check_components
 from perturbkit.features.target_stats import STATISTICS, TargetStatistics
 
 __all__ = [
@@ -48,7 +48,7 @@ class FeatureBuilder(TransformerMixin, BaseEstimator):
     """One-hot keys, target statistics and registered feature blocks, as one float32 matrix.
 
     Blocks are switched off with an empty value (``onehot=[]``, ``target_stats=[]``,
-    ``chemistry=[]``). ``chemistry`` names blocks of :data:`~perturbkit.features.blocks.FEATURE_BLOCKS`,
+    ``blocks=[]``). ``blocks`` names blocks of :data:`~perturbkit.features.blocks.FEATURE_BLOCKS`,
     e.g. ``"morgan"`` (``morgan_bits`` fingerprint bits of radius ``morgan_radius``) and
     ``"substructures"`` (counts of the BRICS fragments found in at least ``substructure_min_count``
     of the fitted rows' compounds; the vocabulary is fixed in ``fit``). Every registered block's
@@ -65,7 +65,7 @@ class FeatureBuilder(TransformerMixin, BaseEstimator):
         stats_by=("sm_name", "cell_type"),
         stats_components: int = 16,
         leave_one_out: bool = False,
-        chemistry=(),
+        blocks=(),
         pca_components: int = 0,
         **block_params,
     ):
@@ -74,7 +74,7 @@ class FeatureBuilder(TransformerMixin, BaseEstimator):
         self.stats_by = stats_by
         self.stats_components = stats_components
         self.leave_one_out = leave_one_out
-        self.chemistry = chemistry
+        self.blocks = blocks
         self.pca_components = pca_components
         known = block_parameters()
         unknown = sorted(set(block_params) - set(known))
@@ -95,7 +95,7 @@ class FeatureBuilder(TransformerMixin, BaseEstimator):
     def fit_transform(self, X: pd.DataFrame, y) -> np.ndarray:
         # An unknown block name fails here, with the known ones, before anything is fitted.
         params = self.get_params(deep=False)
-        self.blocks_ = {name: FEATURE_BLOCKS.get(name).build(params) for name in self.chemistry or ()}
+        self.blocks_ = {name: FEATURE_BLOCKS.get(name).build(params) for name in self.blocks or ()}
         blocks = []
         self.onehot_ = None
         if self.onehot:
@@ -118,7 +118,7 @@ class FeatureBuilder(TransformerMixin, BaseEstimator):
 
     def feature_blocks(self) -> list[str]:
         """The compound blocks this builder computes (what :func:`perturbkit.models.feature_requirements` reads)."""
-        return list(self.chemistry or ())
+        return list(self.blocks or ())
 
     def _block_matrices(self, X: pd.DataFrame, y=None, fit: bool = False) -> list[np.ndarray]:
         """Each named block's rows for ``X``, in the order named; ``fit``: the blocks are fitted on ``X`` (and ``y``) first."""
@@ -142,6 +142,7 @@ class FeatureBuilder(TransformerMixin, BaseEstimator):
         if not self.pca_components:
             return features
         if fit:
+            check_components(self.pca_components, features.shape, "features.pca_components")
             self.scaler_ = StandardScaler().fit(features)
             self.pca_ = WidePCA(self.pca_components).fit(self.scaler_.transform(features))
         return self.pca_.transform(self.scaler_.transform(features)).astype(np.float32)

@@ -12,9 +12,22 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.extmath import svd_flip
 
+from perturbkit.errors import ConfigError
+
+
+def check_components(n_components: int, shape: tuple[int, int], key: str) -> None:
+    """A component count the rows x columns matrix can hold, else a :class:`ConfigError` naming the config ``key``
+    (a larger count is refused, never clamped, so a run records what it used)."""
+    if n_components > min(shape):
+        raise ConfigError(f"{key}={n_components}: at most {min(shape)} here (a matrix of {shape[0]} training rows x {shape[1]} columns)")
+
 
 class WidePCA(TransformerMixin, BaseEstimator):
-    """Exact PCA with scikit-learn's attributes (``components_``, ``mean_``, ``explained_variance_``)."""
+    """Exact PCA with scikit-learn's attributes (``components_``, ``mean_``, ``explained_variance_``).
+
+    ``n_components`` larger than the rows or columns of ``X`` is a ``ValueError``: a caller checks its own
+    config key first (:func:`check_components`).
+    """
 
     def __init__(self, n_components: int = 16):
         self.n_components = n_components
@@ -24,7 +37,9 @@ class WidePCA(TransformerMixin, BaseEstimator):
         self.mean_ = X.mean(axis=0)
         centered = (X - self.mean_).astype(np.float64)
         eigenvalues, eigenvectors = np.linalg.eigh(centered @ centered.T)
-        self.n_components_ = max(1, min(self.n_components, *X.shape))
+        if not 1 <= self.n_components <= min(X.shape):
+            raise ValueError(f"WidePCA: n_components={self.n_components} on a {X.shape[0]} x {X.shape[1]} matrix (1 to {min(X.shape)})")
+        self.n_components_ = self.n_components
         order = np.argsort(eigenvalues)[::-1][: self.n_components_]
         singular_values = np.sqrt(np.clip(eigenvalues[order], 0.0, None))
         left = eigenvectors[:, order]

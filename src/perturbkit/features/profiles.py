@@ -23,19 +23,23 @@ from numbers import Integral, Real
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator
-from sklearn.utils._param_validation import Interval
 
-from perturbkit.features.pca import WidePCA
+from perturbkit.constraints import Interval, validate_params
+from perturbkit.features.pca import WidePCA, check_components
 
 __all__ = ["ProfileTable", "group_means"]
 
 
-def group_means(values: np.ndarray, groups: np.ndarray, n_groups: int) -> tuple[np.ndarray, np.ndarray]:
-    """The mean row of ``values`` per group code (0 for an empty group) and each group's row count."""
+def group_means(values: np.ndarray, groups: np.ndarray, n_groups: int, pseudo_count: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """The mean row of ``values`` per group code (0 for an empty group) and each group's row count.
+
+    ``pseudo_count`` rows of zeros are added to every group (a mean shrunk toward zero).
+    """
     counts = np.bincount(groups, minlength=n_groups)
     sums = np.zeros((n_groups, values.shape[1]))
     np.add.at(sums, groups, values)
-    return np.divide(sums, counts[:, None], out=np.zeros_like(sums), where=counts[:, None] > 0), counts
+    denominators = counts[:, None] + pseudo_count
+    return np.divide(sums, denominators, out=np.zeros_like(sums), where=denominators > 0), counts
 
 
 class ProfileTable(BaseEstimator):
@@ -53,7 +57,7 @@ class ProfileTable(BaseEstimator):
         self.fit_intercept = fit_intercept
 
     def fit(self, X: pd.DataFrame, y) -> ProfileTable:
-        self._validate_params()
+        validate_params(self)
         self._fit_table(X, np.asarray(y, dtype=np.float32))
         return self
 
@@ -63,6 +67,7 @@ class ProfileTable(BaseEstimator):
         cells, compounds = X["cell_type"].astype(str).to_numpy(), X["sm_name"].astype(str).to_numpy()
         self.cell_types_, cell_codes = np.unique(cells, return_inverse=True)
         self.compounds_, compound_codes = np.unique(compounds, return_inverse=True)
+        check_components(self.n_components, y.shape, "params.n_components")
         self.pca_ = WidePCA(self.n_components).fit(y)
         # Without an intercept, profiles are projections of the raw values (zero stays zero), so a map
         # fitted on them shrinks toward predicting zeros rather than toward the target type's training mean.

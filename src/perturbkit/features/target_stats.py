@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
+from perturbkit.errors import ConfigError
 from perturbkit.features.pca import WidePCA
 
 STATISTICS = ("mean", "std", "median")
@@ -45,7 +46,9 @@ class TargetStatistics(TransformerMixin, BaseEstimator):
     """Group statistics of the training targets as features, one PCA-reduced block per (group, statistic).
 
     ``fit_transform`` featurises the training rows; with ``leave_one_out`` each training row's
-    statistics exclude its own target, as they will for a row being predicted.
+    statistics exclude its own target, as they will for a row being predicted. A block keeps
+    ``n_components`` components, or ``k - 1`` for a grouping of ``k`` groups (their centred statistics
+    span no more); more than any grouping of the fitted rows could give is a :class:`ConfigError`.
     """
 
     def __init__(
@@ -90,6 +93,10 @@ class TargetStatistics(TransformerMixin, BaseEstimator):
                 for name in self.statistics:
                     blocks[column, name][rows] = row_stats[name]
             self.groups_[column] = (pd.Index(names), stats)
+        most = max(len(y) - 1, 1)
+        if self.n_components > most:  # no grouping of these rows could use them: a typo, not a request to clamp
+            raise ConfigError(f"features.stats_components={self.n_components}: at most {most} here "
+                              f"(k groups' statistics span k - 1 directions; the fold has {len(y)} training rows)")
         self.pcas_ = {}
         for key, block in blocks.items():
             # k groups' centred statistics span at most k - 1 directions

@@ -7,7 +7,8 @@ from numbers import Real
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, RegressorMixin
-from sklearn.utils._param_validation import Interval, StrOptions
+from perturbkit.constraints import Interval, StrOptions, validate_params
+from perturbkit.models.registry import register_model
 
 
 class GroupMeanRegressor(RegressorMixin, BaseEstimator):
@@ -18,7 +19,7 @@ class GroupMeanRegressor(RegressorMixin, BaseEstimator):
 
     _parameter_constraints = {
         "by": [StrOptions({"sm_name", "cell_type"}), None],
-        "shrink": [Interval(Real, None, None, closed="neither")],
+        "shrink": [Interval(Real, 0, None, closed="left")],  # 0 predicts zeros; a negative factor flips every sign
     }
 
     def __init__(self, by: str | None = None, shrink: float = 1.0):
@@ -26,7 +27,7 @@ class GroupMeanRegressor(RegressorMixin, BaseEstimator):
         self.shrink = shrink
 
     def fit(self, X: pd.DataFrame, y) -> GroupMeanRegressor:
-        self._validate_params()
+        validate_params(self)
         y = np.asarray(y, dtype=np.float32)
         self.gene_mean_ = y.mean(axis=0)
         self.n_features_out_ = y.shape[1]
@@ -45,17 +46,21 @@ class GroupMeanRegressor(RegressorMixin, BaseEstimator):
         return (self.shrink * prediction).astype(np.float32)
 
 
+@register_model("zeros")
 def zeros() -> GroupMeanRegressor:
     return GroupMeanRegressor(by=None, shrink=0.0)
 
 
+@register_model("gene_mean")
 def gene_mean() -> GroupMeanRegressor:
     return GroupMeanRegressor(by=None)
 
 
+@register_model("compound_mean")
 def compound_mean(shrink: float = 1.0) -> GroupMeanRegressor:
     return GroupMeanRegressor(by="sm_name", shrink=shrink)
 
 
+@register_model("celltype_mean")
 def celltype_mean(shrink: float = 1.0) -> GroupMeanRegressor:
     return GroupMeanRegressor(by="cell_type", shrink=shrink)

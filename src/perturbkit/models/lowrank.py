@@ -26,9 +26,11 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.linear_model import Ridge
-from sklearn.utils._param_validation import Interval
 
-from perturbkit.features.pca import WidePCA
+from perturbkit.constraints import Interval, InvalidParameterError, available_memory, validate_params
+from perturbkit.features.pca import WidePCA, check_components
+from perturbkit.features.profiles import group_means
+from perturbkit.models.registry import register_model
 
 
 def _solve_factors(outer: np.ndarray, rhs: np.ndarray, reg: float) -> np.ndarray:
@@ -46,12 +48,7 @@ def _factor_step(own: np.ndarray, other: np.ndarray, basis: np.ndarray, residual
     return _solve_factors(outer, rhs, reg)
 
 
-def _group_mean(values: np.ndarray, codes: np.ndarray, n_groups: int, reg: float) -> np.ndarray:
-    sums = np.zeros((n_groups, values.shape[1]))
-    np.add.at(sums, codes, values)
-    return sums / (np.bincount(codes, minlength=n_groups)[:, None] + reg)
-
-
+@register_model("lowrank")
 class LowRankCompletion(RegressorMixin, BaseEstimator):
     _parameter_constraints = {
         "n_components": [Interval(Integral, 1, None, closed="left")],
@@ -87,16 +84,26 @@ class LowRankCompletion(RegressorMixin, BaseEstimator):
         self.morgan_bits = morgan_bits
         self.random_state = random_state
 
+    def _check_params(self, n_groups: int = 1) -> None:
+        """The ALS step solves one rank x rank system per group (float64): refuse a rank whose systems cannot fit in memory
+        (before the data is known, for one group)."""
+        needed, free = 8 * n_groups * self.rank**2, available_memory()
+        if needed > free:
+            raise InvalidParameterError("rank", f"rank={self.rank} needs {needed / 2**30:.1f} GiB for its {n_groups} rank x rank "
+                                                f"system(s); {free / 2**30:.1f} GiB of memory is free")
+
     def feature_blocks(self) -> list[str]:
         """Morgan fingerprints when ``chemistry`` is on (perturbkit.models.feature_requirements reads it)."""
         return ["morgan"] if self.chemistry else []
 
     def fit(self, X: pd.DataFrame, y) -> LowRankCompletion:
-        self._validate_params()
+        validate_params(self)
         y = np.asarray(y, dtype=np.float32)
         self.cell_types_, k = np.unique(X["cell_type"].astype(str).to_numpy(), return_inverse=True)
         self.compounds_, c = np.unique(X["sm_name"].astype(str).to_numpy(), return_inverse=True)
         n_cells, n_compounds = len(self.cell_types_), len(self.compounds_)
+        self._check_params(max(n_cells, n_compounds))
+        check_components(self.n_components, y.shape, "params.n_components")
         self.pca_ = WidePCA(self.n_components).fit(y)
         scores = self.pca_.transform(y).astype(np.float64)
         self.scale_ = float(np.sqrt(np.mean(np.square(scores)))) or 1.0
@@ -111,8 +118,8 @@ class LowRankCompletion(RegressorMixin, BaseEstimator):
         for _ in range(self.n_iter):
             interaction = (u[k] * v[c]) @ basis
             self.mean_ = (z - a[k] - b[c] - interaction).mean(axis=0)
-            a = _group_mean(z - self.mean_ - b[c] - interaction, k, n_cells, self.effect_reg)
-            b = _group_mean(z - self.mean_ - a[k] - interaction, c, n_compounds, self.effect_reg)
+            a = group_means(z - self.mean_ - b[c] - interaction, k, n_cells, self.effect_reg)[0]
+            b = group_means(z - self.mean_ - a[k] - interaction, c, n_compounds, self.effect_reg)[0]
             if rank == 0:
                 continue
             residual = z - self.mean_ - a[k] - b[c]

@@ -12,16 +12,17 @@ from __future__ import annotations
 from numbers import Integral, Real
 
 import torch
-from sklearn.utils._param_validation import Interval, InvalidParameterError
 from torch import nn
 
+from perturbkit.constraints import Interval, InvalidParameterError
 from perturbkit.features import FeatureBuilder
+from perturbkit.models.registry import register_model
 from perturbkit.models.torch_loop import TorchRegressor, TrainSettings, torch_factory
 
 __all__ = ["DEFAULT_FEATURES", "MLPNet", "MLPRegressor"]
 
 # The features these networks train on when the config names none: keys, target statistics, chemistry.
-DEFAULT_FEATURES = {"onehot": ["cell_type", "sm_name"], "chemistry": ["morgan", "substructures"]}
+DEFAULT_FEATURES = {"onehot": ["cell_type", "sm_name"], "blocks": ["morgan", "substructures"]}
 
 
 class MLPNet(nn.Module):
@@ -77,4 +78,4 @@ class MLPRegressor(TorchRegressor):
         return MLPNet(n_continuous, n_outputs, hidden=tuple(int(h) for h in self.hidden), dropout=float(self.dropout))
 
 
-mlp = torch_factory(MLPRegressor, DEFAULT_FEATURES)
+mlp = register_model("mlp")(torch_factory(MLPRegressor, DEFAULT_FEATURES))

@@ -18,16 +18,18 @@ from sklearn.model_selection import train_test_split
 from sklearn.neighbors import KNeighborsRegressor
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
-from sklearn.utils._param_validation import HasMethods, Interval
 
-from perturbkit.features import FeatureBuilder
+from perturbkit.constraints import HasMethods, Interval, check_values, validate_params
 from perturbkit.errors import ConfigError
-from perturbkit.features.pca import WidePCA
+from perturbkit.features import FeatureBuilder
+from perturbkit.features.pca import WidePCA, check_components
+from perturbkit.models.registry import register_model
 from perturbkit.progress import progress_bar
 
 
 class PCATargetRegressor(RegressorMixin, BaseEstimator):
-    """``n_components`` is never clamped: more than the fold's training rows (or genes) is a :class:`ConfigError` in ``fit``."""
+    """``n_components`` is never clamped: more than the fold's training rows (or genes) is a :class:`ConfigError` in ``fit``,
+    as are more neighbours (``pca_knn``) than training rows; both before anything is fitted."""
 
     _parameter_constraints = {
         "regressor": [HasMethods(["fit", "predict"])],
@@ -41,13 +43,12 @@ class PCATargetRegressor(RegressorMixin, BaseEstimator):
         self.n_components = n_components
 
     def fit(self, X, y) -> PCATargetRegressor:
-        self._validate_params()
+        validate_params(self)
         y = np.asarray(y, dtype=np.float32)
-        if self.n_components > min(y.shape):
-            raise ConfigError(
-                f"params.n_components={self.n_components}: at most {min(y.shape)} here "
-                f"(the fold has {y.shape[0]} training rows x {y.shape[1]} genes)"
-            )
+        check_components(self.n_components, y.shape, "params.n_components")
+        neighbours = self.regressor.get_params().get("kneighborsregressor__n_neighbors")
+        if neighbours is not None and neighbours > len(y):  # scikit-learn would fail only at the first predict
+            raise ConfigError(f"params.n_neighbors={neighbours}: at most {len(y)} here (the fold's training rows)")
         self.features_ = clone(self.features if self.features is not None else FeatureBuilder())
         inputs = self.features_.fit_transform(X, y)
         self.pca_ = WidePCA(self.n_components).fit(y)
@@ -98,7 +99,7 @@ class PerComponentLGBM(RegressorMixin, BaseEstimator):
         self.random_state = random_state
 
     def fit(self, X, y) -> PerComponentLGBM:
-        self._validate_params()
+        validate_params(self)
         X, y = np.asarray(X, dtype=np.float32), np.asarray(y, dtype=np.float32)
         fit_rows, stop_rows = train_test_split(
             np.arange(len(X)), test_size=self.early_stopping_fraction, random_state=self.random_state
@@ -136,12 +137,16 @@ class PerComponentLGBM(RegressorMixin, BaseEstimator):
         return np.column_stack([b.predict(X, num_iteration=b.best_iteration) for b in self.boosters_])
 
 
+@register_model("pca_ridge")
 def pca_ridge(n_components: int = 64, alpha: float = 10.0, features: dict | None = None) -> PCATargetRegressor:
+    # Ridge also takes one alpha per target, which a config cannot mean (the targets are the fold's PCA scores)
+    check_values({"alpha": [Interval(Real, 0, None, closed="left")]}, {"alpha": alpha}, "pca_ridge")
     return PCATargetRegressor(
         make_pipeline(StandardScaler(), Ridge(alpha=alpha)), FeatureBuilder(**(features or {})), n_components
     )
 
 
+@register_model("pca_knn")
 def pca_knn(n_components: int = 64, n_neighbors: int = 10, weights: str = "distance", features: dict | None = None) -> PCATargetRegressor:
     return PCATargetRegressor(
         make_pipeline(StandardScaler(), KNeighborsRegressor(n_neighbors=n_neighbors, weights=weights)),
@@ -150,5 +155,7 @@ def pca_knn(n_components: int = 64, n_neighbors: int = 10, weights: str = "dista
     )
 
 
+@register_model("pca_lgbm")
 def pca_lgbm(n_components: int = 16, features: dict | None = None, **booster_params) -> PCATargetRegressor:
-    return PCATargetRegressor(PerComponentLGBM(**booster_params), FeatureBuilder(**(features or {})), n_components)
+    # fewer statistics components than the builder's default: one booster per target component reads every column
+    return PCATargetRegressor(PerComponentLGBM(**booster_params), FeatureBuilder(**{"stats_components": 8, **(features or {})}), n_components)

@@ -20,9 +20,10 @@ from numbers import Integral, Real
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, RegressorMixin, clone
-from sklearn.utils._param_validation import HasMethods, Interval
 
-from perturbkit.models.registry import create_model
+from perturbkit.constraints import HasMethods, Interval, validate_params
+from perturbkit.errors import ConfigError
+from perturbkit.models.registry import create_model, register_model
 
 
 def _takes(estimator, argument: str) -> bool:
@@ -42,7 +43,7 @@ class PseudoLabelRegressor(RegressorMixin, BaseEstimator):
         self.stages = stages
 
     def fit(self, X: pd.DataFrame, y, X_test: pd.DataFrame | None = None) -> PseudoLabelRegressor:
-        self._validate_params()
+        validate_params(self)
         weighted = _takes(self.estimator, "sample_weight")
         if not weighted and float(self.weight) != int(self.weight):
             raise ValueError(
@@ -74,8 +75,11 @@ class PseudoLabelRegressor(RegressorMixin, BaseEstimator):
         return np.asarray(self.estimator_.predict(X), dtype=np.float32)
 
 
+@register_model("pseudo")
 def pseudo(base: str = "transfer_ridge", base_params: dict | None = None, weight: float = 1.0, stages: int = 2, features: dict | None = None) -> PseudoLabelRegressor:
     """``features`` (the config's [features] table) goes to the wrapped model."""
+    if base == "pseudo":
+        raise ConfigError("params.base = 'pseudo': pseudo-labelling wraps another registered model, not itself")
     params = dict(base_params or {})
     if features is not None:
         params["features"] = features

@@ -49,9 +49,9 @@ import pandas as pd
 import torch
 from sklearn.base import BaseEstimator, RegressorMixin, clone
 from sklearn.model_selection import GroupShuffleSplit
-from sklearn.utils._param_validation import Interval, StrOptions
 from torch import nn
 
+from perturbkit.constraints import Interval, StrOptions
 from perturbkit.errors import ConfigError
 from perturbkit.features import FeatureBuilder
 from perturbkit.progress import progress_bar

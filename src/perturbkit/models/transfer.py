@@ -44,30 +44,27 @@ examples (``MIN_EXAMPLES``) gets its mean, an unseen cell type the gene-wise mea
 
 from __future__ import annotations
 
+from numbers import Real
+
 import numpy as np
 import pandas as pd
 from sklearn.base import RegressorMixin
 from sklearn.linear_model import RidgeCV
-from sklearn.utils._param_validation import StrOptions
 
+from perturbkit.constraints import Interval, ListOf, StrOptions, validate_params
 from perturbkit.features.profiles import ProfileTable, group_means
+from perturbkit.models.registry import register_model
 from perturbkit.transforms import signed_log10_p, z_from_signed_log10_p
 
 MIN_EXAMPLES = 3  # leave-one-out needs a few compounds to choose a strength from
 DEFAULT_ALPHAS = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
 
 
-def _positive_alphas(alphas) -> np.ndarray:
-    values = np.asarray(alphas, dtype=np.float64).ravel()
-    if values.size == 0 or not np.all(np.isfinite(values)) or np.any(values <= 0):
-        raise ValueError(f"alphas must be a non-empty list of positive numbers, got {list(np.ravel(alphas))}")
-    return values
-
-
+@register_model("transfer_ridge")
 class TransferRidge(RegressorMixin, ProfileTable):
     _parameter_constraints = {
         **ProfileTable._parameter_constraints,
-        "alphas": ["array-like"],
+        "alphas": [ListOf(Interval(Real, 0, None, closed="neither"))],  # positive and finite
         "residual_mean": ["boolean"],
         "target_space": [StrOptions({"values", "z"})],
         "output_space": [StrOptions({"pca", "genes"})],
@@ -85,8 +82,8 @@ class TransferRidge(RegressorMixin, ProfileTable):
         self.output_space = output_space
 
     def fit(self, X: pd.DataFrame, y) -> TransferRidge:
-        self._validate_params()
-        alphas = _positive_alphas(self.alphas)
+        validate_params(self)
+        alphas = np.asarray(self.alphas, dtype=np.float64)
         y = np.asarray(y, dtype=np.float32)
         if self.target_space == "z":
             y = z_from_signed_log10_p(y.astype(np.float64)).astype(np.float32)

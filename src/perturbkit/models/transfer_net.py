@@ -64,11 +64,12 @@ import numpy as np
 import pandas as pd
 import torch
 from sklearn.base import BaseEstimator, RegressorMixin
-from sklearn.utils._param_validation import Interval, StrOptions
 from torch import nn
 
+from perturbkit.constraints import Interval, StrOptions
 from perturbkit.errors import ConfigError
 from perturbkit.metrics import rowwise_rmse
+from perturbkit.models.registry import register_model
 from perturbkit.models.torch_loop import TrainSettings, _predict, _seeded, _threads, resolve_device, train_module, train_settings
 from perturbkit.models.transfer import TransferRidge
 from perturbkit.transforms import signed_log10_p, z_from_signed_log10_p
@@ -453,6 +454,7 @@ class TransferNet(RegressorMixin, BaseEstimator):
         return prediction
 
 
+@register_model("transfer_net")
 def transfer_net(train: dict | None = None, **params) -> TransferNet:
     """The registry factory: ``[params.train]`` -> :class:`TrainSettings`."""
     return TransferNet(train=train_settings(train), **params)

@@ -23,16 +23,17 @@ from __future__ import annotations
 from numbers import Integral, Real
 
 import torch
-from sklearn.utils._param_validation import Interval
 from torch import nn
 
+from perturbkit.constraints import Interval
 from perturbkit.features import FeatureBuilder
+from perturbkit.models.registry import register_model
 from perturbkit.models.torch_loop import TorchRegressor, TrainSettings, torch_factory
 
 __all__ = ["DEFAULT_FEATURES", "TabTransformerNet", "TabTransformerRegressor"]
 
 # Categories are tokens here, so the continuous features are target statistics and chemistry only.
-DEFAULT_FEATURES = {"onehot": [], "chemistry": ["morgan", "substructures"]}
+DEFAULT_FEATURES = {"onehot": [], "blocks": ["morgan", "substructures"]}
 
 
 class TabTransformerNet(nn.Module):
@@ -144,4 +145,4 @@ class TabTransformerRegressor(TorchRegressor):
         )
 
 
-transformer = torch_factory(TabTransformerRegressor, DEFAULT_FEATURES)
+transformer = register_model("transformer")(torch_factory(TabTransformerRegressor, DEFAULT_FEATURES))

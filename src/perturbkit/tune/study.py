@@ -138,7 +138,7 @@ def _load_data(settings: TuneSettings, config: dict, space: SearchSpace):
     from perturbkit.models import feature_requirements
 
     # A trial may switch chemistry blocks on: then every trial's data needs SMILES.
-    needs_smiles = feature_requirements(without_tune(config))[0] or any(d.key == "features.chemistry" for d in space.dimensions)
+    needs_smiles = feature_requirements(without_tune(config))[0] or any(d.key == "features.blocks" for d in space.dimensions)
     return load(settings.data, demo_genes=settings.demo_genes, layer=settings.layer, require_smiles=needs_smiles)
 
 

@@ -5,7 +5,7 @@ A block is a scikit-learn transformer class registered with :func:`register_feat
 ``features.<prefix>_<parameter>`` (the prefix is the block's name unless it declares one), are
 checked against the class's ``_parameter_constraints`` like a model's, and are
 :class:`~perturbkit.features.FeatureBuilder` parameters (so they round-trip through ``get_params``
-and :func:`sklearn.base.clone`). A config turns a block on with its name in ``features.chemistry``.
+and :func:`sklearn.base.clone`). A config turns a block on with its name in ``features.blocks``.
 
 Its ``input`` says what it sees, all inside the FeatureBuilder that the model fits on a fold's
 training rows (so nothing it learns comes from the fold's validation rows):

@@ -6,8 +6,8 @@ from numbers import Integral
 
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
-from sklearn.utils._param_validation import Interval
 
+from perturbkit.constraints import Interval
 from perturbkit.features.blocks import register_feature_block
 
 

@@ -19,9 +19,10 @@ from numbers import Integral
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
-from sklearn.utils._param_validation import Interval
 
+from perturbkit.constraints import Interval, validate_params
 from perturbkit.features.blocks import register_feature_block
+from perturbkit.features.pca import check_components
 from perturbkit.features.profiles import ProfileTable
 
 
@@ -34,7 +35,8 @@ class TransferProfiles(TransformerMixin, BaseEstimator):
         self.n_components = n_components
 
     def fit(self, X: pd.DataFrame, y) -> TransferProfiles:
-        self._validate_params()
+        validate_params(self)
+        check_components(self.n_components, np.shape(y), "features.transfer_profiles_n_components")
         self.table_ = ProfileTable(n_components=self.n_components).fit(X, y)
         return self
 
