@@ -14,12 +14,13 @@ from __future__ import annotations
 import html
 import json
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from perturbkit.cv.store import read_meta
+from perturbkit.cv.store import load_runs
 from perturbkit.errors import PerturbkitError
 
 
@@ -201,7 +202,7 @@ def _layer_ratios(meta: dict) -> list:
     return cells
 
 
-def build_blend_report(blend_json: Path | str, out_dir: Path | str) -> Path:
+def build_blend_report(blend_json: Path | str, out_dir: Path | str, *, warn=warnings.warn) -> Path:
     """``out_dir`` with the plots and pages of the blend recorded in ``blend_json``."""
     from perturbkit.blend.record import read_blend_record
 
@@ -228,7 +229,8 @@ def build_blend_report(blend_json: Path | str, out_dir: Path | str) -> Path:
         },
         index=pd.Index([*names, "simple average", "tuned blend"], name="model"),
     )
-    metas = {m.name: read_meta(m.path) for m in record.members if (Path(m.path) / "meta.json").is_file()}
+    loaded = {run.path: run for run in load_runs([m.path for m in record.members], warn=warn)}
+    metas = {m.name: loaded[Path(m.path)].meta for m in record.members if Path(m.path) in loaded}
     # The tuned blend's CV is its nested score; it has no bootstrap interval (blends written before a layer's zeros: blanks).
     def blend_ratio(layer: dict, name: str) -> float:
         value = layer.get(f"{name}_relative_to_zeros")
@@ -272,17 +274,14 @@ def build_blend_report(blend_json: Path | str, out_dir: Path | str) -> Path:
     return out_dir
 
 
-def build_runs_report(run_dirs, out_dir: Path | str, title: str = "Runs") -> Path:
-    """Per-fold / per-cell-type scores (from each run's meta) and loss curves, for runs without a blend."""
+def build_runs_report(run_dirs, out_dir: Path | str, title: str = "Runs", *, warn=warnings.warn) -> Path:
+    """Per-fold / per-cell-type scores (from each run's meta) and loss curves, for runs without a blend; ``warn`` names a skipped run."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     metas = {}
-    for run in map(Path, run_dirs):
-        if not (run / "meta.json").is_file():
-            raise ReportError(f"{run}: no meta.json")
-        meta = read_meta(run)
-        name = meta.get("model", run.parent.name)
-        metas[name if name not in metas else f"{name}:{run.name}"] = meta
+    for run in load_runs(run_dirs, warn=warn):  # verified as blend verifies them; damaged ones named and skipped
+        name = run.meta["model"]
+        metas[name if name not in metas else f"{name}:{run.path.name}"] = run.meta
     if not metas:
         raise ReportError("no runs to report")
 
