@@ -140,7 +140,8 @@ def _rewrite_test(run_dir: Path, frame: pd.DataFrame) -> None:
     """Replace test.parquet and re-record its size, rows and hash: a run whose hashes agree but whose content is wrong."""
     pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), run_dir / "test.parquet")
     path = run_dir / "test.parquet"
-    edit_meta(run_dir, _set("files.test.parquet", {"bytes": path.stat().st_size, "rows": len(frame), "sha256": sha256_file(path)}))
+    record = {"bytes": path.stat().st_size, "rows": len(frame), "sha256": sha256_file(path)}
+    edit_meta(run_dir, lambda meta: meta["files"].update({"test.parquet": record}))
 
 
 def test_a_run_with_a_duplicated_test_id_or_nan_is_refused(stored, tmp_path):

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import html
 import json
+import sys
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +25,10 @@ from perturbkit.errors import PerturbkitError
 
 
 OWNED_FILES = "report-files.json"  # the files the last report into a folder wrote
+
+
+def _to_stderr(message: str) -> None:
+    print(message, file=sys.stderr)
 
 
 class ReportError(PerturbkitError, ValueError):
@@ -202,7 +206,7 @@ def _layer_ratios(meta: dict) -> list:
     return cells
 
 
-def build_blend_report(blend_json: Path | str, out_dir: Path | str, *, warn=warnings.warn) -> Path:
+def build_blend_report(blend_json: Path | str, out_dir: Path | str, *, warn=_to_stderr) -> Path:
     """``out_dir`` with the plots and pages of the blend recorded in ``blend_json``."""
     from perturbkit.blend.record import read_blend_record
 
@@ -274,7 +278,7 @@ def build_blend_report(blend_json: Path | str, out_dir: Path | str, *, warn=warn
     return out_dir
 
 
-def build_runs_report(run_dirs, out_dir: Path | str, title: str = "Runs", *, warn=warnings.warn) -> Path:
+def build_runs_report(run_dirs, out_dir: Path | str, title: str = "Runs", *, warn=_to_stderr) -> Path:
     """Per-fold / per-cell-type scores (from each run's meta) and loss curves, for runs without a blend; ``warn`` names a skipped run."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
