@@ -173,9 +173,9 @@ def read_meta(run_dir: Path | str) -> dict:
         RunMeta.model_validate(meta)
     except ValidationError as exc:
         first = exc.errors()[0]
-        where = ".".join(map(str, first["loc"])) or "meta.json"
+        where = "".join(f" {'.'.join(map(str, first['loc']))}" if first["loc"] else "")
         more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-        raise DamagedRunError(f"{run_dir}: meta.json {where}: {first['msg'].removeprefix('Value error, ')}{more}") from None
+        raise DamagedRunError(f"{run_dir}: meta.json{where}: {first['msg'].removeprefix('Value error, ')}{more}") from None
     return meta
 
 
@@ -432,8 +432,11 @@ def load_run(run_dir: Path | str, *, root: Path | str | None = None, dataset=Non
     genes and test ids, and that the scheme and seed in its config give the folds in folds.parquet.
     """
     run_dir = Path(run_dir)
-    if not is_complete(run_dir):
-        raise DamagedRunError(f"{run_dir}: not a complete run directory (needs {', '.join(RUN_FILES)})")
+    if is_staging(run_dir):
+        raise DamagedRunError(f"{run_dir}: a writer's staging folder, not a run")
+    for name in RUN_FILES:
+        if not (run_dir / name).is_file():
+            raise DamagedRunError(f"{run_dir}: {name} is missing")
     check_inside(run_dir, root)
     meta = read_meta(run_dir)
     check_files(run_dir, meta)
