@@ -546,6 +546,8 @@ def find_run(root: Path | str, dataset, config: dict, *, say=print) -> Run | Non
     damaged = [message for message in runs.attrs["damaged"] if message.startswith(model_dir)]
     for message in damaged:
         say(f"skipped damaged run: {message}")
+    if damaged:
+        say(f"{len(damaged)} damaged run(s) of {config['model']} skipped")
     wanted = runs[(runs["model"] == config["model"]) & (runs["data_hash"] == dataset.data_hash)
                   & (runs["config_hash"] == config_hash(config))]
     if wanted.empty:
