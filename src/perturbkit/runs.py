@@ -68,7 +68,8 @@ class RunsView:
     def records(self) -> list[dict]:
         from perturbkit.scorecard import runs_records
 
-        return runs_records(self.table.drop(columns=HIDDEN), self.cards)
+        shown = self.table.drop(columns=HIDDEN)
+        return runs_records(shown.astype(object).where(shown.notna(), None), self.cards)  # a missing trial is null
 
     def render(self, as_json: bool = False) -> str:
         """The text ``perturbkit runs`` prints (``as_json``: the records, for scripts)."""
