@@ -81,8 +81,9 @@ class RunsView:
             lines.append(f"no complete runs under {self.oof}" + (f" of study {self.study!r}" if self.study is not None else ""))
             return "\n".join(lines)
         lines.append(self.table.drop(columns=HIDDEN).to_string(index=False, float_format=lambda v: f"{v:.4f}", na_rep="-"))
-        lines.append("blend: yes = taken by `perturbkit blend` by default (best CV of each model and config on its data and "
-                     "folds, tuning trials left out)")
+        if (self.table["blend"] == "yes").any():
+            lines.append("blend: yes = taken by `perturbkit blend` by default (best CV of each model and config on its data and "
+                         "folds, tuning trials left out)")
         if self.cards:
             from perturbkit.scorecard import runs_table
 
