@@ -66,6 +66,13 @@ def test_study_reports_spearman_per_scheme_and_variant_and_the_recipe_blend(demo
     assert not result.scores.loc[result.scores["model"] == "zeros", "recipe"].any()
     # the recipe's members were reused from the study's own runs: one run per model and scheme, plus the new member
     assert len(list((tmp_path / "oof" / variants[0]).glob("*/*"))) == 7
+    # a second study reuses every stored run (find_or_run): nothing is cross-validated again, the scores are the same
+    said = []
+    again = run_agreement(variants, ["lymphoid_holdout", "bm_holdout"], ["zeros", "compound_mean", "celltype_mean"],
+                          demo_genes=GENES, oof_root=tmp_path / "oof", say=said.append)
+    assert len(list((tmp_path / "oof" / variants[0]).glob("*/*"))) == 7 and not any("cross-validating" in m for m in said)
+    studied = result.scores[~result.scores["recipe"]]
+    np.testing.assert_array_equal(again.scores[["cv", "test", "seconds"]].to_numpy(), studied[["cv", "test", "seconds"]].to_numpy())
     files = write_agreement(result, tmp_path / "report")
     text = files["md"].read_text()
     assert "Spearman" in text and result.best_scheme() in text and "clipped test" in text

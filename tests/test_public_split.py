@@ -72,4 +72,4 @@ def test_public_split_command_prints_the_table(tmp_path, monkeypatch, capsys):
     assert list(table["statistic"]) == list(STATISTICS) and (table["variant"] == "default").all()
     main(["public-split", "--variants", "default", "--models", "zeros,compound_mean", "--demo-genes", "30", "--splits", "20",
           "--oof", str(tmp_path / "oof")])
-    assert "compound_mean: reusing" in capsys.readouterr().out  # the stored runs are reused
+    assert "compound_mean: stored run" in capsys.readouterr().out  # the stored runs are reused

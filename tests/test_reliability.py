@@ -136,7 +136,7 @@ def test_a_writer_killed_after_meta_json_leaves_a_staging_folder_nothing_reads(s
     assert len(staging) == 1 and all((staging[0] / name).is_file() for name in RUN_FILES)  # complete but for its name
     table = list_runs(oof)
     assert table.empty and table.attrs["damaged"] == []
-    with pytest.raises(FileNotFoundError, match="not a complete run directory"):
+    with pytest.raises(DamagedRunError, match="a writer's staging folder, not a run"):
         load_run(staging[0])
     with pytest.raises(BlendError, match="no complete runs"):
         select_runs(oof)

@@ -13,7 +13,7 @@ import pytest
 from perturbkit.blend import BlendOptions, blend_runs, write_blend
 from perturbkit.blend.record import BlendRecordError, read_blend_record
 from perturbkit.cli import main
-from perturbkit.config import load_config
+from perturbkit.config import config_hash, load_config
 from perturbkit.cv import run_cv, save_run
 from perturbkit.rank import RankError, rank_compounds
 from perturbkit.report.build import build_blend_report, build_runs_report
@@ -31,7 +31,8 @@ def runs(small_dataset, tmp_path_factory) -> list[Path]:
     neural = root / "mlp" / "fake"
     shutil.copytree(paths[1], neural)
     meta = json.loads((neural / "meta.json").read_text())
-    meta["model"] = "mlp"
+    meta["model"] = meta["config"]["model"] = "mlp"
+    meta["config_hash"] = config_hash(meta["config"])
     for fold in meta["folds"]:
         fold["history"] = {"epoch": [0, 1, 2], "train_loss": [3.0, 2.0, 1.5], "valid_loss": [None, 2.5, 2.2]}
     (neural / "meta.json").write_text(json.dumps(meta))

@@ -23,7 +23,6 @@ import pandas as pd
 from scipy.stats import spearmanr
 
 from perturbkit.config import load_config
-from perturbkit.cv import run_cv
 from perturbkit.data import load, resolve_data_dir
 from perturbkit.data.hidden import read_hidden_test
 from perturbkit.errors import ConfigError
@@ -130,11 +129,11 @@ def run_agreement(variants, schemes, models, *, demo_genes: int | None = None, r
                   say=print) -> AgreementResult:
     """Cross-validate every model under every scheme on every demo variant and score the hidden test.
 
-    With ``recipe`` (a :class:`perturbkit.recipe.Recipe`) and ``oof_root``, the runs are stored
-    under ``<oof_root>/<variant>/`` and the recipe's blend (its members reused from there where
-    their configs match) is scored too, as model ``recipe blend`` (CV: its nested score).
+    With ``oof_root`` the runs are stored under ``<oof_root>/<variant>/``, and runs stored there with the same
+    data, config and folds are reused. With ``recipe`` (a :class:`perturbkit.recipe.Recipe`) the recipe's blend (its
+    members reused from there where their configs match) is scored too, as model ``recipe blend`` (CV: its nested score).
     """
-    from perturbkit.cv import save_run
+    from perturbkit.cv.store import find_or_run
     from perturbkit.data.demo import check_gene_count, get_variant
 
     # Every name checked (and every config resolved) before the first world is generated or model fitted.
@@ -152,12 +151,11 @@ def run_agreement(variants, schemes, models, *, demo_genes: int | None = None, r
         store = Path(oof_root) / variant if oof_root is not None else None
         for scheme in schemes:
             for model in models:
-                started = time.perf_counter()
-                result = run_cv(dataset, configs[scheme, model], progress=False)
-                if store is not None:
-                    save_run(result, store)
-                scores = result.meta["scores"]
-                row = _score_row(variant, scheme, model, scores, hidden.scores(result.test), time.perf_counter() - started, recipe=False)
+                found = find_or_run(store, dataset, configs[scheme, model],
+                                    say=lambda message, where=f"{variant:>12} {scheme:>17} {model:>16}": say(f"{where}: {message}"))
+                # seconds: the model's CV time, as recorded by its run (reused or not)
+                row = _score_row(variant, scheme, model, found.meta["scores"], hidden.scores(found.test),
+                                 found.meta["timings"]["total_seconds"], recipe=False)
                 rows.append(row)
                 say(f"{variant:>12} {scheme:>17} {model:>16}: CV {row['cv_rel']:.3f}, test {row['test_rel']:.3f} "
                     f"[{row['test_rel_low']:.3f}, {row['test_rel_high']:.3f}], clipped {row['clipped_test_rel']:.3f} x zeros")

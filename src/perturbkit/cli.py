@@ -126,45 +126,11 @@ def cmd_public_split(args) -> None:
 
 
 def cmd_runs(args) -> None:
-    from perturbkit.cv.store import clean_staging, list_runs, with_cell_type_scores
+    from perturbkit.runs import runs_view
 
-    if args.clean:
-        for path in clean_staging(args.oof):
-            print(f"removed stale staging folder {path}")
-    runs = list_runs(args.oof)
-    for message in runs.attrs.get("damaged", []):
-        print(f"skipped damaged run: {message}", file=sys.stderr)
-    if args.study is not None:
-        from perturbkit.tune import filter_study_runs
-
-        runs = filter_study_runs(runs, args.study)
-    if runs.empty:
-        print(f"no complete runs under {args.oof}" + (f" of study {args.study!r}" if args.study is not None else ""))
-        return
-    if args.per_cell_type:
-        runs = with_cell_type_scores(runs)
-    cards = []
-    if args.truth is not None:
-        from perturbkit.data import resolve_truth
-        from perturbkit.submit import with_test_scores
-
-        truth = resolve_truth(args.truth, demo_genes=args.demo_genes)
-        runs, cards = with_test_scores(runs, truth, _score_settings(args), warn=_warn)
-    shown = runs.drop(columns=["path", "created", "data_hash"])
-    if args.json:
-        import json
-
-        from perturbkit.scorecard import runs_records
-
-        print(json.dumps(runs_records(shown, cards), indent=2, default=str))
-        return
-    print(shown.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
-    if cards:
-        from perturbkit.scorecard import runs_table
-
-        print(f"\ntest scores against {truth} (all rows; value [interval]):")
-        print("\n".join(cards[0].describe()))
-        print(runs_table(runs, cards).to_string(index=False))
+    view = runs_view(args.oof, data=args.data, demo_genes=args.demo_genes, study=args.study, per_cell_type=args.per_cell_type,
+                     truth=args.truth, settings=_score_settings(args), clean=args.clean, configs_dir=args.configs_dir, warn=_warn)
+    print(view.render(as_json=args.json))
 
 
 def _score_settings(args):
@@ -661,6 +627,8 @@ def _add_data_commands(commands) -> None:
     runs.add_argument("--demo-genes", type=_gene_count, default=None, help="genes of the demo world --truth demo names (default: all 18,211)")
     runs.add_argument("--clean", action="store_true", help="first remove staging folders of runs killed more than a day ago")
     runs.add_argument("--study", default=None, help="only the kept trials of this tuning study, best first, with trial numbers")
+    runs.add_argument("--data", default=None, help="only the runs of this data (a folder, demo or demo:NAME; --demo-genes its genes)")
+    runs.add_argument("--configs-dir", type=Path, default=Path("configs"), help="shipped configs the overrides column compares against")
     _add_score_options(runs)
     runs.set_defaults(func=cmd_runs)
 

@@ -161,22 +161,9 @@ class PublicSplitStudy:
 def _test_predictions(dataset, model: str, store: Path | None, say) -> np.ndarray:
     """The model's fold-averaged CV test predictions in ``dataset.test`` order, reused from ``store`` when stored."""
     from perturbkit.config import load_config
-    from perturbkit.cv import run_cv, save_run
-    from perturbkit.cv.store import load_run
-    from perturbkit.recipe import find_stored_run
+    from perturbkit.cv.store import find_or_run
 
-    config = load_config(model)
-    found = find_stored_run(store, dataset, config) if store is not None and store.is_dir() else None
-    if found is not None:
-        say(f"{model:>16}: reusing {found[0]}")
-        run = load_run(found[0])
-        rows = pd.Index(run.test_ids).get_indexer(dataset.test["id"].to_numpy())
-        return run.test[rows][:, pd.Index(run.genes).get_indexer(list(dataset.genes))]
-    say(f"{model:>16}: cross-validating")
-    result = run_cv(dataset, config, progress=False)
-    if store is not None:
-        save_run(result, store)
-    return result.test
+    return find_or_run(store, dataset, load_config(model), say=lambda message: say(f"{model:>16}: {message}")).test
 
 
 def run_public_split(variants, models, *, demo_genes: int | None = None, splits: int = 1000, seed: int = 0,

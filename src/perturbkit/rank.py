@@ -15,9 +15,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
 
-from perturbkit.cv.store import read_meta, test_file_or_skip
+from perturbkit.cv.store import Run, load_runs
 from perturbkit.errors import PerturbkitError
 
 
@@ -25,21 +24,24 @@ class RankError(PerturbkitError, ValueError):
     pass
 
 
-def _gene_column(path: Path, gene: str) -> pd.Series:
-    """One gene's predictions by id from a run's test.parquet or a submission CSV."""
-    if path.suffix == ".parquet":
-        names = pq.read_schema(path).names
-    else:
-        names = pacsv.read_csv(path, read_options=pacsv.ReadOptions(skip_rows_after_names=10**9)).column_names
+def _check_gene(names, gene: str, where) -> None:
     if gene not in names:
         by_case = [name for name in names if name.casefold() == gene.casefold()]
         close = by_case or difflib.get_close_matches(gene, names, n=3)
-        raise RankError(f"{path}: no predictions for gene {gene!r}" + (f"; did you mean {close}?" if close else ""))
-    if path.suffix == ".parquet":
-        table = pq.read_table(path, columns=["id", gene])
-    else:
-        table = pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(include_columns=["id", gene]))
+        raise RankError(f"{where}: no predictions for gene {gene!r}" + (f"; did you mean {close}?" if close else ""))
+
+
+def _gene_column(path: Path, gene: str) -> pd.Series:
+    """One gene's predictions by id from a submission CSV."""
+    _check_gene(pacsv.read_csv(path, read_options=pacsv.ReadOptions(skip_rows_after_names=10**9)).column_names, gene, path)
+    table = pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(include_columns=["id", gene]))
     return pd.Series(table.column(gene).to_numpy(), index=table.column("id").to_numpy(), dtype=np.float64)
+
+
+def _run_gene(run: Run, gene: str) -> pd.Series:
+    """One gene's test predictions by id from a verified run."""
+    _check_gene(run.genes, gene, run.path)
+    return pd.Series(run.test[:, run.genes.index(gene)], index=run.test_ids, dtype=np.float64)
 
 
 def _id_map(data_dir: Path) -> pd.DataFrame:
@@ -64,7 +66,8 @@ def rank_compounds(
 
     Give ``blend`` (a blend's JSON) or ``runs`` (run directories). Returns the table (rank,
     sm_name, id, predicted, spread = std over the models, min, max, models) and a title line.
-    A run whose test.parquet is missing or changed is left out, ``warn`` naming the file.
+    Runs (a blend's members too) are read through :func:`perturbkit.cv.store.load_runs`: a damaged one is left out,
+    ``warn`` naming it; runs of different data are refused.
     """
     if (blend is None) == (not runs):
         raise RankError("rank needs a blend JSON or one or more run directories")
@@ -99,33 +102,25 @@ def _blend_columns(blend: Path | str, gene: str, warn):
     csv = Path(record.files.get("csv", blend.with_suffix(".csv")))
     if not csv.is_file():
         csv = blend.with_suffix(".csv")
-    predicted, columns = _gene_column(csv, gene), {}
-    for member in record.used_members():  # the spread is over the members with weight > 0 in some cell type
-        test_file = test_file_or_skip(member.path, warn)
-        if test_file is not None:
-            columns[member.name] = _gene_column(test_file, gene)
+    predicted = _gene_column(csv, gene)
+    # the spread is over the members with weight > 0 in some cell type
+    used = record.used_members()
+    runs = {run.path: run for run in load_runs([member.path for member in used], warn=warn)}
+    columns = {member.name: _run_gene(runs[Path(member.path)], gene) for member in used if Path(member.path) in runs}
     source = f"blend {blend.name}, {len(columns)} of its {len(record.members)} members with weight > 0"
     return predicted, columns, source, record.details.get("data_source")
 
 
 def _run_columns(runs, gene: str, warn):
     """No single prediction (the runs' mean is used), each run's prediction of ``gene``, a source line and their data folder."""
-    columns, metas = {}, []
-    for run in runs:
-        run = Path(run)
-        if not (run / "meta.json").is_file():
-            raise RankError(f"{run}: not a run directory (no meta.json)")
-        test_file = test_file_or_skip(run, warn)
-        if test_file is None:
-            continue
-        meta = read_meta(run)
-        metas.append(meta)
-        label = meta.get("model", run.parent.name)
-        columns[label if label not in columns else f"{label}:{run.name}"] = _gene_column(test_file, gene)
+    columns = {}
+    loaded = load_runs(runs, warn=warn)
+    for run in loaded:
+        label = run.meta["model"]
+        columns[label if label not in columns else f"{label}:{run.path.name}"] = _run_gene(run, gene)
     if not columns:
-        raise RankError("no run left to rank with: every run's test.parquet is missing or changed")
-    data_dir = next((m.get("data_source") for m in metas if m.get("data_source")), None)
-    return None, columns, f"mean of {len(columns)} run(s)", data_dir
+        raise RankError("no run left to rank with: every run was damaged (named above)")
+    return None, columns, f"mean of {len(columns)} run(s)", loaded[0].meta["data_source"]
 
 
 def _marked_outside(table: pd.DataFrame, blend: Path | str, cell_type: str) -> tuple[pd.DataFrame, str | None]:

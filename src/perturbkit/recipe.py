@@ -19,12 +19,10 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from perturbkit.config import config_hash, load_config, read_toml, without_tune
-from perturbkit.cv import run_cv, save_run, splitter_for
-from perturbkit.cv.store import list_runs, read_meta
+from perturbkit.config import load_config, read_toml, without_tune
+from perturbkit.cv.store import find_or_run
 from perturbkit.data import Dataset
 from perturbkit.errors import ConfigError, PerturbkitError
-from perturbkit.folds import folds_frame, folds_hash
 from perturbkit.types import Seeds
 
 class RecipeError(PerturbkitError):
@@ -156,23 +154,6 @@ def load_recipe(path: Path | str, *, configs_dir: Path = Path("configs"), overri
                   leaderboard=recipe.leaderboard)
 
 
-def _expected_folds_hash(dataset: Dataset, config: dict) -> str:
-    return folds_hash(folds_frame(dataset.obs, splitter_for(dataset, config["cv"]).fold_ids(dataset.obs)))
-
-
-def find_stored_run(oof_root: Path | str, dataset: Dataset, config: dict) -> tuple[Path, dict] | None:
-    """The newest complete run (directory, meta) of this config on this data with these folds, if the store has one."""
-    runs = list_runs(oof_root)
-    if runs.empty:
-        return None
-    wanted = (dataset.data_hash, config_hash(config), _expected_folds_hash(dataset, config))
-    for path in runs.loc[runs["model"] == config["model"], "path"]:
-        meta = read_meta(path)
-        if (meta.get("data_hash"), meta.get("config_hash"), meta.get("folds_hash")) == wanted:
-            return Path(path), meta
-    return None
-
-
 def run_recipe(
     dataset: Dataset,
     recipe: Recipe,
@@ -192,24 +173,16 @@ def run_recipe(
     outcomes: list[MemberOutcome] = []
     for position, (config, label) in enumerate(zip(recipe.members, recipe.labels)):
         model = config["model"]
-        stored = find_stored_run(oof_root, dataset, config)
-        if stored is not None:
-            run_dir, meta = stored
-            say(f"[{position + 1}/{len(recipe.members)}] {model}: stored run {run_dir} has this data, config and folds; reused")
-            outcomes.append(MemberOutcome(model, label, run_dir, True, 0.0, meta))
-            continue
-        say(f"[{position + 1}/{len(recipe.members)}] {model}: cross-validating ({recipe.scheme})")
-        member_start = time.perf_counter()
         try:
-            result = run_cv(dataset, config, progress=progress)
-            run_dir = save_run(result, oof_root)
+            found = find_or_run(oof_root, dataset, config, progress=progress,
+                                say=lambda message, p=position, m=model: say(f"[{p + 1}/{len(recipe.members)}] {m}: {message}"))
         except Exception as exc:
             kept = ", ".join(str(o.run_dir) for o in outcomes) or "none"
             raise RecipeError(
                 f"recipe member {position + 1} ({model}) failed: {type(exc).__name__}: {exc}; "
                 f"completed runs kept: {kept}; no blend written"
             ) from exc
-        outcomes.append(MemberOutcome(model, label, run_dir, False, time.perf_counter() - member_start, result.meta))
+        outcomes.append(MemberOutcome(model, label, found.path, found.reused, 0.0 if found.reused else found.seconds, found.meta))
     blend = blend_runs([o.run_dir for o in outcomes], dataset, BlendOptions.from_dict(recipe.blend))
     notes = []
     if recipe.leaderboard:

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from perturbkit.cv.store import Run, is_complete, list_runs, load_run, read_meta, read_row_weights, test_file_or_skip
+from perturbkit.cv.store import Run, check_run_fits, is_complete, list_runs, load_run, read_meta, read_row_weights, test_file_or_skip
 from perturbkit.data import Dataset
 from perturbkit.data.layout import KEY_COLUMNS
 from perturbkit.errors import PerturbkitError
@@ -145,6 +145,8 @@ def load_members(paths, dataset: Dataset, *, names=None) -> Members:
     names = list(names) if names is not None else member_names(runs)
     genes = list(dataset.genes)
     folds_hash = _check_runs_fit(runs, dataset)
+    for run in runs:  # the store's own check too: test ids, and the folds its scheme gives on this data
+        check_run_fits(run, dataset)
 
     # Fold of each validated key, checked row by row too (a run's files, not only its meta).
     folds = [_fold_by_key(run) for run in runs]

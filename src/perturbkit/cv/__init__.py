@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 
 from perturbkit.config import config_hash, without_tune
 from perturbkit.errors import ConfigError
-from perturbkit.cv.store import Run, list_runs, load_run, save_run
+from perturbkit.cv.store import Run, check_predictions, list_runs, load_run, save_run
 from perturbkit.data import Dataset
 from perturbkit.folds import NEVER_VALIDATED, folds_frame, folds_hash, make_splitter
 from perturbkit.metrics import clip_layer, ratio_interval, rowwise_rmse
@@ -190,9 +190,12 @@ def _run_folds(dataset, config, models, splitter, fold_ids, progress, log_buffer
         fold_start = time.perf_counter()
         seed_oof[:, valid_idx], seed_tests, histories = _fit_fold(models, seeds, X, y, X_test, train_idx, valid_idx,
                                                                   f"fold {fold}" if progress else None)
-        for seed_test in seed_tests:
-            test_sum += seed_test
         oof[valid_idx] = seed_oof[:, valid_idx].mean(axis=0)
+        # A diverged fit is refused here, naming its fold, before anything is stored.
+        check_predictions(oof[valid_idx], what=f"model {config['model']}, fold {fold} (validation rows)", truth=y[valid_idx])
+        for seed_test in seed_tests:
+            check_predictions(seed_test, what=f"model {config['model']}, fold {fold} (test rows)")
+            test_sum += seed_test
         entry = {
             "fold": fold,
             "train_rows": int(len(train_idx)),
@@ -214,6 +217,7 @@ def _run_folds(dataset, config, models, splitter, fold_ids, progress, log_buffer
         refit_start = time.perf_counter()
         with fit_progress("refit on all rows" if progress else None):
             test = np.mean([_fit(clone(models[s]), X, y, X_test).predict(X_test) for s in seeds], axis=0)
+        check_predictions(test, what=f"model {config['model']}, refit on all rows (test rows)")
         logger.info("refit on all %d rows: %.1f s", len(X), time.perf_counter() - refit_start)
     test = test.astype(np.float32)
 

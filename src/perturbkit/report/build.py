@@ -13,19 +13,24 @@ from __future__ import annotations
 
 import html
 import json
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from perturbkit.cv.store import read_meta
+from perturbkit.cv.store import load_runs
 from perturbkit.errors import PerturbkitError
 from perturbkit.report.labels import member_labels
 from perturbkit.report.scales import scale_lines
 
 
 OWNED_FILES = "report-files.json"  # the files the last report into a folder wrote
+
+
+def _to_stderr(message: str) -> None:
+    print(message, file=sys.stderr)
 
 
 class ReportError(PerturbkitError, ValueError):
@@ -246,7 +251,7 @@ def _weighting(metas: dict[str, dict]) -> str:
     return "rows weighted as the runs' scheme weighs them (weights.parquet)"
 
 
-def build_blend_report(blend_json: Path | str, out_dir: Path | str) -> Path:
+def build_blend_report(blend_json: Path | str, out_dir: Path | str, *, warn=_to_stderr) -> Path:
     """``out_dir`` with the plots and pages of the blend recorded in ``blend_json``."""
     from perturbkit.blend.record import read_blend_record
     record = read_blend_record(blend_json)  # refuses a record whose files changed since (an interrupted blend)
@@ -274,7 +279,8 @@ def build_blend_report(blend_json: Path | str, out_dir: Path | str) -> Path:
         },
         index=pd.Index([*labels, "simple average", "tuned blend"], name="model"),
     )
-    metas = {label: read_meta(m.path) for label, m in zip(labels, record.members) if (Path(m.path) / "meta.json").is_file()}
+    loaded = {run.path: run for run in load_runs([m.path for m in record.members], warn=warn)}
+    metas = {label: loaded[Path(m.path)].meta for label, m in zip(labels, record.members) if Path(m.path) in loaded}
     # The tuned blend's CV is its nested score; it has no bootstrap interval (blends written before a layer's zeros: blanks).
     def blend_ratio(layer: dict, name: str) -> float:
         value = layer.get(f"{name}_relative_to_zeros")
@@ -323,15 +329,12 @@ def build_blend_report(blend_json: Path | str, out_dir: Path | str) -> Path:
     return out_dir
 
 
-def build_runs_report(run_dirs, out_dir: Path | str, title: str = "Runs") -> Path:
-    """Per-fold / per-cell-type scores (from each run's meta) and loss curves, for runs without a blend."""
+def build_runs_report(run_dirs, out_dir: Path | str, title: str = "Runs", *, warn=_to_stderr) -> Path:
+    """Per-fold / per-cell-type scores (from each run's meta) and loss curves, for runs without a blend; ``warn`` names a skipped run."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    runs = []
-    for run in map(Path, run_dirs):
-        if not (run / "meta.json").is_file():
-            raise ReportError(f"{run}: no meta.json")
-        runs.append((run, read_meta(run)))
+    # verified as blend verifies them; damaged ones named and skipped
+    runs = [(run.path, run.meta) for run in load_runs(run_dirs, warn=warn)]
     if not runs:
         raise ReportError("no runs to report")
 
