@@ -210,7 +210,8 @@ def read_template(path: Path | str) -> tuple[np.ndarray, list[str]]:
     if not path.is_file():
         raise _fail(path, "submission template is not a file")
     try:
-        table = pacsv.read_csv(pa.BufferReader(utf8_bytes(path)))
+        # one thread: a process that exits right after a threaded parse (this error) may abort in pyarrow's pool
+        table = pacsv.read_csv(pa.BufferReader(utf8_bytes(path)), read_options=pacsv.ReadOptions(use_threads=False))
     except (OSError, pa.ArrowException) as exc:  # a truncated file: "Expected 301 columns, got 7"
         raise _fail(path, f"submission template cannot be read as CSV ({printable(str(exc))})") from None
     header = table.column_names
