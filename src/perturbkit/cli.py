@@ -355,7 +355,7 @@ def cmd_kernel_build(args) -> None:
     print(f"  code dataset {built.code_folder}/ ({built.code_dataset}): {built.wheel.name} sha256 {built.wheel_sha256[:12]}")
     weights = spec.record.weights
     for position, member in enumerate(spec.members):
-        refit = "refit" if member.config["cv"].get("refit") else "fold mean"
+        refit = ("refit" if member.config["cv"].get("refit") else "fold mean") if weights.used(position) else "weight 0: not fitted"
         print(f"  {member.config['model']:<20} weight {describe_weights(weights, position)}  ({refit})")
     scales = ", ".join(f"{ct}: {s.scale:g}" for ct, s in weights.by_cell_type.items())
     print(f"  scale {scales or format(weights.other.scale, 'g')}, clip {spec.record.clip}, datasets {built.metadata['dataset_sources']}, gpu {args.gpu}")
