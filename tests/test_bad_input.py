@@ -84,6 +84,21 @@ def world_with(name: str, content: bytes | None) -> Callable[[Context], list[str
     return args
 
 
+def score(ctx: Context, *extra: str) -> list[str]:
+    return ["score", str(ctx.world / "sample_submission.csv"), "--truth", str(ctx.world / "test_truth.parquet"), *extra]
+
+
+def swapped_template(world: Path) -> str:
+    """The world's sample_submission.csv with its first two gene columns swapped."""
+    lines = (world / "sample_submission.csv").read_text().splitlines()
+    swapped = []
+    for line in lines:
+        cells = line.split(",")
+        cells[1], cells[2] = cells[2], cells[1]
+        swapped.append(",".join(cells))
+    return "\n".join(swapped) + "\n"
+
+
 TWO_MEMBERS = '[[members]]\nmodel = "zeros"\n[[members]]\nmodel = "compound_mean"\n'
 
 # (id, the command's arguments given the context, what the message must name)
@@ -123,6 +138,18 @@ CASES = [
      ["mine.csv", "template.csv", "missing [1]"]),
     ("push an unbuilt kernel", lambda c: ["kernel", "push", "--dir", str(c.tmp / "kernels" / "none")],
      ["kernel-metadata.json", "not found", "kernel build"]),
+    ("kernel deps dataset with a path", lambda c: ["kernel", "build", "--model", "zeros", "--configs-dir", str(CONFIGS), "--user", "someone",
+                                                   "--kernels", str(c.tmp / "kernels"), "--deps-dataset", "a b/../c"],
+     ["dataset source 'a b/../c'", "--deps-dataset"]),
+    ("score de-threshold nan", lambda c: score(c, "--de-threshold", "nan"), ["--de-threshold = nan", "finite"]),
+    ("score de-threshold inf", lambda c: score(c, "--de-threshold", "inf"), ["--de-threshold = inf", "finite"]),
+    ("score de-threshold -5", lambda c: score(c, "--de-threshold", "-5"), ["--de-threshold = -5.0", "greater than or equal to 0"]),
+    ("score seed -1", lambda c: score(c, "--seed", "-1"), ["--seed = -1", "greater than or equal to 0"]),
+    ("score not UTF-8", lambda c: ["score", str(c.write("mine.csv", b"id,caf\xe9\n0,1\n")), "--truth", str(c.world / "test_truth.parquet")],
+     ["mine.csv", "not UTF-8", "0xe9", "line 1"]),
+    ("cv demo-genes beside a folder", lambda c: cv(c, "--demo-genes", "50"), ["--demo-genes 50", "demo worlds", "drop --demo-genes"]),
+    ("check a swapped column pair", lambda c: ["check", str(c.write("mine.csv", swapped_template(c.world))), "--data", str(c.world)],
+     ["mine.csv", "column 2 is", "follow its order"]),
 ]
 
 

@@ -206,6 +206,10 @@ def test_metadata_writes_every_field_and_passes_the_clients_rules():
         ({"kernel_type": "app"}, "kernel_type must be"),
         ({"competition_sources": []}, "competition_sources must include"),
         ({"dataset_sources": ["no-slash"]}, "dataset source"),
+        ({"dataset_sources": ["a b/../c"]}, r"dataset source 'a b/\.\./c' \(--deps-dataset, --dataset-source\) must be"),
+        ({"dataset_sources": ["user/Wheels_Dataset"]}, "lowercase letters, digits and single hyphens"),
+        ({"dataset_sources": ["user/wheels/latest"]}, "a version number"),
+        ({"dataset_sources": ["user/wheels\n"]}, "dataset source"),
         ({"kernel_sources": ["someone/abc"]}, "kernel source"),
         ({"model_sources": ["a/b/c/d/latest"]}, "model source"),
         ({"code_file": "../kernel.py"}, "code_file"),
@@ -559,3 +563,18 @@ def test_a_member_of_weight_0_is_not_fitted_and_the_submission_is_unchanged(smal
     run_pipeline(unused, small_world, tmp_path / "fitted.csv", log=lambda _: None)
     assert fitted == ["compound_mean", "compound_mean", "pca_ridge"]
     assert (tmp_path / "unused.csv").read_bytes() == (tmp_path / "fitted.csv").read_bytes()
+
+
+def test_a_successful_build_removes_the_staging_left_by_a_killed_build(built_wheel, tmp_path, isolated_home):
+    kernels = tmp_path / "kernels"
+    build_kernel(spec_from_configs(cheap_configs()), user=USERNAME, out_root=kernels, wheel=built_wheel)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True).stdout.strip()
+    orphans = [kernels / f".{SLUG}.{dead}-0123abcd.partial", kernels / f".{SLUG}-code.{dead}-89abcdef.partial"]
+    live = kernels / f".{SLUG}.1-0123abcd.partial"  # pid 1 runs: a writer still at work
+    for folder in (*orphans, live):
+        folder.mkdir()
+        (folder / "kernel.py").write_text("half of a kernel")
+    other = kernels / f".other-kernel.{dead}-0123abcd.partial"  # another target's: not this build's to remove
+    other.mkdir()
+    build_kernel(spec_from_configs(cheap_configs()), user=USERNAME, out_root=kernels, wheel=built_wheel)
+    assert sorted(p.name for p in kernels.iterdir()) == sorted([SLUG, f"{SLUG}-code", live.name, other.name])
