@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -243,3 +244,28 @@ def test_report_into_a_read_only_folder_is_refused_before_drawing(small_world, s
     runs = sorted(str(p) for p in stored.glob("*/*"))
     check_refused(["report", "--runs", *runs, "--out", str(read_only / "report")], tmp_path, capsys,
                   [f"--out {read_only / 'report'}", "read-only"])
+
+
+# --- cv.seeds on a model that takes no seed ----------------------------------------------------------
+
+
+def test_several_seeds_on_a_model_that_takes_none_warn_before_any_fit(small_dataset, monkeypatch):
+    import perturbkit.cv
+    from perturbkit.models import build_model, seed_parameters
+
+    assert seed_parameters(build_model(load_config("mlp", configs_dir=CONFIGS), 0)) == ["random_state"]
+    assert seed_parameters(build_model(load_config("compound_mean", configs_dir=CONFIGS), 0)) == []
+
+    def no_fit(*args, **kwargs):
+        raise AssertionError("fitted")
+
+    monkeypatch.setattr(perturbkit.cv, "_run_folds", no_fit)
+    config = load_config("compound_mean", configs_dir=CONFIGS, overrides=["cv.seeds=[0, 1, 2]"])
+    with pytest.warns(UserWarning, match=r"'compound_mean' takes no seed .*cv\.seeds \[0, 1, 2\] fits the same model 3 times"), \
+            pytest.raises(AssertionError, match="fitted"):
+        run_cv(small_dataset, config, progress=False)
+    for model, overrides in (("compound_mean", []), ("mlp", ["cv.seeds=[0, 1]"])):  # one seed, or a model that takes it: silent
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            with pytest.raises(AssertionError, match="fitted"):
+                run_cv(small_dataset, load_config(model, configs_dir=CONFIGS, overrides=overrides), progress=False)
