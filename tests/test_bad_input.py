@@ -7,6 +7,9 @@ and read-only cases need a small tmpfs mount and are skipped, with the reason, w
 
 from __future__ import annotations
 
+import builtins
+import errno
+import os
 import shutil
 import subprocess
 import warnings
@@ -269,3 +272,44 @@ def test_several_seeds_on_a_model_that_takes_none_warn_before_any_fit(small_data
             warnings.simplefilter("error")
             with pytest.raises(AssertionError, match="fitted"):
                 run_cv(small_dataset, load_config(model, configs_dir=CONFIGS, overrides=overrides), progress=False)
+
+
+# --- unreadable inputs, an unwritable folder below a writable root --------------------------------------
+
+
+def make_unreadable(path: Path, monkeypatch) -> None:
+    """``path`` of mode 000; as root, who reads it anyway, ``open`` refuses it as the kernel refuses anyone else."""
+    path.chmod(0)
+    if os.geteuid() == 0:
+        real_open = builtins.open
+
+        def refusing_open(file, *args, **kwargs):
+            if isinstance(file, (str, os.PathLike)) and Path(file).resolve() == path.resolve():
+                raise PermissionError(errno.EACCES, "Permission denied", str(file))
+            return real_open(file, *args, **kwargs)
+
+        monkeypatch.setattr(builtins, "open", refusing_open)
+
+
+def test_a_config_of_mode_000_is_named(small_world, tmp_path, monkeypatch, capsys):
+    config = tmp_path / "zeros.toml"
+    config.write_text('model = "zeros"\n')
+    make_unreadable(config, monkeypatch)
+    ctx = Context(small_world, tmp_path, tmp_path)
+    check_refused(cv(ctx, "--config", str(config)), tmp_path, capsys, [f"{config}: cannot be read (Permission denied)"])
+
+
+def test_a_run_file_of_mode_000_is_named_before_blending(small_world, stored, tmp_path, monkeypatch, capsys):
+    store = tmp_path / "oof"
+    shutil.copytree(stored, store)
+    (run,) = sorted(store.glob("compound_mean/*"))
+    make_unreadable(run / "test.parquet", monkeypatch)
+    ctx = Context(small_world, store, tmp_path)
+    check_refused(blend(ctx, "--trials", "3"), tmp_path, capsys, [f"{run / 'test.parquet'}: cannot be read (Permission denied)"])
+
+
+def test_a_read_only_model_folder_under_a_writable_root_is_refused_before_cv(small_world, tmp_path, mount_tmpfs, capsys):
+    (tmp_path / "oof").mkdir()
+    read_only = mount_tmpfs("oof/zeros", "1m", read_only=True)
+    ctx = Context(small_world, tmp_path, tmp_path)
+    check_refused(cv(ctx), tmp_path, capsys, [f"--oof {read_only}", "read-only", "nothing was computed"])

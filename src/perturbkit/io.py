@@ -33,6 +33,10 @@ class OutputError(PerturbkitError, OSError):
     """An output location that cannot be written, or a target that is taken."""
 
 
+class InputError(PerturbkitError, OSError):
+    """An input file that cannot be read (no permission, a folder, gone)."""
+
+
 def _staging_name(target: Path) -> str:
     return f".{target.name}.{os.getpid()}-{secrets.token_hex(4)}{PARTIAL}"
 
@@ -175,7 +179,10 @@ def check_writable(folder: Path | str, what: str) -> Path:
 
 def sha256_file(path: Path | str, chunk: int = 1 << 20) -> str:
     digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
+    try:
+        with open(path, "rb") as fh:
+            while block := fh.read(chunk):
+                digest.update(block)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot be read ({exc.strerror or exc})") from None
     return digest.hexdigest()
