@@ -27,6 +27,8 @@ MODELS_STUDY ?=
 TORCH_VERSION ?= 2.13.0
 #> file of make score, make check and make submit
 FILE ?=
+#> rows make score scores: all, public or private (Kaggle's leaderboard split; a demo world's own)
+ROWS ?= all
 #> truth file of make score and make runs, or demo / demo:NAME (make score when empty: the demo world's test_truth.parquet)
 TRUTH ?=
 #> Kaggle username of kernel builds
@@ -126,9 +128,9 @@ blend: $(STAMP) ## blend the latest run of each model in OOF (on DATA) into SUBM
 report: $(STAMP) ## write reports/blend/ (PNGs, index.html, index.md) for SUBMISSIONS/blend.json
 	$(PY) -m perturbkit report --submissions $(SUBMISSIONS)
 
-score: $(STAMP) ## score FILE against TRUTH (default: the hidden test truth of the demo world of GENES genes)
+score: $(STAMP) ## score FILE against TRUTH (default: the hidden test truth of the demo world of GENES genes) on ROWS
 	@test -n "$(FILE)" || { echo "make score needs FILE=<submission .csv, .parquet or .h5ad>, e.g. make score FILE=submissions/blend.csv" >&2; exit 2; }
-	$(PY) -m perturbkit score $(FILE) --truth $(or $(TRUTH),demo) $(GENES_ARGS)
+	$(PY) -m perturbkit score $(FILE) --truth $(or $(TRUTH),demo) $(GENES_ARGS) --rows $(ROWS)
 
 check: $(STAMP) ## check FILE offline as Kaggle would (ids, columns and their order, finite values) against DATA when given here, else the competition's layout
 	@test -n "$(FILE)" || { echo "make check needs FILE=<submission .csv>, e.g. make check FILE=submissions/blend.csv DATA=data/kaggle" >&2; exit 2; }
