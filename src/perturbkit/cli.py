@@ -51,6 +51,7 @@ def cmd_cv(args) -> None:
     # The whole config (flags included) is validated here, before data is loaded or anything fitted.
     config = load_config(args.model, config_path=args.config, configs_dir=args.configs_dir, overrides=args.set,
                          cv={**flags, **({"refit": True} if args.refit else {})})
+    check_writable(args.oof, "--oof")
     check_writable(args.oof / config["model"], "--oof")  # the folder the run goes into, not only the root
     dataset = _load_data(args, require_smiles=feature_requirements(config)[0])
     result = run_cv(dataset, config, progress=not args.no_progress)
@@ -67,6 +68,7 @@ def cmd_recipe(args) -> None:
     from perturbkit.io import check_writable
 
     recipe = load_recipe(args.config, configs_dir=args.configs_dir, overrides=args.set)
+    check_writable(args.oof, "--oof")
     for model in {member["model"] for member in recipe.members}:
         check_writable(args.oof / model, "--oof")
     check_writable(args.submissions, "--submissions")
