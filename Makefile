@@ -25,8 +25,10 @@ RECIPE ?= configs/recipe.toml
 MODELS_STUDY ?=
 #> the CPU torch build make install pins
 TORCH_VERSION ?= 2.13.0
-#> file of make score and make submit
+#> file of make score, make check and make submit
 FILE ?=
+#> rows make score scores: all, public or private (Kaggle's leaderboard split; a demo world's own)
+ROWS ?= all
 #> truth file of make score and make runs, or demo / demo:NAME (make score when empty: the demo world's test_truth.parquet)
 TRUTH ?=
 #> Kaggle username of kernel builds
@@ -64,7 +66,7 @@ GENES_ARGS := $(if $(GENES),--demo-genes $(GENES))
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install cv recipe agreement public-split tune runs test test-all mutate bench bench-first demo validate score clean data kernel kernel-deps push probes probe-scores submit blend report
+.PHONY: help install cv recipe agreement public-split tune runs test test-all mutate bench bench-first demo validate score check clean data kernel kernel-deps push probes probe-scores submit blend report
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-12s %s\n", $$1, $$2}'
@@ -126,9 +128,13 @@ blend: $(STAMP) ## blend the latest run of each model in OOF (on DATA) into SUBM
 report: $(STAMP) ## write reports/blend/ (PNGs, index.html, index.md) for SUBMISSIONS/blend.json
 	$(PY) -m perturbkit report --submissions $(SUBMISSIONS)
 
-score: $(STAMP) ## score FILE against TRUTH (default: the hidden test truth of the demo world of GENES genes)
+score: $(STAMP) ## score FILE against TRUTH (default: the hidden test truth of the demo world of GENES genes) on ROWS
 	@test -n "$(FILE)" || { echo "make score needs FILE=<submission .csv, .parquet or .h5ad>, e.g. make score FILE=submissions/blend.csv" >&2; exit 2; }
-	$(PY) -m perturbkit score $(FILE) --truth $(or $(TRUTH),demo) $(GENES_ARGS)
+	$(PY) -m perturbkit score $(FILE) --truth $(or $(TRUTH),demo) $(GENES_ARGS) --rows $(ROWS)
+
+check: $(STAMP) ## check FILE offline as Kaggle would (ids, columns and their order, finite values) against DATA when given here, else the competition's layout
+	@test -n "$(FILE)" || { echo "make check needs FILE=<submission .csv>, e.g. make check FILE=submissions/blend.csv DATA=data/kaggle" >&2; exit 2; }
+	$(PY) -m perturbkit check $(FILE) $(if $(filter command line,$(origin DATA)),--data $(DATA) $(GENES_ARGS))
 
 data: $(STAMP) ## download the competition data with the Kaggle client into KAGGLE_DATA, validate it (needs credentials)
 	$(PY) -m perturbkit data download --out $(KAGGLE_DATA)
@@ -140,8 +146,9 @@ kernel-deps: $(STAMP) ## download the wheels the Kaggle image lacks (rdkit) into
 KERNEL_RECIPE := $(if $(filter command line,$(origin RECIPE)),$(RECIPE))
 KERNEL_BLEND := $(if $(KERNEL_RECIPE),$(SUBMISSIONS)/blend.json,$(BLEND))
 
-kernel: $(STAMP) ## build KERNELS/SLUG/: one offline script running RECIPE (given here), BLEND (a blend JSON) or MODELS; DEPS=<user>/<wheels dataset>
-	$(if $(KERNEL_RECIPE),$(PY) -m perturbkit recipe --config $(KERNEL_RECIPE) --data $(DATA) --oof $(OOF) --submissions $(SUBMISSIONS) $(SET_ARGS))
+kernel: $(STAMP) ## build KERNELS/SLUG/: one offline script running RECIPE (given here, with DATA), BLEND (a blend JSON) or MODELS; DEPS=<user>/<wheels dataset>
+	$(if $(and $(KERNEL_RECIPE),$(filter default file,$(origin DATA))),@echo "make kernel RECIPE=$(RECIPE) runs the recipe first and needs its data: make kernel RECIPE=$(RECIPE) DATA=$(KAGGLE_DATA) (or DATA=demo GENES=300 to build from a demo world on purpose)" >&2; exit 2)
+	$(if $(KERNEL_RECIPE),$(PY) -m perturbkit recipe --config $(KERNEL_RECIPE) --data $(DATA) $(GENES_ARGS) --oof $(OOF) --submissions $(SUBMISSIONS) $(SET_ARGS))
 	$(PY) -m perturbkit kernel build --slug $(SLUG) --kernels $(KERNELS) $(if $(KAGGLE_USER),--user $(KAGGLE_USER)) $(if $(KERNEL_BLEND),--blend $(KERNEL_BLEND),$(foreach m,$(MODELS),--model $(m)) $(SET_ARGS)) $(if $(DEPS),--deps-dataset $(DEPS))
 
 push: $(STAMP) ## push KERNELS/SLUG with the Kaggle client, follow its run, download its output to KERNELS/SLUG-output/

@@ -7,8 +7,12 @@ and read-only cases need a small tmpfs mount and are skipped, with the reason, w
 
 from __future__ import annotations
 
+import builtins
+import errno
+import os
 import shutil
 import subprocess
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -84,6 +88,21 @@ def world_with(name: str, content: bytes | None) -> Callable[[Context], list[str
     return args
 
 
+def score(ctx: Context, *extra: str) -> list[str]:
+    return ["score", str(ctx.world / "sample_submission.csv"), "--truth", str(ctx.world / "test_truth.parquet"), *extra]
+
+
+def swapped_template(world: Path) -> str:
+    """The world's sample_submission.csv with its first two gene columns swapped."""
+    lines = (world / "sample_submission.csv").read_text().splitlines()
+    swapped = []
+    for line in lines:
+        cells = line.split(",")
+        cells[1], cells[2] = cells[2], cells[1]
+        swapped.append(",".join(cells))
+    return "\n".join(swapped) + "\n"
+
+
 TWO_MEMBERS = '[[members]]\nmodel = "zeros"\n[[members]]\nmodel = "compound_mean"\n'
 
 # (id, the command's arguments given the context, what the message must name)
@@ -123,6 +142,18 @@ CASES = [
      ["mine.csv", "template.csv", "missing [1]"]),
     ("push an unbuilt kernel", lambda c: ["kernel", "push", "--dir", str(c.tmp / "kernels" / "none")],
      ["kernel-metadata.json", "not found", "kernel build"]),
+    ("kernel deps dataset with a path", lambda c: ["kernel", "build", "--model", "zeros", "--configs-dir", str(CONFIGS), "--user", "someone",
+                                                   "--kernels", str(c.tmp / "kernels"), "--deps-dataset", "a b/../c"],
+     ["dataset source 'a b/../c'", "--deps-dataset"]),
+    ("score de-threshold nan", lambda c: score(c, "--de-threshold", "nan"), ["--de-threshold = nan", "finite"]),
+    ("score de-threshold inf", lambda c: score(c, "--de-threshold", "inf"), ["--de-threshold = inf", "finite"]),
+    ("score de-threshold -5", lambda c: score(c, "--de-threshold", "-5"), ["--de-threshold = -5.0", "greater than or equal to 0"]),
+    ("score seed -1", lambda c: score(c, "--seed", "-1"), ["--seed = -1", "greater than or equal to 0"]),
+    ("score not UTF-8", lambda c: ["score", str(c.write("mine.csv", b"id,caf\xe9\n0,1\n")), "--truth", str(c.world / "test_truth.parquet")],
+     ["mine.csv", "not UTF-8", "0xe9", "line 1"]),
+    ("cv demo-genes beside a folder", lambda c: cv(c, "--demo-genes", "50"), ["--demo-genes 50", "demo worlds", "drop --demo-genes"]),
+    ("check a swapped column pair", lambda c: ["check", str(c.write("mine.csv", swapped_template(c.world))), "--data", str(c.world)],
+     ["mine.csv", "column 2 is", "follow its order"]),
 ]
 
 
@@ -216,3 +247,69 @@ def test_report_into_a_read_only_folder_is_refused_before_drawing(small_world, s
     runs = sorted(str(p) for p in stored.glob("*/*"))
     check_refused(["report", "--runs", *runs, "--out", str(read_only / "report")], tmp_path, capsys,
                   [f"--out {read_only / 'report'}", "read-only"])
+
+
+# --- cv.seeds on a model that takes no seed ----------------------------------------------------------
+
+
+def test_several_seeds_on_a_model_that_takes_none_warn_before_any_fit(small_dataset, monkeypatch):
+    import perturbkit.cv
+    from perturbkit.models import build_model, seed_parameters
+
+    assert seed_parameters(build_model(load_config("mlp", configs_dir=CONFIGS), 0)) == ["random_state"]
+    assert seed_parameters(build_model(load_config("compound_mean", configs_dir=CONFIGS), 0)) == []
+
+    def no_fit(*args, **kwargs):
+        raise AssertionError("fitted")
+
+    monkeypatch.setattr(perturbkit.cv, "_run_folds", no_fit)
+    config = load_config("compound_mean", configs_dir=CONFIGS, overrides=["cv.seeds=[0, 1, 2]"])
+    with pytest.warns(UserWarning, match=r"'compound_mean' takes no seed .*cv\.seeds \[0, 1, 2\] fits the same model 3 times"), \
+            pytest.raises(AssertionError, match="fitted"):
+        run_cv(small_dataset, config, progress=False)
+    for model, overrides in (("compound_mean", []), ("mlp", ["cv.seeds=[0, 1]"])):  # one seed, or a model that takes it: silent
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            with pytest.raises(AssertionError, match="fitted"):
+                run_cv(small_dataset, load_config(model, configs_dir=CONFIGS, overrides=overrides), progress=False)
+
+
+# --- unreadable inputs, an unwritable folder below a writable root --------------------------------------
+
+
+def make_unreadable(path: Path, monkeypatch) -> None:
+    """``path`` of mode 000; as root, who reads it anyway, ``open`` refuses it as the kernel refuses anyone else."""
+    path.chmod(0)
+    if os.geteuid() == 0:
+        real_open = builtins.open
+
+        def refusing_open(file, *args, **kwargs):
+            if isinstance(file, (str, os.PathLike)) and Path(file).resolve() == path.resolve():
+                raise PermissionError(errno.EACCES, "Permission denied", str(file))
+            return real_open(file, *args, **kwargs)
+
+        monkeypatch.setattr(builtins, "open", refusing_open)
+
+
+def test_a_config_of_mode_000_is_named(small_world, tmp_path, monkeypatch, capsys):
+    config = tmp_path / "zeros.toml"
+    config.write_text('model = "zeros"\n')
+    make_unreadable(config, monkeypatch)
+    ctx = Context(small_world, tmp_path, tmp_path)
+    check_refused(cv(ctx, "--config", str(config)), tmp_path, capsys, [f"{config}: cannot be read (Permission denied)"])
+
+
+def test_a_run_file_of_mode_000_is_named_before_blending(small_world, stored, tmp_path, monkeypatch, capsys):
+    store = tmp_path / "oof"
+    shutil.copytree(stored, store)
+    (run,) = sorted(store.glob("compound_mean/*"))
+    make_unreadable(run / "test.parquet", monkeypatch)
+    ctx = Context(small_world, store, tmp_path)
+    check_refused(blend(ctx, "--trials", "3"), tmp_path, capsys, [f"{run / 'test.parquet'}: cannot be read (Permission denied)"])
+
+
+def test_a_read_only_model_folder_under_a_writable_root_is_refused_before_cv(small_world, tmp_path, mount_tmpfs, capsys):
+    (tmp_path / "oof").mkdir()
+    read_only = mount_tmpfs("oof/zeros", "1m", read_only=True)
+    ctx = Context(small_world, tmp_path, tmp_path)
+    check_refused(cv(ctx), tmp_path, capsys, [f"--oof {read_only}", "read-only", "nothing was computed"])

@@ -73,6 +73,10 @@ BAD_TRAIN = {
         lambda f: f.assign(**{f.columns[9]: f[f.columns[9]].where(f.index != 7, np.inf)}),
         r"gene column '.+' has a non-finite value \(inf\) at row 7 \(",
     ),
+    "huge gene value": (  # finite, but no p-value: one 1e20 gave compound_mean an MRRMSE of 1.1e16
+        lambda f: f.assign(**{f.columns[10]: f[f.columns[10]].where(f.index != 11, 1e20)}),
+        r"gene column '.+' holds 1e\+20 at row 11 \('.+', '.+'\): beyond ±1000",
+    ),
     "duplicate pair": (lambda f: pd.concat([f, f.iloc[[3]]], ignore_index=True), r"duplicate \(cell_type, sm_name\) pair at row 614"),
     "unknown cell type": (
         lambda f: f.assign(cell_type=f["cell_type"].where(f.index != 2, "Platelets")),
@@ -134,12 +138,55 @@ def test_missing_id_map_and_missing_directory_are_named(world_copy, tmp_path):
 
 def test_unparseable_smiles_warns_or_fails_when_chemistry_needs_it(world_copy, tmp_path):
     _rewrite_train(world_copy, lambda f: f.assign(SMILES=f["SMILES"].where(f["sm_name"] != "Clotrimazole", "C1CC(")))
-    with pytest.warns(UserWarning, match=r"cannot be parsed by RDKit for compound\(s\) \['Clotrimazole'\]"):
+    with pytest.warns(UserWarning, match=r"empty or cannot be parsed by RDKit for compound\(s\) \['Clotrimazole'\]"):
         dataset = load_dataset(world_copy)
     assert len(dataset.obs) == 614
     with pytest.raises(DataValidationError, match=r"Clotrimazole.*the configured features need SMILES"):
         load_dataset(world_copy, require_smiles=True)
 
+
+@pytest.mark.parametrize("empty", [None, ""])
+def test_an_empty_smiles_names_its_compound(world_copy, empty):
+    _rewrite_train(world_copy, lambda f: f.assign(SMILES=f["SMILES"].where(f["sm_name"] != "Clotrimazole", empty)))
+    with pytest.warns(UserWarning, match=r"empty or cannot be parsed by RDKit for compound\(s\) \['Clotrimazole'\]"):
+        load_dataset(world_copy)
+
+
+def _cut(path: Path, keep: int) -> None:
+    path.write_bytes(path.read_bytes()[:keep])
+
+
+TEMPLATE_DISAGREES = {
+    # an id_map of 10 rows beside the 255-row template: cross-validated before, refused only by blend
+    "id_map of 10 rows": (lambda w: pd.read_csv(w / "id_map.csv").head(10).to_csv(w / "id_map.csv", index=False),
+                          r"sample_submission\.csv: 255 rows but id_map\.csv has 10 test ids"),
+    # a template cut in the middle of a row: a pyarrow traceback in blend/recipe/submit after all the CV work before
+    "template cut mid-row": (lambda w: _cut(w / "sample_submission.csv", (w / "sample_submission.csv").stat().st_size // 2),
+                             r"sample_submission\.csv: submission template cannot be read as CSV \(.*Expected 301 columns"),
+    "template cut at a row's end": (lambda w: pd.read_csv(w / "sample_submission.csv").head(200).to_csv(w / "sample_submission.csv", index=False),
+                                    r"sample_submission\.csv: 200 rows but id_map\.csv has 255 test ids: ids missing from the template \[200, 201"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(TEMPLATE_DISAGREES))
+def test_a_template_that_disagrees_with_id_map_is_refused_at_load(world_copy, tmp_path, case):
+    change, message = TEMPLATE_DISAGREES[case]
+    change(world_copy)
+    with pytest.raises(DataValidationError, match=message):
+        load_dataset(world_copy)
+    result = _run_cv_cli(world_copy, tmp_path / "oof")
+    assert result.returncode == 2 and "sample_submission.csv" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "oof").exists()
+
+
+def test_demo_genes_beside_a_data_folder_is_refused(small_world, tmp_path, capsys):
+    from perturbkit.cli import main
+
+    assert main(["validate", "--data", str(small_world), "--demo-genes", "50"]) == 2
+    assert "--demo-genes 50 applies to demo worlds" in capsys.readouterr().err
+    assert main(["score", str(small_world / "sample_submission.csv"), "--truth", str(small_world / "test_truth.parquet"),
+                 "--demo-genes", "50"]) == 2
+    assert "--demo-genes 50 applies to demo worlds" in capsys.readouterr().err
 
 
 @pytest.mark.slow

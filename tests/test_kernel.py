@@ -206,6 +206,10 @@ def test_metadata_writes_every_field_and_passes_the_clients_rules():
         ({"kernel_type": "app"}, "kernel_type must be"),
         ({"competition_sources": []}, "competition_sources must include"),
         ({"dataset_sources": ["no-slash"]}, "dataset source"),
+        ({"dataset_sources": ["a b/../c"]}, r"dataset source 'a b/\.\./c' \(--deps-dataset, --dataset-source\) must be"),
+        ({"dataset_sources": ["user/Wheels_Dataset"]}, "lowercase letters, digits and single hyphens"),
+        ({"dataset_sources": ["user/wheels/latest"]}, "a version number"),
+        ({"dataset_sources": ["user/wheels\n"]}, "dataset source"),
         ({"kernel_sources": ["someone/abc"]}, "kernel source"),
         ({"model_sources": ["a/b/c/d/latest"]}, "model source"),
         ({"code_file": "../kernel.py"}, "code_file"),
@@ -536,3 +540,41 @@ def test_kernel_spec_resolves_configs_and_refit_in_the_library():
     assert not any(m.config["cv"]["refit"] for m in kernel_spec(models=["zeros"], configs_dir=CONFIGS).members)
     with pytest.raises(ConfigError, match="either --blend or --model/--config"):
         kernel_spec(blend="submissions/blend.json", models=["zeros"])
+
+
+def test_a_member_of_weight_0_is_not_fitted_and_the_submission_is_unchanged(small_world, tmp_path, monkeypatch):
+    import perturbkit.cv
+    from perturbkit.kernel import run_pipeline
+
+    configs = cheap_configs()
+    record = blend_result(configs)
+    record["members"][1].update(weight=0.0, weights={"B cells": 0.0, "Myeloid cells": 0.0})
+    unused = spec_from_blend(record)
+    fitted, run_cv = [], perturbkit.cv.run_cv
+    monkeypatch.setattr(perturbkit.cv, "run_cv", lambda dataset, config, **kw: fitted.append(config["model"]) or run_cv(dataset, config, **kw))
+    log = []
+    run_pipeline(unused, small_world, tmp_path / "unused.csv", log=log.append)
+    assert fitted == ["compound_mean"]  # pca_ridge, of weight 0, never fitted
+    assert any("pca_ridge (weight 0): not fitted" in line for line in log)
+    # the same bytes as when the member is fitted and weighted 0 (as before): zeros in its place change no sum
+    from perturbkit.blend.record import CellTypeWeights
+
+    monkeypatch.setattr(CellTypeWeights, "used", lambda self, member: True)
+    run_pipeline(unused, small_world, tmp_path / "fitted.csv", log=lambda _: None)
+    assert fitted == ["compound_mean", "compound_mean", "pca_ridge"]
+    assert (tmp_path / "unused.csv").read_bytes() == (tmp_path / "fitted.csv").read_bytes()
+
+
+def test_a_successful_build_removes_the_staging_left_by_a_killed_build(built_wheel, tmp_path, isolated_home):
+    kernels = tmp_path / "kernels"
+    build_kernel(spec_from_configs(cheap_configs()), user=USERNAME, out_root=kernels, wheel=built_wheel)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True).stdout.strip()
+    orphans = [kernels / f".{SLUG}.{dead}-0123abcd.partial", kernels / f".{SLUG}-code.{dead}-89abcdef.partial"]
+    live = kernels / f".{SLUG}.1-0123abcd.partial"  # pid 1 runs: a writer still at work
+    for folder in (*orphans, live):
+        folder.mkdir()
+        (folder / "kernel.py").write_text("half of a kernel")
+    other = kernels / f".other-kernel.{dead}-0123abcd.partial"  # another target's: not this build's to remove
+    other.mkdir()
+    build_kernel(spec_from_configs(cheap_configs()), user=USERNAME, out_root=kernels, wheel=built_wheel)
+    assert sorted(p.name for p in kernels.iterdir()) == sorted([SLUG, f"{SLUG}-code", live.name, other.name])

@@ -54,3 +54,21 @@ def test_help_lists_every_variable_with_its_default_and_what_it_does():
         shown = lines[name].split("=", 1)[1]
         assert shown.strip().startswith(default.strip()) if default else shown[:27].strip() == "", lines[name]
         assert len(shown[27:].strip()) > 10, f"make help: {name} has no description"
+
+
+def test_kernel_with_a_recipe_and_no_data_is_refused_with_the_fix(tmp_path):
+    # really run (not -n): the refusal is the target's first command, so nothing else may run
+    result = subprocess.run(["make", "-o", ".venv/.installed", "kernel", "RECIPE=configs/recipe.toml", f"OOF={tmp_path / 'oof'}",
+                             f"SUBMISSIONS={tmp_path / 'submissions'}", f"KERNELS={tmp_path / 'kernels'}"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "make kernel RECIPE=configs/recipe.toml DATA=data/kaggle" in result.stderr
+    assert list(tmp_path.iterdir()) == []
+    commands = dry_run("kernel", "RECIPE=configs/recipe.toml", "DATA=demo", "GENES=300")
+    assert "recipe --config configs/recipe.toml --data demo --demo-genes 300" in commands and "exit 2" not in commands
+    assert "exit 2" not in dry_run("kernel")  # without RECIPE: MODELS or BLEND, no data needed
+
+
+def test_check_takes_data_only_when_given():
+    assert dry_run("check", "FILE=x.csv").strip().endswith("perturbkit check x.csv")  # the competition's layout
+    assert "perturbkit check x.csv --data demo --demo-genes 300" in dry_run("check", "FILE=x.csv", "DATA=demo", "GENES=300")

@@ -219,3 +219,64 @@ def test_cv_per_fold_scores_weigh_rows_as_the_overall_score_does(small_dataset, 
     assert "share" in text.splitlines()[1] and "B cells, Myeloid cells 50%" in text and "weighting: rows weighted" in text
     for fold, row in scores["per_fold"].items():
         assert f"{row['mrrmse']:.4f}" in next(line for line in text.splitlines() if line.startswith(f"{fold} "))
+
+
+# --- score's options: --rows, and every value checked before reading -------------------------------
+
+
+def test_rows_public_and_private_split_the_demo_world_by_its_own_public_rows(small_world, noisy_submission):
+    path, values, prediction = noisy_submission
+    truth = small_world / "test_truth.parquet"
+    public_ids = set(pd.read_csv(small_world / "public_test.csv")["id"])
+    cards = {rows: score_submission(path, truth, rows=rows) for rows in ("all", "public", "private")}
+    assert cards["public"].notes[0] == f"{len(public_ids)} truth rows scored (public)" and len(public_ids) == 100
+    assert cards["private"].notes[0] == "155 truth rows scored (private)"
+    # MRRMSE is a mean over rows: the public and private means, weighted by their rows, give the whole one
+    whole = (100 * cards["public"].value("mrrmse") + 155 * cards["private"].value("mrrmse")) / 255
+    assert cards["all"].value("mrrmse") == pytest.approx(whole, rel=1e-6)
+    keys, _, _ = read_truth(truth)
+    public = keys["id"].isin(public_ids).to_numpy()
+    assert cards["public"].value("mrrmse") == pytest.approx(mrrmse(values[public], prediction[public]), rel=1e-5)
+
+
+def test_rows_of_a_truth_outside_a_demo_world_follow_kaggles_split(small_world, noisy_submission, tmp_path):
+    path, _, _ = noisy_submission
+    outside = tmp_path / "truth.parquet"  # the same truth, no world.json beside it: Kaggle's 50 public compounds
+    outside.write_bytes((small_world / "test_truth.parquet").read_bytes())
+    assert (score_submission(path, outside, rows="public").value("mrrmse")
+            == pytest.approx(score_submission(path, small_world / "test_truth.parquet", rows="public").value("mrrmse")))
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--de-threshold", "nan"], "--de-threshold = nan: Input should be a finite number"),
+    (["--de-threshold", "inf"], "--de-threshold = inf: Input should be a finite number"),
+    (["--de-threshold", "-5"], "--de-threshold = -5.0: Input should be greater than or equal to 0"),
+    (["--seed", "-1"], "--seed = -1: Input should be greater than or equal to 0"),
+    (["--seed", str(2**70)], "--seed = 1180591620717411303424: Input should be less than or equal to 4294967295"),
+    (["--rows", "secret"], "argument --rows: invalid choice: 'secret'"),
+])
+def test_score_options_are_checked_with_a_named_error(small_world, flags, message, capsys):
+    from perturbkit.cli import main
+
+    try:
+        code = main(["score", str(small_world / "sample_submission.csv"), "--truth", str(small_world / "test_truth.parquet"), *flags])
+    except SystemExit as exc:  # argparse's own refusal
+        code = exc.code
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and "Traceback" not in err, err
+
+
+def test_a_non_utf8_file_and_an_all_zero_truth_are_named(small_world, truth_as_submission, tmp_path, capsys):
+    from perturbkit.cli import main
+
+    latin1 = tmp_path / "latin1.csv"
+    latin1.write_bytes(truth_as_submission.read_bytes().replace(b"\n", "\ncafé,".encode("latin-1"), 1))
+    assert main(["score", str(latin1), "--truth", str(small_world / "test_truth.parquet")]) == 2
+    assert f"{latin1}: not UTF-8 text (byte 0xe9 on line 2)" in capsys.readouterr().err
+    zeros = tmp_path / "zeros.parquet"
+    truth = pd.read_parquet(small_world / "test_truth.parquet")
+    truth.iloc[:, 3:] = 0.0
+    truth.to_parquet(zeros)
+    assert main(["score", str(truth_as_submission), "--truth", str(zeros)]) == 2
+    err = capsys.readouterr().err
+    assert "every truth value is 0" in err and "inf" not in err and "nan" not in err

@@ -121,3 +121,83 @@ def test_cli_score_accepts_h5ad(small_world, truth, tmp_path, capsys):
     bad = _h5ad(tmp_path / "bad.h5ad", ids[1:], genes, matrix[1:])
     assert main(["score", str(bad), "--truth", str(small_world / "test_truth.parquet")]) == 2
     assert "missing" in capsys.readouterr().err
+
+
+# --- perturbkit check: one named error per defect, exit code 2, nothing written -----------------------
+
+
+def _template_frame(small_world) -> pd.DataFrame:
+    """A valid submission in the template's layout: the truth's values, rows and columns in the template's order."""
+    template_ids, template_genes = read_template(small_world / "sample_submission.csv")
+    truth = pd.read_parquet(small_world / "test_truth.parquet").set_index("id")
+    return truth.loc[template_ids, template_genes].rename_axis("id").reset_index()
+
+
+def _defect(frame: pd.DataFrame, defect: str) -> pd.DataFrame:
+    frame = frame.copy()
+    genes = list(frame.columns[1:])
+    if defect == "missing id":
+        return frame.drop(index=7)
+    if defect == "duplicated id":
+        frame.loc[7, "id"] = frame.loc[8, "id"]
+        return frame
+    if defect == "extra id":
+        return pd.concat([frame, frame.iloc[[0]].assign(id=99999)], ignore_index=True)
+    if defect == "swapped columns":
+        order = ["id", *genes]
+        order[3], order[4] = order[4], order[3]
+        return frame[order]
+    if defect == "nan":
+        frame.loc[5, genes[2]] = np.nan
+        return frame
+    if defect == "inf":
+        frame.loc[5, genes[2]] = -np.inf
+        return frame
+    if defect == "wrong count":  # a file cut short: its last rows lost
+        return frame.iloc[:-20]
+    raise AssertionError(defect)
+
+
+CHECK_DEFECTS = {
+    "missing id": ["missing [", "254 rows where it has 255"],
+    "duplicated id": ["duplicate id"],
+    "extra id": ["extra [99999]", "256 rows where it has 255"],
+    "swapped columns": ["column 4 is", "follow its order"],
+    "nan": ["non-finite value"],
+    "inf": ["non-finite value"],
+    "wrong count": ["235 rows where it has 255"],
+}
+
+
+@pytest.mark.parametrize("against", ["data", "template"])
+@pytest.mark.parametrize("defect", list(CHECK_DEFECTS))
+def test_check_names_each_defect_with_exit_code_2_and_writes_nothing(small_world, tmp_path, capsys, defect, against):
+    path = tmp_path / "mine.csv"
+    _defect(_template_frame(small_world), defect).to_csv(path, index=False)
+    reference = ["--data", str(small_world)] if against == "data" else ["--template", str(small_world / "sample_submission.csv")]
+    before = sorted(tmp_path.rglob("*")), sorted(small_world.rglob("*"))
+    assert main(["check", str(path), *reference]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {path}:") and "Traceback" not in err
+    for part in CHECK_DEFECTS[defect]:
+        assert part in err, err
+    assert (sorted(tmp_path.rglob("*")), sorted(small_world.rglob("*"))) == before
+
+
+def test_check_accepts_a_valid_submission_and_submit_uses_the_same_check(small_world, tmp_path, capsys):
+    good = tmp_path / "good.csv"
+    _template_frame(small_world).to_csv(good, index=False)
+    assert main(["check", str(good), "--data", str(small_world)]) == 0
+    assert "a valid submission" in capsys.readouterr().out
+    swapped = tmp_path / "swapped.csv"
+    _defect(_template_frame(small_world), "swapped columns").to_csv(swapped, index=False)
+    # submit refuses the file by the same check before any credential is looked for
+    assert main(["submit", str(swapped), "-m", "x", "--template", str(small_world / "sample_submission.csv")]) == 2
+    assert "follow its order" in capsys.readouterr().err
+
+
+def test_the_real_layout_is_the_default_reference(small_world, tmp_path, capsys):
+    good = tmp_path / "good.csv"
+    _template_frame(small_world).to_csv(good, index=False)  # 300 of the 18,211 genes
+    assert main(["check", str(good)]) == 2
+    assert "the competition's sample_submission.csv" in capsys.readouterr().err

@@ -52,6 +52,7 @@ def cmd_cv(args) -> None:
     config = load_config(args.model, config_path=args.config, configs_dir=args.configs_dir, overrides=args.set,
                          cv={**flags, **({"refit": True} if args.refit else {})})
     check_writable(args.oof, "--oof")
+    check_writable(args.oof / config["model"], "--oof")  # the folder the run goes into, not only the root
     dataset = _load_data(args, require_smiles=feature_requirements(config)[0])
     result = run_cv(dataset, config, progress=not args.no_progress)
     run_dir = save_run(result, args.oof)
@@ -68,6 +69,8 @@ def cmd_recipe(args) -> None:
 
     recipe = load_recipe(args.config, configs_dir=args.configs_dir, overrides=args.set)
     check_writable(args.oof, "--oof")
+    for model in {member["model"] for member in recipe.members}:
+        check_writable(args.oof / model, "--oof")
     check_writable(args.submissions, "--submissions")
     dataset = _load_data(args, require_smiles=any(feature_requirements(c)[0] for c in recipe.members))
     result = run_recipe(dataset, recipe, oof_root=args.oof, submissions=args.submissions,
@@ -134,9 +137,9 @@ def cmd_runs(args) -> None:
 
 
 def _score_settings(args):
-    from perturbkit.scorecard import ScoreSettings
+    from perturbkit.submit import score_settings
 
-    return ScoreSettings(threshold=args.de_threshold, resamples=args.resamples, seed=args.seed)
+    return score_settings(threshold=args.de_threshold, resamples=args.resamples, seed=args.seed)
 
 
 def _add_score_options(parser: argparse.ArgumentParser) -> None:
@@ -157,8 +160,9 @@ def cmd_score(args) -> None:
     from perturbkit.data import resolve_truth
     from perturbkit.submit import score_submission
 
+    settings = _score_settings(args)
     truth = resolve_truth(args.truth, demo_genes=args.demo_genes)
-    card = score_submission(args.submission, truth, _score_settings(args))
+    card = score_submission(args.submission, truth, settings, rows=args.rows)
     if args.json:
         import json
 
@@ -166,6 +170,12 @@ def cmd_score(args) -> None:
         return
     print(f"{args.submission} against {truth}")
     print(card.text())
+
+
+def cmd_check(args) -> None:
+    from perturbkit.submit import check_submission
+
+    print(check_submission(args.submission, args.template, args.data, demo_genes=args.demo_genes))
 
 
 def cmd_demo(args) -> None:
@@ -314,7 +324,7 @@ def cmd_kernel_build(args) -> None:
     print(f"  code dataset {built.code_folder}/ ({built.code_dataset}): {built.wheel.name} sha256 {built.wheel_sha256[:12]}")
     weights = spec.record.weights
     for position, member in enumerate(spec.members):
-        refit = "refit" if member.config["cv"].get("refit") else "fold mean"
+        refit = ("refit" if member.config["cv"].get("refit") else "fold mean") if weights.used(position) else "weight 0: not fitted"
         print(f"  {member.config['model']:<20} weight {describe_weights(weights, position)}  ({refit})")
     scales = ", ".join(f"{ct}: {s.scale:g}" for ct, s in weights.by_cell_type.items())
     print(f"  scale {scales or format(weights.other.scale, 'g')}, clip {spec.record.clip}, datasets {built.metadata['dataset_sources']}, gpu {args.gpu}")
@@ -402,10 +412,10 @@ def cmd_kernel_logs(args) -> None:
 
 def cmd_submit(args) -> None:
     from perturbkit.kaggle import submit_file
-    from perturbkit.submit import check_competition_file
+    from perturbkit.submit import check_submission
 
     if not args.no_check:
-        check_competition_file(args.file, args.template)
+        check_submission(args.file, args.template)
     print(submit_file(args.file, args.message, competition=args.competition))
 
 
@@ -637,8 +647,17 @@ def _add_data_commands(commands) -> None:
     score.add_argument("--truth", required=True, help="test_truth.parquet/.csv (Kaggle's wide layout), openproblems' de_test.h5ad, "
                        f"or {TRUTH_HELP}")
     score.add_argument("--demo-genes", type=_gene_count, default=None, help="genes of the demo world --truth demo names (default: all 18,211)")
+    score.add_argument("--rows", choices=["all", "public", "private"], default="all",
+                       help="score all truth rows (default), or only Kaggle's public or private leaderboard's (a demo world's own split)")
     _add_score_options(score)
     score.set_defaults(func=cmd_score)
+
+    check = commands.add_parser("check", help="check a submission offline: ids, columns and their order, finite values")
+    check.add_argument("submission", type=Path)
+    check.add_argument("--template", type=Path, default=None, help="a sample_submission.csv (default: the competition's layout)")
+    check.add_argument("--data", default=None, help="or a data folder / 'demo' / 'demo:VARIANT': its template, else id_map.csv and de_train's genes")
+    check.add_argument("--demo-genes", type=_gene_count, default=None, help="genes of the demo world --data demo names")
+    check.set_defaults(func=cmd_check)
 
     demo = commands.add_parser("demo", help="generate (or find) the cached demo world and print its directory",
                                description="Generate (on first use) or find the cached demo world and print its folder.")

@@ -42,6 +42,8 @@ def read_toml(path: Path) -> dict:
         raise ConfigError(f"{path}: invalid TOML ({exc})") from exc
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start}); TOML files are UTF-8") from None
+    except OSError as exc:  # unreadable (mode 000), a folder, gone
+        raise ConfigError(f"{path}: cannot be read ({exc.strerror or exc})") from None
 
 
 def parse_override(text: str) -> tuple[list[str], object]:

@@ -4,15 +4,18 @@ One naming and crash rule for all writers (run store, kernel build, download, su
 content is written into a private staging path beside the target, ``.<name>.<pid>-<random>.partial``
 (plus the target's suffix for files, so writers that look at it still see it), and renamed into
 place only when complete. An exception removes the staging path; a killed process leaves it
-behind under that recognisable name, which no reader ever opens and :func:`remove_stale` deletes.
+behind under that recognisable name, which no reader ever opens; the next successful write of the
+same target deletes it (:func:`remove_orphans`), and :func:`remove_stale` any left after a day.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import glob
 import hashlib
 import os
+import re
 import secrets
 import shutil
 import time
@@ -28,6 +31,10 @@ STALE_AFTER_S = 24 * 3600.0
 
 class OutputError(PerturbkitError, OSError):
     """An output location that cannot be written, or a target that is taken."""
+
+
+class InputError(PerturbkitError, OSError):
+    """An input file that cannot be read (no permission, a folder, gone)."""
 
 
 def _staging_name(target: Path) -> str:
@@ -61,6 +68,7 @@ def atomic_file(target: Path | str) -> Iterator[Path]:
             target.parent.mkdir(parents=True, exist_ok=True)
             yield staging
             os.replace(staging, target)
+        remove_orphans(target)
     finally:
         staging.unlink(missing_ok=True)
 
@@ -96,8 +104,39 @@ def atomic_dir(target: Path | str, *, replace: bool = False, force: bool = False
             else:
                 os.mkdir(target)  # the exclusive claim of the name: a second writer fails here
                 os.replace(staging, target)  # a directory may replace the empty one it claimed
+        remove_orphans(target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def remove_orphans(target: Path | str) -> list[Path]:
+    """Delete the staging leftovers of ``target`` whose writing process is gone (killed mid-write); a live writer's
+    staging, this process's included, is kept (a reused pid keeps one too, until :func:`remove_stale`)."""
+    target = Path(target)
+    own = re.compile(rf"\.{re.escape(target.name)}\.(\d+)-[0-9a-f]{{8}}{re.escape(PARTIAL)}")
+    removed = []
+    for path in sorted(target.parent.glob(f".{glob.escape(target.name)}.*{PARTIAL}*")):
+        found = own.match(path.name)
+        if found is None or _alive(int(found[1])):
+            continue
+        try:
+            shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
+        except OSError:  # gone already (another cleaner), or not ours to remove: left for remove_stale
+            continue
+        removed.append(path)
+    return removed
 
 
 def remove_stale(folder: Path | str, *, older_than: float = STALE_AFTER_S, patterns=(f".*{PARTIAL}*",)) -> list[Path]:
@@ -140,7 +179,10 @@ def check_writable(folder: Path | str, what: str) -> Path:
 
 def sha256_file(path: Path | str, chunk: int = 1 << 20) -> str:
     digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
+    try:
+        with open(path, "rb") as fh:
+            while block := fh.read(chunk):
+                digest.update(block)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot be read ({exc.strerror or exc})") from None
     return digest.hexdigest()

@@ -21,6 +21,7 @@ import platform
 import subprocess
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -36,7 +37,7 @@ from perturbkit.cv.store import Run, check_predictions, list_runs, load_run, sav
 from perturbkit.data import Dataset
 from perturbkit.folds import NEVER_VALIDATED, folds_frame, folds_hash, make_splitter
 from perturbkit.metrics import clip_layer, ratio_interval, rowwise_rmse
-from perturbkit.models import build_model
+from perturbkit.models import build_model, seed_parameters
 from perturbkit.progress import fit_progress
 
 __all__ = ["CVResult", "Run", "cv_seeds", "list_runs", "load_run", "run_cv", "save_run", "splitter_for", "summary_text"]
@@ -153,6 +154,9 @@ def run_cv(dataset: Dataset, config: dict, *, progress: bool = True, on_fold=Non
     fold_ids = splitter.fold_ids(dataset.obs)
     # One estimator per seed, built before any fitting (a bad name or parameter fails here); each fold fits a clone.
     models = {seed: build_model(config, seed) for seed in cv_seeds(config["cv"])}
+    if len(models) > 1 and not seed_parameters(next(iter(models.values()))):
+        warnings.warn(f"model {config['model']!r} takes no seed (no random_state in its parameters): cv.seeds {list(models)} fits "
+                      f"the same model {len(models)} times and its per-seed spread is 0; give one seed (cv.seeds = [])", stacklevel=2)
 
     log_buffer = io.StringIO()
     handler = logging.StreamHandler(log_buffer)

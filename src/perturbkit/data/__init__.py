@@ -33,7 +33,17 @@ def resolve_data_dir(data: str | Path = DEMO, *, demo_genes: int | None = None, 
         from perturbkit.data.demo import demo_dir
 
         return demo_dir(n_genes=demo_genes, seed=demo_seed, variant=variant)
+    _no_demo_genes(data, demo_genes)
     return Path(data)
+
+
+def _no_demo_genes(path, demo_genes: int | None) -> None:
+    """A gene count beside a folder or file would be silently ignored: refused instead."""
+    if demo_genes is not None:
+        from perturbkit.errors import ConfigError
+
+        raise ConfigError(f"--demo-genes {demo_genes} applies to demo worlds (demo, demo:VARIANT) only, not to {path}: "
+                          "a data folder keeps all its genes; drop --demo-genes")
 
 
 def resolve_truth(truth: str | Path, *, demo_genes: int | None = None, demo_seed: int = 0) -> Path:
@@ -41,6 +51,7 @@ def resolve_truth(truth: str | Path, *, demo_genes: int | None = None, demo_seed
     first use); anything else is a truth file's path."""
     if demo_variant(truth) is not None:
         return resolve_data_dir(truth, demo_genes=demo_genes, demo_seed=demo_seed) / TRUTH_FILE
+    _no_demo_genes(truth, demo_genes)
     return Path(truth)
 
 

@@ -6,7 +6,6 @@ never writes anything for bad input. Each error names the file and the column or
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import warnings
 from dataclasses import dataclass
@@ -20,9 +19,13 @@ import pyarrow.csv as pacsv
 
 from perturbkit.errors import DataValidationError
 from perturbkit.data.hidden import PUBLIC_FILE, TRUTH_FILE, is_demo_world
+from perturbkit.data.wide import printable, utf8_bytes
 from perturbkit.data.layout import CELL_TYPES, KEY_COLUMNS, OBS_COLUMNS, compounds
 
 DEFAULT_H5AD_LAYER = "sign_log10_pval"
+# -log10 of the smallest positive double is 323.3: a value beyond this is no signed -log10 p-value (nor a fold change)
+# but a broken file, and one such value dominates every score (a 1e20 gave compound_mean an MRRMSE of 1e16).
+MAX_ABS_VALUE = 1e3
 ID_MAP_COLUMNS = ("id", "cell_type", "sm_name")
 # Where a blend's leaderboard factor gets its public scores (perturbkit.blend.leaderboard).
 PUBLIC_ROWS = "public_rows"  # a demo world's public_test.csv rows of its hidden test_truth.parquet
@@ -141,29 +144,18 @@ def _validate_train(path: Path, obs: pd.DataFrame, targets: np.ndarray, genes: t
         raise _fail(
             path, f"gene column {genes[col]!r} has a non-finite value ({targets[row, col]}) at {_row_label(obs, row)}"
         )
-
-
-def _utf8_text(path: Path) -> str:
-    """The file's text; bytes that are not UTF-8 are named by value and line, never echoed."""
-    data = path.read_bytes()
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        raise _fail(path, f"not UTF-8 text (byte {data[exc.start]:#04x} on line {line})") from None
-
-
-def _printable(text: str, limit: int = 200) -> str:
-    """``text`` safe for a terminal: control characters escaped, cut to ``limit`` characters."""
-    text = "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
-    return text if len(text) <= limit else text[:limit] + "..."
+    huge = np.abs(targets) > MAX_ABS_VALUE
+    if huge.any():
+        row, col = map(int, np.argwhere(huge)[0])
+        raise _fail(path, f"gene column {genes[col]!r} holds {targets[row, col]:g} at {_row_label(obs, row)}: "
+                          f"beyond ±{MAX_ABS_VALUE:g}, no signed -log10 p-value can be that large")
 
 
 def _read_id_map(path: Path) -> pd.DataFrame:
     try:
-        table = pacsv.read_csv(pa.BufferReader(_utf8_text(path).encode()))
+        table = pacsv.read_csv(pa.BufferReader(utf8_bytes(path)))
     except (OSError, pa.ArrowException) as exc:
-        raise _fail(path, f"cannot be read as CSV ({_printable(str(exc))})") from exc
+        raise _fail(path, f"cannot be read as CSV ({printable(str(exc))})") from exc
     missing = [c for c in ID_MAP_COLUMNS if c not in table.column_names]
     if missing:
         raise _fail(path, f"missing required column(s) {missing}")
@@ -212,19 +204,39 @@ def _check_no_overlap(id_map_path: Path, test: pd.DataFrame, obs: pd.DataFrame) 
         )
 
 
-def _check_template(path: Path, genes: tuple[str, ...]) -> None:
+def read_template(path: Path | str) -> tuple[np.ndarray, list[str]]:
+    """ids and gene columns (in order) of Kaggle's sample_submission.csv; an unreadable or malformed one is named."""
+    path = Path(path)
     if not path.is_file():
         raise _fail(path, "submission template is not a file")
-    text = _utf8_text(path)  # all of it: the submission is later written in its row order
-    header = next(csv.reader([text.partition("\n")[0]]), [])
-    template_genes = [c for c in header if c != "id"]
-    if "id" not in header:
-        raise _fail(path, "submission template has no 'id' column")
+    try:
+        # one thread: a process that exits right after a threaded parse (this error) may abort in pyarrow's pool
+        table = pacsv.read_csv(pa.BufferReader(utf8_bytes(path)), read_options=pacsv.ReadOptions(use_threads=False))
+    except (OSError, pa.ArrowException) as exc:  # a truncated file: "Expected 301 columns, got 7"
+        raise _fail(path, f"submission template cannot be read as CSV ({printable(str(exc))})") from None
+    header = table.column_names
+    if not header or header[0] != "id":
+        raise _fail(path, "the first column of a submission template must be 'id'")
+    ids = table.column("id")
+    if not pa.types.is_integer(ids.type) or ids.null_count:
+        raise _fail(path, f"submission template's 'id' column must hold whole numbers (it reads as {ids.type})")
+    return ids.to_numpy(), header[1:]
+
+
+def _check_template(path: Path, genes: tuple[str, ...], test: pd.DataFrame) -> None:
+    """The template has the training data's genes in their order and exactly id_map's ids: a submission written in its
+    layout then holds every test row."""
+    template_ids, template_genes = read_template(path)
     if tuple(template_genes) != genes:
         missing = sorted(set(template_genes) - set(genes))
         extra = sorted(set(genes) - set(template_genes))
         detail = f"missing from training: {missing[:5]}, not in template: {extra[:5]}" if missing or extra else "same genes, different order"
         raise _fail(path, f"gene columns differ from the training data's ({detail})")
+    wanted, given = set(test["id"].tolist()), set(template_ids.tolist())
+    if len(template_ids) != len(given) or wanted != given:
+        duplicated = pd.Index(template_ids)[pd.Index(template_ids).duplicated()].unique().tolist()
+        raise _fail(path, f"{len(template_ids)} rows but id_map.csv has {len(test)} test ids: ids missing from the template "
+                          f"{sorted(wanted - given)[:5]}, not in id_map.csv {sorted(given - wanted)[:5]}, duplicated {duplicated[:5]}")
 
 
 def check_smiles(source: Path | str, obs: pd.DataFrame, test: pd.DataFrame, *, require: bool) -> None:
@@ -237,11 +249,12 @@ def check_smiles(source: Path | str, obs: pd.DataFrame, test: pd.DataFrame, *, r
         return  # without RDKit no chemistry feature is computed, so an unparseable SMILES cannot matter
 
     smiles = pd.concat([obs[["sm_name", "SMILES"]], test[["sm_name", "SMILES"]]]).drop_duplicates("sm_name")
-    bad = set(invalid_smiles(smiles["SMILES"].astype(str).tolist()))
+    text = smiles["SMILES"].fillna("").astype(str)  # an empty cell reads as None or NaN: named like any other bad SMILES
+    bad = set(invalid_smiles(text.tolist()))
     if not bad:
         return
-    names = smiles.loc[smiles["SMILES"].isin(bad), "sm_name"].tolist()
-    message = f"{source}: column 'SMILES' cannot be parsed by RDKit for compound(s) {names}"
+    names = smiles.loc[text.isin(bad).to_numpy(), "sm_name"].astype(str).tolist()
+    message = f"{source}: column 'SMILES' is empty or cannot be parsed by RDKit for compound(s) {names}"
     if require:
         raise DataValidationError(message + "; the configured features need SMILES")
     warnings.warn(message + "; chemistry features will be zero for them", stacklevel=2)
@@ -288,7 +301,7 @@ def load_dataset(
     test = _attach_test_smiles(id_map_path, test, obs)
     template = directory / "sample_submission.csv"
     if template.exists():
-        _check_template(template, genes)
+        _check_template(template, genes, test)
     check_smiles(train_path, obs, test, require=require_smiles)
     leaderboard_source = _leaderboard_source(directory)
 

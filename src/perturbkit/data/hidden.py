@@ -61,10 +61,15 @@ def read_hidden_test(world: str | os.PathLike, test_ids, genes) -> tuple[np.ndar
     columns = pd.Index(truth_genes).get_indexer(list(genes))
     if (rows < 0).any() or (columns < 0).any():
         raise DataValidationError(f"{world}: {TRUTH_FILE} does not cover the test ids and genes of id_map.csv / de_train")
-    public_path = world / PUBLIC_FILE
+    return values[np.ix_(rows, columns)], np.isin(test_ids, read_public_ids(world))
+
+
+def read_public_ids(world: str | os.PathLike) -> np.ndarray:
+    """The ids of a demo world's public-leaderboard test rows (its ``public_test.csv``)."""
+    public_path = Path(world) / PUBLIC_FILE
     if not public_path.is_file():
         raise DataValidationError(f"{public_path}: file not found (a demo world lists its public-leaderboard rows there)")
     public = pd.read_csv(public_path)
     if "id" not in public.columns:
         raise DataValidationError(f"{public_path}: no 'id' column")
-    return values[np.ix_(rows, columns)], np.isin(test_ids, public["id"].to_numpy())
+    return public["id"].to_numpy()

@@ -13,6 +13,26 @@ import pyarrow.parquet as pq
 from perturbkit.errors import DataValidationError
 
 
+def printable(text: str, limit: int = 200) -> str:
+    """``text`` safe for a terminal: control characters and undecodable bytes escaped, cut to ``limit`` characters."""
+    text = "".join(ch if ch.isprintable() and ch != "\ufffd" else ascii(ch)[1:-1] for ch in text)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def utf8_bytes(path: Path) -> bytes:
+    """The file's bytes, checked to be UTF-8 text; bytes that are not are named by value and line, never echoed."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise DataValidationError(f"{path}: cannot be read ({exc.strerror})") from None
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise DataValidationError(f"{path}: not UTF-8 text (byte {data[exc.start]:#04x} on line {line})") from None
+    return data
+
+
 def wide_table(keys: pd.DataFrame, genes, matrix: np.ndarray, dtype=np.float32) -> pa.Table:
     """Key columns followed by one column per gene, Kaggle's wide layout."""
     # Fortran order makes every gene column contiguous, so arrow wraps it without copying.
@@ -70,10 +90,11 @@ def read_wide_table(path: Path) -> pa.Table:
         if path.suffix == ".parquet":
             return pq.read_table(path)
         if path.suffix == ".csv":  # one block for the whole file: much faster for 18,212 columns
-            block = int(min(max(path.stat().st_size + 1, 1 << 20), 1 << 30))
-            return pacsv.read_csv(path, read_options=pacsv.ReadOptions(block_size=block))
+            data = utf8_bytes(path)
+            block = int(min(max(len(data) + 1, 1 << 20), 1 << 30))
+            return pacsv.read_csv(pa.BufferReader(data), read_options=pacsv.ReadOptions(block_size=block))
     except pa.ArrowException as exc:
-        raise DataValidationError(f"{path}: cannot be read ({exc})") from exc
+        raise DataValidationError(f"{path}: cannot be read ({printable(str(exc))})") from None
     if path.suffix == ".h5ad":
         return _read_h5ad(path)
     raise DataValidationError(f"{path}: unsupported file type {path.suffix!r} (expected .csv, .parquet or .h5ad)")

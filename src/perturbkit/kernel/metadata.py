@@ -125,9 +125,12 @@ def validate_metadata(metadata: dict, folder: Path | None = None) -> None:
     if COMPETITION not in _source_list(metadata, "competition_sources"):
         raise KernelMetadataError(f"competition_sources must include {COMPETITION!r}")
     for source in _source_list(metadata, "dataset_sources"):
-        parts = source.split("/")
-        if len(parts) not in (2, 3) or not all(parts):
-            raise KernelMetadataError(f"dataset source {source!r} must be '<owner>/<dataset-slug>[/<version>]'")
+        parts = source.split("/")  # <owner>/<dataset-slug>[/<version>]: no spaces, '..' or other path parts
+        if not (len(parts) in (2, 3) and USER_PATTERN.fullmatch(parts[0]) and SLUG_PATTERN.fullmatch(parts[1])
+                and (len(parts) == 2 or parts[2].isdigit())):
+            raise KernelMetadataError(f"dataset source {source!r} (--deps-dataset, --dataset-source) must be "
+                                      "'<owner>/<dataset-slug>[/<version>]': a Kaggle username, a slug of lowercase letters, digits "
+                                      "and single hyphens, a version number")
     for source in _source_list(metadata, "kernel_sources"):
         parts = source.split("/")
         if len(parts) not in (2, 3) or not all(parts) or len(parts[1]) < MIN_LENGTH:

@@ -176,8 +176,14 @@ def run_pipeline(spec: KernelSpec, data_dir: Path | str, output: Path | str, *, 
     predictions = []
     for position, member in enumerate(spec.members):
         config = member.config
+        label = f"[{position + 1}/{len(spec.members)}] {config['model']}"
+        if not spec.record.weights.used(position):
+            # Weight 0 for every cell type: its term is 0 whatever it predicts, so zeros give the same sum, bit for bit.
+            log(f"{label} (weight 0): not fitted, it adds nothing to the blend")
+            predictions.append(np.zeros((len(dataset.test), dataset.n_genes), dtype=np.float32))
+            continue
         mode = "refit on all rows" if config["cv"].get("refit") else "mean over folds"
-        log(f"[{position + 1}/{len(spec.members)}] {config['model']} (weight {describe_weights(spec.record.weights, position)}, test predictions: {mode})")
+        log(f"{label} (weight {describe_weights(spec.record.weights, position)}, test predictions: {mode})")
         result = run_cv(dataset, config, progress=progress)
         log(summary_text(result.meta))
         predictions.append(result.test)

@@ -36,5 +36,10 @@ def build_model(config: dict, seed: int):
         model = create_model(config["model"], **params)
     except TypeError as exc:  # an unexpected or missing parameter in [params] / [features]
         raise ConfigError(f"model {config['model']!r}: {exc}") from exc
-    seeds = {k: seed for k in model.get_params(deep=True) if k == "random_state" or k.endswith("__random_state")}
-    return model.set_params(**seeds)
+    return model.set_params(**{name: seed for name in seed_parameters(model)})
+
+
+def seed_parameters(model) -> list[str]:
+    """The estimator's ``random_state`` parameters, nested ones included: where a seed reaches it. None: its fit is
+    deterministic, the same whatever the seed (how a model declares it)."""
+    return [k for k in model.get_params(deep=True) if k == "random_state" or k.endswith("__random_state")]

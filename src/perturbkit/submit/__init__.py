@@ -3,28 +3,33 @@
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+from pydantic import Field
 
 from perturbkit.data.hidden import read_wide_truth
 from perturbkit.data.wide import read_h5ad_file, read_wide_table
 from perturbkit.errors import DataValidationError
 from perturbkit.metrics import CLIP, clip_layer
 from perturbkit.scorecard import Scorecard, ScoreSettings, score_predictions
+from perturbkit.types import PositiveCount, Seed, parse_value
 
 TRUTH_LAYER = "sign_log10_pval"
 CLIPPED_LAYER = "clipped_sign_log10_pval"
 
 
-def read_submission(path: Path | str, *, genes, ids, allow_extra_ids: bool = False, reference: str = "the truth") -> np.ndarray:
+def read_submission(path: Path | str, *, genes, ids, allow_extra_ids: bool = False, reference: str = "the truth",
+                    ordered: bool = False) -> np.ndarray:
     """The submission's predictions as a float32 matrix in the order of ``ids`` x ``genes``.
 
     Rejects, naming them, missing or extra ids (``allow_extra_ids``: rows beyond ``ids`` are left out
-    instead) and genes (those of ``reference``, as messages call it), duplicate ids and non-finite values.
+    instead) and genes (those of ``reference``, as messages call it), duplicate ids and non-finite values;
+    with ``ordered``, columns other than ``id`` then ``genes`` in that order (Kaggle's sample_submission.csv).
     """
     path = Path(path)
     table = read_wide_table(path)
@@ -37,13 +42,19 @@ def read_submission(path: Path | str, *, genes, ids, allow_extra_ids: bool = Fal
     missing, extra = sorted(set(genes) - set(columns)), sorted(set(columns) - set(genes))
     if missing or extra:
         raise DataValidationError(f"{path}: gene columns differ from those of {reference}: missing {missing[:5]}, extra {extra[:5]}")
+    if ordered and table.column_names != ["id", *genes]:
+        expected = ["id", *genes]
+        at = next(i for i, (a, b) in enumerate(zip(table.column_names, expected)) if a != b)
+        raise DataValidationError(f"{path}: column {at + 1} is {table.column_names[at]!r} where {reference} has {expected[at]!r} "
+                                  "(the columns must follow its order: id, then its genes)")
     submitted = pd.Index(table.column("id").to_numpy())
     if submitted.has_duplicates:
         raise DataValidationError(f"{path}: duplicate id {submitted[submitted.duplicated()][0]}")
     wanted, given = set(np.asarray(ids).tolist()), set(submitted.tolist())  # plain ints in the message, not np.int64(1)
     missing_ids, extra_ids = sorted(wanted - given), sorted(given - wanted)
     if missing_ids or (extra_ids and not allow_extra_ids):
-        raise DataValidationError(f"{path}: ids differ from those of {reference}: missing {missing_ids[:5]}, extra {extra_ids[:5]}")
+        raise DataValidationError(f"{path}: ids differ from those of {reference} ({len(submitted)} rows where it has {len(wanted)}): "
+                                  f"missing {missing_ids[:5]}, extra {extra_ids[:5]}")
     position = {name: i for i, name in enumerate(table.column_names)}  # by-name lookups are linear in pyarrow
     for gene in genes:
         column_type = table.schema.field(position[gene]).type
@@ -125,32 +136,85 @@ def read_truth_layers(path: Path | str) -> Truth:
         if bad.any():
             row, col = np.argwhere(bad)[0]
             raise DataValidationError(f"{path}: non-finite truth {name} in column {truth.genes[col]!r} for id {truth.keys['id'].iloc[row]}")
+    if not truth.values.any():  # predicting zeros would then score 0: every ratio to zeros is undefined
+        raise DataValidationError(f"{path}: every truth value is 0, so no score relative to zeros exists (mrrmse_rel would be "
+                                  "x / 0); this is no real truth file")
     return truth
 
 
-def check_competition_file(path: Path | str, template: Path | str | None = None) -> None:
-    """The file has exactly the template's (default: the real competition's layout) ids and genes, all finite."""
+def submission_layout(template: Path | str | None = None, data: str | Path | None = None, *,
+                      demo_genes: int | None = None) -> tuple[np.ndarray, list[str], str]:
+    """The ids, genes (in column order) and name of what a submission must match: a sample_submission.csv, a data folder
+    (loaded and validated: its template when it has one, else id_map.csv's ids and de_train's genes), or by default the
+    real competition's layout."""
     from perturbkit.data.layout import gene_names, test_layout
-    from perturbkit.submit.write import read_template
 
+    if template is not None and data is not None:
+        raise DataValidationError("give --template or --data, not both")
     if template is not None:
+        from perturbkit.data.dataset import read_template
+
         ids, genes = read_template(template)
-    else:
-        genes, ids = list(gene_names()), test_layout()["id"].to_numpy()
-    read_submission(path, genes=genes, ids=ids,
-                    reference=f"the template {template}" if template is not None else "the competition's sample_submission.csv")
+        return ids, genes, f"the template {template}"
+    if data is not None:
+        from perturbkit.data import load
+
+        dataset = load(data, demo_genes=demo_genes)
+        return dataset.test["id"].to_numpy(), list(dataset.genes), f"the data {dataset.source}"
+    return test_layout()["id"].to_numpy(), list(gene_names()), "the competition's sample_submission.csv"
 
 
-def score_against(truth: Truth, submission: Path | str, settings: ScoreSettings = ScoreSettings()) -> Scorecard:
+def check_submission(path: Path | str, template: Path | str | None = None, data: str | Path | None = None, *,
+                     demo_genes: int | None = None) -> str:
+    """Whether ``path`` is a submission Kaggle accepts: exactly the layout's ids (no duplicate, none missing or extra), its
+    columns in its order, every value finite. Returns a one-line summary; raises :class:`DataValidationError` naming the
+    first defect."""
+    ids, genes, reference = submission_layout(template, data, demo_genes=demo_genes)
+    read_submission(path, genes=genes, ids=ids, reference=reference, ordered=True)
+    return f"{path}: a valid submission for {reference}: {len(ids)} rows x {len(genes)} genes, columns in its order, all values finite"
+
+
+ROWS = ("all", "public", "private")
+NonNegativeFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+
+
+def score_settings(*, threshold: float, resamples: int, seed: int) -> ScoreSettings:
+    """The scores' settings from the flags, each checked (a NaN threshold or a negative seed is named, not a traceback)."""
+    return ScoreSettings(threshold=parse_value(NonNegativeFloat, threshold, "--de-threshold"),
+                         resamples=parse_value(PositiveCount, resamples, "--resamples"), seed=parse_value(Seed, seed, "--seed"))
+
+
+def truth_rows(truth: Truth, truth_path: Path | str, rows: str) -> Truth:
+    """The truth's ``public`` or ``private`` rows (``all``: every row): a demo world's own split (its public_test.csv) when
+    the truth is a demo world's, else Kaggle's (the 50 public compounds of :func:`perturbkit.data.layout.leaderboard_split`)."""
+    from perturbkit.data.hidden import is_demo_world, read_public_ids
+    from perturbkit.data.layout import public_test_rows
+
+    if rows not in ROWS:
+        raise DataValidationError(f"--rows {rows!r}: expected one of {', '.join(ROWS)}")
+    if rows == "all":
+        return truth
+    world = Path(truth_path).parent
+    public = np.isin(truth.keys["id"].to_numpy(), read_public_ids(world)) if is_demo_world(world) else public_test_rows(truth.keys)
+    keep = public if rows == "public" else ~public
+    if not keep.any():
+        raise DataValidationError(f"{truth_path}: none of its {len(keep)} rows is {rows} ({int(public.sum())} public)")
+    return replace(truth, keys=truth.keys[keep].reset_index(drop=True), values=truth.values[keep], clipped=truth.clipped[keep],
+                   subset=True)
+
+
+def score_against(truth: Truth, submission: Path | str, settings: ScoreSettings = ScoreSettings(), *, rows: str = "all") -> Scorecard:
     """Every score of ``submission`` on the truth's rows (:mod:`perturbkit.scorecard`)."""
     y_pred = read_submission(submission, genes=truth.genes, ids=truth.keys["id"].to_numpy(), allow_extra_ids=truth.subset)
     return score_predictions(truth.values, y_pred, truth.keys, clipped_truth=truth.clipped, clipped_source=truth.clipped_source,
-                             settings=settings, notes=[f"{len(truth.keys)} truth rows scored"])
+                             settings=settings, notes=[f"{len(truth.keys)} truth rows scored" + ("" if rows == "all" else f" ({rows})")])
 
 
-def score_submission(submission: Path | str, truth: Path | str, settings: ScoreSettings = ScoreSettings()) -> Scorecard:
-    """Every score per cell type and overall (group ``all``), each with its bootstrap interval."""
-    return score_against(read_truth_layers(truth), submission, settings)
+def score_submission(submission: Path | str, truth: Path | str, settings: ScoreSettings = ScoreSettings(), *,
+                     rows: str = "all") -> Scorecard:
+    """Every score per cell type and overall (group ``all``), each with its bootstrap interval; ``rows``: all, or only the
+    public or private leaderboard's rows (:func:`truth_rows`)."""
+    return score_against(truth_rows(read_truth_layers(truth), truth, rows), submission, settings, rows=rows)
 
 
 def with_test_scores(runs: pd.DataFrame, truth_path, settings: ScoreSettings = ScoreSettings(), *,

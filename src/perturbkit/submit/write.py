@@ -19,6 +19,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
+from perturbkit.data.dataset import read_template
 from perturbkit.data.wide import wide_table
 from perturbkit.errors import DataValidationError
 from perturbkit.io import atomic_file
@@ -39,18 +40,6 @@ def _check_matrix(ids, genes, matrix) -> np.ndarray:
         row, col = np.argwhere(bad)[0]
         raise DataValidationError(f"non-finite prediction for id {ids[row]}, gene {genes[col]!r}")
     return matrix
-
-
-def read_template(path: Path | str) -> tuple[np.ndarray, list[str]]:
-    """ids and gene columns (in order) of Kaggle's sample_submission.csv."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataValidationError(f"{path}: submission template not found")
-    table = pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(include_columns=["id"]))
-    header = pacsv.read_csv(path, read_options=pacsv.ReadOptions(skip_rows_after_names=10**9)).column_names
-    if not header or header[0] != "id":
-        raise DataValidationError(f"{path}: the first column of a submission template must be 'id'")
-    return table.column("id").to_numpy(), header[1:]
 
 
 def write_submission_csv(path: Path | str, ids, genes, matrix, *, template: Path | str | None = None) -> Path:
