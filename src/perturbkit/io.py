@@ -15,6 +15,8 @@ import hashlib
 import os
 import secrets
 import shutil
+import signal
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -66,6 +68,19 @@ def atomic_file(target: Path | str) -> Iterator[Path]:
 
 
 @contextlib.contextmanager
+def signals_deferred(signals=(signal.SIGINT, signal.SIGTERM)) -> Iterator[None]:
+    """Hold ``signals`` back (in the main thread) until the block is done: they are delivered, and act, after it."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, signals)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+@contextlib.contextmanager
 def atomic_dir(target: Path | str, *, replace: bool = False, force: bool = False) -> Iterator[Path]:
     """Yield a new private staging folder; on success it becomes ``target``.
 
@@ -90,8 +105,13 @@ def atomic_dir(target: Path | str, *, replace: bool = False, force: bool = False
             yield staging
             if replace and target.exists():
                 old = target.with_name(_staging_name(target))
-                os.replace(target, old)
-                os.replace(staging, target)
+                with signals_deferred():  # between the renames no target exists: Ctrl-C or SIGTERM waits until both are done
+                    os.replace(target, old)
+                    try:
+                        os.replace(staging, target)
+                    except BaseException:
+                        os.replace(old, target)
+                        raise
                 shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink()
             else:
                 os.mkdir(target)  # the exclusive claim of the name: a second writer fails here

@@ -72,7 +72,7 @@ def plot_grouped_bars(table: pd.DataFrame, path: Path, *, title: str, xlabel: st
 
 
 def plot_weights(weights: pd.DataFrame, path: Path) -> Path:
-    """Horizontal bars of the blend weights, one panel column per test cell type."""
+    """Horizontal bars of the blend weights, one panel per column of ``weights``."""
     plt = _pyplot()
     fig, axes = plt.subplots(1, weights.shape[1], figsize=(3.6 * weights.shape[1] + 1.5, 0.35 * len(weights) + 1.5), squeeze=False)
     for ax, column in zip(axes[0], weights.columns):
@@ -216,13 +216,11 @@ def build_blend_report(blend_json: Path | str, out_dir: Path | str) -> Path:
     per_cell_type = pd.DataFrame(scores["per_cell_type"]).T
     per_cell_type.index.name = "cell type"
 
-    # The weights each test cell type's rows get (the blend's test predictions are made with these).
-    cell_types = record.cell_types
-    applied, scale = record.weights_for(cell_types)
-    weights = pd.DataFrame(applied.T, index=pd.Index(names, name="member"), columns=cell_types)
+    # The weights of every test row (the blend's test predictions are made with these).
+    weights = pd.DataFrame({"weight": record.weights.weights}, index=pd.Index(names, name="member"))
     summary = pd.DataFrame(
         {
-            **{f"weight {ct}": [*weights[ct], np.nan, np.nan] for ct in cell_types},
+            "weight": [*weights["weight"], np.nan, np.nan],
             "in-sample": [scores["members"][n] for n in names] + [scores["simple_average"], scores["in_sample"]],
             "nested": [scores["members"][n] for n in names] + [scores["simple_average"], scores.get("nested") or np.nan],
         },
@@ -241,7 +239,6 @@ def build_blend_report(blend_json: Path | str, out_dir: Path | str) -> Path:
     # Members have no fitted parameters: their in-sample ratio is their CV ratio, as in the in-sample column.
     layers[CLIPPED_IN_SAMPLE] = [*layers["clipped CV × zeros"].iloc[:len(names)], np.nan, blend_ratio(clipped, "in_sample")]
     summary = summary.join(layers)
-    scales = ", ".join(f"{ct} {s:g}" for ct, s in zip(cell_types, scale))
     sections = [
         ("Scores", None, summary,
          f"method {record.method}, scheme {details['scheme']}, {scores['rows']} OOF rows, {details['n_genes']} genes. "
@@ -252,8 +249,8 @@ def build_blend_report(blend_json: Path | str, out_dir: Path | str) -> Path:
         ("MRRMSE per fold", plot_grouped_bars(per_fold, out_dir / "per_fold.png", title="MRRMSE per fold", xlabel="fold").name, per_fold, None),
         ("MRRMSE per cell type", plot_grouped_bars(per_cell_type, out_dir / "per_cell_type.png", title="MRRMSE per cell type",
                                                   xlabel="cell type").name, per_cell_type, None),
-        ("Blend weights per test cell type", plot_weights(weights, out_dir / "weights.png").name, weights,
-         f"scale: {scales}; clip: {record.clip}"),
+        ("Blend weights", plot_weights(weights, out_dir / "weights.png").name, weights,
+         f"scale: {record.weights.scale:g}; clip: {record.clip}"),
     ]
     if len(names) > 1:
         correlation = details["correlation"]
