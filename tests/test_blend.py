@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
+import signal
 from pathlib import Path
 from typing import Annotated  # the toy method's annotation, resolved in this module's globals
 
@@ -36,6 +37,8 @@ from perturbkit.cv import run_cv, save_run
 from perturbkit.errors import ConfigError
 from perturbkit.metrics import mrrmse, rowwise_rmse
 from perturbkit.submit import score_submission
+
+from faults import WRITE_STEPS, hit_after, snapshot, staging_left
 
 CHEAP = ("zeros", "gene_mean", "compound_mean", "celltype_mean")
 FAST = BlendOptions(method="slsqp", nested=True)
@@ -616,3 +619,104 @@ def test_a_run_stored_before_row_weights_is_refused_with_a_rerun_hint(test_like_
     err = capsys.readouterr().err
     assert code == 2 and "no weights.parquet" in err and "Traceback" not in err
     assert not (tmp_path / "subs").exists()
+
+
+# --- the set: written whole or not at all, never over another writer's -----------------------------------------
+
+WRITER = {"command": "blend", "config": "test", "config_hash": "0"}
+
+
+@pytest.fixture(scope="module")
+def two_blends(lymphoid_runs, small_dataset):
+    options = BlendOptions(method="slsqp", nested=False)
+    return blend_runs(lymphoid_runs[:2], small_dataset, options), blend_runs(lymphoid_runs[:3], small_dataset, options)
+
+
+def _write(result, dataset, submissions, writer=WRITER, **kwargs):
+    from perturbkit.blend import write_blend
+
+    return write_blend(result, dataset, submissions, "blend", dataset_id="perturbkit_demo", writer=writer, **kwargs)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_an_interrupted_blend_keeps_the_previous_set(two_blends, small_dataset, tmp_path, signum):
+    old, new = two_blends
+    submissions = tmp_path / "submissions"
+    folder = submissions / "blend"
+    _write(old, small_dataset, submissions)
+    before = snapshot(folder)
+    assert len(before) == 3
+    for step in WRITE_STEPS:
+        ended = hit_after(step, signum, folder, lambda: _write(new, small_dataset, submissions))
+        assert ended == ("interrupted" if signum == signal.SIGINT else "killed by SIGTERM"), step
+        record = read_blend_record(folder / "blend.json")  # consistent: each file the record lists, with its hash
+        if step == "swap":  # the signal waited for the swap: the new set, whole
+            assert len(record.members) == 3 and snapshot(folder) != before
+        else:
+            assert snapshot(folder) == before, f"the previous set changed after {step}"
+    _write(new, small_dataset, submissions)  # a successful rerun removes what killed writers left
+    assert staging_left(submissions) == [] and len(read_blend_record(folder / "blend.json").members) == 3
+
+
+def test_a_full_disk_is_a_named_error_and_keeps_the_previous_set(two_blends, small_dataset, tmp_path, monkeypatch):
+    import errno
+
+    import perturbkit.blend.files as files
+    from perturbkit.io import OutputError
+
+    old, new = two_blends
+    submissions = tmp_path / "submissions"
+    _write(old, small_dataset, submissions)
+    before = snapshot(submissions / "blend")
+    # too little room for the h5ad: refused before the native writer starts (it crashed near a full disk)
+    with monkeypatch.context() as patch:
+        patch.setattr(shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10**9, 10**9 - 300_000, 300_000))
+        with pytest.raises(OutputError, match=r"blend\.h5ad: no space left on device for it \(0\.3 MB free, .* MB needed\)"):
+            _write(new, small_dataset, submissions)
+    assert snapshot(submissions / "blend") == before and staging_left(submissions) == []
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(files, "write_prediction_h5ad", full)
+    with pytest.raises(OutputError, match="no space left on device"):
+        _write(new, small_dataset, submissions)
+    assert snapshot(submissions / "blend") == before and staging_left(submissions) == []
+
+
+def test_a_set_of_another_command_or_configuration_needs_force(two_blends, small_dataset, tmp_path):
+    from perturbkit.blend import SetOwnedError
+
+    old, new = two_blends
+    submissions = tmp_path / "submissions"
+    recipe = {"command": "recipe", "config": "configs/recipe.toml", "config_hash": "1"}
+    _write(old, small_dataset, submissions, writer=recipe)
+    before = snapshot(submissions / "blend")
+    with pytest.raises(SetOwnedError, match=r"written by `perturbkit recipe` \(configs/recipe.toml\); this is `perturbkit blend`.*--force"):
+        _write(new, small_dataset, submissions)
+    with pytest.raises(SetOwnedError, match="written by another configuration of `perturbkit recipe`"):
+        _write(new, small_dataset, submissions, writer={**recipe, "config_hash": "2"})
+    assert snapshot(submissions / "blend") == before
+    _write(new, small_dataset, submissions, force=True)
+    assert read_blend_record(submissions / "blend" / "blend.json").details["writer"] == WRITER
+    _write(old, small_dataset, submissions)  # the same writer again: no --force needed
+    foreign = submissions / "mine"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    with pytest.raises(SetOwnedError, match="holds no blend set perturbkit wrote"):
+        from perturbkit.blend import write_blend
+
+        write_blend(old, small_dataset, submissions, "mine", dataset_id="d", writer=WRITER)
+    assert (foreign / "notes.txt").read_text() == "mine"
+
+
+def test_cli_blend_refuses_to_write_over_another_configuration_before_any_work(lymphoid_runs, small_world, tmp_path, capsys):
+    common = ["blend", "--data", str(small_world), "--runs", *map(str, lymphoid_runs[:2]), "--submissions", str(tmp_path),
+              "--no-nested", "--no-h5ad"]
+    assert main([*common, "--method", "slsqp"]) == 0
+    capsys.readouterr()
+    assert main([*common, "--method", "caruana"]) == 2
+    err = capsys.readouterr().err
+    assert "written by another configuration of `perturbkit blend` (method slsqp)" in err and "--force" in err
+    assert main([*common, "--method", "caruana", "--name", "other"]) == 0
+    assert main([*common, "--method", "caruana", "--force"]) == 0

@@ -69,15 +69,19 @@ def atomic_file(target: Path | str) -> Iterator[Path]:
 
 @contextlib.contextmanager
 def signals_deferred(signals=(signal.SIGINT, signal.SIGTERM)) -> Iterator[None]:
-    """Hold ``signals`` back (in the main thread) until the block is done: they are delivered, and act, after it."""
+    """Hold ``signals`` back (in the main thread) until the block is done; then each acts as it would have."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, signals)
+    received = []
+    previous = {signum: signal.signal(signum, lambda signum, frame: received.append(signum)) for signum in signals}
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        for signum in received:
+            os.kill(os.getpid(), signum)
 
 
 @contextlib.contextmanager
@@ -105,14 +109,15 @@ def atomic_dir(target: Path | str, *, replace: bool = False, force: bool = False
             yield staging
             if replace and target.exists():
                 old = target.with_name(_staging_name(target))
-                with signals_deferred():  # between the renames no target exists: Ctrl-C or SIGTERM waits until both are done
+                # Between the renames no target exists: Ctrl-C or SIGTERM waits until the swap and its cleanup are done.
+                with signals_deferred():
                     os.replace(target, old)
                     try:
                         os.replace(staging, target)
                     except BaseException:
                         os.replace(old, target)
                         raise
-                shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink()
+                    shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink()
             else:
                 os.mkdir(target)  # the exclusive claim of the name: a second writer fails here
                 os.replace(staging, target)  # a directory may replace the empty one it claimed
