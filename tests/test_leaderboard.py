@@ -180,10 +180,10 @@ def test_recipe_on_real_data_writes_probe_files_then_applies_the_entered_scores(
 
     request["blend_digest"] = "0" * 16
     (submissions / PROBES_FILE).write_text(json.dumps(request))
-    blend_json = (submissions / "blend.json").read_bytes()
+    blend_json = (submissions / "recipe" / "blend.json").read_bytes()
     with pytest.raises(LeaderboardError, match=PROBES_FILE):
         _run(dataset, tmp_path, recipe)
-    assert (submissions / "blend.json").read_bytes() == blend_json  # nothing written
+    assert (submissions / "recipe" / "blend.json").read_bytes() == blend_json  # nothing written
 
 
 def test_recipe_leaderboard_must_be_a_boolean(tmp_path):

@@ -7,7 +7,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from perturbkit.blend.files import check_name, check_replaceable, set_folder, write_blend, writer
+from perturbkit.blend.files import blend_writer, check_name, check_replaceable, set_folder, write_blend
 from perturbkit.blend.members import BlendError, load_members, select_runs
 from perturbkit.blend.options import BlendOptions
 from perturbkit.blend.result import blend_members
@@ -23,14 +23,6 @@ def dataset_id_for(data: str, dataset_id: str | None = None) -> str:
 
     variant = demo_variant(data)
     return "neurips-2023-data" if variant is None else f"perturbkit_demo_{variant}"
-
-
-def blend_writer(options: BlendOptions, *, every: bool = False, scheme: str | None = None, include_tuning: bool = False,
-                 recipe: str | None = None, runs=()) -> dict:
-    """The writer of a blend set: ``blend`` with its options and its rule for choosing runs."""
-    rule = {"runs": sorted(map(str, runs or ())), "every": every, "scheme": scheme, "include_tuning": include_tuning, "recipe": recipe}
-    return writer("blend", {"options": options.to_json(), "rule": rule},
-                  describe=f"method {options.method}" + (f", runs of recipe {recipe}" if recipe else ""))
 
 
 def run_blend(

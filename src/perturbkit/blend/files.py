@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import unicodedata
 from pathlib import Path
@@ -52,6 +53,14 @@ def set_folder(submissions: Path | str, name: str) -> Path:
 def writer(command: str, config: dict, *, describe: str) -> dict:
     """Who writes a set: the command and a hash of its configuration (what a rerun that may replace it must repeat)."""
     return {"command": command, "config": describe, "config_hash": config_hash(config)}
+
+
+def blend_writer(options, *, every: bool = False, scheme: str | None = None, include_tuning: bool = False,
+                 recipe: str | None = None, runs=()) -> dict:
+    """The writer of a blend set: ``blend`` with its options (:class:`BlendOptions`) and its rule for choosing runs."""
+    rule = {"runs": sorted(map(str, runs or ())), "every": every, "scheme": scheme, "include_tuning": include_tuning, "recipe": recipe}
+    return writer("blend", {"options": options.to_json(), "rule": rule},
+                  describe=f"method {options.method}" + (f", runs of recipe {recipe}" if recipe else ""))
 
 
 def check_replaceable(folder: Path, new_writer: dict, *, force: bool = False) -> None:
@@ -115,32 +124,37 @@ def recover(folder: Path) -> list[Path]:
 
 
 def write_blend(result: BlendResult, dataset: Dataset, submissions: Path | str, name: str, *, dataset_id: str,
-                writer: dict, force: bool = False, method_id: str | None = None, h5ad: bool = True) -> dict[str, Path]:
+                writer: dict | None = None, force: bool = False, method_id: str | None = None, h5ad: bool = True) -> dict[str, Path]:
     """Write the set ``<submissions>/<name>/``: ``blend.csv`` (Kaggle), ``blend.h5ad`` (openproblems), ``blend.json``
     (the record, with each file's sha256), all three or none.
 
     The CSV follows ``sample_submission.csv`` when the data directory has one; every file is read back
-    with the checks of ``perturbkit score`` before the record is written.
+    with the checks of ``perturbkit score`` before the record is written. ``writer``: who writes the set
+    (default: ``blend`` with the result's options).
     """
+    writer = writer or blend_writer(result.options)
     folder = set_folder(submissions, name)
     recover(folder)
     check_replaceable(folder, writer, force=force)
     template = Path(dataset.source) / "sample_submission.csv"
     template = template if template.is_file() else None
     ids, genes = result.members.test_ids, result.members.genes
-    with atomic_dir(folder, replace=True, force=True) as staging:
-        files = {"csv": write_submission_csv(staging / f"{STEM}.csv", ids, genes, result.test, template=template)}
-        if h5ad:
-            files["h5ad"] = write_prediction_h5ad(staging / f"{STEM}.h5ad", ids, genes, result.test,
-                                                  dataset_id=dataset_id, method_id=method_id or f"perturbkit_{name}")
-        for path in files.values():
-            read_submission(path, genes=genes, ids=ids)
-        record = result.record(
-            name=name, files={kind: str(folder / path.name) for kind, path in files.items()},
-            file_sha256={kind: sha256_file(path) for kind, path in files.items()},
-            extra={"writer": writer, "template": None if template is None else str(template), "data_source": dataset.source},
-        )
-        write_json(staging / RECORD_FILE, record.to_json())
+    try:
+        with atomic_dir(folder, replace=True, force=True) as staging:
+            files = {"csv": write_submission_csv(staging / f"{STEM}.csv", ids, genes, result.test, template=template)}
+            if h5ad:
+                files["h5ad"] = write_prediction_h5ad(staging / f"{STEM}.h5ad", ids, genes, result.test,
+                                                      dataset_id=dataset_id, method_id=method_id or f"perturbkit_{name}")
+            for path in files.values():
+                read_submission(path, genes=genes, ids=ids)
+            record = result.record(
+                name=name, files={kind: str(folder / path.name) for kind, path in files.items()},
+                file_sha256={kind: sha256_file(path) for kind, path in files.items()},
+                extra={"writer": writer, "template": None if template is None else str(template), "data_source": dataset.source},
+            )
+            write_json(staging / RECORD_FILE, record.to_json())
+    except OutputError as exc:  # named by the set's own folder, not the staging folder it was written in
+        raise type(exc)(re.sub(rf"\.{re.escape(folder.name)}\.\d+-[0-9a-f]+{re.escape(PARTIAL)}", folder.name, str(exc))) from None
     return {**{kind: folder / path.name for kind, path in files.items()}, "json": folder / RECORD_FILE}
 
 
