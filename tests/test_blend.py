@@ -720,3 +720,21 @@ def test_cli_blend_refuses_to_write_over_another_configuration_before_any_work(l
     assert "written by another configuration of `perturbkit blend` (method slsqp)" in err and "--force" in err
     assert main([*common, "--method", "caruana", "--name", "other"]) == 0
     assert main([*common, "--method", "caruana", "--force"]) == 0
+
+
+def test_the_defaults_of_the_readers_follow_the_recipe_and_say_which_file(two_blends, small_dataset, tmp_path, capsys):
+    from perturbkit.blend import write_blend
+    from perturbkit.blend.files import recommended_file
+    from perturbkit.blend.record import BlendRecordError
+
+    old, new = two_blends
+    submissions = tmp_path / "submissions"
+    with pytest.raises(BlendRecordError, match=r"no blend set under .*recipe/blend.json, blend/blend.json"):
+        recommended_file(submissions)
+    _write(new, small_dataset, submissions)
+    assert recommended_file(submissions) == submissions / "blend" / "blend.json"
+    write_blend(old, small_dataset, submissions, "recipe", dataset_id="d", writer={"command": "recipe", "config": "r", "config_hash": "1"})
+    assert recommended_file(submissions, "csv") == submissions / "recipe" / "blend.csv"
+    gene = small_dataset.genes[0]
+    assert main(["rank", "--gene", gene, "--cell-type", "B cells", "--submissions", str(submissions), "--top", "3"]) == 0
+    assert f"using {submissions / 'recipe' / 'blend.json'} (the recipe's set" in capsys.readouterr().err
