@@ -357,7 +357,7 @@ def cmd_kernel_build(args) -> None:
     from perturbkit.blend.files import recommended_file
 
     check_writable(args.kernels, "--kernels")
-    blend = args.blend or (None if args.model or args.config else recommended_file(args.submissions, say=_warn))
+    blend = args.blend or (None if args.model or args.config else recommended_file(args.submissions, say=_warn, required=False))
     spec = kernel_spec(blend=blend, models=args.model, config_paths=args.config, configs_dir=args.configs_dir,
                        overrides=args.set, refit=args.refit)
     sources = [*args.dataset_source, *([args.deps_dataset] if args.deps_dataset else [])]

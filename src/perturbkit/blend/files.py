@@ -158,9 +158,9 @@ def write_blend(result: BlendResult, dataset: Dataset, submissions: Path | str, 
     return {**{kind: folder / path.name for kind, path in files.items()}, "json": folder / RECORD_FILE}
 
 
-def recommended_file(submissions: Path | str, kind: str = "json", say=None) -> Path:
+def recommended_file(submissions: Path | str, kind: str = "json", say=None, *, required: bool = True) -> Path | None:
     """The file of the recommended set under ``submissions``: the recipe's when there is one, else ``blend``'s;
-    ``say`` is told which file was taken."""
+    ``say`` is told which file was taken. None when there is none and not ``required``."""
     for name in RECOMMENDED:
         folder = Path(submissions) / name
         if (folder / RECORD_FILE).is_file():
@@ -168,5 +168,7 @@ def recommended_file(submissions: Path | str, kind: str = "json", say=None) -> P
             if say is not None:
                 say(f"using {path} (the {'recipe' if name == 'recipe' else 'default blend'}'s set; name another file to change it)")
             return path
+    if not required:
+        return None
     raise BlendRecordError(f"no blend set under {submissions} (looked for {', '.join(f'{n}/{RECORD_FILE}' for n in RECOMMENDED)}); "
                            "run `make recipe` (or `perturbkit blend`) first, or name the file")

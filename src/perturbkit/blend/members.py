@@ -82,7 +82,7 @@ def select_runs(
     if table.empty:
         raise BlendError(f"no complete runs under {oof_root}; run `perturbkit cv --model ...` (make cv) first")
     wanted = None if configs is None else {config_hash(c): c["model"] for c in configs}
-    lines, keep = [], []
+    lines, keep, damaged = [], [], []
     for _, row in table.iterrows():  # newest first
         meta = read_meta(row["path"])
         label = f"{row['model']}/{row['run_id']}"
@@ -95,8 +95,8 @@ def select_runs(
             reason = "its config is none of the recipe's members'"
         elif wanted is None and isinstance(trial, dict) and not include_tuning:
             reason = f"tuning trial {trial.get('trial')} of study {trial.get('study')!r} (pass --include-tuning to consider trials)"
-        elif test_file_or_skip(row["path"], lambda message: None) is None:
-            reason = "damaged test predictions (see `perturbkit runs`)"
+        elif test_file_or_skip(row["path"], damaged.append) is None:
+            reason = damaged[-1]
         else:
             keep.append({**row.to_dict(), "config_hash": meta.get("config_hash")})
             continue
