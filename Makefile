@@ -15,7 +15,7 @@ GENES ?=
 AGREEMENT_GENES ?= 2000
 #> root of the run store
 OOF ?= oof/
-#> where blend, recipe and report put submissions
+#> root of the submission sets: recipe/ (make recipe) and blend/ (make blend), each blend.csv|h5ad|json
 SUBMISSIONS ?= submissions/
 #> config overrides, e.g. SET="params.alpha=3 cv.seed=1"
 SET ?=
@@ -86,7 +86,7 @@ install: $(STAMP) ## create .venv and install perturbkit with its dev extras
 cv: $(STAMP) ## cross-validate MODEL on DATA, store the run under OOF (SET="params.alpha=3 ...")
 	$(PY) -m perturbkit cv --model $(MODEL) --data $(DATA) $(GENES_ARGS) --oof $(OOF) $(SET_ARGS)
 
-recipe: $(STAMP) ## cross-validate RECIPE's members on DATA (stored runs reused), blend, write SUBMISSIONS/blend.csv|h5ad|json
+recipe: $(STAMP) ## cross-validate RECIPE's members on DATA (stored runs reused), blend, write SUBMISSIONS/recipe/blend.csv|h5ad|json
 	$(PY) -m perturbkit recipe --config $(RECIPE) --data $(DATA) $(GENES_ARGS) --oof $(OOF) --submissions $(SUBMISSIONS) $(SET_ARGS)
 
 agreement: $(STAMP) ## CV vs hidden-test agreement of every scheme on every demo variant (AGREEMENT_GENES genes), with RECIPE's blend: reports/agreement/
@@ -122,18 +122,18 @@ demo: $(STAMP) ## generate the demo world of GENES genes (default all; cached un
 validate: $(STAMP) ## load and validate DATA, print what it holds
 	$(PY) -m perturbkit validate --data $(DATA) $(GENES_ARGS)
 
-blend: $(STAMP) ## blend the latest run of each model in OOF (on DATA) into SUBMISSIONS/blend.csv|h5ad|json (SET="method=slsqp trials=200")
+blend: $(STAMP) ## blend the best CV run of each model and config in OOF (on DATA; no tuning trials) into SUBMISSIONS/blend/ (SET="method=slsqp trials=200")
 	$(PY) -m perturbkit blend --data $(DATA) $(GENES_ARGS) --oof $(OOF) --submissions $(SUBMISSIONS) $(SET_ARGS)
 
-report: $(STAMP) ## write reports/blend/ (PNGs, index.html, index.md) for SUBMISSIONS/blend.json
+report: $(STAMP) ## write reports/<set>/ (PNGs, index.html, index.md) for SUBMISSIONS/recipe/blend.json (else SUBMISSIONS/blend/blend.json)
 	$(PY) -m perturbkit report --submissions $(SUBMISSIONS)
 
 score: $(STAMP) ## score FILE against TRUTH (default: the hidden test truth of the demo world of GENES genes) on ROWS
-	@test -n "$(FILE)" || { echo "make score needs FILE=<submission .csv, .parquet or .h5ad>, e.g. make score FILE=submissions/blend.csv" >&2; exit 2; }
+	@test -n "$(FILE)" || { echo "make score needs FILE=<submission .csv, .parquet or .h5ad>, e.g. make score FILE=submissions/recipe/blend.csv" >&2; exit 2; }
 	$(PY) -m perturbkit score $(FILE) --truth $(or $(TRUTH),demo) $(GENES_ARGS) --rows $(ROWS)
 
 check: $(STAMP) ## check FILE offline as Kaggle would (ids, columns and their order, finite values) against DATA when given here, else the competition's layout
-	@test -n "$(FILE)" || { echo "make check needs FILE=<submission .csv>, e.g. make check FILE=submissions/blend.csv DATA=data/kaggle" >&2; exit 2; }
+	@test -n "$(FILE)" || { echo "make check needs FILE=<submission .csv>, e.g. make check FILE=submissions/recipe/blend.csv DATA=data/kaggle" >&2; exit 2; }
 	$(PY) -m perturbkit check $(FILE) $(if $(filter command line,$(origin DATA)),--data $(DATA) $(GENES_ARGS))
 
 data: $(STAMP) ## download the competition data with the Kaggle client into KAGGLE_DATA, validate it (needs credentials)
@@ -144,7 +144,7 @@ kernel-deps: $(STAMP) ## download the wheels the Kaggle image lacks (rdkit) into
 
 # `make kernel RECIPE=configs/recipe.toml`: run the recipe (stored runs reused), then build from its blend.
 KERNEL_RECIPE := $(if $(filter command line,$(origin RECIPE)),$(RECIPE))
-KERNEL_BLEND := $(if $(KERNEL_RECIPE),$(SUBMISSIONS)/blend.json,$(BLEND))
+KERNEL_BLEND := $(if $(KERNEL_RECIPE),$(SUBMISSIONS)/recipe/blend.json,$(BLEND))
 
 kernel: $(STAMP) ## build KERNELS/SLUG/: one offline script running RECIPE (given here, with DATA), BLEND (a blend JSON) or MODELS; DEPS=<user>/<wheels dataset>
 	$(if $(and $(KERNEL_RECIPE),$(filter default file,$(origin DATA))),@echo "make kernel RECIPE=$(RECIPE) runs the recipe first and needs its data: make kernel RECIPE=$(RECIPE) DATA=$(KAGGLE_DATA) (or DATA=demo GENES=300 to build from a demo world on purpose)" >&2; exit 2)

@@ -58,7 +58,7 @@ result["best_member_score"] = min(objective.score(gram, np.eye(members)[m]) for 
 NESTED = SETUP + """
 import pandas as pd
 from types import SimpleNamespace
-from perturbkit.blend.core import BlendOptions, blend_members
+from perturbkit.blend import BlendOptions, blend_members
 from perturbkit.blend.members import Members
 folds = np.arange(rows) % 4
 keys = pd.DataFrame({"cell_type": ["NK cells"] * rows, "sm_name": [f"c{i}" for i in range(rows)], "fold": folds})
@@ -66,7 +66,7 @@ fake = Members(names=[f"m{m}" for m in range(members)], runs=[], keys=keys, rows
                oof=oof, y=y, test_ids=np.arange(255), test_cell_types=np.array(["B cells"] * 255), test=oof[:, :255],
                genes=[f"g{j}" for j in range(genes)], data_hash="x", folds_hash="x", scheme="synthetic", dropped_rows={})
 start = time.perf_counter()
-blended = blend_members(fake, SimpleNamespace(targets=y), BlendOptions(method="optuna", trials=1000))
+blended = blend_members(fake, SimpleNamespace(targets=y), BlendOptions(method="optuna", settings={"trials": 1000}))
 result["pipeline_seconds"] = time.perf_counter() - start
 result["in_sample"] = blended.scores["in_sample"]
 result["nested"] = blended.scores["nested"]

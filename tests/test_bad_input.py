@@ -234,11 +234,11 @@ def test_a_full_disk_under_submissions_is_named_and_leaves_no_blend_file(fails_a
                                                                          capsys):
     ctx = Context(small_world, stored, tmp_path)
     assert main(blend(ctx, "--trials", "3")) == 0  # the same blend where there is room: how large its CSV is
-    csv_size = (tmp_path / "submissions" / "blend.csv").stat().st_size
+    csv_size = (tmp_path / "submissions" / "blend" / "blend.csv").stat().st_size
     capsys.readouterr()
     disk = mount_tmpfs("disk", "4m")
     fill(disk, leave=16 * 1024 if fails_at == "csv" else csv_size + 64 * 1024)
-    check_refused(blend(ctx, "--trials", "3", submissions=disk / "submissions"), disk, capsys, ["no space left on device", str(disk / "submissions" / f"blend.{fails_at}")])
+    check_refused(blend(ctx, "--trials", "3", submissions=disk / "submissions"), disk, capsys, ["no space left on device", str(disk / "submissions" / "blend" / f"blend.{fails_at}")])
     assert files_under(disk) == {disk / "filler"}  # a CSV written before the h5ad failed is removed with it
 
 

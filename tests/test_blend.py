@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
+import signal
 from pathlib import Path
 from typing import Annotated  # the toy method's annotation, resolved in this module's globals
 
@@ -16,6 +17,7 @@ from pydantic import Field
 
 from perturbkit.blend import (
     read_blend_record,
+    blend_table,
     BlendError,
     BlendOptions,
     IncompatibleRunsError,
@@ -35,6 +37,8 @@ from perturbkit.cv import run_cv, save_run
 from perturbkit.errors import ConfigError
 from perturbkit.metrics import mrrmse, rowwise_rmse
 from perturbkit.submit import score_submission
+
+from faults import WRITE_STEPS, hit_after, snapshot, staging_left
 
 CHEAP = ("zeros", "gene_mean", "compound_mean", "celltype_mean")
 FAST = BlendOptions(method="slsqp", nested=True)
@@ -155,8 +159,8 @@ def test_blend_in_sample_and_nested_scores(members, small_dataset):
     # the in-sample score is the direct MRRMSE of the blended OOF predictions
     assert scores["in_sample"] == pytest.approx(mrrmse(members.y, result.oof), rel=1e-5)
     assert set(result.per_fold().index) == set(np.unique(members.folds))
-    assert len(result.nested_fits) == len(np.unique(members.folds))
-    table = result.table()
+    assert len(result.nested.fits) == len(np.unique(members.folds))
+    table = blend_table(result)
     for text in ("simple average", "tuned blend", "in-sample", "nested", *members.names):
         assert text in table
     assert result.test.shape == (len(small_dataset.test), small_dataset.n_genes)
@@ -166,10 +170,10 @@ def test_nested_refits_without_the_held_out_fold(members, small_dataset, gram):
     result = blend_members(members, small_dataset, FAST)
     folds = members.folds
     tuned_nested = np.empty(len(folds))
-    for k, fit in result.nested_fits.items():
+    for k, fit in result.nested.fits.items():
         train = folds != k
         expected = search(gram[train], "slsqp").weights
-        np.testing.assert_allclose(fit.weights["all"], expected)
+        np.testing.assert_allclose(fit.weights, expected)
         held = folds == k
         tuned_nested[held] = objective.row_rmse(gram[held], expected)
     assert result.choice["nested"]["tuned"] == pytest.approx(tuned_nested.mean())
@@ -179,7 +183,7 @@ def test_nested_refits_without_the_held_out_fold(members, small_dataset, gram):
 
 def test_scale_and_clip(members, small_dataset):
     result = blend_members(members, small_dataset, BlendOptions(method="slsqp", scale=True, clip=True))
-    scale = result.fit.scale["all"]
+    scale = result.fit.scale
     assert 0.0 <= scale <= 2.0
     low, high = small_dataset.targets.min(axis=0), small_dataset.targets.max(axis=0)
     assert (result.test >= low - 1e-6).all() and (result.test <= high + 1e-6).all()
@@ -190,7 +194,8 @@ def test_scale_and_clip(members, small_dataset):
 
 
 def test_nested_clipping_of_every_fold_uses_only_the_other_folds_ranges(members, small_dataset):
-    from perturbkit.blend.core import _best_member, weighted_sum
+    from perturbkit.blend.choice import references
+    from perturbkit.blend.fit import weighted_sum
 
     # Per fold k: one held-out row's truth of gene k is the largest value of that gene, and every member predicts beyond it,
     # so the clipped blend there is the other folds' maximum when the range leaves the held-out fold out, 1e3 if not.
@@ -206,10 +211,9 @@ def test_nested_clipping_of_every_fold_uses_only_the_other_folds_ranges(members,
     for k in np.unique(planted.folds):
         held = np.flatnonzero(planted.folds == k)
         if chosen == "tuned":
-            weights, scale = result.nested_fits[int(k)].params_for(planted.groups[held])
+            weights, scale = result.nested.fits[int(k)].weights, result.nested.fits[int(k)].scale
         else:
-            single = _best_member(weighted_gram[planted.folds != k]) if chosen == "best_member" else np.full(len(planted.names), 1 / len(planted.names))
-            weights, scale = np.tile(single, (len(held), 1)), np.ones(len(held))
+            weights, scale = references(weighted_gram[planted.folds != k])[chosen], 1.0
         blend = weighted_sum(planted.oof[:, held], weights, scale)
         others = targets[planted.dataset_folds != k]
         expected = rowwise_rmse(planted.y[held], np.clip(blend, others.min(axis=0), others.max(axis=0)))
@@ -240,9 +244,9 @@ def test_clipped_layer_scores_of_the_blend_match_a_hand_computation(members):
         return np.average(rmse, weights=rig.row_weights)
 
     nested_weights = np.empty((len(folds), 2))
-    for k, fit in result.nested_fits.items():
-        nested_weights[folds == k] = fit.weights["all"]
-    in_sample_weights = np.tile(result.fit.weights["all"], (len(folds), 1))
+    for k, fit in result.nested.fits.items():
+        nested_weights[folds == k] = fit.weights
+    in_sample_weights = np.tile(result.fit.weights, (len(folds), 1))
     assert np.abs(nested_weights - in_sample_weights).min() > 1e-3  # in-sample weights would score differently
     zeros = np.average(np.sqrt((np.clip(rig.y.astype(np.float64), -4, 4) ** 2).mean(axis=1)), weights=rig.row_weights)
     clipped = result.scores["clipped"]
@@ -255,7 +259,7 @@ def test_clipped_layer_scores_of_the_blend_match_a_hand_computation(members):
     scores = result.scores
     assert scores["zeros"] == pytest.approx(unclipped_zeros, rel=1e-6) and scores["zeros"] > clipped["zeros"]
     assert scores["nested_relative_to_zeros"] == pytest.approx(scores["nested"] / unclipped_zeros, rel=1e-6)
-    assert "±4 layer" in result.table()
+    assert "±4 layer" in blend_table(result)
     assert blend_members(rig, None, dataclasses.replace(FAST, nested=False)).scores["clipped"]["nested"] is None
 
 
@@ -309,32 +313,36 @@ def test_run_with_tampered_fold_rows_is_refused(lymphoid_runs, small_dataset, tm
         load_members([lymphoid_runs[1], copy], small_dataset)
 
 
-def test_per_celltype_needs_both_groups(members, small_dataset):
-    with pytest.raises(BlendError, match="per-celltype"):
-        blend_members(members, small_dataset, BlendOptions(method="slsqp", per_celltype=True))
+def test_per_celltype_is_retired_with_its_reason(tmp_path):
+    config = tmp_path / "blend.toml"
+    config.write_text("method = \"slsqp\"\nper_celltype = true\n")
+    from perturbkit.blend.options import resolve_options
+
+    with pytest.raises(ConfigError, match=rf"{config}: per_celltype was retired: .*docs/experiments.md"):
+        resolve_options(config)
+    with pytest.raises(ConfigError, match="per_celltype was retired"):
+        resolve_options(None, ["per_celltype=false"])
 
 
-def test_per_celltype_weights(bm_runs, small_dataset):
-    result = blend_runs(bm_runs, small_dataset, BlendOptions(method="caruana", per_celltype=True, nested=False))
-    assert set(result.fit.weights) == {"lymphoid", "myeloid"}
-    for weights in result.fit.weights.values():
-        assert (weights >= 0).all() and weights.sum() == pytest.approx(1.0)
-    scores = result.scores
-    assert scores["in_sample"] <= min(scores["members"].values()) + 1e-9
-    record = result.record()
-    assert set(record.weights.by_cell_type) == {"B cells", "Myeloid cells"}
-    weights, _ = record.weights_for(["B cells", "Myeloid cells"])
-    np.testing.assert_allclose(weights, [result.fit.weights["lymphoid"], result.fit.weights["myeloid"]])
-    assert record.weights.other is None  # no global set was fitted
-    # test rows use their cell type's weights
-    b_rows = result.members.test_cell_types == "B cells"
-    expected = np.tensordot(result.fit.weights["lymphoid"], result.members.test[:, b_rows].astype(np.float64), axes=1)
-    np.testing.assert_allclose(result.test[b_rows], expected, rtol=1e-5, atol=1e-5)
+@pytest.mark.parametrize("override, message", [
+    ("seed=-1", r"seed = -1: input should be greater than or equal to 0"),
+    ("seed=4294967296", r"seed = 4294967296: input should be less than or equal to 4294967295"),
+    ("scale_max=inf", r"scale_max = inf: input should be a finite number"),
+    ("trials=0", r"trials = 0 \(of optuna\): input should be greater than or equal to 1"),
+    ("scale_min=1.5", r"scale_min <= 1 <= scale_max"),
+    ("nested=maybe", r"nested = 'maybe'"),
+])
+def test_blend_options_are_validated_once_with_the_shared_types(override, message):
+    from perturbkit.blend.options import resolve_options
+
+    with pytest.raises(ConfigError, match=message):
+        resolve_options(None, [override])
 
 
-def test_select_runs_latest_per_model_and_refusals(oof_root, small_dataset, bm_runs):
-    paths, notes = select_runs(oof_root, data_hash=small_dataset.data_hash)
+def test_select_runs_one_per_model_and_refusals(oof_root, small_dataset, bm_runs):
+    paths, lines = select_runs(oof_root, data_hash=small_dataset.data_hash)
     assert sorted(p.parent.name for p in paths) == sorted(CHEAP)
+    assert all(line.startswith("taken ") for line in lines) and len(lines) == len(CHEAP)
     with pytest.raises(BlendError, match="no run"):
         select_runs(oof_root, data_hash="0" * 32)
     mixed = bm_runs[0].parent.parent
@@ -346,7 +354,40 @@ def test_select_runs_latest_per_model_and_refusals(oof_root, small_dataset, bm_r
     assert len(chosen) == 3
 
 
-def test_cli_blend_writes_submission_json_and_scores(oof_root, small_world, tmp_path, capsys, monkeypatch):
+def _stored(dataset, root, model, overrides=(), tune=None) -> Path:
+    config = load_config(model, overrides=['cv.scheme="lymphoid_holdout"', *overrides])
+    result = run_cv(dataset, config, progress=False)
+    if tune is not None:
+        result.meta["tune"] = tune  # as tune.study marks the runs of its trials
+    return save_run(result, root)
+
+
+def test_the_default_run_choice_is_the_best_cv_of_each_model_and_config_without_tuning_trials(small_dataset, tmp_path):
+    root = tmp_path / "oof"
+    plain = _stored(small_dataset, root, "compound_mean")
+    shrunk = _stored(small_dataset, root, "compound_mean", ["params.shrink=0.5"])  # another config of the same model
+    worse = _stored(small_dataset, root, "celltype_mean", ["params.shrink=3.0"])
+    better = _stored(small_dataset, root, "celltype_mean", ["params.shrink=0.8"])
+    trial = _stored(small_dataset, root, "compound_mean", ["params.shrink=0.7"], tune={"study": "s", "trial": 3, "worker": 0})
+    rerun = _stored(small_dataset, root, "compound_mean")  # the same model and config again: equal CV, the newest taken
+    paths, lines = select_runs(root, data_hash=small_dataset.data_hash)
+    assert set(paths) == {rerun, shrunk, worse, better}  # celltype_mean's two configs are two members
+    text = "\n".join(lines)
+    assert f"left out compound_mean/{trial.name}: tuning trial 3 of study 's' (pass --include-tuning" in text
+    assert f"left out compound_mean/{plain.name}: CV " in text and f"run {rerun.name} of the same model and config" in text
+    for path in paths:
+        assert f"taken {path.parent.name}/{path.name}: CV " in text
+    with_trials, _ = select_runs(root, data_hash=small_dataset.data_hash, include_tuning=True)
+    assert trial in with_trials
+    recipe_configs = [json.loads((p / "meta.json").read_text())["config"] for p in (plain, better)]
+    exact, lines = select_runs(root, data_hash=small_dataset.data_hash, configs=recipe_configs)
+    assert set(exact) == {rerun, better}
+    assert f"left out compound_mean/{trial.name}: its config is none of the recipe's members'" in "\n".join(lines)
+    with pytest.raises(BlendError, match=r"1 recipe member\(s\) have no stored run .*gene_mean"):
+        select_runs(root, data_hash=small_dataset.data_hash, configs=[*recipe_configs, load_config("gene_mean")])
+
+
+def test_cli_blend_writes_its_set_and_scores(oof_root, small_world, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(Path(__file__).parent.parent)
     submissions = tmp_path / "submissions"
     code = main(["blend", "--data", str(small_world), "--oof", str(oof_root), "--submissions", str(submissions),
@@ -354,45 +395,53 @@ def test_cli_blend_writes_submission_json_and_scores(oof_root, small_world, tmp_
     out = capsys.readouterr().out
     assert code == 0, out
     assert "tuned blend" in out and "simple average" in out and "nested" in out
-    for suffix in ("csv", "h5ad", "json"):
-        assert (submissions / f"blend.{suffix}").is_file()
-    record = json.loads((submissions / "blend.json").read_text())
-    for key in ("members", "scale", "clip", "method", "scores", "data_hash", "folds_hash"):
+    assert sorted(p.name for p in (submissions / "blend").iterdir() if not p.name.startswith(".")) == ["blend.csv", "blend.h5ad", "blend.json"]
+    assert [p.name for p in submissions.iterdir()] == ["blend"]  # no staging left
+    record = json.loads((submissions / "blend" / "blend.json").read_text())
+    for key in ("members", "scale", "clip", "method", "scores", "data_hash", "folds_hash", "writer"):
         assert key in record
+    assert record["writer"]["command"] == "blend"
     for key in ("in_sample", "nested", "members", "simple_average"):
         assert key in record["scores"]
     for member in record["members"]:
-        assert {"model", "run_id", "config", "weight"} <= set(member)
+        assert {"model", "run_id", "config", "weight"} <= set(member) and "weights" not in member
         assert member["config"]["model"] == member["model"]
     assert sum(m["weight"] for m in record["members"]) == pytest.approx(1.0)
-    # Every member's weight for each test cell type is written out, and the reader returns what the writer built.
-    for cell_type in ("B cells", "Myeloid cells"):
-        assert sum(m["weights"][cell_type] for m in record["members"]) == pytest.approx(1.0)
-    read = read_blend_record(submissions / "blend.json")
-    assert read.cell_types == ["B cells", "Myeloid cells"] and read.names == [m["name"] for m in record["members"]]
-    weights, scale = read.weights_for(["Myeloid cells", "B cells"])
-    assert np.allclose(weights, [[m["weight"] for m in record["members"]]] * 2) and np.allclose(scale, record["scale"])
-    header = (submissions / "blend.csv").open().readline().strip().split(",")
+    read = read_blend_record(submissions / "blend" / "blend.json")  # the reader returns what the writer built
+    assert read.names == [m["name"] for m in record["members"]]
+    assert read.weights.weights == tuple(m["weight"] for m in record["members"]) and read.weights.scale == record["scale"]
+    header = (submissions / "blend" / "blend.csv").open().readline().strip().split(",")
     template = (small_world / "sample_submission.csv").open().readline().strip().split(",")
     assert header == template
     truth = small_world / "test_truth.parquet"
-    csv_scores = score_submission(submissions / "blend.csv", truth)
-    h5ad_scores = score_submission(submissions / "blend.h5ad", truth)
+    csv_scores = score_submission(submissions / "blend" / "blend.csv", truth)
+    h5ad_scores = score_submission(submissions / "blend" / "blend.h5ad", truth)
     assert csv_scores.value("mrrmse") == pytest.approx(h5ad_scores.value("mrrmse"), rel=1e-6)
+    # score without a file takes the recommended set's csv and says so; a csv its record does not list is refused
+    assert main(["score", "--submissions", str(submissions), "--truth", str(truth), "--resamples", "10"]) == 0
+    assert f"using {submissions / 'blend' / 'blend.csv'}" in capsys.readouterr().err
+    stray = submissions / "blend" / "other.csv"
+    shutil.copy(submissions / "blend" / "blend.csv", stray)
+    assert main(["score", str(stray), "--truth", str(truth)]) == 2
+    assert "not a file of the blend recorded in" in capsys.readouterr().err
 
 
 def test_cli_blend_errors_are_named(oof_root, small_world, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(Path(__file__).parent.parent)
     code = main(["blend", "--data", str(small_world), "--oof", str(oof_root), "--submissions", str(tmp_path),
-                 "--method", "slsqp", "--per-celltype"])
+                 "--method", "slsqp", "--set", "per_celltype=true"])
     assert code == 2
-    assert "per-celltype" in capsys.readouterr().err
+    assert "per_celltype was retired" in capsys.readouterr().err
     code = main(["blend", "--data", str(small_world), "--oof", str(tmp_path / "empty"), "--submissions", str(tmp_path)])
     assert code == 2
     assert "no complete runs" in capsys.readouterr().err
-    code = main(["blend", "--data", str(small_world), "--oof", str(oof_root), "--set", "bogus=1"])
-    assert code == 2
-    assert "bogus" in capsys.readouterr().err
+    for args, message in ((["--set", "bogus=1"], "bogus"), (["--seed", "-1"], "seed = -1"), (["--set", "scale_max=inf"], "scale_max = inf"),
+                          (["--name", "a\nb"], "--name 'a\\nb': must be a plain folder name"), (["--name", ".."], "--name '..'"),
+                          (["--name", "a/b"], "--name 'a/b'"), (["--name", "/tmp/x"], "--name '/tmp/x'")):
+        code = main(["blend", "--data", str(small_world), "--oof", str(oof_root), "--submissions", str(tmp_path / "s"), *args])
+        assert code == 2, args
+        assert message in capsys.readouterr().err, args
+    assert not (tmp_path / "s").exists()  # nothing written
 
 
 def test_tuned_weights_that_lose_nested_are_not_written(members, small_dataset):
@@ -411,9 +460,9 @@ def test_tuned_weights_that_lose_nested_are_not_written(members, small_dataset):
     nested = result.choice["nested"]
     assert nested["tuned"] > nested["simple_average"]
     assert result.choice["chosen"] == "simple_average"
-    np.testing.assert_allclose(result.fit.weights["all"], [0.5, 0.5])
+    np.testing.assert_allclose(result.fit.weights, [0.5, 0.5])
     np.testing.assert_allclose(result.test, rigged.test.mean(axis=0), rtol=1e-6)
-    assert "written: simple_average" in result.table()
+    assert "written: simple_average" in blend_table(result)
     assert result.scores["nested"] == pytest.approx(nested["simple_average"])
 
 
@@ -428,15 +477,15 @@ def test_toy_blend_method_registers_and_runs_through_blend(members, small_datase
 
     assert "first_member_toy" in list_blend_methods()
     result = blend_members(members, small_dataset, BlendOptions(method="first_member_toy", nested=False))
-    assert result.fit.searches["all"].method == "first_member_toy"
-    assert all(fit.searches["all"].method == "first_member_toy" for fit in
-               blend_members(members, small_dataset, BlendOptions(method="first_member_toy")).nested_fits.values())
+    assert result.fit.search.method == "first_member_toy"
+    assert all(fit.search.method == "first_member_toy" for fit in
+               blend_members(members, small_dataset, BlendOptions(method="first_member_toy")).nested.fits.values())
 
 
 def test_blend_method_with_its_own_setting_reachable_through_set(members, small_dataset, monkeypatch):
     """README "Extending": a method's keyword parameters are its settings: --set keys, typed and checked by the signature."""
     from perturbkit.blend import SearchResult, register_blend_method
-    from perturbkit.blend.command import resolve_options
+    from perturbkit.blend.options import resolve_options
     from perturbkit.blend.search import BLEND_METHODS
 
     monkeypatch.setattr(BLEND_METHODS, "_items", dict(BLEND_METHODS._items))
@@ -454,7 +503,7 @@ def test_blend_method_with_its_own_setting_reachable_through_set(members, small_
 
     options = resolve_options(None, ["first_k=2", "nested=false"], {"method": "first_k_toy"})
     assert options.settings == {"first_k": 2} and options.to_json()["first_k"] == 2
-    assert blend_members(members, small_dataset, options).fit.searches["all"].method == "first_k_toy" and received == [2]
+    assert blend_members(members, small_dataset, options).fit.search.method == "first_k_toy" and received == [2]
     with pytest.raises(ConfigError, match=r"blend setting first_k = 0 \(of first_k_toy\): .*greater than or equal to 1"):
         resolve_options(None, ["first_k=0"], {"method": "first_k_toy"})
     with pytest.raises(ConfigError, match=r"unknown blend option\(s\) \['first_kk'\]; known: .*'first_k'"):
@@ -462,7 +511,7 @@ def test_blend_method_with_its_own_setting_reachable_through_set(members, small_
     # A shipped method's setting that no flag names reaches it too: slsqp's max_iter.
     capped = blend_members(members, small_dataset, resolve_options(None, ["max_iter=1", "nested=false"], {"method": "slsqp"}))
     free = blend_members(members, small_dataset, BlendOptions(method="slsqp", nested=False))
-    assert capped.fit.searches["all"].details["iterations"] <= 1 < free.fit.searches["all"].details["iterations"]
+    assert capped.fit.search.details["iterations"] <= 1 < free.fit.search.details["iterations"]
 
 
 def test_test_like_runs_blend_with_the_schemes_row_weights(small_dataset, tmp_path):
@@ -484,7 +533,7 @@ def test_run_blend_takes_typed_arguments(lymphoid_runs, small_dataset, tmp_path)
     options = BlendOptions(method="slsqp", nested=False)
     files = run_blend(small_dataset, options, runs=lymphoid_runs[:2], submissions=tmp_path, name="typed", dataset_id="perturbkit_demo",
                       h5ad=False, out=out)
-    assert set(files) == {"csv", "json"} and files["json"] == tmp_path / "typed.json"
+    assert set(files) == {"csv", "json"} and files["json"] == tmp_path / "typed" / "blend.json"
     assert "blending 2 run(s)" in out.getvalue() and len(read_blend_record(files["json"]).members) == 2
     with pytest.raises(BlendError, match="oof_root"):
         run_blend(small_dataset, options, submissions=tmp_path, dataset_id="perturbkit_demo", out=out)
@@ -563,3 +612,122 @@ def test_a_run_stored_before_row_weights_is_refused_with_a_rerun_hint(test_like_
     err = capsys.readouterr().err
     assert code == 2 and "no weights.parquet" in err and "Traceback" not in err
     assert not (tmp_path / "subs").exists()
+
+
+# --- the set: written whole or not at all, never over another writer's -----------------------------------------
+
+WRITER = {"command": "blend", "config": "test", "config_hash": "0"}
+
+
+@pytest.fixture(scope="module")
+def two_blends(lymphoid_runs, small_dataset):
+    options = BlendOptions(method="slsqp", nested=False)
+    return blend_runs(lymphoid_runs[:2], small_dataset, options), blend_runs(lymphoid_runs[:3], small_dataset, options)
+
+
+def _write(result, dataset, submissions, writer=WRITER, **kwargs):
+    from perturbkit.blend import write_blend
+
+    return write_blend(result, dataset, submissions, "blend", dataset_id="perturbkit_demo", writer=writer, **kwargs)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_an_interrupted_blend_keeps_the_previous_set(two_blends, small_dataset, tmp_path, signum):
+    old, new = two_blends
+    submissions = tmp_path / "submissions"
+    folder = submissions / "blend"
+    _write(old, small_dataset, submissions)
+    before = snapshot(folder)
+    assert len(before) == 3
+    for step in WRITE_STEPS:
+        ended = hit_after(step, signum, folder, lambda: _write(new, small_dataset, submissions))
+        assert ended == ("interrupted" if signum == signal.SIGINT else "killed by SIGTERM"), step
+        record = read_blend_record(folder / "blend.json")  # consistent: each file the record lists, with its hash
+        if step == "swap":  # the signal waited for the swap: the new set, whole
+            assert len(record.members) == 3 and snapshot(folder) != before
+        else:
+            assert snapshot(folder) == before, f"the previous set changed after {step}"
+    _write(new, small_dataset, submissions)  # a successful rerun removes what killed writers left
+    assert staging_left(submissions) == [] and len(read_blend_record(folder / "blend.json").members) == 3
+
+
+def test_a_full_disk_is_a_named_error_and_keeps_the_previous_set(two_blends, small_dataset, tmp_path, monkeypatch):
+    import errno
+
+    import perturbkit.blend.files as files
+    from perturbkit.io import OutputError
+
+    old, new = two_blends
+    submissions = tmp_path / "submissions"
+    _write(old, small_dataset, submissions)
+    before = snapshot(submissions / "blend")
+    # too little room for the h5ad: refused before the native writer starts (it crashed near a full disk)
+    with monkeypatch.context() as patch:
+        patch.setattr(shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10**9, 10**9 - 300_000, 300_000))
+        with pytest.raises(OutputError, match=r"blend\.h5ad: no space left on device for it \(0\.3 MB free, .* MB needed\)"):
+            _write(new, small_dataset, submissions)
+    assert snapshot(submissions / "blend") == before and staging_left(submissions) == []
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(files, "write_prediction_h5ad", full)
+    with pytest.raises(OutputError, match="no space left on device"):
+        _write(new, small_dataset, submissions)
+    assert snapshot(submissions / "blend") == before and staging_left(submissions) == []
+
+
+def test_a_set_of_another_command_or_configuration_needs_force(two_blends, small_dataset, tmp_path):
+    from perturbkit.blend import SetOwnedError
+
+    old, new = two_blends
+    submissions = tmp_path / "submissions"
+    recipe = {"command": "recipe", "config": "configs/recipe.toml", "config_hash": "1"}
+    _write(old, small_dataset, submissions, writer=recipe)
+    before = snapshot(submissions / "blend")
+    with pytest.raises(SetOwnedError, match=r"written by `perturbkit recipe` \(configs/recipe.toml\); this is `perturbkit blend`.*--force"):
+        _write(new, small_dataset, submissions)
+    with pytest.raises(SetOwnedError, match="written by another configuration of `perturbkit recipe`"):
+        _write(new, small_dataset, submissions, writer={**recipe, "config_hash": "2"})
+    assert snapshot(submissions / "blend") == before
+    _write(new, small_dataset, submissions, force=True)
+    assert read_blend_record(submissions / "blend" / "blend.json").details["writer"] == WRITER
+    _write(old, small_dataset, submissions)  # the same writer again: no --force needed
+    foreign = submissions / "mine"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    with pytest.raises(SetOwnedError, match="holds no blend set perturbkit wrote"):
+        from perturbkit.blend import write_blend
+
+        write_blend(old, small_dataset, submissions, "mine", dataset_id="d", writer=WRITER)
+    assert (foreign / "notes.txt").read_text() == "mine"
+
+
+def test_cli_blend_refuses_to_write_over_another_configuration_before_any_work(lymphoid_runs, small_world, tmp_path, capsys):
+    common = ["blend", "--data", str(small_world), "--runs", *map(str, lymphoid_runs[:2]), "--submissions", str(tmp_path),
+              "--no-nested", "--no-h5ad"]
+    assert main([*common, "--method", "slsqp"]) == 0
+    capsys.readouterr()
+    assert main([*common, "--method", "caruana"]) == 2
+    err = capsys.readouterr().err
+    assert "written by another configuration of `perturbkit blend` (method slsqp)" in err and "--force" in err
+    assert main([*common, "--method", "caruana", "--name", "other"]) == 0
+    assert main([*common, "--method", "caruana", "--force"]) == 0
+
+
+def test_the_defaults_of_the_readers_follow_the_recipe_and_say_which_file(two_blends, small_dataset, tmp_path, capsys):
+    from perturbkit.blend import write_blend
+    from perturbkit.blend.files import recommended_file
+    from perturbkit.blend.record import BlendRecordError
+
+    old, new = two_blends
+    submissions = tmp_path / "submissions"
+    with pytest.raises(BlendRecordError, match=r"no blend set under .*recipe/blend.json, blend/blend.json"):
+        recommended_file(submissions)
+    _write(new, small_dataset, submissions)
+    assert recommended_file(submissions) == submissions / "blend" / "blend.json"
+    write_blend(old, small_dataset, submissions, "recipe", dataset_id="d", writer={"command": "recipe", "config": "r", "config_hash": "1"})
+    assert recommended_file(submissions, "csv") == submissions / "recipe" / "blend.csv"
+    gene = small_dataset.genes[0]
+    assert main(["rank", "--gene", gene, "--cell-type", "B cells", "--submissions", str(submissions), "--top", "3"]) == 0
+    assert f"using {submissions / 'recipe' / 'blend.json'} (the recipe's set" in capsys.readouterr().err

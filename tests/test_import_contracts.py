@@ -90,3 +90,54 @@ def test_no_import_cycle_between_components():
 def test_the_walk_sees_lazy_imports():
     """The contracts would pass vacuously if function-level imports were missed: cli imports cv only inside functions."""
     assert "perturbkit.cv" in IMPORTS["perturbkit.cli"] and GRAPH["perturbkit.cli"] >= {"cv", "blend", "config"}
+
+
+def _blend_edges() -> dict[str, set[str]]:
+    """Each module of perturbkit.blend -> the modules of the package it imports (the package itself when it takes a
+    name from ``perturbkit.blend``'s ``__init__`` rather than a submodule)."""
+    package = ROOT / "blend"
+    modules = {path.stem for path in package.glob("*.py")} - {"__init__"}
+    edges = {}
+    for path in sorted(package.glob("*.py")):
+        own = "__init__" if path.stem == "__init__" else path.stem
+        targets = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("perturbkit.blend"):
+                if node.module == "perturbkit.blend":
+                    names = {alias.name for alias in node.names}
+                    targets |= names & modules
+                    targets |= {"__init__"} if names - modules else set()
+                else:
+                    targets.add(node.module.split(".")[2])
+            elif isinstance(node, ast.Import):
+                targets |= {alias.name.split(".")[2] for alias in node.names if alias.name.startswith("perturbkit.blend.")}
+        edges[own] = targets - {own}
+    return edges
+
+
+def _cycles(edges: dict[str, set[str]]) -> list[str]:
+    cycles = []
+
+    def visit(node: str, path: list[str]) -> None:
+        for nxt in sorted(edges.get(node, ())):
+            if nxt in path:
+                cycles.append(" -> ".join([*path[path.index(nxt):], nxt]))
+            else:
+                visit(nxt, [*path, nxt])
+
+    for node in sorted(edges):
+        visit(node, [node])
+    return cycles
+
+
+def test_no_import_cycle_among_the_blend_modules():
+    edges = _blend_edges()
+    assert {"options", "fit", "choice", "nested", "record", "result", "files", "command"} <= set(edges)
+    assert _cycles(edges) == []
+
+
+def test_the_blend_cycle_check_sees_a_cycle():
+    """The check would pass vacuously if it missed edges: the old circle (record importing the result) is found."""
+    edges = _blend_edges()
+    assert "record" in edges["result"] and "choice" in edges["search"]
+    assert "record -> result -> record" in _cycles({**edges, "record": edges["record"] | {"result"}})

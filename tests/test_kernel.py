@@ -64,22 +64,14 @@ def cheap_configs() -> list[dict]:
     return [load_config("compound_mean", configs_dir=CONFIGS), ridge]
 
 
-def blend_result(configs, *, per_celltype: bool = False) -> dict:
-    """What the blender writes to submissions/<name>.json (the fields the kernel uses, and some it ignores)."""
-    if per_celltype:
-        record = blend_result(configs)
-        for member, (b, m) in zip(record["members"], ((0.2, 0.6), (0.8, 0.4))):
-            member.update(weights={"B cells": b, "Myeloid cells": m}, weight=None)
-        record.update(scale=None, scales={"B cells": 0.9, "Myeloid cells": 1.1}, per_celltype=True)
-        return record
+def blend_result(configs) -> dict:
+    """What the blender writes to submissions/<name>/blend.json (the fields the kernel uses, and some it ignores)."""
     return {
         "members": [
-            {"model": c["model"], "run_id": f"20250101-000000-{i}", "config": c, "weight": w,
-             "weights": {"B cells": w, "Myeloid cells": w}, "score": 1.0}
+            {"model": c["model"], "run_id": f"20250101-000000-{i}", "config": c, "weight": w, "score": 1.0}
             for i, (c, w) in enumerate(zip(configs, (0.25, 0.75)))
         ],
         "scale": 0.9,
-        "scales": {"B cells": 0.9, "Myeloid cells": 0.9},
         "clip": True,
         "method": "nnls",
         "scores": {"blend": 1.0},
@@ -119,44 +111,32 @@ def _spec(*weights, scale=1.0):
 
 def test_combine_weights_scales_and_clips():
     a, b = np.full((2, 3), 1.0), np.array([[0.0, 2.0, 10.0], [-10.0, 0.0, 1.0]])
-    rows = ["B cells", "Myeloid cells"]
-    assert np.allclose(blend_predictions([a, b], _spec(0.5, 0.5), rows), (a + b) / 2)
-    assert np.allclose(blend_predictions([a, b], _spec(1.0, 2.0, scale=0.5), rows), (a + 2 * b) / 2)
-    clipped = blend_predictions([a, b], _spec(0.0, 1.0), rows, clip_range=(np.array([-1.0, -1.0, -1.0]), np.array([1.0, 1.0, 5.0])))
+    assert np.allclose(blend_predictions([a, b], _spec(0.5, 0.5)), (a + b) / 2)
+    assert np.allclose(blend_predictions([a, b], _spec(1.0, 2.0, scale=0.5)), (a + 2 * b) / 2)
+    clipped = blend_predictions([a, b], _spec(0.0, 1.0), clip_range=(np.array([-1.0, -1.0, -1.0]), np.array([1.0, 1.0, 5.0])))
     assert np.allclose(clipped, [[0.0, 1.0, 5.0], [-1.0, 0.0, 1.0]]) and clipped.dtype == np.float32
     with pytest.raises(ValueError):
-        blend_predictions([a], _spec(0.5, 0.5), rows)
+        blend_predictions([a], _spec(0.5, 0.5))
 
 
-def test_a_per_cell_type_blend_weights_each_test_row_by_its_cell_type():
-    spec = spec_from_blend(blend_result(cheap_configs(), per_celltype=True))
-    weights = spec.record.weights
-    assert weights.other is None and {ct: s.scale for ct, s in weights.by_cell_type.items()} == {"B cells": 0.9, "Myeloid cells": 1.1}
-    rows = ["B cells", "Myeloid cells", "B cells"]
-    weights, scale = spec.record.weights_for(rows)
-    assert np.allclose(weights[:, 0], [0.2, 0.6, 0.2]) and np.allclose(weights[:, 1], [0.8, 0.4, 0.8])
-    assert np.allclose(scale, [0.9, 1.1, 0.9])
-    a, b = np.ones((3, 2)), np.full((3, 2), 2.0)
-    expected = np.array([0.9 * (0.2 + 1.6), 1.1 * (0.6 + 0.8), 0.9 * (0.2 + 1.6)])[:, None] * np.ones((1, 2))
-    assert np.allclose(blend_predictions([a, b], spec.record, rows), expected)
-    global_spec = spec_from_blend(blend_result(cheap_configs()))
-    weights, scale = global_spec.record.weights_for(["B cells", "Myeloid cells"])
-    assert np.allclose(weights[:, 0], 0.25) and np.allclose(scale, 0.9)
-    # A per-cell-type blend fitted no weights for other cell types: such a row is refused, not given a mean.
-    with pytest.raises(BlendRecordError, match=r"no weights for cell type\(s\) \['NK cells'\]; it has \['B cells', 'Myeloid cells'\]"):
-        spec.record.weights_for(["B cells", "NK cells"])
+def test_a_record_of_retired_per_cell_type_weights_is_refused_with_the_reason():
+    record = blend_result(cheap_configs())
+    for member, (b, m) in zip(record["members"], ((0.2, 0.6), (0.8, 0.4))):
+        member.update(weights={"B cells": b, "Myeloid cells": m}, weight=None)
+    with pytest.raises(ConfigError, match=r"member 0 has no 'weight': per-cell-type weights were retired"):
+        spec_from_blend(record)
 
 
 def test_specs_from_configs_and_from_a_blend_result(tmp_path):
     configs = cheap_configs()
     simple = spec_from_configs(configs)
-    assert list(simple.record.weights.other.weights) == [0.5, 0.5] and simple.record.weights.other.scale == 1.0
+    assert list(simple.record.weights.weights) == [0.5, 0.5] and simple.record.weights.scale == 1.0
     assert simple.record.clip is False
     path = tmp_path / "blend.json"
     path.write_text(json.dumps(blend_result(configs)))
     spec = spec_from_blend(path)
-    assert list(spec.record.weights.other.weights) == [0.25, 0.75]
-    assert spec.record.weights.other.scale == 0.9 and spec.record.clip is True and spec.members[1].config == configs[1]
+    assert list(spec.record.weights.weights) == [0.25, 0.75]
+    assert spec.record.weights.scale == 0.9 and spec.record.clip is True and spec.members[1].config == configs[1]
     broken = blend_result(configs)
     del broken["members"][0]["config"]
     with pytest.raises(ConfigError, match="member 0 needs 'config'"):
@@ -461,15 +441,15 @@ def run_script(script: Path, input_root: Path, tmp_path: Path) -> subprocess.Com
 
 
 def test_the_kernel_reproduces_the_blenders_own_submission(built_wheel, small_world, tmp_path, monkeypatch):
-    """CV two models, blend them per cell type with clipping, build the kernel from the blend record: run offline
+    """CV two models, blend them with clipping, build the kernel from the blend record: run offline
     from the code dataset, it checks the wheel's hash, re-fits the members and writes the blender's submission again."""
     monkeypatch.chdir(tmp_path)
     for model, extra in (("compound_mean", []), ("pca_ridge", ["--set", "params.n_components=8", "--set", "features.stats_components=4"])):
         args = ["cv", "--model", model, "--configs-dir", str(CONFIGS), "--data", str(small_world), "--scheme", "kfold", "--no-progress"]
         assert main([*args, *extra]) == 0
-    blend_args = ["blend", "--data", str(small_world), "--method", "slsqp", "--per-celltype", "--clip", "--no-h5ad", "--name", "b1"]
+    blend_args = ["blend", "--data", str(small_world), "--method", "slsqp", "--clip", "--no-h5ad", "--name", "b1"]
     assert main([*blend_args, "--blend-config", str(CONFIGS / "blend.toml")]) == 0
-    built = build_kernel(spec_from_blend(tmp_path / "submissions" / "b1.json"), user=USERNAME, out_root=tmp_path / "kernels", wheel=built_wheel)
+    built = build_kernel(spec_from_blend(tmp_path / "submissions" / "b1" / "blend.json"), user=USERNAME, out_root=tmp_path / "kernels", wheel=built_wheel)
 
     result = run_script(built.script, kaggle_input(tmp_path, small_world, built), tmp_path)
 
@@ -481,7 +461,7 @@ def test_the_kernel_reproduces_the_blenders_own_submission(built_wheel, small_wo
     import pandas as pd
 
     kernel = pd.read_csv(tmp_path / "working" / "submission.csv")
-    blender = pd.read_csv(tmp_path / "submissions" / "b1.csv")
+    blender = pd.read_csv(tmp_path / "submissions" / "b1" / "blend.csv")
     assert list(kernel.columns) == list(blender.columns) and (kernel["id"] == blender["id"]).all()
     assert np.abs(kernel.to_numpy() - blender.to_numpy()).max() < 1e-4
     card = score_submission(tmp_path / "working" / "submission.csv", small_world / "test_truth.parquet")

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from perturbkit.blend import blend_table
 from perturbkit.blend.leaderboard import (
     FACTOR_RANGE,
     PROBE_SCALES,
@@ -142,9 +143,8 @@ def test_recipe_on_a_demo_world_scales_the_test_rows_by_its_public_probes(small_
     record = json.loads(probed.files["json"].read_text())
     plain_record = json.loads(plain.files["json"].read_text())
     assert record["leaderboard"]["factor"] == pytest.approx(board.factor)
-    for cell_type, scale in plain_record["scales"].items():  # a kernel rebuilt from the record applies the factor
-        assert record["scales"][cell_type] == pytest.approx(board.factor * scale)
-    assert "public-leaderboard probes" in probed.blend.table() and "leaderboard: test rows x" in probed.table()
+    assert record["scale"] == pytest.approx(board.factor * plain_record["scale"])  # a kernel rebuilt from the record applies it
+    assert "public-leaderboard probes" in blend_table(probed.blend) and "leaderboard: test rows x" in probed.table()
 
 
 def test_recipe_on_real_data_writes_probe_files_then_applies_the_entered_scores(small_world, tmp_path):
@@ -180,10 +180,10 @@ def test_recipe_on_real_data_writes_probe_files_then_applies_the_entered_scores(
 
     request["blend_digest"] = "0" * 16
     (submissions / PROBES_FILE).write_text(json.dumps(request))
-    blend_json = (submissions / "blend.json").read_bytes()
+    blend_json = (submissions / "recipe" / "blend.json").read_bytes()
     with pytest.raises(LeaderboardError, match=PROBES_FILE):
         _run(dataset, tmp_path, recipe)
-    assert (submissions / "blend.json").read_bytes() == blend_json  # nothing written
+    assert (submissions / "recipe" / "blend.json").read_bytes() == blend_json  # nothing written
 
 
 def test_recipe_leaderboard_must_be_a_boolean(tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +16,8 @@ from perturbkit.cv import load_run
 from perturbkit.errors import ConfigError
 from perturbkit.folds import make_splitter
 from perturbkit.recipe import RecipeError, load_recipe, run_recipe
+
+from faults import WRITE_STEPS, hit_after, snapshot, staging_left
 
 RECIPE = """
 scheme = "test_like"
@@ -39,10 +42,10 @@ def _recipe(tmp_path: Path, text: str = RECIPE) -> Path:
     return path
 
 
-def _run(dataset, tmp_path, recipe_path, oof="oof"):
+def _run(dataset, tmp_path, recipe_path, oof="oof", force=False):
     recipe = load_recipe(recipe_path)
     return run_recipe(dataset, recipe, oof_root=tmp_path / oof, submissions=tmp_path / "submissions", dataset_id="test",
-                      say=lambda message: None)
+                      say=lambda message: None, force=force)
 
 
 def test_recipe_blends_its_members_and_reuses_stored_runs(small_dataset, tmp_path):
@@ -61,7 +64,7 @@ def test_recipe_blends_its_members_and_reuses_stored_runs(small_dataset, tmp_pat
 
 def test_recipe_reruns_a_member_whose_config_changed(small_dataset, tmp_path):
     _run(small_dataset, tmp_path, _recipe(tmp_path))
-    changed = _run(small_dataset, tmp_path, _recipe(tmp_path, RECIPE.replace("n_components=8", "n_components=6")))
+    changed = _run(small_dataset, tmp_path, _recipe(tmp_path, RECIPE.replace("n_components=8", "n_components=6")), force=True)
     assert [o.reused for o in changed.members] == [True, False]
 
 
@@ -124,4 +127,62 @@ def test_cli_recipe(small_world, tmp_path):
         capture_output=True, text=True,
     )
     assert result.returncode == 0, result.stderr
-    assert "blend (nested)" in result.stdout and (tmp_path / "sub" / "blend.csv").is_file()
+    assert "blend (nested)" in result.stdout and (tmp_path / "sub" / "recipe" / "blend.csv").is_file()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_an_interrupted_recipe_keeps_its_previous_set(small_dataset, tmp_path, signum):
+    from perturbkit.blend import read_blend_record
+
+    path = _recipe(tmp_path)
+    folder = tmp_path / "submissions" / "recipe"
+    _run(small_dataset, tmp_path, path)
+    before = snapshot(folder)
+    assert sorted(before) == ["blend.csv", "blend.h5ad", "blend.json"]
+    for step in WRITE_STEPS:
+        ended = hit_after(step, signum, folder, lambda: _run(small_dataset, tmp_path, path))  # members reused, blend rewritten
+        assert ended == ("interrupted" if signum == signal.SIGINT else "killed by SIGTERM"), step
+        read_blend_record(folder / "blend.json")  # the set in place is whole: every file as its record lists it
+        if step == "swap":
+            assert snapshot(folder) != before  # replaced (new inodes) before the signal acted
+            before = snapshot(folder)
+        else:
+            assert snapshot(folder) == before, f"the previous set changed after {step}"
+    _run(small_dataset, tmp_path, path)
+    assert staging_left(tmp_path / "submissions") == []
+
+
+def test_recipe_refuses_a_set_another_configuration_wrote_before_any_cv(small_dataset, tmp_path):
+    from perturbkit.blend import SetOwnedError
+
+    _run(small_dataset, tmp_path, _recipe(tmp_path))
+    before = snapshot(tmp_path / "submissions" / "recipe")
+    (tmp_path / "other").mkdir()
+    other = _recipe(tmp_path / "other", RECIPE.replace("scale = true", "scale = false"))  # the same members, another blend
+    with pytest.raises(SetOwnedError, match=r"written by another configuration of `perturbkit recipe` .*--force"):
+        _run(small_dataset, tmp_path, other, oof="oof2")  # refused before its members are cross-validated in oof2
+    assert not (tmp_path / "oof2").exists() and snapshot(tmp_path / "submissions" / "recipe") == before
+    _run(small_dataset, tmp_path, other, force=True)
+    assert snapshot(tmp_path / "submissions" / "recipe") != before
+
+
+def test_after_the_recipe_and_tuning_trials_the_default_blend_is_no_worse_and_leaves_the_recipe_alone(small_world, small_dataset, tmp_path):
+    """The walk of issue 26: recipe, then a tuning study's runs in the same store, then `perturbkit blend` with defaults."""
+    from perturbkit.cli import main
+    from perturbkit.config import load_config
+    from perturbkit.cv import run_cv, save_run
+
+    recipe = _run(small_dataset, tmp_path, _recipe(tmp_path))
+    recipe_files = {p.name: p.read_bytes() for p in (tmp_path / "submissions" / "recipe").iterdir()}
+    for trial, shrink in enumerate((0.3, 0.6, 1.4)):  # trials of a short compound_mean study, marked as tune.study marks them
+        config = load_config("compound_mean", overrides=['cv.scheme="test_like"', f"params.shrink={shrink}"])
+        result = run_cv(small_dataset, config, progress=False)
+        result.meta["tune"] = {"study": "compound_mean", "trial": trial, "worker": 0}
+        save_run(result, tmp_path / "oof")
+    code = main(["blend", "--data", str(small_world), "--oof", str(tmp_path / "oof"), "--submissions", str(tmp_path / "submissions"),
+                 "--method", "slsqp", "--scale"])
+    assert code == 0
+    blend = json.loads((tmp_path / "submissions" / "blend" / "blend.json").read_text())
+    assert sorted(m["run_id"] for m in blend["members"]) == sorted(o.run_dir.name for o in recipe.members)
+    assert blend["scores"]["nested"] <= recipe.blend.scores["nested"] + 0.005
+    assert {p.name: p.read_bytes() for p in (tmp_path / "submissions" / "recipe").iterdir()} == recipe_files

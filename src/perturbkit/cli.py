@@ -61,6 +61,7 @@ def cmd_cv(args) -> None:
 
 
 def cmd_recipe(args) -> None:
+    from perturbkit.blend import blend_table
     from perturbkit.blend.command import dataset_id_for
     from perturbkit.models import feature_requirements
     from perturbkit.recipe import load_recipe, run_recipe
@@ -75,8 +76,8 @@ def cmd_recipe(args) -> None:
     dataset = _load_data(args, require_smiles=any(feature_requirements(c)[0] for c in recipe.members))
     result = run_recipe(dataset, recipe, oof_root=args.oof, submissions=args.submissions,
                         dataset_id=dataset_id_for(args.data, args.dataset_id),
-                        progress=not args.no_progress)
-    print(result.blend.table())
+                        progress=not args.no_progress, force=args.force)
+    print(blend_table(result.blend))
     print(result.table())
 
 
@@ -160,7 +161,12 @@ def cmd_score(args) -> None:
     from perturbkit.data import resolve_truth
     from perturbkit.submit import score_submission
 
+    from perturbkit.blend.files import recommended_file
+    from perturbkit.blend.record import check_blend_file
+
     settings = _score_settings(args)
+    args.submission = args.submission or recommended_file(args.submissions, "csv", say=_warn)
+    check_blend_file(args.submission)  # a blend's csv or h5ad must be the one its record lists
     truth = resolve_truth(args.truth, demo_genes=args.demo_genes)
     card = score_submission(args.submission, truth, settings, rows=args.rows)
     if args.json:
@@ -203,23 +209,30 @@ def cmd_models(args) -> None:
 
 
 def cmd_blend(args) -> None:
-    from perturbkit.blend.command import check_name, dataset_id_for, resolve_options, run_blend
+    from perturbkit.blend.command import check_name, dataset_id_for, run_blend
+    from perturbkit.blend.options import resolve_options
     from perturbkit.io import check_writable
+    from perturbkit.recipe import load_recipe
 
-    flags = {key: getattr(args, key) for key in ("method", "trials", "seed", "per_celltype", "scale", "clip", "nested", "storage")}
+    flags = {key: getattr(args, key) for key in ("method", "trials", "seed", "scale", "clip", "nested", "storage")}
     options = resolve_options(args.blend_config, args.set, flags)  # before loading data or blending
     check_name(args.name)
     check_writable(args.submissions, "--submissions")
+    recipe = load_recipe(args.recipe) if args.recipe else None
     run_blend(_load_data(args), options, oof_root=args.oof, runs=args.runs, every=args.all, scheme=args.scheme,
-              submissions=args.submissions, name=args.name, dataset_id=dataset_id_for(args.data, args.dataset_id), h5ad=not args.no_h5ad)
+              include_tuning=args.include_tuning, recipe_configs=recipe and recipe.members, recipe=args.recipe and str(args.recipe),
+              submissions=args.submissions, name=args.name, force=args.force, dataset_id=dataset_id_for(args.data, args.dataset_id),
+              h5ad=not args.no_h5ad)
 
 
 def cmd_report(args) -> None:
     from perturbkit.io import check_writable
     from perturbkit.report.build import build_blend_report, build_runs_report
 
-    blend = args.blend or Path(args.submissions) / "blend.json"
-    out = check_writable(args.out or Path("reports") / ("runs" if args.runs else Path(blend).stem), "--out")
+    from perturbkit.blend.files import recommended_file
+
+    blend = None if args.runs else args.blend or recommended_file(args.submissions, say=_warn)
+    out = check_writable(args.out or Path("reports") / ("runs" if args.runs else Path(blend).parent.name), "--out")
     out = build_runs_report(args.runs, out) if args.runs else build_blend_report(blend, out)
     print(f"report written to {out}/index.html (and index.md)")
 
@@ -227,7 +240,9 @@ def cmd_report(args) -> None:
 def cmd_rank(args) -> None:
     from perturbkit.rank import rank_compounds
 
-    blend = args.blend if args.blend or args.runs else Path(args.submissions) / "blend.json"
+    from perturbkit.blend.files import recommended_file
+
+    blend = args.blend if args.blend or args.runs else recommended_file(args.submissions, say=_warn)
     data = None if args.data is None else _load_data_dir(args)
     table, title = rank_compounds(gene=args.gene, cell_type=args.cell_type, data_dir=data, blend=blend, runs=args.runs,
                                   top=args.top, up=args.up, warn=_warn)
@@ -246,15 +261,17 @@ def _add_blend_commands(commands) -> None:
     from perturbkit.blend.search import blend_method_help, list_blend_methods, method_settings
 
     blend = commands.add_parser("blend", help="tune blend weights over stored runs, write submission CSV + h5ad + json")
-    blend.add_argument("--runs", nargs="+", type=Path, default=None, help="run directories (default: latest run of each model)")
-    blend.add_argument("--all", action="store_true", help="every compatible run, not only the latest of each model")
+    blend.add_argument("--runs", nargs="+", type=Path, default=None, help="run directories (default: the best CV run of each model and config)")
+    blend.add_argument("--all", action="store_true", help="every eligible run, not only the best of each model and config")
+    blend.add_argument("--include-tuning", action="store_true", help="consider tuning trials' runs too (default: left out)")
+    blend.add_argument("--recipe", type=Path, default=None, help="blend exactly this recipe's members' stored runs")
+    blend.add_argument("--force", action="store_true", help="replace a set another command or configuration wrote")
     blend.add_argument("--scheme", default=None, help="only runs of this CV scheme")
     blend.add_argument("--method", choices=list_blend_methods(), default=None,
                        help="default: configs/blend.toml; " + "; ".join(f"{k}: {v}" for k, v in blend_method_help().items()))
     blend.add_argument("--trials", type=int, default=None, help="optuna trials (default 1000)")
     blend.add_argument("--seed", type=int, default=None)
-    for flag, text in (("per-celltype", "separate weights for lymphoid (B, NK, T cells) and myeloid rows"),
-                       ("scale", "fit a global scale factor on the OOF rows"),
+    for flag, text in (("scale", "fit a global scale factor on the OOF rows"),
                        ("clip", "clip predictions to each gene's training range"),
                        ("nested", "nested score: fit on K-1 folds, score the held-out fold (default on)")):
         blend.add_argument(f"--{flag}", dest=flag.replace("-", "_"), action=argparse.BooleanOptionalAction, default=None, help=text)
@@ -262,7 +279,7 @@ def _add_blend_commands(commands) -> None:
     blend.add_argument("--blend-config", dest="blend_config", type=Path, default=Path("configs/blend.toml"))
     blend.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                        help="blend option or method setting, e.g. trials=200; the methods' settings: " + ", ".join(method_settings()))
-    blend.add_argument("--name", default="blend", help="file stem under --submissions (default: blend)")
+    blend.add_argument("--name", default="blend", help="the set's folder under --submissions (default: blend)")
     blend.add_argument("--oof", type=Path, default=Path("oof"))
     blend.add_argument("--submissions", type=Path, default=Path("submissions"))
     blend.add_argument("--dataset-id", dest="dataset_id", default=None, help="uns['dataset_id'] of the h5ad")
@@ -271,10 +288,10 @@ def _add_blend_commands(commands) -> None:
     blend.set_defaults(func=cmd_blend)
 
     report = commands.add_parser("report", help="plots and an index.html / index.md for a blend (or runs)")
-    report.add_argument("--blend", type=Path, default=None, help="a blend's JSON (default: <submissions>/blend.json)")
+    report.add_argument("--blend", type=Path, default=None, help="a blend's JSON (default: <submissions>/recipe/blend.json, else blend/)")
     report.add_argument("--runs", nargs="+", type=Path, default=None, help="report these runs instead of a blend")
     report.add_argument("--submissions", type=Path, default=Path("submissions"))
-    report.add_argument("--out", type=Path, default=None, help="default: reports/<blend name>/")
+    report.add_argument("--out", type=Path, default=None, help="default: reports/<set name>/")
     report.set_defaults(func=cmd_report)
 
     rank = commands.add_parser("rank", help="rank test compounds by a gene's predicted down- (or up-) regulation in a cell type")
@@ -282,7 +299,7 @@ def _add_blend_commands(commands) -> None:
     rank.add_argument("--cell-type", dest="cell_type", required=True, help='"B cells" or "Myeloid cells"')
     rank.add_argument("--top", type=_positive_int, default=20, help="how many compounds to show (default 20)")
     rank.add_argument("--up", action="store_true", help="rank by up-regulation instead")
-    rank.add_argument("--blend", type=Path, default=None, help="a blend's JSON (default: <submissions>/blend.json)")
+    rank.add_argument("--blend", type=Path, default=None, help="a blend's JSON (default: <submissions>/recipe/blend.json, else blend/)")
     rank.add_argument("--runs", nargs="+", type=Path, default=None, help="rank by the mean of these runs instead")
     rank.add_argument("--submissions", type=Path, default=Path("submissions"))
     rank.add_argument("--data", default=None, help="data directory or 'demo' (default: where the predictions were fitted)")
@@ -311,10 +328,13 @@ def _kaggle_user(args) -> str:
 def cmd_kernel_build(args) -> None:
     from perturbkit.io import check_writable
     from perturbkit.kernel import build_kernel
-    from perturbkit.kernel.pipeline import describe_weights, kernel_spec
+    from perturbkit.kernel.pipeline import kernel_spec
+
+    from perturbkit.blend.files import recommended_file
 
     check_writable(args.kernels, "--kernels")
-    spec = kernel_spec(blend=args.blend, models=args.model, config_paths=args.config, configs_dir=args.configs_dir,
+    blend = args.blend or (None if args.model or args.config else recommended_file(args.submissions, say=_warn, required=False))
+    spec = kernel_spec(blend=blend, models=args.model, config_paths=args.config, configs_dir=args.configs_dir,
                        overrides=args.set, refit=args.refit)
     sources = [*args.dataset_source, *([args.deps_dataset] if args.deps_dataset else [])]
     built = build_kernel(spec, user=_kaggle_user(args), slug=args.slug, out_root=args.kernels, title=args.title, enable_gpu=args.gpu,
@@ -323,11 +343,10 @@ def cmd_kernel_build(args) -> None:
     print(f"built {built.folder}/ ({built.metadata['id']}): {built.script.name} {size / 1000:.1f} KB (Kaggle's limit: 1 MB)")
     print(f"  code dataset {built.code_folder}/ ({built.code_dataset}): {built.wheel.name} sha256 {built.wheel_sha256[:12]}")
     weights = spec.record.weights
-    for position, member in enumerate(spec.members):
+    for position, (member, weight) in enumerate(zip(spec.members, weights.weights)):
         refit = ("refit" if member.config["cv"].get("refit") else "fold mean") if weights.used(position) else "weight 0: not fitted"
-        print(f"  {member.config['model']:<20} weight {describe_weights(weights, position)}  ({refit})")
-    scales = ", ".join(f"{ct}: {s.scale:g}" for ct, s in weights.by_cell_type.items())
-    print(f"  scale {scales or format(weights.other.scale, 'g')}, clip {spec.record.clip}, datasets {built.metadata['dataset_sources']}, gpu {args.gpu}")
+        print(f"  {member.config['model']:<20} weight {weight:.4g}  ({refit})")
+    print(f"  scale {weights.scale:g}, clip {spec.record.clip}, datasets {built.metadata['dataset_sources']}, gpu {args.gpu}")
     for warning in built.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     print(f"upload the code dataset (first time: kaggle datasets create -p {built.code_folder}), or a new version of it:")
@@ -411,9 +430,13 @@ def cmd_kernel_logs(args) -> None:
 
 
 def cmd_submit(args) -> None:
+    from perturbkit.blend.files import recommended_file
+    from perturbkit.blend.record import check_blend_file
     from perturbkit.kaggle import submit_file
     from perturbkit.submit import check_submission
 
+    args.file = args.file or recommended_file(args.submissions, "csv", say=_warn)
+    check_blend_file(args.file)  # a blend's csv must be the one its record lists
     if not args.no_check:
         check_submission(args.file, args.template)
     print(submit_file(args.file, args.message, competition=args.competition))
@@ -458,7 +481,8 @@ def _add_kaggle_commands(commands) -> None:
     probes.set_defaults(func=cmd_probes)
 
     submit = commands.add_parser("submit", help="submit a file to the competition with the Kaggle client")
-    submit.add_argument("file", type=Path)
+    submit.add_argument("file", type=Path, nargs="?", default=None, help="default: <submissions>/recipe/blend.csv, else blend/")
+    submit.add_argument("--submissions", type=Path, default=Path("submissions"))
     submit.add_argument("-m", "--message", required=True)
     submit.add_argument("--competition", default=COMPETITION)
     submit.add_argument("--template", type=Path, default=None, help="check ids/genes against this sample_submission.csv")
@@ -483,7 +507,9 @@ def _add_kernel_commands(commands) -> None:
     build = kernel_commands.add_parser("build", help="write kernels/<slug>/: kernel-metadata.json + one offline script")
     build.add_argument("--model", action="append", default=[], help="a model, with configs/<model>.toml (repeatable)")
     build.add_argument("--config", action="append", default=[], type=Path, help="a config TOML naming its model (repeatable)")
-    build.add_argument("--blend", type=Path, default=None, help="a blend result, submissions/<name>.json")
+    build.add_argument("--blend", type=Path, default=None, help="a blend record (default without --model/--config: "
+                       "<submissions>/recipe/blend.json, else blend/)")
+    build.add_argument("--submissions", type=Path, default=Path("submissions"))
     build.add_argument("--configs-dir", type=Path, default=Path("configs"))
     build.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override for every --model/--config")
     build.add_argument("--refit", action="store_true", help="test predictions from refits on all rows")
@@ -598,6 +624,7 @@ def _add_fit_commands(commands) -> None:
     recipe.add_argument("--oof", type=Path, default=Path("oof"), help="root of the run store")
     recipe.add_argument("--submissions", type=Path, default=Path("submissions"))
     recipe.add_argument("--dataset-id", default=None, help="h5ad dataset id (default: from --data)")
+    recipe.add_argument("--force", action="store_true", help="replace <submissions>/recipe/ even if another configuration wrote it")
     recipe.add_argument("--no-progress", action="store_true")
     _add_data_options(recipe)
     recipe.set_defaults(func=cmd_recipe)
@@ -643,7 +670,8 @@ def _add_data_commands(commands) -> None:
     runs.set_defaults(func=cmd_runs)
 
     score = commands.add_parser("score", help="score a submission against a truth file")
-    score.add_argument("submission", type=Path)
+    score.add_argument("submission", type=Path, nargs="?", default=None, help="default: <submissions>/recipe/blend.csv, else blend/")
+    score.add_argument("--submissions", type=Path, default=Path("submissions"))
     score.add_argument("--truth", required=True, help="test_truth.parquet/.csv (Kaggle's wide layout), openproblems' de_test.h5ad, "
                        f"or {TRUTH_HELP}")
     score.add_argument("--demo-genes", type=_gene_count, default=None, help="genes of the demo world --truth demo names (default: all 18,211)")

@@ -18,6 +18,8 @@ import os
 import re
 import secrets
 import shutil
+import signal
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -74,6 +76,23 @@ def atomic_file(target: Path | str) -> Iterator[Path]:
 
 
 @contextlib.contextmanager
+def signals_deferred(signals=(signal.SIGINT, signal.SIGTERM)) -> Iterator[None]:
+    """Hold ``signals`` back (in the main thread) until the block is done; then each acts as it would have."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received = []
+    previous = {signum: signal.signal(signum, lambda signum, frame: received.append(signum)) for signum in signals}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        for signum in received:
+            os.kill(os.getpid(), signum)
+
+
+@contextlib.contextmanager
 def atomic_dir(target: Path | str, *, replace: bool = False, force: bool = False) -> Iterator[Path]:
     """Yield a new private staging folder; on success it becomes ``target``.
 
@@ -98,9 +117,15 @@ def atomic_dir(target: Path | str, *, replace: bool = False, force: bool = False
             yield staging
             if replace and target.exists():
                 old = target.with_name(_staging_name(target))
-                os.replace(target, old)
-                os.replace(staging, target)
-                shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink()
+                # Between the renames no target exists: Ctrl-C or SIGTERM waits until the swap and its cleanup are done.
+                with signals_deferred():
+                    os.replace(target, old)
+                    try:
+                        os.replace(staging, target)
+                    except BaseException:
+                        os.replace(old, target)
+                        raise
+                    shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink()
             else:
                 os.mkdir(target)  # the exclusive claim of the name: a second writer fails here
                 os.replace(staging, target)  # a directory may replace the empty one it claimed

@@ -137,8 +137,8 @@ def _marked_outside(table: pd.DataFrame, blend: Path | str, cell_type: str) -> t
     if not (above | below).any():
         return table, None
     record = read_blend_record(blend)
-    part = next(p for p in scale_parts(record) if cell_type in p.cell_types)
-    why = (f"the blend multiplies its weighted mean of the members by its {cell_type} scale {part.formula()}" if part.applied != 1
+    part = scale_parts(record)
+    why = (f"the blend multiplies its weighted mean of the members by its scale {part.formula()}" if part.applied != 1
            else "the blend clips each gene to its training range")
     table = table.assign(outside=np.where(above, "above max", np.where(below, "below min", "")))
     return table, (f"note: {int((above | below).sum())} of the {len(table)} predictions shown lie outside the members' range "

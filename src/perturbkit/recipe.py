@@ -4,7 +4,8 @@
 ``--set``-style overrides) and the blend options. :func:`run_recipe` cross-validates each member
 through the same harness as ``perturbkit cv`` -- reusing a stored run when one with the same data,
 config and fold hashes is already under the run store -- then blends the members and writes
-``<submissions>/blend.{csv,h5ad,json}``. Everything is validated before the first fit; a member
+the set ``<submissions>/recipe/blend.{csv,h5ad,json}`` (replaced as a whole; a set another command or
+configuration wrote needs ``force``). Everything is validated before the first fit; a member
 that fails stops the recipe with its name, keeps the runs already stored and writes no blend.
 With ``leaderboard = true`` the blend's test rows are scaled by public-leaderboard probes
 (:mod:`perturbkit.blend.leaderboard`; on real data the first run writes the probe files).
@@ -149,9 +150,18 @@ def load_recipe(path: Path | str, *, configs_dir: Path = Path("configs"), overri
     from perturbkit.blend import BlendOptions
 
     blend = dict(recipe.blend)
-    BlendOptions.from_dict(blend)  # a bad blend option fails before any fit
+    BlendOptions.from_dict(blend, source=f"{path} [blend]")  # a bad blend option fails before any fit
     return Recipe(scheme=scheme, seeds=seeds, members=members, labels=labels, blend=blend, source=str(path),
                   leaderboard=recipe.leaderboard)
+
+
+def recipe_writer(recipe: Recipe) -> dict:
+    """The writer of the recipe's set: ``recipe`` with its resolved members, scheme, seeds and blend options."""
+    from perturbkit.blend.files import writer
+
+    config = {"scheme": recipe.scheme, "seeds": recipe.seeds, "members": recipe.members, "blend": recipe.blend,
+              "leaderboard": recipe.leaderboard}
+    return writer("recipe", config, describe=recipe.source)
 
 
 def run_recipe(
@@ -162,13 +172,17 @@ def run_recipe(
     submissions: Path | str,
     dataset_id: str,
     progress: bool = False,
+    force: bool = False,
     say=print,
 ) -> RecipeResult:
-    """Cross-validate (or reuse) each member, blend them, write ``<submissions>/blend.*``."""
+    """Cross-validate (or reuse) each member, blend them, write the set ``<submissions>/recipe/``."""
     from perturbkit.blend import BlendOptions, blend_runs, write_blend
-    from perturbkit.blend.core import with_leaderboard_scale
+    from perturbkit.blend.files import RECIPE_SET, check_replaceable, set_folder
     from perturbkit.blend.leaderboard import leaderboard_scale
+    from perturbkit.blend.result import with_leaderboard_scale
 
+    identity = recipe_writer(recipe)
+    check_replaceable(set_folder(submissions, RECIPE_SET), identity, force=force)  # before any CV
     started = time.perf_counter()
     outcomes: list[MemberOutcome] = []
     for position, (config, label) in enumerate(zip(recipe.members, recipe.labels)):
@@ -190,5 +204,5 @@ def run_recipe(
         notes.append(note)
         if scale is not None:
             blend = with_leaderboard_scale(blend, scale)
-    files = write_blend(blend, dataset, submissions, "blend", dataset_id=dataset_id)
+    files = write_blend(blend, dataset, submissions, RECIPE_SET, dataset_id=dataset_id, writer=identity, force=force)
     return RecipeResult(members=outcomes, blend=blend, files=files, seconds=time.perf_counter() - started, notes=notes)

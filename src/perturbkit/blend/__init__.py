@@ -1,32 +1,27 @@
 """Blending stored OOF runs: weights tuned on MRRMSE, honest nested scores, submissions.
 
-``load_members`` aligns runs by key and refuses incompatible ones; ``blend_members`` searches
-the weights (optuna, slsqp or caruana, one :class:`SearchResult` type) on per-row Gram
-matrices, scores the blend in-sample and nested, and predicts the test rows; ``write_blend``
-writes ``<name>.csv``, ``<name>.h5ad`` and ``<name>.json`` (the record, written last, listing the
-files' hashes) under the submissions folder and ``read_blend_record`` checks them on reading.
+The modules, each importing only those listed before it:
+``objective`` (Gram matrices), ``members`` (runs loaded, aligned, chosen), ``choice`` (never worse than
+the simple average or the best member), ``search`` (the weight searches), ``options``, ``record``
+(the record's one JSON), ``leaderboard``, ``fit``, ``nested`` (the nested choice), ``result``
+(:func:`blend_members`), ``table``, ``files`` (the set ``<submissions>/<name>/blend.csv|h5ad|json``
+replaced as a whole), ``command`` (``perturbkit blend``).
 """
 
 from __future__ import annotations
 
-from perturbkit.blend.record import read_blend_record, write_blend
-from perturbkit.blend.core import BlendOptions, BlendResult, Fit, blend_members, fit_weights
-from perturbkit.blend.members import (
-    GROUPS,
-    BlendError,
-    IncompatibleRunsError,
-    Members,
-    cell_group,
-    load_members,
-    member_names,
-    select_runs,
-)
+from perturbkit.blend.files import SetOwnedError, check_name, write_blend
+from perturbkit.blend.fit import Fit, fit_weights
+from perturbkit.blend.members import BlendError, IncompatibleRunsError, Members, load_members, member_names, select_runs
 from perturbkit.blend.objective import gram_matrices, row_rmse, score
+from perturbkit.blend.options import BlendOptions
+from perturbkit.blend.record import read_blend_record
+from perturbkit.blend.result import BlendResult, blend_members
 from perturbkit.blend.search import SearchResult, list_blend_methods, register_blend_method, search, weights_from_uniform
+from perturbkit.blend.table import blend_table
 from perturbkit.data import Dataset
 
 __all__ = [
-    "GROUPS",
     "BlendError",
     "BlendOptions",
     "BlendResult",
@@ -34,15 +29,17 @@ __all__ = [
     "IncompatibleRunsError",
     "Members",
     "SearchResult",
+    "SetOwnedError",
     "blend_members",
     "blend_runs",
-    "cell_group",
+    "blend_table",
+    "check_name",
     "fit_weights",
     "gram_matrices",
     "list_blend_methods",
-    "read_blend_record",
     "load_members",
     "member_names",
+    "read_blend_record",
     "register_blend_method",
     "row_rmse",
     "score",

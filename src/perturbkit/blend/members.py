@@ -19,9 +19,6 @@ from perturbkit.data import Dataset
 from perturbkit.data.layout import KEY_COLUMNS
 from perturbkit.errors import PerturbkitError
 
-MYELOID_CELL_TYPES = ("Myeloid cells",)
-GROUPS = ("lymphoid", "myeloid")  # the per-celltype weight sets: B, NK and T cells; myeloid cells
-
 
 class BlendError(PerturbkitError):
     """A blend that cannot be built as asked; the message says why and what to do."""
@@ -29,12 +26,6 @@ class BlendError(PerturbkitError):
 
 class IncompatibleRunsError(BlendError, ValueError):
     """Runs that cannot be blended: other data, other folds, other genes or missing rows."""
-
-
-def cell_group(cell_types) -> np.ndarray:
-    """``myeloid`` for myeloid cells, ``lymphoid`` for every other cell type (B, NK, T cells)."""
-    cell_types = pd.Series(np.asarray(cell_types, dtype=object)).astype(str)
-    return np.where(cell_types.isin(MYELOID_CELL_TYPES), GROUPS[1], GROUPS[0]).astype(object)
 
 
 @dataclass(frozen=True)
@@ -62,14 +53,6 @@ class Members:
     def folds(self) -> np.ndarray:
         return self.keys["fold"].to_numpy()
 
-    @property
-    def groups(self) -> np.ndarray:
-        return cell_group(self.keys["cell_type"])
-
-    @property
-    def test_groups(self) -> np.ndarray:
-        return cell_group(self.test_cell_types)
-
 
 def member_names(runs: list[Run]) -> list[str]:
     """``model`` when each model appears once, else ``model:run_id`` for the repeated ones."""
@@ -83,52 +66,72 @@ def select_runs(
     every: bool = False,
     data_hash: str | None = None,
     scheme: str | None = None,
-    models=None,
+    include_tuning: bool = False,
+    configs=None,
 ) -> tuple[list[Path], list[str]]:
-    """Run directories to blend: the latest run of each model (all runs with ``every``).
+    """Run directories to blend, by one rule, and one line per run taken or left out saying why.
 
-    Only runs on ``data_hash`` (when given) and ``scheme`` (when given) are eligible. Returns the
-    paths and human-readable notes on the runs that were left out and why.
+    Eligible: complete runs on ``data_hash`` (when given) and ``scheme`` (when given), tuning trials
+    (``meta["tune"]``) only with ``include_tuning``, and with ``configs`` (a recipe's member configs) only
+    the runs of those configs. Of the eligible runs, the best-CV run of each distinct (model, config
+    hash) is taken (the newest of equals); ``every`` takes them all.
     """
+    from perturbkit.config import config_hash
+
     table = list_runs(oof_root)
     if table.empty:
         raise BlendError(f"no complete runs under {oof_root}; run `perturbkit cv --model ...` (make cv) first")
-    notes = []
-    metas = {p: read_meta(p) for p in table["path"]}
-    keep = []
-    for _, row in table.iterrows():
-        meta = metas[row["path"]]
+    wanted = None if configs is None else {config_hash(c): c["model"] for c in configs}
+    lines, keep, damaged = [], [], []
+    for _, row in table.iterrows():  # newest first
+        meta = read_meta(row["path"])
         label = f"{row['model']}/{row['run_id']}"
-        if models and row["model"] not in set(models):
-            continue
+        trial = meta.get("tune")
         if data_hash is not None and meta.get("data_hash") != data_hash:
-            notes.append(f"skipped {label}: fitted on other data (hash {str(meta.get('data_hash'))[:12]})")
+            reason = f"fitted on other data (hash {str(meta.get('data_hash'))[:12]})"
+        elif scheme is not None and meta.get("scheme") != scheme:
+            reason = f"scheme {meta.get('scheme')}, not {scheme}"
+        elif wanted is not None and meta.get("config_hash") not in wanted:
+            reason = "its config is none of the recipe's members'"
+        elif wanted is None and isinstance(trial, dict) and not include_tuning:
+            reason = f"tuning trial {trial.get('trial')} of study {trial.get('study')!r} (pass --include-tuning to consider trials)"
+        elif test_file_or_skip(row["path"], damaged.append) is None:
+            reason = damaged[-1]
+        else:
+            keep.append({**row.to_dict(), "config_hash": meta.get("config_hash")})
             continue
-        if scheme is not None and meta.get("scheme") != scheme:
-            notes.append(f"skipped {label}: scheme {meta.get('scheme')}, not {scheme}")
-            continue
-        if test_file_or_skip(row["path"], notes.append) is None:
-            continue
-        keep.append(row)
+        lines.append(f"left out {label}: {reason}")
     if not keep:
-        raise BlendError(f"no run under {oof_root} matches the data" + (f" and scheme {scheme}" if scheme else "") + "; " + "; ".join(notes))
-    chosen = pd.DataFrame(keep)  # already newest first
+        raise BlendError(f"no run under {oof_root} matches the data" + (f" and scheme {scheme}" if scheme else "") + "; "
+                         + "; ".join(lines))
+    # Best CV first; among equal scores the newest (the table's order) first.
+    chosen = pd.DataFrame(keep).sort_values("mrrmse", kind="stable", ignore_index=True)
     if not every:
-        older = chosen[chosen.duplicated("model", keep="first")]
-        chosen = chosen.drop_duplicates("model", keep="first")
-        if len(older):
-            notes.append(f"{len(older)} older run(s) of the same models not used (pass --all to blend every run)")
-    folds = {p: metas[p].get("folds_hash") for p in chosen["path"]}
+        best = chosen.drop_duplicates(["model", "config_hash"], keep="first")
+        for _, row in chosen[~chosen.index.isin(best.index)].iterrows():
+            winner = best[(best["model"] == row["model"]) & (best["config_hash"] == row["config_hash"])].iloc[0]
+            lines.append(f"left out {row['model']}/{row['run_id']}: CV {row['mrrmse']:.4f}; run {winner['run_id']} of the "
+                         f"same model and config scores {winner['mrrmse']:.4f} (pass --all to blend every run)")
+        chosen = best
+    if wanted is not None:
+        missing = sorted(set(wanted) - set(chosen["config_hash"]))
+        if missing:
+            raise BlendError(f"{len(missing)} recipe member(s) have no stored run on this data under {oof_root} "
+                             f"({', '.join(f'{wanted[h]} config {h}' for h in missing)}); run `perturbkit recipe` first")
+    for _, row in chosen.iterrows():
+        rule = "every eligible run (--all)" if every else "the best CV of its model and config"
+        lines.append(f"taken {row['model']}/{row['run_id']}: CV {row['mrrmse']:.4f}, {rule} (config {str(row['config_hash'])[:12]})")
+    folds = {p: read_meta(p).get("folds_hash") for p in chosen["path"]}
     if len(set(folds.values())) > 1:
         groups: dict[str, list[str]] = {}
         for _, row in chosen.iterrows():
-            groups.setdefault(f"{metas[row['path']].get('scheme')} {str(folds[row['path']])[:12]}", []).append(f"{row['model']}/{row['run_id']}")
+            groups.setdefault(f"{row['scheme']} {str(folds[row['path']])[:12]}", []).append(f"{row['model']}/{row['run_id']}")
         detail = "; ".join(f"{k}: {', '.join(v)}" for k, v in groups.items())
         raise IncompatibleRunsError(
             f"the selected runs under {oof_root} use different fold assignments ({detail}); "
             "choose one with --scheme or name the runs with --runs"
         )
-    return sorted((Path(p) for p in chosen["path"]), key=lambda p: (p.parent.name, p.name)), notes
+    return sorted((Path(p) for p in chosen["path"]), key=lambda p: (p.parent.name, p.name)), lines
 
 
 def _fold_by_key(run: Run) -> pd.Series:

@@ -4,9 +4,9 @@ A method is ``@register_blend_method(name, help)`` on ``fn(gram, *, setting=defa
 Its keyword parameters are its settings: :func:`method_settings` reads them (default and type, e.g.
 ``Annotated[int, Field(ge=1)]``) from the signature, so ``configs/blend.toml`` keys, ``--set KEY=VALUE``
 and their validation come from it, and :func:`search` passes a method the settings it names. The blend
-itself supplies ``seed`` and ``study_name`` (:data:`CONTEXT`). Every search ends by comparing its answer
-with each member alone and with the simple average, keeping whichever scores best, so a tuned blend is
-never worse in-sample than those.
+itself supplies ``seed`` and ``study_name`` (:data:`CONTEXT`). Every search ends with the rule of
+:mod:`perturbkit.blend.choice` in-sample: its answer against the best member alone and the simple average,
+so a tuned blend is never worse in-sample than those.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Annotated
 import numpy as np
 from pydantic import Field
 
-from perturbkit.blend import objective
+from perturbkit.blend import choice, objective
 from perturbkit.blend.members import BlendError
 from perturbkit.registry import Registry
 
@@ -212,12 +212,12 @@ def search(gram, method: str = "optuna", **settings) -> SearchResult:
                             seconds=0.0, chosen="member:0", history=[])
     accepted = inspect.signature(method_fn).parameters
     result = method_fn(gram, **{k: v for k, v in settings.items() if k in accepted})
-    references = np.vstack([np.full(n_members, 1.0 / n_members), np.eye(n_members)])
-    scores = np.array([objective.score(gram, w) for w in references])
-    best = int(np.argmin(scores))
-    if scores[best] < result.score:
-        chosen = "simple_average" if best == 0 else f"member:{best - 1}"
-        return SearchResult(method=result.method, weights=references[best], score=float(scores[best]),
-                            evaluations=result.evaluations, seconds=result.seconds, chosen=chosen,
-                            history=result.history, details=result.details)
-    return result
+    candidates = choice.references(gram)
+    scores = {name: objective.score(gram, w) for name, w in candidates.items()}
+    chosen = choice.choose({**scores, "tuned": result.score})
+    if chosen == "tuned":
+        return result
+    label = "simple_average" if chosen == "simple_average" else f"member:{choice.best_member(gram)}"
+    return SearchResult(method=result.method, weights=candidates[chosen], score=float(scores[chosen]),
+                        evaluations=result.evaluations, seconds=result.seconds, chosen=label,
+                        history=result.history, details=result.details)

@@ -29,7 +29,7 @@ from perturbkit.errors import PerturbkitError
 from perturbkit.io import atomic_dir, sha256_file
 from perturbkit.kernel.deps import DATASET_METADATA_FILE, block_packages, dataset_metadata
 from perturbkit.kernel.metadata import METADATA_FILE, check_no_credentials, kernel_metadata, validate_metadata
-from perturbkit.kernel.pipeline import KernelSpec, describe_weights
+from perturbkit.kernel.pipeline import KernelSpec
 
 DEFAULT_SLUG = "perturbkit-submission"
 CODE_FILE = "kernel.py"
@@ -128,9 +128,8 @@ def wheel_requirements(wheel: Path) -> list[str]:
 
 def _summary(spec: KernelSpec) -> str:
     record = spec.record
-    members = ", ".join(f"{m.config['model']} x {describe_weights(record.weights, i)}" for i, m in enumerate(record.members))
-    scales = ", ".join(f"{ct} {s.scale:g}" for ct, s in record.weights.by_cell_type.items()) or f"{record.weights.other.scale:g}"
-    extra = f", scale {scales}" + (", clipped to training range" if record.clip else "")
+    members = ", ".join(f"{m.config['model']} x {w:.4g}" for m, w in zip(record.members, record.weights.weights))
+    extra = f", scale {record.weights.scale:g}" + (", clipped to training range" if record.clip else "")
     return f"{record.method} of [{members}]{extra} (from {spec.source})"
 
 

@@ -5,16 +5,14 @@ A :class:`KernelSpec` is what a kernel runs: a :class:`~perturbkit.blend.record.
 from. The kernel script embeds it as JSON (:meth:`KernelSpec.to_json`)::
 
     {"competition": "open-problems-single-cell-perturbations",
-     "members": [{"model": ..., "run_id": ..., "config": {model, params, features, cv},
-                  "weights": {cell_type: w, ...}, "weight": w or null}, ...],
-     "scales": {cell_type: s, ...}, "scale": 1.0, "clip": false, "method": "...", "source": "...", "data_hash": ... or null}
+     "members": [{"model": ..., "run_id": ..., "config": {model, params, features, cv}, "weight": w}, ...],
+     "scale": 1.0, "clip": false, "method": "...", "source": "...", "data_hash": ... or null}
 
 and parses it back with :meth:`KernelSpec.from_json`, the one reader of that JSON.
 
 Each member is cross-validated with its own config (:func:`perturbkit.cv.run_cv`): its test
 predictions are the mean over folds, or a refit on all rows when the config says ``cv.refit``.
-Each test row takes its cell type's weight set (:class:`~perturbkit.blend.record.CellTypeWeights`;
-any other cell type: the global set, if the blend fitted one): the submission is ``scale * sum_i weight_i * prediction_i``, clipped
+The submission is ``scale * sum_i weight_i * prediction_i`` (:class:`~perturbkit.blend.record.WeightSet`), clipped
 to each gene's training range when ``clip`` is set.
 """
 
@@ -27,14 +25,14 @@ from pathlib import Path
 
 import numpy as np
 
-from perturbkit.blend.record import BlendMember, BlendRecord, BlendRecordError, CellTypeWeights, WeightSet
+from perturbkit.blend.record import BlendMember, BlendRecord, BlendRecordError, WeightSet
 from perturbkit.data.layout import COMPETITION
 from perturbkit.errors import ConfigError
 
-__all__ = ["KernelSpec", "blend_predictions", "describe_weights", "kernel_spec", "spec_from_blend", "spec_from_configs",
+__all__ = ["KernelSpec", "blend_predictions", "kernel_spec", "spec_from_blend", "spec_from_configs",
            "run_pipeline"]
 
-SPEC_FIELDS = ("scales", "scale", "clip", "method", "data_hash")
+SPEC_FIELDS = ("scale", "clip", "method", "data_hash")
 
 
 @dataclass(frozen=True)
@@ -77,7 +75,7 @@ class KernelSpec:
     def to_json(self) -> dict:
         """The weights part of the record (no scores or search history, to keep the script small) and the source."""
         record = self.record.to_json()
-        members = [{"model": m["model"], "run_id": m["run_id"], "config": m["config"], "weights": m["weights"], "weight": m["weight"]}
+        members = [{"model": m["model"], "run_id": m["run_id"], "config": m["config"], "weight": m["weight"]}
                    for m in record["members"]]
         return {"competition": self.competition, "members": members, **{k: record[k] for k in SPEC_FIELDS}, "source": self.source}
 
@@ -95,7 +93,7 @@ def spec_from_configs(configs: list[dict], *, source: str = "configs") -> Kernel
         raise ConfigError("a kernel needs at least one model config")
     weight = 1.0 / len(configs)
     members = tuple(BlendMember(name=c["model"], config=c, model=c["model"]) for c in configs)
-    weights = CellTypeWeights(other=WeightSet(weights=(weight,) * len(configs), scale=1.0))
+    weights = WeightSet(weights=(weight,) * len(configs), scale=1.0)
     return KernelSpec.checked(BlendRecord(members=members, weights=weights, method="mean"), source=source)
 
 
@@ -126,7 +124,7 @@ def kernel_spec(*, blend: Path | str | None = None, models=(), config_paths=(), 
 
 
 def spec_from_blend(blend: BlendRecord | dict | str | Path) -> KernelSpec:
-    """The spec of a blend (its record, or ``submissions/<name>.json``): members' configs, weights per cell type, scales, clip."""
+    """The spec of a blend (its record, or ``submissions/<name>/blend.json``): members' configs, weights, scale, clip."""
     source = "blend"
     if isinstance(blend, (str, Path)):
         from perturbkit.blend.record import read_blend_record
@@ -137,24 +135,14 @@ def spec_from_blend(blend: BlendRecord | dict | str | Path) -> KernelSpec:
     return KernelSpec.checked(blend, source=source)
 
 
-def describe_weights(weights: CellTypeWeights, member: int) -> str:
-    """``0.25`` (the same for every cell type) or ``B cells 0.2, Myeloid cells 0.6``: a member's weights, for logs."""
-    by_cell_type, other = weights.member_weights(member)
-    values = {*by_cell_type.values(), *([other] if other is not None else [])}
-    if len(values) == 1:
-        return f"{values.pop():.4g}"
-    return ", ".join(f"{ct} {w:.4g}" for ct, w in by_cell_type.items())
+def blend_predictions(predictions, record: BlendRecord, *, clip_range: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    """The blend's formula (``perturbkit.blend.fit.weighted_sum``) with the record's weights, then the optional clip."""
+    from perturbkit.blend.fit import weighted_sum
 
-
-def blend_predictions(predictions, record: BlendRecord, cell_types, *,
-                      clip_range: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
-    """The blend's formula (``perturbkit.blend.core.weighted_sum``) with the record's weights per row, then the optional clip."""
-    from perturbkit.blend.core import weighted_sum
-
-    weights, scale = record.weights_for(cell_types)
-    if len(predictions) != weights.shape[1]:
-        raise ValueError(f"{len(predictions)} predictions but {weights.shape[1]} members")
-    matrix = weighted_sum(np.stack([np.asarray(p, dtype=np.float32) for p in predictions]), weights, scale)
+    weights = record.weights.weights
+    if len(predictions) != len(weights):
+        raise ValueError(f"{len(predictions)} predictions but {len(weights)} members")
+    matrix = weighted_sum(np.stack([np.asarray(p, dtype=np.float32) for p in predictions]), np.asarray(weights), record.weights.scale)
     return np.clip(matrix, *clip_range, out=matrix) if clip_range is not None else matrix
 
 
@@ -178,17 +166,17 @@ def run_pipeline(spec: KernelSpec, data_dir: Path | str, output: Path | str, *, 
         config = member.config
         label = f"[{position + 1}/{len(spec.members)}] {config['model']}"
         if not spec.record.weights.used(position):
-            # Weight 0 for every cell type: its term is 0 whatever it predicts, so zeros give the same sum, bit for bit.
+            # Weight 0: its term is 0 whatever it predicts, so zeros give the same sum, bit for bit.
             log(f"{label} (weight 0): not fitted, it adds nothing to the blend")
             predictions.append(np.zeros((len(dataset.test), dataset.n_genes), dtype=np.float32))
             continue
         mode = "refit on all rows" if config["cv"].get("refit") else "mean over folds"
-        log(f"{label} (weight {describe_weights(spec.record.weights, position)}, test predictions: {mode})")
+        log(f"{label} (weight {spec.record.weights.weights[position]:.4g}, test predictions: {mode})")
         result = run_cv(dataset, config, progress=progress)
         log(summary_text(result.meta))
         predictions.append(result.test)
     clip_range = (dataset.targets.min(axis=0), dataset.targets.max(axis=0)) if spec.record.clip else None
-    matrix = blend_predictions(predictions, spec.record, dataset.test["cell_type"], clip_range=clip_range)
+    matrix = blend_predictions(predictions, spec.record, clip_range=clip_range)
     ids = dataset.test["id"].to_numpy()
     template = Path(data_dir) / "sample_submission.csv"
     path = write_submission_csv(output, ids, dataset.genes, matrix, template=template if template.is_file() else None)

@@ -88,18 +88,10 @@ def plot_grouped_bars(table: pd.DataFrame, path: Path, *, title: str, xlabel: st
     return _save(fig, path)
 
 
-def _weight_panels(weights: pd.DataFrame) -> pd.DataFrame:
-    """One column per distinct weight set: cell types with the same weights share a panel, titled by all of them."""
-    groups: dict[tuple, list[str]] = {}
-    for column in weights.columns:
-        groups.setdefault(tuple(np.round(weights[column].to_numpy(dtype=float), 12)), []).append(str(column))
-    return pd.DataFrame({", ".join(cts): weights[cts[0]].to_numpy() for cts in groups.values()}, index=weights.index)
-
-
 def plot_weights(weights: pd.DataFrame, path: Path) -> Path:
-    """Horizontal bars of the blend weights, one panel per distinct weight set (the cell types using it in its title)."""
+    """Horizontal bars of the blend weights, one panel per column of ``weights``."""
     plt = _pyplot()
-    panels = _weight_panels(weights)
+    panels = weights
     n = len(panels)
     fig, axes = plt.subplots(1, panels.shape[1], sharey=True, squeeze=False, layout="constrained",
                              figsize=(_text_width(panels.index, 9) + 0.6 + 3.4 * panels.shape[1], 0.4 * n + 1.2))
@@ -267,13 +259,11 @@ def build_blend_report(blend_json: Path | str, out_dir: Path | str, *, warn=_to_
     per_cell_type = pd.DataFrame(scores["per_cell_type"]).T.rename(columns=label_of)
     per_cell_type.index.name = "cell type"
 
-    # The weights each test cell type's rows get (the blend's test predictions are made with these).
-    cell_types = record.cell_types
-    applied, _ = record.weights_for(cell_types)
-    weights = pd.DataFrame(applied.T, index=pd.Index(labels, name="member"), columns=cell_types)
+    # The weights of every test row (the blend's test predictions are made with these).
+    weights = pd.DataFrame({"weight": record.weights.weights}, index=pd.Index(labels, name="member"))
     summary = pd.DataFrame(
         {
-            **{f"weight {ct}": [*weights[ct], np.nan, np.nan] for ct in cell_types},
+            "weight": [*weights["weight"], np.nan, np.nan],
             "in-sample": [scores["members"][n] for n in names] + [scores["simple_average"], scores["in_sample"]],
             "nested": [scores["members"][n] for n in names] + [scores["simple_average"], scores.get("nested") or np.nan],
         },
@@ -308,8 +298,8 @@ def build_blend_report(blend_json: Path | str, out_dir: Path | str, *, warn=_to_
          "`perturbkit cv` printed for its run."),
         ("MRRMSE per cell type", plot_grouped_bars(per_cell_type, out_dir / "per_cell_type.png", title="MRRMSE per cell type",
                                                   xlabel="cell type").name, per_cell_type, None),
-        ("Blend weights per test cell type", plot_weights(weights, out_dir / "weights.png").name, weights,
-         f"clip: {record.clip}. A test row's prediction is its cell type's scale times the weighted sum of the members (next section)."),
+        ("Blend weights", plot_weights(weights, out_dir / "weights.png").name, weights,
+         f"clip: {record.clip}. A test row's prediction is the scale times the weighted sum of the members (next section)."),
         ("Scale of the test predictions", None, None, scale_lines(record)),
     ]
     if len(names) > 1:

@@ -1,6 +1,6 @@
 """A blend's test-row scale taken apart: the factor fitted on the OOF rows and the public-leaderboard factor.
 
-The record stores one scale per test cell type, the product of the two (``blend.core.with_leaderboard_scale``
+The record stores one scale for the test rows, the product of the two (``blend.core.with_leaderboard_scale``
 multiplies the fitted scale by the leaderboard factor); the report and ``rank`` show each part and where it
 came from.
 """
@@ -12,7 +12,6 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class ScaleParts:
-    cell_types: tuple[str, ...]  # the test cell types with this scale
     applied: float  # what multiplies the weighted members on the test rows
     oof: float  # fitted on the OOF rows (1 when none was fitted)
     leaderboard: float | None  # from the public-leaderboard probes (None: no factor)
@@ -23,17 +22,15 @@ class ScaleParts:
         return f"{self.applied:.3f} = OOF scale {self.oof:.3f} × leaderboard factor {self.leaderboard:.3f}"
 
     def text(self) -> str:
-        return f"{', '.join(self.cell_types)}: scale {self.formula()}"
+        return f"test rows: scale {self.formula()}"
 
 
-def scale_parts(record) -> list[ScaleParts]:
-    """One entry per distinct test scale of ``record`` (a :class:`perturbkit.blend.record.BlendRecord`)."""
+def scale_parts(record) -> ScaleParts:
+    """The test scale of ``record`` (a :class:`perturbkit.blend.record.BlendRecord`) as its two factors."""
     leaderboard = record.details.get("leaderboard") or None
     factor = None if leaderboard is None else float(leaderboard["factor"])
-    by_scale: dict[float, list[str]] = {}
-    for cell_type in record.cell_types:
-        by_scale.setdefault(record.weights.of(cell_type).scale, []).append(cell_type)
-    return [ScaleParts(tuple(cts), scale, scale / factor if factor else scale, factor) for scale, cts in by_scale.items()]
+    scale = record.weights.scale
+    return ScaleParts(scale, scale / factor if factor else scale, factor)
 
 
 def _oof_origin(record) -> str:
@@ -59,5 +56,5 @@ def _leaderboard_origin(record) -> str:
 
 
 def scale_lines(record) -> list[str]:
-    """Each distinct scale as its two factors, then where each factor came from."""
-    return [*(part.text() for part in scale_parts(record)), _oof_origin(record), _leaderboard_origin(record)]
+    """The scale as its two factors, then where each factor came from."""
+    return [scale_parts(record).text(), _oof_origin(record), _leaderboard_origin(record)]

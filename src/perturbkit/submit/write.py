@@ -1,8 +1,8 @@
 """Write submissions: Kaggle's CSV (checked against sample_submission.csv) and openproblems' prediction.h5ad.
 
 Each is written to a staging file beside it and renamed into place (:func:`perturbkit.io.atomic_file`),
-so a reader sees the old file or the new one, never half of one. Reading back with
-``read_submission`` is the caller's step (``write_blend``, the kernel pipeline).
+so a reader sees the old file or the new one, never half of one; the h5ad only after checking that the
+disk can hold it. Reading back with ``read_submission`` is the caller's step (``write_blend``, the kernel pipeline).
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import json
+import shutil
 import sys
 import traceback
 from pathlib import Path
@@ -22,7 +23,7 @@ import pyarrow.csv as pacsv
 from perturbkit.data.dataset import read_template
 from perturbkit.data.wide import wide_table
 from perturbkit.errors import DataValidationError
-from perturbkit.io import atomic_file
+from perturbkit.io import OutputError, atomic_file
 
 H5AD_LAYER = "prediction"
 
@@ -85,9 +86,26 @@ def write_prediction_h5ad(path: Path | str, ids, genes, matrix, *, dataset_id: s
         layers={H5AD_LAYER: matrix},
         uns={"dataset_id": str(dataset_id), "method_id": str(method_id)},
     )
+    check_free_space(path.parent, h5ad_size(ids, genes, matrix), path)
     with atomic_file(path) as tmp, _finaliser_reports_dropped_on_failure():
         adata.write_h5ad(tmp)
     return path
+
+
+def h5ad_size(ids, genes, matrix: np.ndarray) -> int:
+    """An upper bound of the h5ad's bytes: the float32 layer, the names, and HDF5's own overhead."""
+    names = sum(len(str(i)) + 16 for i in ids) + sum(len(str(g)) + 16 for g in genes)
+    return int(1.1 * (matrix.nbytes + names)) + (1 << 20)
+
+
+def check_free_space(folder: Path, needed: int, target: Path) -> None:
+    """Refuse, before a native writer starts, a write the disk cannot hold: HDF5 near a full disk can crash the
+    process (a segfault, leaving half a file) instead of raising."""
+    folder.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(folder).free
+    if free < needed:
+        raise OutputError(f"{target}: no space left on device for it ({free / 1e6:.1f} MB free, "
+                          f"{needed / 1e6:.1f} MB needed); nothing of it was written")
 
 
 @contextlib.contextmanager
