@@ -172,7 +172,7 @@ def test_a_scaled_test_file_in_a_run_without_files_is_never_blended(stored, smal
     captured = capsys.readouterr()
     assert code == 0 and "Traceback" not in captured.err
     assert f"{run_dir}: meta.json files" in captured.out + captured.err
-    assert "compound_mean" not in json.loads((tmp_path / "sub" / "blend.json").read_text())["members"].__repr__()
+    assert "compound_mean" not in json.loads((tmp_path / "sub" / "blend" / "blend.json").read_text())["members"].__repr__()
 
 
 def test_a_run_whose_scheme_disagrees_with_its_folds_is_refused_with_the_data(stored, small_dataset, tmp_path):

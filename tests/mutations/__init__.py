@@ -284,7 +284,7 @@ MUTATIONS = (
     Mutation(
         name="default_blend_runs_takes_tuning_trials",
         file="src/perturbkit/cv/store.py",
-        original='    candidates = runs[runs["trial"].isna()]\n',
+        original='    candidates = runs if include_tuning else runs[runs["trial"].isna()]\n',
         replacement="    candidates = runs\n",
         tests=("tests/test_store.py::test_default_blend_runs_takes_the_best_run_per_model_and_config_without_trials",),
         why="blend's default takes the best run of each (model, config) and no tuning trial",

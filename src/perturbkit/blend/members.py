@@ -14,7 +14,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from perturbkit.cv.store import Run, check_run_fits, is_complete, list_runs, load_run, read_meta, read_row_weights, test_file_or_skip
+from perturbkit.cv.store import (
+    Run, check_run_fits, default_blend_runs, is_complete, list_runs, load_run, read_meta, read_row_weights, test_file_or_skip,
+)
 from perturbkit.data import Dataset
 from perturbkit.data.layout import KEY_COLUMNS
 from perturbkit.errors import PerturbkitError
@@ -98,7 +100,7 @@ def select_runs(
         elif test_file_or_skip(row["path"], damaged.append) is None:
             reason = damaged[-1]
         else:
-            keep.append({**row.to_dict(), "config_hash": meta.get("config_hash")})
+            keep.append(row.to_dict())
             continue
         lines.append(f"left out {label}: {reason}")
     if not keep:
@@ -107,7 +109,7 @@ def select_runs(
     # Best CV first; among equal scores the newest (the table's order) first.
     chosen = pd.DataFrame(keep).sort_values("mrrmse", kind="stable", ignore_index=True)
     if not every:
-        best = chosen.drop_duplicates(["model", "config_hash"], keep="first")
+        best = default_blend_runs(chosen, include_tuning=True)  # trials were left out above, each with its reason
         for _, row in chosen[~chosen.index.isin(best.index)].iterrows():
             winner = best[(best["model"] == row["model"]) & (best["config_hash"] == row["config_hash"])].iloc[0]
             lines.append(f"left out {row['model']}/{row['run_id']}: CV {row['mrrmse']:.4f}; run {winner['run_id']} of the "

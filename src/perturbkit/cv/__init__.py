@@ -14,6 +14,7 @@ writes the run.
 
 from __future__ import annotations
 
+import datetime
 import inspect
 import io
 import logging
@@ -286,7 +287,8 @@ def _run_meta(dataset, config, seeds, folds, scores, fold_meta, started) -> dict
         "versions": _versions(),
         "git_sha": _git_sha(),
         "command": " ".join(sys.argv),
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        # microseconds: "the newest of equal runs" must be defined for runs written within one second
+        "created": datetime.datetime.now().astimezone().isoformat(timespec="microseconds"),
     }
 
 

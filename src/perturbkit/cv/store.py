@@ -406,7 +406,7 @@ def list_runs(root: Path | str) -> pd.DataFrame:
                      "data": Path(meta["data_source"]).name, "genes": meta["n_genes"], "trial": tune.get("trial"),
                      "data_hash": meta["data_hash"], "config_hash": meta["config_hash"], "folds_hash": meta["folds_hash"],
                      "path": str(run_dir)})
-    table = pd.DataFrame(rows, columns=LIST_COLUMNS).sort_values("created", ascending=False, ignore_index=True)
+    table = pd.DataFrame(rows, columns=LIST_COLUMNS).sort_values("created", ascending=False, ignore_index=True, kind="stable")
     table["trial"] = table["trial"].astype("Int64")
     table.attrs["damaged"] = damaged
     return table
@@ -527,11 +527,11 @@ def with_cell_type_scores(runs: pd.DataFrame) -> pd.DataFrame:
 
 # --- choosing runs ---------------------------------------------------------------------------------
 
-def default_blend_runs(runs: pd.DataFrame) -> pd.DataFrame:
+def default_blend_runs(runs: pd.DataFrame, *, include_tuning: bool = False) -> pd.DataFrame:
     """The runs ``blend`` takes by default from a :func:`list_runs` table: per data hash and fold assignment, the
-    best-CV run of each distinct (model, config hash); tuning trials left out. Narrow ``runs`` to one data and
-    scheme first to get one blend's members."""
-    candidates = runs[runs["trial"].isna()]
+    best-CV run of each distinct (model, config hash), the newest of equals; tuning trials left out unless
+    ``include_tuning``. Narrow ``runs`` to one data and scheme first to get one blend's members."""
+    candidates = runs if include_tuning else runs[runs["trial"].isna()]
     best = candidates.sort_values(["mrrmse", "created"], ascending=[True, False], kind="stable")
     best = best.drop_duplicates(["data_hash", "folds_hash", "model", "config_hash"], keep="first")
     return runs.loc[runs.index.isin(best.index)]
