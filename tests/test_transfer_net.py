@@ -11,7 +11,6 @@ import torch
 
 from perturbkit.config import load_config
 from perturbkit.cv import FEATURE_COLUMNS, build_model
-from perturbkit.errors import ConfigError
 from perturbkit.metrics import mrrmse
 from perturbkit.models import create_model
 from perturbkit.models.transfer import TransferRidge
