@@ -71,12 +71,14 @@ def test_selection_uses_an_inner_split_grouped_by_compound_then_refits(small_dat
 
 
 def test_inner_split_holds_out_whole_compounds(small_dataset):
-    from sklearn.model_selection import GroupShuffleSplit
+    from perturbkit.models.torch_loop import TorchRegressor
 
     X = small_dataset.obs[FEATURE_COLUMNS]
     compounds = X["sm_name"].astype(str).to_numpy()
-    inner, stop = next(GroupShuffleSplit(n_splits=1, test_size=0.15, random_state=0).split(X, groups=compounds))
+    inner, stop = TorchRegressor._inner_split(X, 0.15, 0)
     assert not set(compounds[inner]) & set(compounds[stop])
+    # valid_fraction is a share of the compounds, as for transfer_net (which holds out one row of each)
+    assert len(np.unique(compounds[stop])) == int(np.ceil(0.15 * len(np.unique(compounds))))
 
 
 @pytest.mark.parametrize("name", TORCH_MODELS)

@@ -84,9 +84,6 @@ class TransferExamples:
     def __len__(self) -> int:
         return len(self.target)
 
-    def subset(self, rows: np.ndarray) -> TransferExamples:
-        return TransferExamples(self.sources[rows], self.present[rows], self.target[rows], self.compound[rows], self.scores[rows])
-
 
 def transfer_examples(table: TransferRidge, compounds: np.ndarray, targets: np.ndarray) -> TransferExamples:
     """The inputs of (compound code, target cell-type code) pairs of ``table``: the compound's profiles
