@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -69,12 +71,14 @@ def test_selection_uses_an_inner_split_grouped_by_compound_then_refits(small_dat
 
 
 def test_inner_split_holds_out_whole_compounds(small_dataset):
-    from sklearn.model_selection import GroupShuffleSplit
+    from perturbkit.models.torch_loop import TorchRegressor
 
     X = small_dataset.obs[FEATURE_COLUMNS]
     compounds = X["sm_name"].astype(str).to_numpy()
-    inner, stop = next(GroupShuffleSplit(n_splits=1, test_size=0.15, random_state=0).split(X, groups=compounds))
+    inner, stop = TorchRegressor._inner_split(X, 0.15, 0)
     assert not set(compounds[inner]) & set(compounds[stop])
+    # valid_fraction is a share of the compounds, as for transfer_net (which holds out one row of each)
+    assert len(np.unique(compounds[stop])) == int(np.ceil(0.15 * len(np.unique(compounds))))
 
 
 @pytest.mark.parametrize("name", TORCH_MODELS)
@@ -212,3 +216,96 @@ def test_cv_run_stores_histories_and_loss_curve_pngs_and_shows_each_folds_epochs
         assert len(inner) <= 3  # no terminal here: a first line, the last, at most one between
         assert f"fold {fold['fold']} refit: 100%" in shown
     assert len(meta["folds"]) == 4
+
+
+# -- defaults, retired keys, checks before any fit (all three torch models) ------------------------------------------
+SHIPPED = ("mlp", "transformer", "transfer_net")
+
+
+def _comparable(params: dict) -> dict:
+    """``get_params(deep=True)`` without the nested estimators themselves (their parameters are there, flattened),
+    sequences as tuples (a TOML list is a list, a class default a tuple)."""
+    from sklearn.base import BaseEstimator
+
+    def plain(value):
+        return tuple(plain(v) for v in value) if isinstance(value, (list, tuple)) else value
+
+    return {key: plain(value) for key, value in params.items() if not isinstance(value, BaseEstimator)}
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_defaults_are_the_shipped_configs(name):
+    from perturbkit.models.mlp import MLPRegressor
+    from perturbkit.models.transfer_net import TransferNet
+    from perturbkit.models.transformer import TabTransformerRegressor
+
+    shipped = build_model(load_config(name), seed=0)  # configs/NAME.toml, its [test] table left out
+    assert _comparable(shipped.get_params(deep=True)) == _comparable(create_model(name).get_params(deep=True))
+    cls = {"mlp": MLPRegressor, "transformer": TabTransformerRegressor, "transfer_net": TransferNet}[name]
+    assert _comparable(cls().get_params(deep=True)) == _comparable(shipped.get_params(deep=True))  # a notebook's cls()
+    assert cls().train is not cls().train  # each estimator its own settings: set_params on one leaves the defaults alone
+
+
+def test_a_retired_key_gets_a_named_error_saying_why():
+    from perturbkit.config import read_toml
+    from perturbkit.errors import ConfigError
+    from perturbkit.retired import RETIRED, check_retired
+
+    shipped = read_toml(Path(__file__).resolve().parents[1] / "configs" / "transfer_net.toml")
+    check_retired("transfer_net", shipped, "configs/transfer_net.toml")  # the shipped config names none
+    retired = sorted(key for owner, key in RETIRED if owner == "transfer_net")
+    assert {"params.selection", "params.balance_types", "params.inner_splits", "params.n_seeds", "params.gate"} <= set(retired)
+    for key in retired:
+        table, name = key.split(".")
+        with pytest.raises(ConfigError, match=re.escape(f"t.toml: {key} was retired: {RETIRED['transfer_net', key]}")):
+            check_retired("transfer_net", {**shipped, table: {**shipped[table], name: 1}}, "t.toml")
+        assert name not in create_model("transfer_net").get_params()  # and the code is gone
+
+
+def _refused(name: str, overrides: list[str], key: str, small_dataset) -> str:
+    """The message of the named error a config with ``overrides`` gets before any network is trained (at load, else
+    at the start of fit), checked to name ``key``."""
+    from perturbkit.errors import ConfigError
+
+    X, y = small_dataset.obs[FEATURE_COLUMNS].iloc[:120], small_dataset.targets[:120]
+    with pytest.raises(ConfigError) as caught:
+        model = build_model(load_config(name, overrides=overrides, test=True), seed=0)
+        model.fit(X, y)
+    assert key in str(caught.value)
+    return str(caught.value)
+
+
+@pytest.mark.parametrize(("name", "overrides", "key", "says"), [
+    ("mlp", ["params.target_components=100000"], "params.target_components=100000", "at most 120"),
+    ("mlp", ["params.target_components=-1"], "params.target_components=-1", ">= 0"),
+    ("transformer", ["params.n_heads=3", "params.d_model=8"], "params.n_heads=3", "does not divide params.d_model=8"),
+    ("transformer", ['params.tokens=["x"]'], "params.tokens", "known: cell_type, sm_name"),
+    ("mlp", ['params.train.device="nonsense"'], "params.train.device='nonsense'", "not a device"),
+    ("transfer_net", ['params.train.device="nonsense"'], "params.train.device='nonsense'", "not a device"),
+    ("mlp", ["params.hidden=[1000000000]"], "params.hidden=[1000000000]", "GiB is available"),
+    ("transformer", ["params.hidden=1000000000"], "params.hidden=1000000000", "GiB is available"),
+    ("transfer_net", ["params.hidden=[1000000000]"], "params.hidden=[1000000000]", "GiB is available"),
+    ("mlp", ["params.train.n_threads=100000"], "params.train.n_threads=100000", "CPU(s)"),
+    ("transfer_net", ["params.train.n_threads=100000"], "params.train.n_threads=100000", "CPU(s)"),
+])
+def test_bad_values_are_named_errors_before_any_fit(small_dataset, monkeypatch, name, overrides, key, says):
+    import perturbkit.models.torch_loop as torch_loop
+    import perturbkit.models.transfer_net as transfer_net
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a network was trained")
+
+    monkeypatch.setattr(torch_loop, "train_module", no_training)
+    monkeypatch.setattr(transfer_net, "train_module", no_training)
+    assert says in _refused(name, overrides, key, small_dataset)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_cuda_on_a_machine_without_it_is_named(small_dataset):
+    assert "no CUDA device" in _refused("mlp", ['params.train.device="cuda"'], "params.train.device='cuda'", small_dataset)
+
+
+def test_a_diverging_learning_rate_is_not_a_parameter_error():
+    settings = TrainSettings(lr=1e30)
+    settings._validate_params()
+    settings._check_params()

@@ -12,6 +12,28 @@ from perturbkit.errors import ConfigError
 RETIRED: dict[tuple[str, str], str] = {
     ("blend", "per_celltype"): "separate lymphoid / myeloid weight sets were never shown to beat one weight set "
     "(no measurement behind them), and the shipped recipe fits one",
+
+
+    # transfer_net: the MLP over source profiles with the shared gate ships, as TransferNet()'s defaults
+    ("transfer_net", "params.architecture"): "always the MLP over the source profiles: the transformer over source tokens "
+                                             "measured worse (0.889 vs 0.873 on nonlinear) at ~10x the time per step",
+    ("transfer_net", "params.n_heads"): "the transformer architecture it set was retired (measured worse and ~10x slower)",
+    ("transfer_net", "params.n_layers"): "the transformer architecture it set was retired (measured worse and ~10x slower)",
+    ("transfer_net", "params.feedforward"): "the transformer architecture it set was retired (measured worse and ~10x slower)",
+    ("transfer_net", "params.token_dropout"): "always 0: dropping 30 % of the source tokens measured within 0.001 on "
+                                              "four demo variants and worse on fewcells (0.893 vs 0.876)",
+    ("transfer_net", "params.n_seeds"): "always one network: the median of 3 seeds measured no gain at 3x the time",
+    ("transfer_net", "params.target_space"): "always the values: z-score targets measured worse (0.882 vs 0.873 on nonlinear)",
+    ("transfer_net", "params.residual"): "always the profile itself: gated, the residual network measured at the ridge, "
+                                         "give or take (fewcells 0.928 vs the shipped 0.861)",
+    ("transfer_net", "params.gate"): "always one shared gate: per-type gates measured worse on fewcells and divergent (about "
+                                     "one B/Myeloid row held out per fold), no gate worse than the ridge on most variants",
+    ("transfer_net", "params.selection"): "always the inner split's rows: selecting on the rare types' rows measured worse "
+                                          "than the shipped inner split on all five demo variants",
+    ("transfer_net", "params.balance_types"): "never balanced: repeating the rare types' examples measured worse on fewcells "
+                                              "(0.940 vs 0.893) and nonlinear",
+    ("transfer_net", "params.inner_splits"): "always one inner split: 3 splits measured worse on divergent at every seed, at "
+                                             "twice the networks",
 }
 # (owner or "*" for every model, old dotted key) -> the new dotted key
 RENAMED: dict[tuple[str, str], str] = {

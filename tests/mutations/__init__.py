@@ -420,4 +420,28 @@ MUTATIONS = (
         tests=("tests/test_blend.py::test_cli_blend_writes_its_set_and_scores",),
         why="submit and score check a file beside a blend record against the record",
     ),
+    Mutation(
+        name="torch_selection_trains_on_its_held_out_rows",
+        file="src/perturbkit/models/torch_loop.py",
+        original='history = fit(inner, held_out, None, "inner split")',
+        replacement='history = fit(np.union1d(inner, held_out), held_out, None, "inner split")',
+        tests=("tests/test_torch_models.py::test_sentinel_in_the_inner_validation_rows_moves_the_selection",),
+        why="the inner rows a torch model selects its epoch on are never trained on (mlp, transformer and transfer_net share select_then_refit)",
+    ),
+    Mutation(
+        name="target_components_clamped_to_the_folds_rank",
+        file="src/perturbkit/models/torch_loop.py",
+        original="        if n > min(rows, genes):\n",
+        replacement="        if False:\n",
+        tests=("tests/test_torch_models.py::test_bad_values_are_named_errors_before_any_fit",),
+        why="more target-PCA components than the fold's rank is a named error naming params.target_components, never a silent clamp",
+    ),
+    Mutation(
+        name="torch_device_not_checked_against_the_machine",
+        file="src/perturbkit/models/torch_loop.py",
+        original="        if (resolved.index or 0) >= count:\n",
+        replacement="        if False:\n",
+        tests=("tests/test_torch_models.py::test_cuda_on_a_machine_without_it_is_named",),
+        why="params.train.device must exist on this machine: 'cuda' without CUDA is a named error before any fit",
+    ),
 )

@@ -14,10 +14,12 @@ What a fold's torch model does, in order:
    about ``batch_size`` rows (0: full batch). The output layer's bias starts at the fitted rows'
    mean profile. Seeded: initialisation, dropout, shuffles and the inner split draw from
    ``random_state``; the process's global RNG state is left as it was.
-3. **Honest model selection.** Early stopping, best-epoch restore and ``ReduceLROnPlateau`` use an
-   inner split of the rows given to ``fit`` -- never the rows a CV fold is scored on: a seeded
-   ``GroupShuffleSplit`` by compound holds out ``valid_fraction`` of the compounds (all their
-   rows), the features are fitted on the rest, and the epoch with the best inner MRRMSE is
+3. **Honest model selection** (:func:`select_then_refit`, shared with ``transfer_net``). Early
+   stopping, best-epoch restore and ``ReduceLROnPlateau`` use an inner split of the rows given to
+   ``fit`` -- never the rows a CV fold is scored on. ``valid_fraction`` is the share of those rows'
+   compounds the inner split draws (seeded by ``random_state``); here a drawn compound loses all
+   its rows (a seeded ``GroupShuffleSplit`` by compound: at test a compound is new to the
+   network). The features are fitted on the rest, and the epoch with the best inner MRRMSE is
    selected. With ``refit`` (default) a fresh network is then trained on *all* the rows for that
    many epochs, its features refitted on all of them. ``valid_fraction = 0`` trains
    ``max_epochs`` epochs on all rows with the schedule on the training loss.
@@ -28,10 +30,14 @@ What a fold's torch model does, in order:
    plots it).
 
 All training settings live in one :class:`TrainSettings` (the ``train`` parameter of every torch
-model; config table ``[params.train]``, nested parameters ``train__lr`` etc.), defaults here only.
-``device="auto"`` trains on CUDA when ``torch.cuda.is_available()``, else on the CPU, where
-``torch.set_num_threads`` is set to the CPUs this process may use (``n_threads`` to override)
-during ``fit`` and ``predict``.
+model; config table ``[params.train]``, nested parameters ``train__lr`` etc.). Every parameter is
+declared once, with its default and its constraints (:func:`param`, :func:`declared`): scikit-learn
+reads the generated ``__init__``, the constraints are built from the same declarations and the
+network is built from the architecture's. ``device="auto"`` trains on CUDA when
+``torch.cuda.is_available()``, else on the CPU, where ``torch.set_num_threads`` is set to the CPUs
+this process may use (``n_threads`` to override) during ``fit`` and ``predict``. A device this
+machine does not have, more threads than it lets the process use, or a network whose weights and
+Adam's state alone exceed the memory available are named errors before any training.
 """
 
 from __future__ import annotations
@@ -41,26 +47,50 @@ import math
 import os
 import time
 from contextlib import contextmanager
-
+from dataclasses import dataclass, field, fields
 from numbers import Integral, Real
 
 import numpy as np
 import pandas as pd
 import torch
 from sklearn.base import BaseEstimator, RegressorMixin, clone
+from sklearn.compose import TransformedTargetRegressor
 from sklearn.model_selection import GroupShuffleSplit
 from torch import nn
 
-from perturbkit.constraints import Interval, StrOptions
-from perturbkit.errors import ConfigError
+from perturbkit.constraints import Interval, StrOptions, validate_params
+from perturbkit.errors import ConfigError, InvalidParameterError
 from perturbkit.features import FeatureBuilder
 from perturbkit.progress import progress_bar
 
-__all__ = ["LOSSES", "TorchRegressor", "TrainSettings", "batch_mrrmse", "make_loss", "resolve_device", "set_threads", "train_module", "train_settings"]
+__all__ = ["LOSSES", "TorchRegressor", "TrainSettings", "batch_mrrmse", "declared", "make_loss", "param", "resolve_device",
+           "select_then_refit", "set_threads", "train_module", "train_settings"]
 
 LOSSES = ("mse", "mrrmse", "huber")
+DEVICE_TYPES = ("cpu", "cuda", "mps")
 MIN_INPUT_STD = 1e-4  # input columns whose training-row spread is below this are dropped
+BYTES_PER_PARAMETER = 16  # float32 weight, gradient and Adam's two moments
 logger = logging.getLogger("perturbkit.torch")
+
+
+def param(default=None, *constraints, factory=None, net: bool = False):
+    """One estimator parameter, declared once: its default (``factory`` builds a fresh one per estimator),
+    its ``_parameter_constraints`` entry, and whether the network's constructor takes it (``net``)."""
+    metadata = {"constraints": list(constraints), "net": net}
+    return field(default_factory=factory, metadata=metadata) if factory is not None else field(default=default, metadata=metadata)
+
+
+def declared(cls):
+    """``cls`` with the ``__init__`` scikit-learn reads (keyword-only, storing each parameter as given) and the
+    ``_parameter_constraints`` built from its :func:`param` declarations."""
+    cls = dataclass(eq=False, repr=False, kw_only=True)(cls)
+    cls._parameter_constraints = {f.name: f.metadata["constraints"] for f in fields(cls)}
+    return cls
+
+
+def net_params(estimator) -> dict:
+    """The parameters the estimator's network is built with (those declared ``net=True``)."""
+    return {f.name: getattr(estimator, f.name) for f in fields(estimator) if f.metadata.get("net")}
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -75,6 +105,35 @@ def available_cpus() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         return os.cpu_count() or 1
+
+
+def available_memory(device: torch.device) -> int:
+    """Bytes free for a network on ``device``: the GPU's free memory, else the system's available memory."""
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+
+
+def check_network_size(build, device: torch.device, sizes: dict) -> None:
+    """Refuse a network whose weights, gradients and Adam's state alone exceed the memory available on ``device``.
+
+    ``build()`` makes the network; it is built on the meta device (no memory, no random draws). ``sizes`` are
+    the config keys and values that set its size, for the message."""
+    with torch.device("meta"):
+        n = sum(p.numel() for p in build().parameters())
+    need, have = n * BYTES_PER_PARAMETER, available_memory(device)
+    if need > have:
+        named = ", ".join(f"{key}={value!r}" for key, value in sizes.items())
+        raise InvalidParameterError(next(iter(sizes)).rpartition(".")[2],
+                                    f"{named}: a network of {n:,} parameters needs at least {need / 2**30:.1f} GiB for its "
+                                    f"weights, gradients and Adam's state; {have / 2**30:.1f} GiB is available on {device}")
 
 
 def set_threads(n_threads: int = 0) -> int:
@@ -145,60 +204,75 @@ def _round(value: float) -> float:
     return float(f"{value:.6g}")
 
 
+@declared
 class TrainSettings(BaseEstimator):
-    """How every torch model trains; the one place the defaults are written."""
+    """How every torch model trains (config table ``[params.train]``); each setting declared once, here."""
 
-    _parameter_constraints = {
-        "loss": [StrOptions(set(LOSSES))],
-        "huber_delta": [Interval(Real, 0, None, closed="neither")],
-        "lr": [Interval(Real, 0, None, closed="neither")],
-        "weight_decay": [Interval(Real, 0, None, closed="left")],
-        "batch_size": [Interval(Integral, 0, None, closed="left")],
-        "max_epochs": [Interval(Integral, 1, None, closed="left")],
-        "patience": [Interval(Integral, 1, None, closed="left")],
-        "lr_patience": [Interval(Integral, 0, None, closed="left")],
-        "lr_factor": [Interval(Real, 0, 1, closed="neither")],
-        "min_lr": [Interval(Real, 0, None, closed="left")],
-        "clip_norm": [Interval(Real, 0, None, closed="left")],
-        "valid_fraction": [Interval(Real, 0, 1, closed="left")],
-        "refit": ["boolean"],
-        "device": [str],
-        "n_threads": [Interval(Integral, 0, None, closed="left")],
-    }
+    loss: str = param("mse", StrOptions(set(LOSSES)))
+    huber_delta: float = param(1.0, Interval(Real, 0, None, closed="neither"))
+    lr: float = param(1e-3, Interval(Real, 0, None, closed="neither"))  # Adam
+    weight_decay: float = param(0.0, Interval(Real, 0, None, closed="left"))
+    batch_size: int = param(128, Interval(Integral, 0, None, closed="left"))  # 0: full batch
+    max_epochs: int = param(60, Interval(Integral, 1, None, closed="left"))
+    patience: int = param(10, Interval(Integral, 1, None, closed="left"))  # epochs without a better inner MRRMSE
+    lr_patience: int = param(4, Interval(Integral, 0, None, closed="left"))  # ReduceLROnPlateau
+    lr_factor: float = param(0.5, Interval(Real, 0, 1, closed="neither"))
+    min_lr: float = param(1e-5, Interval(Real, 0, None, closed="left"))
+    clip_norm: float = param(1.0, Interval(Real, 0, None, closed="left"))  # 0: no gradient clipping
+    # the share of the fold's training compounds the inner split draws for selection (see select_then_refit); 0: none
+    valid_fraction: float = param(0.15, Interval(Real, 0, 1, closed="left"))
+    refit: bool = param(True, "boolean")  # retrain on all the rows for the selected epochs
+    device: str = param("auto", str)
+    n_threads: int = param(0, Interval(Integral, 0, None, closed="left"))  # 0: the CPUs this process may use
 
-    def __init__(
-        self,
-        loss: str = "mse",
-        huber_delta: float = 1.0,
-        lr: float = 1e-3,
-        weight_decay: float = 0.0,
-        batch_size: int = 128,
-        max_epochs: int = 60,
-        patience: int = 10,
-        lr_patience: int = 4,
-        lr_factor: float = 0.5,
-        min_lr: float = 1e-5,
-        clip_norm: float = 1.0,
-        valid_fraction: float = 0.15,
-        refit: bool = True,
-        device: str = "auto",
-        n_threads: int = 0,
-    ):
-        self.loss = loss
-        self.huber_delta = huber_delta
-        self.lr = lr
-        self.weight_decay = weight_decay
-        self.batch_size = batch_size
-        self.max_epochs = max_epochs
-        self.patience = patience
-        self.lr_patience = lr_patience
-        self.lr_factor = lr_factor
-        self.min_lr = min_lr
-        self.clip_norm = clip_norm
-        self.valid_fraction = valid_fraction
-        self.refit = refit
-        self.device = device
-        self.n_threads = n_threads
+    def _check_params(self) -> None:
+        """The device exists on this machine and ``n_threads`` is at most the CPUs this process may use."""
+        check_device(self.device)
+        cpus = available_cpus()
+        if self.n_threads > cpus:
+            raise InvalidParameterError("n_threads", f"params.train.n_threads={self.n_threads}: this process may use "
+                                                     f"{cpus} CPU(s); at most {cpus} (0: all of them)")
+
+
+def check_device(device: str) -> torch.device:
+    """The torch device ``device`` names, refused (naming ``params.train.device``) unless this machine has it."""
+    known = f"'auto', {', '.join(repr(t) for t in DEVICE_TYPES)} or 'cuda:N'"
+    try:
+        resolved = resolve_device(device)
+    except (RuntimeError, ValueError, TypeError):
+        raise InvalidParameterError("device", f"params.train.device={device!r}: not a device; use {known}") from None
+    if resolved.type not in DEVICE_TYPES:
+        raise InvalidParameterError("device", f"params.train.device={device!r}: perturbkit trains on {known}")
+    if resolved.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if (resolved.index or 0) >= count:
+            raise InvalidParameterError("device", f"params.train.device={device!r}: this machine has {count or 'no'} CUDA "
+                                                  f"device(s); use 'auto' (CUDA when present, else the CPU) or 'cpu'")
+    if resolved.type == "mps" and not torch.backends.mps.is_available():
+        raise InvalidParameterError("device", f"params.train.device={device!r}: this machine has no MPS device; use 'auto' or 'cpu'")
+    return resolved
+
+
+def select_then_refit(fit, split, n_rows: int, settings: TrainSettings, seed: int) -> dict:
+    """Honest model selection, the one way every torch model does it; returns the history.
+
+    ``split(fraction, seed)`` draws the inner split of the fold's training rows (positions ``0..n_rows-1``):
+    ``fraction`` (``valid_fraction``) of their compounds, what a drawn compound loses being the model's
+    (all its rows, or one); it returns the rows kept and the rows held out. ``fit(rows, held_out, epochs,
+    what)`` fits the model's state (features, table, network) on ``rows`` and returns the training
+    history: with ``held_out``, the epoch with the best MRRMSE on them is selected; with ``epochs``, that
+    many are trained. With ``refit`` a fresh model is then fitted on every row for the selected epochs;
+    ``valid_fraction = 0`` fits ``max_epochs`` on every row.
+    """
+    every_row = np.arange(n_rows)
+    if settings.valid_fraction <= 0:
+        return fit(every_row, None, None, "training")
+    inner, held_out = split(settings.valid_fraction, seed)
+    history = fit(inner, held_out, None, "inner split")
+    history["inner_split"] = {"train_rows": int(len(inner)), "valid_rows": int(len(held_out))}
+    if settings.refit:
+        history["refit"] = fit(every_row, None, max(1, history["best_epoch"]), "refit")
+    return history
 
 
 def _train_epoch(module: nn.Module, inputs: tuple[torch.Tensor, ...], targets: torch.Tensor, objective, optimizer,
@@ -317,30 +391,50 @@ class CellTypeGain(nn.Module):
         return self.net(continuous, tokens[:, :-1]) * torch.exp(self.log_gain(tokens[:, -1]))
 
 
+@declared
 class TorchRegressor(RegressorMixin, BaseEstimator):
-    """Base estimator: features, :func:`train_module` with honest selection, predictions to all genes.
+    """Base estimator: features, :func:`train_module` under :func:`select_then_refit`, predictions to all genes.
 
-    Subclasses list their architecture in ``__init__`` (scikit-learn reads it from the signature)
-    plus ``features``, ``train`` (a :class:`TrainSettings`), ``celltype_gain`` and
-    ``random_state``; they name their categorical token fields in ``token_fields`` (empty: none)
-    and build the network in ``_build_module(n_continuous, cardinalities, n_outputs)``, whose
-    ``forward(continuous, tokens)`` returns predictions and whose ``output`` is the final
-    ``nn.Linear``.
+    Subclasses are :func:`declared` and declare their architecture with :func:`param` (``net=True``: the
+    network's constructor takes it), may redeclare ``features`` with their default feature set, name
+    their categorical token fields in ``token_fields`` (empty: none), name the parameters that set the
+    network's size in ``size_params``, and build the network in ``_network(n_continuous,
+    cardinalities, n_outputs)`` from :func:`net_params`; its ``forward(continuous, tokens)`` returns
+    predictions and its ``output`` is the final ``nn.Linear``.
     """
 
-    token_fields: tuple[str, ...] = ()
+    features: FeatureBuilder = param(None, FeatureBuilder, factory=FeatureBuilder)
+    train: TrainSettings = param(None, TrainSettings, factory=TrainSettings)
+    celltype_gain: bool = param(False, "boolean")  # a learned output scale per cell type
+    random_state: int = param(0, Interval(Integral, 0, None, closed="left"))
 
-    def _build_module(self, n_continuous: int, cardinalities: list[int], n_outputs: int) -> nn.Module:
+    token_fields = ()
+    size_params = ("hidden",)
+
+    def _network(self, n_continuous: int, cardinalities: list[int], n_outputs: int) -> nn.Module:
         raise NotImplementedError
 
-    @property
-    def _settings(self) -> TrainSettings:
-        return self.train if self.train is not None else TrainSettings()
+    def _check_params(self) -> None:
+        """Cross-parameter and machine checks, before any fit (the constraints are checked first): the training
+        settings', the subclass's own, and the network's size against the memory available (at one input and
+        one output: a lower bound; ``fit`` checks again with the fold's sizes)."""
+        self.train._check_params()
+        self._check_size(1, 1)
+
+    def _check_size(self, n_continuous: int, n_outputs: int) -> None:
+        cardinalities = [2] * len(self._fields)
+        check_network_size(lambda: self._module(n_continuous, cardinalities, n_outputs), check_device(self.train.device),
+                           {f"params.{name}": getattr(self, name) for name in self.size_params})
 
     @property
     def _fields(self) -> tuple[str, ...]:
         """Token fields, with the cell type appended for the per-cell-type gain."""
         return (*self.token_fields, "cell_type") if self.celltype_gain else self.token_fields
+
+    def _module(self, n_continuous: int, cardinalities: list[int], n_outputs: int) -> nn.Module:
+        n_tokens = len(self.token_fields)
+        module = self._network(n_continuous, cardinalities[:n_tokens], n_outputs)
+        return CellTypeGain(module, cardinalities[-1]) if self.celltype_gain else module
 
     # -- inputs -------------------------------------------------------------------------------
     def _continuous(self, X: pd.DataFrame, y=None) -> np.ndarray:
@@ -369,39 +463,39 @@ class TorchRegressor(RegressorMixin, BaseEstimator):
 
     # -- estimator ----------------------------------------------------------------------------
     def fit(self, X: pd.DataFrame, y) -> TorchRegressor:
-        self._validate_params()
-        settings = self._settings
+        validate_params(self)
+        settings = self.train
         self.device_ = resolve_device(settings.device)
         y = np.asarray(y, dtype=np.float32)
+
+        def fit_rows(rows, held_out, epochs, what):
+            valid = None if held_out is None else (X.iloc[held_out], y[held_out])
+            return self._train(X.iloc[rows], y[rows], settings, valid=valid, epochs=epochs, what=what)
+
         with _threads(self.device_, settings.n_threads):
-            if settings.valid_fraction <= 0:
-                self.history_ = self._train(X, y, settings)
-                return self
-            splitter = GroupShuffleSplit(n_splits=1, test_size=settings.valid_fraction, random_state=int(self.random_state))
-            inner, stop = next(splitter.split(X, groups=X["sm_name"].astype(str).to_numpy()))
-            history = self._train(X.iloc[inner], y[inner], settings, valid=(X.iloc[stop], y[stop]), what="inner split")
-            history["inner_split"] = {"train_rows": int(len(inner)), "valid_rows": int(len(stop))}
-            if settings.refit:
-                history["refit"] = self._train(X, y, settings, epochs=max(1, history["best_epoch"]), what="refit")
-            self.history_ = history
+            self.history_ = select_then_refit(fit_rows, lambda fraction, seed: self._inner_split(X, fraction, seed),
+                                              len(y), settings, int(self.random_state))
         return self
+
+    @staticmethod
+    def _inner_split(X: pd.DataFrame, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        """A drawn compound loses all its rows: at test a compound is new to the network."""
+        splitter = GroupShuffleSplit(n_splits=1, test_size=fraction, random_state=seed)
+        return next(splitter.split(X, groups=X["sm_name"].astype(str).to_numpy()))
 
     def _train(self, X: pd.DataFrame, y: np.ndarray, settings: TrainSettings, *, valid=None, epochs=None, what="training") -> dict:
         """Fit features and a fresh network on ``(X, y)``; the fitted state replaces any earlier one."""
-        self.features_ = clone(self.features if self.features is not None else FeatureBuilder())
+        self.features_ = clone(self.features)
         inputs = self._tensors(X, y)
         targets = torch.from_numpy(y).to(self.device_)
         if valid is not None:
             valid = (self._tensors(valid[0]), torch.from_numpy(valid[1]).to(self.device_))
         cardinalities = [len(self.vocabularies_[c]) + 1 for c in self._fields]
         self.n_features_in_ = int(inputs[0].shape[1])
+        self._check_size(self.n_features_in_, y.shape[1])
         generator = torch.Generator().manual_seed(int(self.random_state))
         with _seeded(int(self.random_state), self.device_):
-            n_tokens = len(self.token_fields)
-            module = self._build_module(self.n_features_in_, cardinalities[:n_tokens], y.shape[1])
-            if self.celltype_gain:
-                module = CellTypeGain(module, cardinalities[-1])
-            module = module.to(self.device_)
+            module = self._module(self.n_features_in_, cardinalities, y.shape[1]).to(self.device_)
             with torch.no_grad():
                 module.output.bias.copy_(targets.mean(dim=0))
             history = train_module(module, inputs, targets, settings, valid, epochs=epochs, generator=generator, what=what)
@@ -413,9 +507,22 @@ class TorchRegressor(RegressorMixin, BaseEstimator):
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
         self.module_.eval()
-        with _threads(self.device_, self._settings.n_threads):
+        with _threads(self.device_, self.train.n_threads):
             prediction = _predict(self.module_, self._tensors(X))
         return prediction.float().cpu().numpy()
+
+
+class TargetPCARegressor(TransformedTargetRegressor):
+    """The regressor on the top ``target_components`` target-PCA scores of the rows given to ``fit``; more
+    components than those rows' rank is refused, not clamped."""
+
+    def fit(self, X, y, **fit_params):
+        rows, genes = np.shape(y)
+        n = self.transformer.n_components
+        if n > min(rows, genes):
+            raise InvalidParameterError("target_components", f"params.target_components={n}: more target-PCA scores than the "
+                                        f"fold's rank, at most {min(rows, genes)} here ({rows} training rows x {genes} genes)")
+        return super().fit(X, y, **fit_params)
 
 
 def _known_keys(table: str, given: dict, known) -> None:
@@ -424,30 +531,31 @@ def _known_keys(table: str, given: dict, known) -> None:
         raise ConfigError(f"unknown key(s) {[f'{table}.{k}' for k in unknown]}; known keys of {table}: {', '.join(sorted(known))}")
 
 
-def train_settings(train: dict | None) -> TrainSettings:
-    """A config's ``[params.train]`` table as :class:`TrainSettings`; an unknown key is named, with the known ones."""
-    _known_keys("params.train", train or {}, TrainSettings().get_params(deep=False))
-    return TrainSettings(**(train or {}))
+def train_settings(train: dict | None, defaults: TrainSettings | None = None) -> TrainSettings:
+    """A config's ``[params.train]`` table over the model's default settings; an unknown key is named, with the known ones."""
+    defaults = TrainSettings() if defaults is None else defaults
+    _known_keys("params.train", train or {}, defaults.get_params(deep=False))
+    return clone(defaults).set_params(**(train or {}))
 
 
-def torch_factory(estimator: type[TorchRegressor], default_features: dict):
-    """A registry factory: ``[features]`` -> FeatureBuilder, ``[params.train]`` -> TrainSettings, and
-    ``target_components > 0`` wraps the estimator to predict the fold's target-PCA scores."""
+def torch_factory(estimator: type[TorchRegressor]):
+    """A registry factory: ``[features]`` -> FeatureBuilder, ``[params.train]`` -> TrainSettings (both over the
+    estimator's defaults when absent), and ``target_components > 0`` wraps the estimator to predict the fold's
+    target-PCA scores."""
 
     def factory(features: dict | None = None, train: dict | None = None, target_components: int = 0, **params):
-        from sklearn.compose import TransformedTargetRegressor
-
         from perturbkit.features.pca import WidePCA
 
-        _known_keys("params", params, [*(k for k in estimator().get_params(deep=False) if k != "features"), "target_components"])
-        model = estimator(
-            features=FeatureBuilder(**(default_features if features is None else features)),
-            train=train_settings(train),
-            **params,
-        )
-        if int(target_components) <= 0:
+        default = estimator()
+        _known_keys("params", params, [*(f.name for f in fields(estimator) if f.name not in ("features", "train")), "target_components"])
+        if isinstance(target_components, bool) or not isinstance(target_components, Integral) or target_components < 0:
+            raise InvalidParameterError("target_components", f"params.target_components={target_components!r}: a whole number "
+                                        f">= 0 (0: predict every gene; k: the fold's top k target-PCA scores)")
+        model = estimator(features=default.features if features is None else FeatureBuilder(**features),
+                          train=train_settings(train, default.train), **params)
+        if target_components == 0:
             return model
         # PCA fitted on the rows given to fit (the fold's training rows); predictions inverted to genes.
-        return TransformedTargetRegressor(regressor=model, transformer=WidePCA(int(target_components)), check_inverse=False)
+        return TargetPCARegressor(regressor=model, transformer=WidePCA(int(target_components)), check_inverse=False)
 
     return factory

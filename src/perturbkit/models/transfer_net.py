@@ -1,59 +1,49 @@
 """``transfer_net``: a neural cross-cell-type map, from a compound's profiles in other cell types to this one.
 
 The structure is :mod:`perturbkit.models.transfer`'s; the map is a network, so it can follow a
-response that saturates, gates or is specific to one cell type. Everything is fitted on the rows
-given to ``fit`` (a fold's training rows):
+response that saturates, gates or is specific to one cell type, and a gate keeps it at
+``transfer_ridge`` wherever the inner split shows no gain. Everything is fitted on the rows given
+to ``fit`` (a fold's training rows):
 
-* **The table.** A :class:`~perturbkit.models.transfer.TransferRidge` with the same ``n_components``,
-  ``target_space`` and ``min_source_coverage`` is fitted first: its target PCA, its compound x cell
-  type table of profiles (PCA scores), its choice of source cell types per target, its fallbacks
-  (a compound without rows elsewhere gets the target type's mean) and its way back to genes are
-  this model's too, and its prediction is the base of ``residual``.
+* **The table.** A :class:`~perturbkit.models.transfer.TransferRidge` with the same ``n_components``
+  and ``min_source_coverage`` is fitted first: its target PCA, its compound x cell type table of
+  profiles (PCA scores), its choice of source cell types per target, its fallbacks (a compound
+  without rows elsewhere gets the target type's mean) and its way back to genes are this model's
+  too, and its prediction is what the gate starts from.
 * **Examples.** One per observed (compound, target cell type) pair with at least one observed
   source: about 600 lymphoid pairs plus the panel's B and Myeloid rows, not the 17 panel compounds
   alone. The input is the compound's profiles in the target's source cell types, the pair's own
   row never among them (a source is never the target type). Missing sources are masked, not
   imputed.
-* **Networks** (``architecture``). ``"transformer"``: each source profile is one token (its scores
-  projected to ``d_model`` plus a learned embedding of its cell type), a query token (a learned
-  embedding of the target cell type) is prepended, a pre-norm Transformer encoder attends across
-  them with missing sources masked, and the query's output is mapped to the target's scores.
-  ``"mlp"``, the ablation: the masked source profiles concatenated (zeros where missing) with their
-  presence bits and the target's embedding, through ``hidden`` ReLU layers.
+* **Network.** The masked source profiles concatenated (zeros where missing) with their presence
+  bits and a learned ``d_model``-wide embedding of the target cell type, through ``hidden`` ReLU
+  layers (``dropout``) to the target's scores.
 * **Zero stays zero.** The network's output for the same mask and target but all-zero source
   profiles is subtracted, so a compound without effect elsewhere is predicted to have none here:
   no learned per-target offset, which for B and Myeloid would be the strong panel's mean (the
   reason ``transfer_ridge`` has no intercept).
-* **Options.** ``token_dropout`` drops each present source token with that probability during
-  training (at least one kept; 1st place zeroed 30 % of its inputs); ``n_seeds`` networks with
-  seeds ``random_state + i`` and the median of their predictions (3rd place); ``target_space="z"``
-  fits on the z scores behind the signed -log10 p-values; ``residual`` learns the difference to the
-  ridge's own prediction of every example instead of the profile; ``balance_types`` repeats each
-  target type's examples until it has about as many as the largest, so B and Myeloid (~17 panel
-  pairs each) weigh in the loss like a lymphoid type (~150).
-* **Gate** (``gate``). The test is B/Myeloid only, but selection and loss are mostly lymphoid, so a
-  network can be worse than the ridge where it counts. With ``gate="per_type"`` the prediction for
-  target type ``t`` is ``ridge + g_t * (network - ridge)``, ``g_t`` from ``GATE_GRID`` (0, 0.1, ...,
-  1) with the best MRRMSE on ``t``'s inner held-out rows (below) under the inner networks: 0, the
-  ridge's prediction exactly, for a type where the network shows no gain there or has no held-out
-  rows. ``"shared"``: one ``g`` for every type, on all the held-out rows together (a fold holds out
-  about one B/Myeloid row, too few to choose a gate of their own on).
-  Without ``residual`` it is a blend of two different maps. ``inner_splits`` draws that many
-  inner splits (seeds ``random_state + i``), each with its own networks; the gate errors are summed
-  over them and the refit trains for the median of their selected epochs.
-* **Training** is :func:`~perturbkit.models.torch_loop.train_module` with the shared
+* **Training** is :func:`~perturbkit.models.torch_loop.train_module` under
+  :func:`~perturbkit.models.torch_loop.select_then_refit`, with the shared
   :class:`~perturbkit.models.torch_loop.TrainSettings`: MSE on the scores (divided by one global
-  scale), honest selection on an inner split of the rows given to ``fit`` -- ``valid_fraction`` of
-  the compounds each lose one of their rows, the table is refitted without those rows, and the
-  epoch with the best MRRMSE on them is selected -- then (``refit``) a fresh network on the table of
-  all rows for that many epochs. ``selection="rare"`` mirrors the test: the inner split also holds
-  out every rare-type row (types measured for fewer than ``min_source_coverage`` of the compounds:
-  B and Myeloid) of ``valid_fraction`` of the compounds measured in them, and the epoch is selected
-  on those rows alone (the gate still on every held-out row of its type). Seeded; ``device="auto"``.
+  scale), the epoch selected on an inner split of the rows given to ``fit`` -- ``valid_fraction`` of
+  the compounds each lose one of their rows (their other cell types stay, as inputs), the table is
+  refitted without those rows, and the epoch with the best MRRMSE on them is selected -- then
+  (``refit``) a fresh network on the table of all rows for that many epochs. Seeded;
+  ``device="auto"``.
+* **Gate.** The test is B/Myeloid only, but selection and loss are mostly lymphoid, so the network
+  can be worse than the ridge where it counts. The prediction is ``ridge + g * (network - ridge)``,
+  one ``g`` from ``GATE_GRID`` (0, 0.1, ..., 1) with the best MRRMSE on all the inner held-out rows
+  under the inner networks (a fold holds out about one B/Myeloid row, too few for a gate of their
+  own): 0 is the ridge's prediction exactly.
+
+What was measured and not shipped (the transformer over source tokens, token dropout, several
+seeds or inner splits, a residual on the ridge, z-score targets, per-type gates, selection on the
+rare types, balanced types) is in ``docs/experiments.md``.
 
 ``n_components`` above the fold's PCA rank (its rows or genes) is a :class:`ConfigError` raised
-before any fit, as is a ``d_model`` that ``n_heads`` does not divide, and ``gate`` or
-``selection="rare"`` with ``valid_fraction = 0`` (no inner split to choose them on).
+before any fit, as is ``valid_fraction = 0`` (no inner split to choose the gate on), a device this
+machine does not have, more threads than it lets the process use, and a network too large for the
+memory available.
 """
 
 from __future__ import annotations
@@ -66,20 +56,23 @@ import torch
 from sklearn.base import BaseEstimator, RegressorMixin
 from torch import nn
 
-from perturbkit.constraints import Interval, StrOptions
-from perturbkit.errors import ConfigError
+from perturbkit.constraints import Interval, validate_params
+from perturbkit.errors import InvalidParameterError
 from perturbkit.metrics import rowwise_rmse
 from perturbkit.models.registry import register_model
-from perturbkit.models.torch_loop import TrainSettings, _predict, _seeded, _threads, resolve_device, train_module, train_settings
+from perturbkit.models.torch_loop import (TrainSettings, _predict, _seeded, _threads, check_device, check_network_size,
+                                          declared, net_params, param, resolve_device, select_then_refit, train_module,
+                                          train_settings)
 from perturbkit.models.transfer import TransferRidge
-from perturbkit.transforms import signed_log10_p, z_from_signed_log10_p
 
-__all__ = ["ARCHITECTURES", "GATE_GRID", "GATES", "SELECTIONS", "TransferExamples", "TransferNet", "transfer_examples"]
+__all__ = ["GATE_GRID", "TransferExamples", "TransferNet", "transfer_examples"]
 
-ARCHITECTURES = ("transformer", "mlp")
-SELECTIONS = ("rows", "rare")
-GATES = ("none", "per_type", "shared")
 GATE_GRID = tuple(np.round(np.linspace(0.0, 1.0, 11), 2))  # shares of the network's step away from the ridge
+
+
+def training_defaults() -> TrainSettings:
+    """The shipped ``[params.train]``: about two batches an epoch of a fold's ~450 examples, a longer schedule."""
+    return TrainSettings(lr=3e-3, batch_size=256, max_epochs=100, patience=15, lr_patience=6)
 
 
 class TransferExamples:
@@ -91,9 +84,6 @@ class TransferExamples:
 
     def __len__(self) -> int:
         return len(self.target)
-
-    def subset(self, rows: np.ndarray) -> TransferExamples:
-        return TransferExamples(self.sources[rows], self.present[rows], self.target[rows], self.compound[rows], self.scores[rows])
 
 
 def transfer_examples(table: TransferRidge, compounds: np.ndarray, targets: np.ndarray) -> TransferExamples:
@@ -110,59 +100,17 @@ def transfer_examples(table: TransferRidge, compounds: np.ndarray, targets: np.n
     return TransferExamples(sources, present, targets, compounds, scores)
 
 
-def _drop_tokens(present: torch.Tensor, rate: float) -> torch.Tensor:
-    """Each present token dropped with probability ``rate``; a row that would lose all keeps them all."""
-    keep = present & (torch.rand(present.shape, device=present.device) >= rate)
-    return torch.where(keep.any(dim=1, keepdim=True), keep, present)
+class ConcatTransferNet(nn.Module):
+    """``map(sources) - map(zero sources)`` under the same mask and target, where ``map`` is an MLP over the
+    concatenated masked source profiles, their presence bits and the target's embedding."""
 
-
-class _ZeroAnchored(nn.Module):
-    """``map(sources) - map(zero sources)`` under the same mask and target; token dropout while training."""
-
-    def __init__(self, token_dropout: float):
+    def __init__(self, n_components: int, n_cell_types: int, *, d_model: int, hidden, dropout: float):
         super().__init__()
-        self.token_dropout = token_dropout
-
-    def forward(self, sources: torch.Tensor, present: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        if self.training and self.token_dropout > 0:
-            present = _drop_tokens(present, self.token_dropout)
-        n = len(sources)
-        both = self.map(torch.cat([sources, torch.zeros_like(sources)]), present.repeat(2, 1), target.repeat(2))
-        return both[:n] - both[n:]
-
-
-class TokenTransferNet(_ZeroAnchored):
-    """Source profiles as tokens (+ their cell type's embedding), the target type's embedding as the query."""
-
-    def __init__(self, n_components: int, n_cell_types: int, d_model: int, n_heads: int, n_layers: int,
-                 feedforward: int, dropout: float, token_dropout: float):
-        super().__init__(token_dropout)
-        self.project = nn.Linear(n_components, d_model)
-        self.source_embedding = nn.Parameter(torch.randn(n_cell_types, d_model) * 0.02)
-        self.query_embedding = nn.Embedding(n_cell_types, d_model)
-        nn.init.normal_(self.query_embedding.weight, std=0.02)
-        layer = nn.TransformerEncoderLayer(d_model, n_heads, feedforward, dropout, batch_first=True, norm_first=True)
-        self.encoder = nn.TransformerEncoder(layer, n_layers, enable_nested_tensor=False)
-        self.norm = nn.LayerNorm(d_model)
-        self.output = nn.Linear(d_model, n_components)
-
-    def map(self, sources: torch.Tensor, present: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        tokens = torch.cat([self.query_embedding(target)[:, None], self.project(sources) + self.source_embedding], dim=1)
-        ignored = torch.cat([torch.zeros_like(present[:, :1]), ~present], dim=1)
-        return self.output(self.norm(self.encoder(tokens, src_key_padding_mask=ignored)[:, 0]))
-
-
-class ConcatTransferNet(_ZeroAnchored):
-    """The ablation: concatenated masked source profiles, their presence bits and the target's embedding."""
-
-    def __init__(self, n_components: int, n_cell_types: int, d_model: int, hidden: tuple[int, ...],
-                 dropout: float, token_dropout: float):
-        super().__init__(token_dropout)
         self.query_embedding = nn.Embedding(n_cell_types, d_model)
         layers, width = [], n_cell_types * (n_components + 1) + d_model
         for size in hidden:
-            layers += [nn.Linear(width, size), nn.ReLU(), nn.Dropout(dropout)]
-            width = size
+            layers += [nn.Linear(width, int(size)), nn.ReLU(), nn.Dropout(float(dropout))]
+            width = int(size)
         self.body = nn.Sequential(*layers)
         self.output = nn.Linear(width, n_components)
 
@@ -171,78 +119,47 @@ class ConcatTransferNet(_ZeroAnchored):
         inputs = torch.cat([masked.flatten(1), present.to(sources.dtype), self.query_embedding(target)], dim=1)
         return self.output(self.body(inputs))
 
+    def forward(self, sources: torch.Tensor, present: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        n = len(sources)
+        both = self.map(torch.cat([sources, torch.zeros_like(sources)]), present.repeat(2, 1), target.repeat(2))
+        return both[:n] - both[n:]
 
+
+@declared
 class TransferNet(RegressorMixin, BaseEstimator):
-    """See the module docstring."""
+    """See the module docstring; the defaults are the shipped ``configs/transfer_net.toml``."""
 
-    _parameter_constraints = {
-        "architecture": [StrOptions(set(ARCHITECTURES))],
-        "n_components": [Interval(Integral, 1, None, closed="left")],
-        "d_model": [Interval(Integral, 1, None, closed="left")],
-        "n_heads": [Interval(Integral, 1, None, closed="left")],
-        "n_layers": [Interval(Integral, 1, None, closed="left")],
-        "feedforward": [Interval(Integral, 1, None, closed="left")],
-        "hidden": ["array-like"],
-        "dropout": [Interval(Real, 0, 1, closed="left")],
-        "token_dropout": [Interval(Real, 0, 1, closed="left")],
-        "n_seeds": [Interval(Integral, 1, None, closed="left")],
-        "target_space": [StrOptions({"values", "z"})],
-        "residual": ["boolean"],
-        "selection": [StrOptions(set(SELECTIONS))],
-        "gate": [StrOptions(set(GATES))],
-        "balance_types": ["boolean"],
-        "inner_splits": [Interval(Integral, 1, None, closed="left")],
-        "min_source_coverage": [Interval(Real, 0, 1, closed="both")],
-        "train": [TrainSettings, None],
-        "random_state": [Interval(Integral, 0, None, closed="left")],
-    }
+    n_components: int = param(32, Interval(Integral, 1, None, closed="left"))  # target-PCA components of the table
+    d_model: int = param(64, Interval(Integral, 1, None, closed="left"), net=True)  # the target type's embedding width
+    hidden: tuple = param((256,), "array-like", net=True)
+    dropout: float = param(0.1, Interval(Real, 0, 1, closed="left"), net=True)
+    min_source_coverage: float = param(0.5, Interval(Real, 0, 1, closed="both"))  # share of compounds a source has
+    train: TrainSettings = param(None, TrainSettings, factory=training_defaults)
+    random_state: int = param(0, Interval(Integral, 0, None, closed="left"))
 
-    def __init__(self, architecture: str = "transformer", n_components: int = 32, d_model: int = 64, n_heads: int = 4,
-                 n_layers: int = 2, feedforward: int = 128, hidden=(256,), dropout: float = 0.1, token_dropout: float = 0.3,
-                 n_seeds: int = 1, target_space: str = "values", residual: bool = False, selection: str = "rows", gate: str = "none",
-                 balance_types: bool = False, inner_splits: int = 1, min_source_coverage: float = 0.5,
-                 train: TrainSettings | None = None, random_state: int = 0):
-        self.architecture = architecture
-        self.n_components = n_components
-        self.d_model = d_model
-        self.n_heads = n_heads
-        self.n_layers = n_layers
-        self.feedforward = feedforward
-        self.hidden = hidden
-        self.dropout = dropout
-        self.token_dropout = token_dropout
-        self.n_seeds = n_seeds
-        self.target_space = target_space
-        self.residual = residual
-        self.selection = selection
-        self.gate = gate
-        self.balance_types = balance_types
-        self.inner_splits = inner_splits
-        self.min_source_coverage = min_source_coverage
-        self.train = train
-        self.random_state = random_state
+    def _check_params(self) -> None:
+        """Cross-parameter and machine checks, before any fit (the constraints are checked first)."""
+        if any(isinstance(h, bool) or not isinstance(h, Integral) or h < 1 for h in np.ravel(self.hidden)):
+            raise InvalidParameterError("hidden", f"params.hidden={list(np.ravel(self.hidden))}: every width must be a whole number >= 1")
+        if self.train.valid_fraction <= 0:
+            raise InvalidParameterError("valid_fraction", "params.train.valid_fraction=0: the gate is chosen on the inner split, "
+                                                          "which needs a share of the compounds above 0")
+        self.train._check_params()
+        self._check_size(n_cell_types=2)
 
-    @property
-    def _settings(self) -> TrainSettings:
-        return self.train if self.train is not None else TrainSettings()
+    def _check_size(self, n_cell_types: int) -> None:
+        check_network_size(lambda: self._build(n_cell_types), check_device(self.train.device),
+                           {"params.hidden": self.hidden, "params.d_model": self.d_model, "params.n_components": self.n_components})
 
-    def _check(self, y: np.ndarray) -> None:
-        self._validate_params()
+    def _check_rank(self, y: np.ndarray) -> None:
         rank = min(y.shape)
         if self.n_components > rank:
-            raise ConfigError(f"params.n_components={self.n_components}: the token space is wider than the fold's PCA rank, "
-                              f"at most {rank} here (the fold has {y.shape[0]} training rows x {y.shape[1]} genes)")
-        if self.architecture == "transformer" and self.d_model % self.n_heads:
-            raise ConfigError(f"params.d_model={self.d_model} is not divisible by params.n_heads={self.n_heads}")
-        if any(int(h) < 1 for h in np.ravel(self.hidden)):
-            raise ConfigError(f"params.hidden={list(np.ravel(self.hidden))}: every width must be at least 1")
-        if (self.gate != "none" or self.selection != "rows") and self._settings.valid_fraction <= 0:
-            what = f'params.gate="{self.gate}"' if self.gate != "none" else f'params.selection="{self.selection}"'
-            raise ConfigError(f"{what} is chosen on the inner split, which params.train.valid_fraction=0 turns off")
+            raise InvalidParameterError("n_components", f"params.n_components={self.n_components}: the token space is wider than "
+                                        f"the fold's PCA rank, at most {rank} here (the fold has {y.shape[0]} training rows x "
+                                        f"{y.shape[1]} genes)")
 
     def _table(self, X: pd.DataFrame, y: np.ndarray) -> TransferRidge:
-        return TransferRidge(n_components=self.n_components, target_space=self.target_space,
-                             min_source_coverage=self.min_source_coverage).fit(X, y)
+        return TransferRidge(n_components=self.n_components, min_source_coverage=self.min_source_coverage).fit(X, y)
 
     @staticmethod
     def _pairs(table: TransferRidge, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -264,23 +181,15 @@ class TransferNet(RegressorMixin, BaseEstimator):
             scores[rows] = table.ridges_[t].predict(table.source_inputs(examples.compound[rows], t, table.sources_[t]))
         return scores
 
-    def _base(self, table: TransferRidge, examples: TransferExamples) -> np.ndarray:
-        """What the network adds to: the ridge's scores with ``residual``, else zeros."""
-        return self._ridge_scores(table, examples) if self.residual else np.zeros_like(examples.scores)
-
-    def _tensors(self, examples: TransferExamples, base: np.ndarray, scale: float):
+    def _tensors(self, examples: TransferExamples, scale: float):
         device = self.device_
         inputs = (torch.from_numpy((examples.sources / scale).astype(np.float32)).to(device),
                   torch.from_numpy(examples.present).to(device),
                   torch.from_numpy(examples.target.astype(np.int64)).to(device))
-        return inputs, torch.from_numpy(((examples.scores - base) / scale).astype(np.float32)).to(device)
+        return inputs, torch.from_numpy((examples.scores / scale).astype(np.float32)).to(device)
 
     def _build(self, n_cell_types: int) -> nn.Module:
-        if self.architecture == "transformer":
-            return TokenTransferNet(self.n_components, n_cell_types, self.d_model, self.n_heads, self.n_layers,
-                                    self.feedforward, float(self.dropout), float(self.token_dropout))
-        return ConcatTransferNet(self.n_components, n_cell_types, self.d_model, tuple(int(h) for h in np.ravel(self.hidden)),
-                                 float(self.dropout), float(self.token_dropout))
+        return ConcatTransferNet(self.n_components, n_cell_types, **net_params(self))
 
     def _train_examples(self, table: TransferRidge) -> TransferExamples:
         compounds, targets = np.nonzero(table.observed_)
@@ -290,148 +199,88 @@ class TransferNet(RegressorMixin, BaseEstimator):
         return transfer_examples(table, compounds[keep][has_source], targets[keep][has_source])
 
     @staticmethod
-    def _balanced(examples: TransferExamples) -> TransferExamples:
-        """Each target type's examples repeated until it has about as many as the largest (B and Myeloid's
-        ~17 panel pairs against ~150 per lymphoid type), so every target type weighs about the same in the loss."""
-        types, counts = np.unique(examples.target, return_counts=True)
-        repeats = np.maximum(1, np.round(counts.max() / counts)).astype(int)
-        rows = np.arange(len(examples))
-        return examples.subset(np.concatenate([np.repeat(rows[examples.target == t], r) for t, r in zip(types, repeats)]))
-
-    @staticmethod
-    def _rare_types(X: pd.DataFrame, coverage: float) -> np.ndarray:
-        """Cell types measured for fewer than ``coverage`` of the compounds (never sources: B and Myeloid)."""
-        cells = X["cell_type"].astype(str).to_numpy()
-        n_compounds = X["sm_name"].nunique()
-        names = np.unique(cells)
-        share = np.array([X["sm_name"][cells == name].nunique() / n_compounds for name in names])
-        return names[share < coverage]
-
-    def _inner_split(self, X: pd.DataFrame, settings: TrainSettings, seed: int) -> tuple[np.ndarray, np.ndarray]:
-        """Rows held out for selection: one row each of ``valid_fraction`` of the compounds with several rows,
-        and with ``selection="rare"`` the rare-type rows of ``valid_fraction`` (at least one) of the compounds
-        measured in a rare type -- the test's situation. Returns them and the rows the epoch is selected on."""
+    def _inner_split(X: pd.DataFrame, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        """A drawn compound (one with several rows) loses one of its rows, drawn at random: its other cell types
+        stay in the table, as the inputs that row is predicted from. Returns the rows kept and those held out."""
         rng = np.random.default_rng(seed)
         compounds = X["sm_name"].astype(str).to_numpy()
         names, counts = np.unique(compounds, return_counts=True)
-        candidates = names[counts > 1]
-        chosen = rng.permutation(candidates)[: max(1, round(settings.valid_fraction * len(names)))]
+        chosen = rng.permutation(names[counts > 1])[: max(1, round(fraction * len(names)))]
         held_out = np.array(sorted(rng.choice(np.flatnonzero(compounds == name)) for name in chosen), dtype=int)
-        if self.selection == "rows":
-            return held_out, held_out
-        in_rare = X["cell_type"].astype(str).isin(self._rare_types(X, self.min_source_coverage)).to_numpy()
-        panel = np.unique(compounds[in_rare])
-        chosen = rng.permutation(panel)[: max(1, round(settings.valid_fraction * len(panel)))]
-        rare = np.flatnonzero(in_rare & np.isin(compounds, chosen))
-        return np.union1d(held_out, rare), rare
+        return np.setdiff1d(np.arange(len(X)), held_out), held_out
 
     def fit(self, X: pd.DataFrame, y) -> TransferNet:
+        validate_params(self)
         y = np.asarray(y, dtype=np.float32)
-        self._check(y)
-        settings = self._settings
+        self._check_rank(y)
+        settings = self.train
         self.device_ = resolve_device(settings.device)
-        self.gates_ = {}
+        gate_errors = {}
+
+        def fit_rows(rows, held_out, epochs, what):
+            table = self._table(X.iloc[rows], y[rows])
+            valid = None if held_out is None else self._held_out_examples(table, X.iloc[held_out], y[held_out])
+            history = self._fit_network(table, settings, valid=valid, epochs=epochs, what=what)
+            if valid is not None:  # under the inner network, before the refit replaces it
+                gate_errors.update(self._gate_errors(valid))
+            return history
+
         with _threads(self.device_, settings.n_threads):
-            if settings.valid_fraction <= 0:
-                self._fit_networks(self._table(X, y), settings)
-                return self
-            errors = {}
-            per_split = [self._fit_inner(X, y, settings, int(self.random_state) + split, errors)
-                         for split in range(int(self.inner_splits))]
-            histories, epochs = per_split[0], np.array([[h["best_epoch"] for h in split] for split in per_split])
-            if settings.refit:  # a fresh network per seed on the table of all rows, for its median selected epochs
-                refits = self._fit_networks(self._table(X, y), settings, epochs=[int(e) for e in np.median(epochs, axis=0)])
-                for history, refit in zip(histories, refits):
-                    history["refit"] = refit
-            if self.gate != "none":  # summed over the splits; per type, 0 (the ridge) for a type without held-out rows
-                if self.gate == "shared":  # one gate on every type's held-out rows together
-                    errors = dict.fromkeys(errors, sum(errors.values()))
-                self.gates_ = {name: float(GATE_GRID[int(np.argmin(e))]) for name, e in errors.items()}
-                histories[0]["gates"] = self.gates_
-            histories[0]["inner_best_epochs"] = epochs.tolist()
-            self.history_ = histories[0]
+            history = select_then_refit(fit_rows, lambda fraction, seed: self._inner_split(X, fraction, seed), len(y), settings,
+                                        int(self.random_state))
+        # One gate on every type's held-out rows together (summed type by type); none held out: 0, the ridge.
+        self.gate_ = float(GATE_GRID[int(np.argmin(sum(gate_errors.values())))]) if gate_errors else 0.0
+        history["gate"] = self.gate_
+        self.history_ = history
         return self
 
-    def _fit_inner(self, X: pd.DataFrame, y: np.ndarray, settings: TrainSettings, seed: int, errors: dict) -> list[dict]:
-        """Networks on one inner split drawn from ``seed``, their epochs selected on its held-out rows; each
-        target type's gate errors on them added to ``errors``."""
-        held_out, selected_on = self._inner_split(X, settings, seed)
-        inner = np.setdiff1d(np.arange(len(y)), held_out)
-        table = self._table(X.iloc[inner], y[inner])
-        valid, rows = self._held_out_examples(table, X.iloc[held_out], y[held_out])
-        selection = valid.subset(np.flatnonzero(np.isin(held_out[rows], selected_on)))
-        if not len(selection):  # the rare types' held-out rows have no ridge to refine in the inner table
-            selection = valid
-        histories = self._fit_networks(table, settings, valid=selection)
-        for history in histories:
-            history["inner_split"] = {"train_rows": int(len(inner)), "valid_rows": int(len(valid)),
-                                      "selection_rows": int(len(selection))}
-        if self.gate != "none":
-            for name, e in self._gate_errors(valid).items():
-                errors[name] = errors.get(name, 0.0) + e
-        return histories
-
-    def _held_out_examples(self, table: TransferRidge, X: pd.DataFrame, y: np.ndarray) -> tuple[TransferExamples, np.ndarray]:
-        """The examples of the held-out rows the inner table can predict, with their own scores, and those rows of ``X``."""
+    def _held_out_examples(self, table: TransferRidge, X: pd.DataFrame, y: np.ndarray) -> TransferExamples:
+        """The examples of the held-out rows the inner table can predict, with those rows' own scores."""
         rows, compounds, targets = self._pairs(table, X)
         examples = transfer_examples(table, compounds, targets)
         examples.scores = self._row_scores(table, y[rows])
-        return examples, rows
+        return examples
 
-    def _gate_errors(self, valid: TransferExamples) -> dict[str, np.ndarray]:
-        """Per target type, the summed row RMSE of its held-out rows at each share of the network's step away
-        from the ridge (``GATE_GRID``) under the fitted (inner) networks; zeros for a type with none."""
-        errors = {str(name): np.zeros(len(GATE_GRID)) for name in self.table_.cell_types_}
-        if not len(valid):
-            return errors
-        ridge, net = self._ridge_and_net(valid)
-        for t, name in enumerate(self.table_.cell_types_):
-            at = valid.target == t
-            if at.any():
-                errors[str(name)] = np.array([rowwise_rmse(valid.scores[at], ridge[at] + g * (net[at] - ridge[at])).sum()
-                                              for g in GATE_GRID])
-        return errors
-
-    def _fit_networks(self, table: TransferRidge, settings: TrainSettings, *, valid=None, epochs=None) -> list[dict]:
-        """One network per seed on ``table``'s examples; they and the table become the fitted state."""
+    def _fit_network(self, table: TransferRidge, settings: TrainSettings, *, valid, epochs, what) -> dict:
+        """A network on ``table``'s examples, its epoch selected on the ``valid`` examples when given; it and the
+        table become the fitted state."""
         examples = self._train_examples(table)
         scale = self._scale(examples)
-        trained = self._balanced(examples) if self.balance_types else examples
-        data = self._tensors(trained, self._base(table, trained), scale)
-        valid_data = None if valid is None else self._tensors(valid, self._base(table, valid), scale)
-        modules, histories = [], []
-        for i, seed in enumerate(self._seeds()):
-            generator = torch.Generator().manual_seed(seed)
-            with _seeded(seed, self.device_):
-                module = self._build(len(table.cell_types_)).to(self.device_)
-                history = train_module(module, *data, settings, valid_data, epochs=None if epochs is None else max(1, epochs[i]),
-                                       generator=generator)
-            history.update(parameters=sum(p.numel() for p in module.parameters()), examples=len(examples), seed=seed)
-            modules.append(module)
-            histories.append(history)
-        self.table_, self.scale_, self.modules_, self.n_examples_ = table, scale, modules, len(examples)
-        self.history_ = histories[0]
-        return histories
+        data = self._tensors(examples, scale)
+        valid_data = None if valid is None else self._tensors(valid, scale)
+        seed = int(self.random_state)
+        self._check_size(len(table.cell_types_))
+        generator = torch.Generator().manual_seed(seed)
+        with _seeded(seed, self.device_):
+            module = self._build(len(table.cell_types_)).to(self.device_)
+            history = train_module(module, *data, settings, valid_data, epochs=epochs, generator=generator, what=what)
+        history.update(parameters=sum(p.numel() for p in module.parameters()), examples=len(examples))
+        self.table_, self.scale_, self.module_, self.n_examples_ = table, scale, module, len(examples)
+        return history
 
-    def _seeds(self) -> list[int]:
-        return [int(self.random_state) + i for i in range(int(self.n_seeds))]
+    def _gate_errors(self, valid: TransferExamples) -> dict[int, np.ndarray]:
+        """Per target type with held-out rows, the summed row RMSE of those rows at each share of the network's step
+        away from the ridge (``GATE_GRID``) under the fitted (inner) network."""
+        if not len(valid):
+            return {}
+        ridge, net = self._ridge_and_net(valid)
+        return {t: np.array([rowwise_rmse(valid.scores[at], ridge[at] + g * (net[at] - ridge[at])).sum() for g in GATE_GRID])
+                for t in range(len(self.table_.cell_types_)) if (at := valid.target == t).any()}
 
     @staticmethod
     def _scale(examples: TransferExamples) -> float:
         return float(max(np.sqrt(np.mean(np.square(examples.scores))), np.finfo(np.float32).tiny))
 
-    def _row_scores(self, table: TransferRidge, y: np.ndarray) -> np.ndarray:
-        if self.target_space == "z":
-            y = z_from_signed_log10_p(y.astype(np.float64)).astype(np.float32)
+    @staticmethod
+    def _row_scores(table: TransferRidge, y: np.ndarray) -> np.ndarray:
         return table.pca_.transform(y).astype(np.float64) + table.origin_
 
     def _ridge_and_net(self, examples: TransferExamples) -> tuple[np.ndarray, np.ndarray]:
-        """The fitted table's ridge scores and the networks' (the median over seeds) for the examples."""
-        inputs, _ = self._tensors(examples, np.zeros_like(examples.scores), self.scale_)
-        with _threads(self.device_, self._settings.n_threads):
-            outputs = [_predict(module.eval(), inputs).float().cpu().numpy() for module in self.modules_]
-        ridge = self._ridge_scores(self.table_, examples)
-        return ridge, np.median(np.stack(outputs), axis=0) * self.scale_ + (ridge if self.residual else 0.0)
+        """The fitted table's ridge scores and the network's for the examples."""
+        inputs, _ = self._tensors(examples, self.scale_)
+        with _threads(self.device_, self.train.n_threads):
+            output = _predict(self.module_.eval(), inputs).float().cpu().numpy()
+        return self._ridge_scores(self.table_, examples), output * self.scale_
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
         table = self.table_
@@ -440,21 +289,17 @@ class TransferNet(RegressorMixin, BaseEstimator):
         if not len(rows):
             return prediction
         examples = transfer_examples(table, compounds, targets)
-        ridge, scores = self._ridge_and_net(examples)
-        if self.gate != "none":  # an unseen type's gate is 0: the ridge
-            gates = np.array([self.gates_.get(str(name), 0.0) for name in table.cell_types_])[targets][:, None]
-            scores = ridge + gates * (scores - ridge)
+        ridge, net = self._ridge_and_net(examples)
+        scores = ridge + self.gate_ * (net - ridge)
         genes = np.empty((len(rows), table.n_features_out_), dtype=np.float64)
         for t in np.unique(targets):
             at = targets == t
             genes[at] = table.scores_to_genes(scores[at], t)
-        if self.target_space == "z":
-            genes = signed_log10_p(genes)
         prediction[rows] = genes.astype(np.float32)
         return prediction
 
 
 @register_model("transfer_net")
 def transfer_net(train: dict | None = None, **params) -> TransferNet:
-    """The registry factory: ``[params.train]`` -> :class:`TrainSettings`."""
-    return TransferNet(train=train_settings(train), **params)
+    """The registry factory: ``[params.train]`` over the shipped training defaults -> :class:`TrainSettings`."""
+    return TransferNet(train=train_settings(train, training_defaults()), **params)

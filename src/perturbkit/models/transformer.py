@@ -26,14 +26,20 @@ import torch
 from torch import nn
 
 from perturbkit.constraints import Interval
+from perturbkit.errors import InvalidParameterError
 from perturbkit.features import FeatureBuilder
 from perturbkit.models.registry import register_model
-from perturbkit.models.torch_loop import TorchRegressor, TrainSettings, torch_factory
+from perturbkit.models.torch_loop import TorchRegressor, declared, net_params, param, torch_factory
 
-__all__ = ["DEFAULT_FEATURES", "TabTransformerNet", "TabTransformerRegressor"]
+__all__ = ["TOKEN_FIELDS", "TabTransformerNet", "TabTransformerRegressor", "default_features"]
 
-# Categories are tokens here, so the continuous features are target statistics and chemistry only.
-DEFAULT_FEATURES = {"onehot": [], "blocks": ["morgan", "substructures"]}
+TOKEN_FIELDS = ("cell_type", "sm_name")  # the categorical columns of a row
+
+
+def default_features() -> FeatureBuilder:
+    """The shipped ``[features]``: categories are tokens here, so target statistics, chemistry and the compound's
+    profiles in the other cell types."""
+    return FeatureBuilder(onehot=(), blocks=("morgan", "substructures", "transfer_profiles"))
 
 
 class TabTransformerNet(nn.Module):
@@ -42,13 +48,14 @@ class TabTransformerNet(nn.Module):
         n_continuous: int,
         cardinalities: list[int],
         n_outputs: int,
-        d_model: int = 128,
-        n_heads: int = 8,
-        n_layers: int = 1,
-        feedforward: int = 256,
-        attention_dropout: float = 0.1,
-        hidden: int = 512,
-        dropout: float = 0.2,
+        *,
+        d_model: int,
+        n_heads: int,
+        n_layers: int,
+        feedforward: int,
+        attention_dropout: float,
+        hidden: int,
+        dropout: float,
     ):
         super().__init__()
         self.embeddings = nn.ModuleList(nn.Embedding(n, d_model, padding_idx=0) for n in cardinalities)
@@ -80,69 +87,39 @@ class TabTransformerNet(nn.Module):
         return self.output(self.head(torch.cat(parts, dim=1)))
 
 
+@declared
 class TabTransformerRegressor(TorchRegressor):
     """The TabTransformer-like model behind the estimator contract; ``tokens`` names the categorical fields."""
 
-    _parameter_constraints = {
-        "tokens": ["array-like"],
-        "d_model": [Interval(Integral, 1, None, closed="left")],
-        "n_heads": [Interval(Integral, 1, None, closed="left")],
-        "n_layers": [Interval(Integral, 1, None, closed="left")],
-        "feedforward": [Interval(Integral, 1, None, closed="left")],
-        "attention_dropout": [Interval(Real, 0, 1, closed="left")],
-        "hidden": [Interval(Integral, 1, None, closed="left")],
-        "dropout": [Interval(Real, 0, 1, closed="left")],
-        "features": [FeatureBuilder, None],
-        "train": [TrainSettings, None],
-        "celltype_gain": ["boolean"],
-        "random_state": [Interval(Integral, 0, None, closed="left")],
-    }
+    tokens: tuple = param(TOKEN_FIELDS, "array-like")
+    d_model: int = param(128, Interval(Integral, 1, None, closed="left"), net=True)  # token and continuous width
+    n_heads: int = param(8, Interval(Integral, 1, None, closed="left"), net=True)
+    n_layers: int = param(1, Interval(Integral, 1, None, closed="left"), net=True)
+    feedforward: int = param(256, Interval(Integral, 1, None, closed="left"), net=True)  # encoder feed-forward width
+    attention_dropout: float = param(0.1, Interval(Real, 0, 1, closed="left"), net=True)
+    # the seed's 1024 doubles the output layer, the bulk of the time per epoch
+    hidden: int = param(512, Interval(Integral, 1, None, closed="left"), net=True)
+    dropout: float = param(0.2, Interval(Real, 0, 1, closed="left"), net=True)
+    features: FeatureBuilder = param(None, FeatureBuilder, factory=default_features)
 
-    def __init__(
-        self,
-        tokens=("cell_type", "sm_name"),
-        d_model: int = 128,
-        n_heads: int = 8,
-        n_layers: int = 1,
-        feedforward: int = 256,
-        attention_dropout: float = 0.1,
-        hidden: int = 512,
-        dropout: float = 0.2,
-        features: FeatureBuilder | None = None,
-        train: TrainSettings | None = None,
-        celltype_gain: bool = False,
-        random_state: int = 0,
-    ):
-        self.tokens = tokens
-        self.d_model = d_model
-        self.n_heads = n_heads
-        self.n_layers = n_layers
-        self.feedforward = feedforward
-        self.attention_dropout = attention_dropout
-        self.hidden = hidden
-        self.dropout = dropout
-        self.features = features
-        self.train = train
-        self.celltype_gain = celltype_gain
-        self.random_state = random_state
+    size_params = ("hidden", "d_model", "feedforward")
 
     @property
     def token_fields(self) -> tuple[str, ...]:
         return tuple(self.tokens or ())
 
-    def _build_module(self, n_continuous: int, cardinalities: list[int], n_outputs: int) -> nn.Module:
-        return TabTransformerNet(
-            n_continuous,
-            cardinalities,
-            n_outputs,
-            d_model=int(self.d_model),
-            n_heads=int(self.n_heads),
-            n_layers=int(self.n_layers),
-            feedforward=int(self.feedforward),
-            attention_dropout=float(self.attention_dropout),
-            hidden=int(self.hidden),
-            dropout=float(self.dropout),
-        )
+    def _check_params(self) -> None:
+        unknown = [str(token) for token in self.token_fields if token not in TOKEN_FIELDS]
+        if unknown:
+            raise InvalidParameterError("tokens", f"params.tokens={list(self.token_fields)!r}: unknown token field(s) {unknown}; "
+                                                  f"known: {', '.join(TOKEN_FIELDS)}")
+        if self.d_model % self.n_heads:
+            raise InvalidParameterError("n_heads", f"params.n_heads={self.n_heads} does not divide params.d_model={self.d_model}: "
+                                                   f"each attention head gets d_model / n_heads of the width")
+        super()._check_params()
+
+    def _network(self, n_continuous: int, cardinalities: list[int], n_outputs: int) -> nn.Module:
+        return TabTransformerNet(n_continuous, cardinalities, n_outputs, **net_params(self))
 
 
-transformer = register_model("transformer")(torch_factory(TabTransformerRegressor, DEFAULT_FEATURES))
+transformer = register_model("transformer")(torch_factory(TabTransformerRegressor))
