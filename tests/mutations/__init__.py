@@ -112,4 +112,12 @@ MUTATIONS = (
         tests=("tests/test_transfer_profiles.py",),
         why="a row's own cell type block of transfer_profiles is zeros, for a compound the table has not seen too",
     ),
+    Mutation(
+        name="pca_lgbm_boosters_out_of_column_order",
+        file="src/perturbkit/models/pca_target.py",
+        original="pool.map(fit_column, range(y.shape[1]))",
+        replacement="pool.map(fit_column, reversed(range(y.shape[1])))",
+        tests=("tests/test_models.py::test_pca_lgbm_fits_each_column_alone_whatever_the_number_of_workers",),
+        why="pca_lgbm fits its components side by side, and column j's prediction still comes from column j's booster",
+    ),
 )
