@@ -65,6 +65,15 @@ def test_pca_lgbm_fits_each_column_alone_whatever_the_number_of_workers(monkeypa
     assert np.corrcoef(together[:, 0], y[:, 0])[0, 1] > 0.5
 
 
+def test_pca_lgbm_called_without_arguments_is_its_shipped_config():
+    from perturbkit.models.pca_target import pca_lgbm
+
+    def values(model):
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in model.get_params(deep=True).items() if not hasattr(v, "get_params")}
+
+    assert values(pca_lgbm()) == values(build_model(load_config("pca_lgbm"), seed=0))
+
+
 def test_baselines_predict_what_they_say(small_dataset):
     X, y = small_dataset.obs[FEATURE_COLUMNS], small_dataset.targets
     test = small_dataset.test[FEATURE_COLUMNS]

@@ -120,4 +120,12 @@ MUTATIONS = (
         tests=("tests/test_models.py::test_pca_lgbm_fits_each_column_alone_whatever_the_number_of_workers",),
         why="pca_lgbm fits its components side by side, and column j's prediction still comes from column j's booster",
     ),
+    Mutation(
+        name="pca_lgbm_defaults_drift_from_the_shipped_config",
+        file="src/perturbkit/models/pca_target.py",
+        original='PCA_LGBM_FEATURES = {"stats_components": 8}',
+        replacement='PCA_LGBM_FEATURES = {"stats_components": 16}',
+        tests=("tests/test_models.py::test_pca_lgbm_called_without_arguments_is_its_shipped_config",),
+        why="pca_lgbm() with no arguments builds the shipped config (configs/pca_lgbm.toml)",
+    ),
 )

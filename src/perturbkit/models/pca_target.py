@@ -160,5 +160,12 @@ def pca_knn(n_components: int = 64, n_neighbors: int = 10, weights: str = "dista
     )
 
 
+# pca_lgbm's shipped features (configs/pca_lgbm.toml) differ from FeatureBuilder's defaults in this key only.
+PCA_LGBM_FEATURES = {"stats_components": 8}
+
+
 def pca_lgbm(n_components: int = 16, features: dict | None = None, **booster_params) -> PCATargetRegressor:
-    return PCATargetRegressor(PerComponentLGBM(**booster_params), FeatureBuilder(**(features or {})), n_components)
+    """Called with no arguments, the shipped config; ``features`` keys override :data:`PCA_LGBM_FEATURES`."""
+    return PCATargetRegressor(
+        PerComponentLGBM(**booster_params), FeatureBuilder(**{**PCA_LGBM_FEATURES, **(features or {})}), n_components
+    )
