@@ -33,7 +33,6 @@ from perturbkit.data.layout import (
 )
 from perturbkit.transforms import signed_log10_p, signed_log10_p_and_slope, z_from_signed_log10_p
 
-
 # The gated programs' sign per cell type: B cells express theirs where the compound's gate score is
 # positive, Myeloid cells where it is negative, so each is specific to one of them.
 _GATE_SIGN = {"B cells": 1.0, "Myeloid cells": -1.0}
@@ -55,6 +54,7 @@ PROGRAM_WEIGHT = 0.3  # weight of the low-rank program response in a compound's 
 SIGNATURE_WEIGHT = 0.15  # weight of its own gene signature, shared by all cell types
 RESPONSIVENESS_FLOOR = 0.8  # response of a gene whose real lymphoid means are zero, in t units
 CALIBRATION_STEPS = 8
+
 
 def _rng(seed: int, stream: str) -> np.random.Generator:
     """An independent stream per model component, so changing one never shifts the others."""
