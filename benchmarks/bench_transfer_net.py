@@ -3,21 +3,8 @@
 
 from __future__ import annotations
 
-from common import measure
+from common import CV, measure
 
-CV = """
-import statistics, time
-from perturbkit.config import load_config
-from perturbkit.cv import run_cv
-from perturbkit.data import load
-dataset = load("demo")
-config = load_config("{model}", overrides={overrides!r})
-start = time.perf_counter()
-meta = run_cv(dataset, config, progress=False).meta
-result = {{"cv_seconds": time.perf_counter() - start,
-           "fold_seconds": statistics.median(f["seconds"] for f in meta["folds"]),
-           "relative_to_zeros": meta["scores"]["relative_to_zeros"]}}
-"""
 
 SETTINGS = (("transfer_ridge", []), ("transfer_net", []))
 

@@ -8,6 +8,26 @@ import subprocess
 import sys
 import textwrap
 
+# One model's 4-fold CV under the default scheme (configs/cv.toml: test_like) on the full-size demo, its shipped
+# config with ``{overrides}`` (a list of ``--set`` strings); format with ``model`` and ``overrides``.
+CV = """
+import os, resource, statistics, time
+from perturbkit.config import load_config
+from perturbkit.cv import run_cv
+from perturbkit.data import load
+dataset = load("demo")
+config = load_config("{model}", overrides={overrides!r})
+cpu = lambda: sum(resource.getrusage(resource.RUSAGE_SELF)[:2])  # user + system seconds, all threads
+start, cpu_start = time.perf_counter(), cpu()
+meta = run_cv(dataset, config, progress=False).meta
+result = {{"cv_seconds": time.perf_counter() - start,
+           "cpu_seconds": cpu() - cpu_start,
+           "fold_seconds": statistics.median(f["seconds"] for f in meta["folds"]),
+           "folds": len(meta["folds"]),
+           "relative_to_zeros": meta["scores"]["relative_to_zeros"],
+           "load_average": os.getloadavg()[0]}}
+"""
+
 
 def measure(snippet: str, repeats: int) -> dict:
     """Run ``snippet`` (which sets ``result = {...}`` of timings) ``repeats`` times in fresh processes.

@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-SECTIONS = ["bench_first", "bench_core", "bench_blend", "bench_torch", "bench_transfer_net", "bench_recipe", "bench_tune"]
+SECTIONS = ["bench_first", "bench_core", "bench_models", "bench_blend", "bench_torch", "bench_transfer_net", "bench_recipe", "bench_tune"]
 
 
 def main() -> None:

@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 
 from perturbkit.chem import morgan_fingerprints
-from perturbkit.data import demo, layout, load, resolve_data_dir
+from perturbkit.data import layout, load, resolve_data_dir
+from perturbkit.data.demo import cache, model, variants
 from perturbkit.data.demo import (
     DEFAULT_VARIANT,
     DEMO_FILES,
@@ -58,7 +59,7 @@ def _mrrmse(prediction: np.ndarray, target: np.ndarray) -> float:
 
 
 def _test_baselines(train: pd.DataFrame, truth: pd.DataFrame) -> dict[str, float]:
-    """MRRMSE on the test truth of the simple baselines the module docstring reports."""
+    """MRRMSE on the test truth of the simple baselines docs/demo.md reports."""
     genes = _genes(train)
     celltype_mean = train.groupby("cell_type")[genes].mean()
     deviation = train[genes] - celltype_mean.loc[train["cell_type"]].to_numpy()
@@ -185,7 +186,7 @@ def test_demo_dir_generates_once_and_then_reuses(tmp_path, monkeypatch):
     def must_not_run(*args, **kwargs):
         raise AssertionError("a complete world was regenerated")
 
-    monkeypatch.setattr(demo, "generate_demo", must_not_run)
+    monkeypatch.setattr(cache, "generate_demo", must_not_run)
     assert demo_dir(tmp_path, n_genes=40, seed=3) == world
     assert {name: (world / name).stat().st_mtime_ns for name in DEMO_FILES} == mtimes
 
@@ -195,7 +196,7 @@ def test_demo_dir_leaves_nothing_behind_when_generation_fails(tmp_path, monkeypa
         (out_dir / "de_train.parquet").write_bytes(b"partial")
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(demo, "generate_demo", crash_halfway)
+    monkeypatch.setattr(cache, "generate_demo", crash_halfway)
     with pytest.raises(RuntimeError, match="disk full"):
         demo_dir(tmp_path, n_genes=40)
     assert list(tmp_path.iterdir()) == []
@@ -292,12 +293,12 @@ def test_cells_per_well_shrink_only_b_and_myeloid_wells_of_toxic_test_compounds(
     test_rows = [CELL_TYPES.index(c) for c in TEST_CELL_TYPES]
     lymphoid_rows = [CELL_TYPES.index(c) for c in LYMPHOID_CELL_TYPES]
     fewcells, default = get_variant("fewcells"), get_variant(DEFAULT_VARIANT)
-    cells = demo._cells_per_well(fewcells, panel, seed=0)
+    cells = model._cells_per_well(fewcells, panel, seed=0)
     assert (cells[lymphoid_rows] == 1).all()
     assert (cells[test_rows][:, panel] == fewcells.bm_cells).all()
     test_wells = cells[test_rows][:, ~panel]
     assert (test_wells < fewcells.bm_cells).all() and test_wells.std() > 0.05
-    assert (demo._cells_per_well(default, panel, seed=0) == default.bm_cells).all()
+    assert (model._cells_per_well(default, panel, seed=0) == default.bm_cells).all()
 
 
 def _zeros_by_side(truth: pd.DataFrame) -> tuple[float, float]:
@@ -319,9 +320,9 @@ def test_private_lead_deals_the_same_strengths_larger_to_private_compounds():
     private = np.zeros(146, dtype=bool)
     private[17:96] = True
     variant = get_variant("fewcells")
-    potency, cells = demo._potency(variant, panel, seed=0), demo._cells_per_well(variant, panel, seed=0)
+    potency, cells = model._potency(variant, panel, seed=0), model._cells_per_well(variant, panel, seed=0)
     dealt_potency, dealt_cells = potency.copy(), cells.copy()
-    demo._favour_private(variant, panel, private, dealt_potency, dealt_cells)
+    model._favour_private(variant, panel, private, dealt_potency, dealt_cells)
     # The same (potency, cells) pairs, dealt so that private compounds hold the larger strengths.
     b_row = CELL_TYPES.index(TEST_CELL_TYPES[0])
     pairs = lambda p, c: sorted(zip(p[~panel], c[b_row, ~panel]))  # noqa: E731
@@ -334,14 +335,14 @@ def test_private_lead_deals_the_same_strengths_larger_to_private_compounds():
     # A lead of 0 leaves the old draw untouched.
     neutral = dataclasses.replace(variant, private_lead=0.0)
     kept_potency, kept_cells = potency.copy(), cells.copy()
-    demo._favour_private(neutral, panel, private, kept_potency, kept_cells)
+    model._favour_private(neutral, panel, private, kept_potency, kept_cells)
     np.testing.assert_array_equal(kept_potency, potency)
     np.testing.assert_array_equal(kept_cells, cells)
 
 
 def test_without_a_private_lead_the_public_rows_are_the_harder_ones_in_seed_0(tmp_path, monkeypatch, variant_worlds):
     neutral = dataclasses.replace(get_variant(DEFAULT_VARIANT), private_lead=0.0)
-    monkeypatch.setitem(demo._VARIANTS, DEFAULT_VARIANT, neutral)
+    monkeypatch.setitem(variants._VARIANTS, DEFAULT_VARIANT, neutral)
     world = generate_demo(tmp_path, n_genes=N_GENES, seed=0)
     old_public, old_private = _zeros_by_side(pd.read_parquet(world / "test_truth.parquet"))
     public, private = _zeros_by_side(variant_worlds[DEFAULT_VARIANT][1])
@@ -353,7 +354,7 @@ def test_without_a_private_lead_the_public_rows_are_the_harder_ones_in_seed_0(tm
 def test_every_variant_is_calibrated_against_the_real_figures(tmp_path, variant):
     table = calibration(generate_demo(tmp_path, n_genes=CALIBRATION_GENES, seed=0, variant=variant))
     generated = table["generated"]
-    # Tolerant bounds around the real figures (the full-scale numbers are in the module docstring).
+    # Tolerant bounds around the real figures (the full-scale numbers are in docs/demo.md).
     assert 1.1 < generated["test zeros"] < 2.1
     assert 0.85 < generated["test compound_mean / zeros"] < 1.0
     assert 1.3 < generated["test celltype_mean / zeros"] < 1.9

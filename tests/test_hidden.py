@@ -64,7 +64,7 @@ def _imported_modules(path: Path) -> set[str]:
 
 
 def test_data_imports_nothing_from_submit_or_blend():
-    for path in DATA.glob("*.py"):
+    for path in DATA.rglob("*.py"):
         bad = {m for m in _imported_modules(path) if m.split(".")[:2] in (["perturbkit", "submit"], ["perturbkit", "blend"])}
         assert not bad, f"{path.name} imports {bad}"
 

@@ -50,6 +50,30 @@ def test_pca_lgbm_counts_its_components_inside_a_cv_fit_and_is_silent_outside(sm
     assert "fold 2 components" in err and "3/3" in err and "trees=" in err
 
 
+def test_pca_lgbm_fits_each_column_alone_whatever_the_number_of_workers(monkeypatch):
+    from perturbkit.models import pca_target
+
+    X, y = np.random.default_rng(0).normal(size=(150, 6)), np.random.default_rng(1).normal(size=(150, 3))
+    y[:, 0] += 2 * X[:, 0]
+    y[:, 2] -= X[:, 1] * X[:, 2]
+    monkeypatch.setattr(pca_target.os, "cpu_count", lambda: 3)
+    together = pca_target.PerComponentLGBM(n_estimators=40).fit(X, y).predict(X)
+    monkeypatch.setattr(pca_target.os, "cpu_count", lambda: 1)
+    alone = [pca_target.PerComponentLGBM(n_estimators=40).fit(X, y[:, [j]]).predict(X)[:, 0] for j in range(3)]
+    # Column j's prediction comes from the booster fitted on column j, bit for bit.
+    np.testing.assert_array_equal(together, np.column_stack(alone))
+    assert np.corrcoef(together[:, 0], y[:, 0])[0, 1] > 0.5
+
+
+def test_pca_lgbm_called_without_arguments_is_its_shipped_config():
+    from perturbkit.models.pca_target import pca_lgbm
+
+    def values(model):
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in model.get_params(deep=True).items() if not hasattr(v, "get_params")}
+
+    assert values(pca_lgbm()) == values(build_model(load_config("pca_lgbm"), seed=0))
+
+
 def test_baselines_predict_what_they_say(small_dataset):
     X, y = small_dataset.obs[FEATURE_COLUMNS], small_dataset.targets
     test = small_dataset.test[FEATURE_COLUMNS]

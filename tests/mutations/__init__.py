@@ -444,4 +444,20 @@ MUTATIONS = (
         tests=("tests/test_torch_models.py::test_cuda_on_a_machine_without_it_is_named",),
         why="params.train.device must exist on this machine: 'cuda' without CUDA is a named error before any fit",
     ),
+    Mutation(
+        name="pca_lgbm_boosters_out_of_column_order",
+        file="src/perturbkit/models/pca_target.py",
+        original="pool.map(fit_column, range(y.shape[1]))",
+        replacement="pool.map(fit_column, reversed(range(y.shape[1])))",
+        tests=("tests/test_models.py::test_pca_lgbm_fits_each_column_alone_whatever_the_number_of_workers",),
+        why="pca_lgbm fits its components side by side, and column j's prediction still comes from column j's booster",
+    ),
+    Mutation(
+        name="pca_lgbm_defaults_drift_from_the_shipped_config",
+        file="src/perturbkit/models/pca_target.py",
+        original='PCA_LGBM_FEATURES = {"stats_components": 8}',
+        replacement='PCA_LGBM_FEATURES = {"stats_components": 16}',
+        tests=("tests/test_models.py::test_pca_lgbm_called_without_arguments_is_its_shipped_config",),
+        why="pca_lgbm() with no arguments builds the shipped config (configs/pca_lgbm.toml)",
+    ),
 )

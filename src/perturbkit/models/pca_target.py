@@ -8,6 +8,7 @@ the features; ``inverse_transform`` returns to genes.
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from numbers import Integral, Real
 
 import lightgbm as lgb
@@ -63,8 +64,11 @@ class PCATargetRegressor(RegressorMixin, BaseEstimator):
 class PerComponentLGBM(RegressorMixin, BaseEstimator):
     """One LightGBM booster per target column, early-stopped on a seeded split of the training rows.
 
-    The fold's validation rows are never used for early stopping, so OOF scores stay honest. Inside
-    a CV run with progress on, a bar counts the components fitted (``perturbkit.progress``).
+    The fold's validation rows are never used for early stopping, so OOF scores stay honest. Each
+    booster runs on one thread and the columns are fitted side by side, one per core: a few hundred
+    rows are too few to split across threads, and LightGBM's waiting threads made a loaded machine
+    about 20 times slower (docs/experiments.md, pca_lgbm). Inside a CV run with progress on, a bar
+    counts the components fitted (``perturbkit.progress``).
     """
 
     _parameter_constraints = {
@@ -112,21 +116,27 @@ class PerComponentLGBM(RegressorMixin, BaseEstimator):
             "feature_fraction": self.colsample_bytree,
             "seed": self.random_state,
             "deterministic": True,
-            "num_threads": os.cpu_count() or 1,
+            "num_threads": 1,
+            "force_col_wise": True,  # LightGBM would time both layouts on every dataset to pick this one
             "verbosity": -1,
         }
+
+        def fit_column(column: int) -> lgb.Booster:
+            train_set = lgb.Dataset(X[fit_rows], y[fit_rows, column], free_raw_data=False)
+            stop_set = lgb.Dataset(X[stop_rows], y[stop_rows, column], reference=train_set)
+            return lgb.train(
+                params,
+                train_set,
+                num_boost_round=self.n_estimators,
+                valid_sets=[stop_set],
+                callbacks=[lgb.early_stopping(self.early_stopping_rounds, verbose=False)],
+            )
+
         self.boosters_ = []
-        with progress_bar(y.shape[1], "components", "booster") as bar:
-            for column in range(y.shape[1]):
-                train_set = lgb.Dataset(X[fit_rows], y[fit_rows, column], free_raw_data=False)
-                stop_set = lgb.Dataset(X[stop_rows], y[stop_rows, column], reference=train_set)
-                booster = lgb.train(
-                    params,
-                    train_set,
-                    num_boost_round=self.n_estimators,
-                    valid_sets=[stop_set],
-                    callbacks=[lgb.early_stopping(self.early_stopping_rounds, verbose=False)],
-                )
+        # LightGBM releases the GIL while it trains; each booster is single-threaded and seeded, so the
+        # result does not depend on the number of workers or their order.
+        with progress_bar(y.shape[1], "components", "booster") as bar, ThreadPoolExecutor(min(os.cpu_count() or 1, y.shape[1])) as pool:
+            for booster in pool.map(fit_column, range(y.shape[1])):
                 self.boosters_.append(booster)
                 bar.set_postfix(trees=booster.best_iteration, refresh=False)
                 bar.update()
@@ -155,7 +165,13 @@ def pca_knn(n_components: int = 64, n_neighbors: int = 10, weights: str = "dista
     )
 
 
+# pca_lgbm's shipped features (configs/pca_lgbm.toml) differ from FeatureBuilder's defaults in this key only.
+PCA_LGBM_FEATURES = {"stats_components": 8}
+
+
 @register_model("pca_lgbm")
 def pca_lgbm(n_components: int = 16, features: dict | None = None, **booster_params) -> PCATargetRegressor:
-    # fewer statistics components than the builder's default: one booster per target component reads every column
-    return PCATargetRegressor(PerComponentLGBM(**booster_params), FeatureBuilder(**{"stats_components": 8, **(features or {})}), n_components)
+    """Called with no arguments, the shipped config; ``features`` keys override :data:`PCA_LGBM_FEATURES`."""
+    return PCATargetRegressor(
+        PerComponentLGBM(**booster_params), FeatureBuilder(**{**PCA_LGBM_FEATURES, **(features or {})}), n_components
+    )
