@@ -191,9 +191,28 @@ def test_the_readme_is_a_front_page_with_the_real_data_path_near_the_top():
     assert real_data and real_data[0] < 80, f"README.md: the real-data section starts at line {real_data[:1] or 'none'}"
 
 
-def test_every_docs_page_the_readme_links_exists():
+def _anchor(heading: str) -> str:
+    """GitHub's anchor of a markdown heading: lower case, punctuation dropped, spaces to hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+@pytest.mark.parametrize("path", DOCS, ids=[str(path.relative_to(ROOT)) for path in DOCS])
+def test_every_relative_link_resolves_to_a_file_and_heading(path):
+    """Links between the README and docs/ pages resolve: the file exists and a #fragment names one of its headings."""
+    problems = []
+    for target, fragment in re.findall(r"\]\(((?![a-z]+:)[^)#\s]*)(?:#([^)\s]+))?\)", path.read_text()):
+        linked = (path.parent / target).resolve() if target else path
+        if not linked.exists():
+            problems.append(f"{target}: no such file")
+        elif fragment and linked.suffix == ".md":
+            headings = {_anchor(line.lstrip("#")) for line in linked.read_text().splitlines() if line.startswith("#")}
+            if fragment not in headings:
+                problems.append(f"{target}#{fragment}: no such heading")
+    assert not problems, f"{path.relative_to(ROOT)}: " + "; ".join(problems)
+
+
+def test_the_readme_links_the_topic_pages():
     readme = (ROOT / "README.md").read_text()
     pages = set(re.findall(r"\]\((docs/[\w.-]+\.md)[#)]", readme))
-    assert {"docs/validation.md", "docs/models.md", "docs/results.md"} <= pages
-    for page in sorted(pages):
-        assert (ROOT / page).exists(), f"README.md links {page}, which does not exist"
+    assert {"docs/validation.md", "docs/models.md", "docs/leaderboard.md", "docs/reliability.md", "docs/extending.md",
+            "docs/development.md", "docs/results.md"} <= pages

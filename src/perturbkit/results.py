@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from perturbkit.agreement import RECIPE_BLEND, AgreementResult, _markdown_table, _number, run_agreement
-from perturbkit.io import atomic_file
+from perturbkit.io import atomic_file, check_writable
 from perturbkit.scorecard import CLIPPED_PREFIX
 
 EXPLANATION = (
@@ -22,7 +22,8 @@ EXPLANATION = (
     "`test_truth.parquet`, **Kaggle's private rows only**: the 155 B/Myeloid rows of its 79 private compounds; the 100 "
     "rows of its 50 public compounds set the recipe's leaderboard factor), with its 95 % bootstrap interval over the "
     "private compounds (1,000 resamples). Best test per variant in bold. Models run with their shipped configs; rows "
-    "named with overrides are the recipe's members that carry them."
+    "named with overrides are the recipe's members that carry them. What the tables show: "
+    "[models.md](models.md#what-the-results-show)."
 )
 LAYERS = {
     "": "**The competition's layer** (unclipped signed −log10 p-values, Kaggle's MRRMSE):",
@@ -71,6 +72,8 @@ def run_results(variants, models, recipe, *, demo_genes: int | None, oof_root: P
 
     from perturbkit.data import resolve_data_dir
 
+    check_writable(oof_root, "--oof")
+    check_writable(Path(out).parent, "--out")  # before hours of study, not after
     result = run_agreement(variants, [recipe.scheme], models, demo_genes=demo_genes, recipe=recipe, oof_root=oof_root, say=say)
     world = json.loads((resolve_data_dir(f"demo:{variants[0]}", demo_genes=demo_genes) / "world.json").read_text())
     command = f"perturbkit results --demo-genes {demo_genes or 0} --recipe {recipe.source} --models {','.join(models)}"
