@@ -92,6 +92,9 @@ recipe: $(STAMP) ## cross-validate RECIPE's members on DATA (stored runs reused)
 agreement: $(STAMP) ## CV vs hidden-test agreement of every scheme on every demo variant (AGREEMENT_GENES genes), with RECIPE's blend: reports/agreement/
 	$(PY) -m perturbkit agreement --demo-genes $(GENES_AGREEMENT) --recipe $(RECIPE) --oof $(OOF)/agreement --out reports/agreement $(if $(MODELS_STUDY),--models $(MODELS_STUDY))
 
+results: $(STAMP) ## docs/results.md: the agreement study under RECIPE's scheme on every demo variant (GENES genes, default all 18,211; MODELS_STUDY models, default all)
+	$(PY) -m perturbkit results --recipe $(RECIPE) --oof $(OOF)/agreement $(GENES_ARGS) $(if $(MODELS_STUDY),--models $(MODELS_STUDY))
+
 public-split: $(STAMP) ## on every demo variant (AGREEMENT_GENES genes): Kaggle's public rows vs random ones as predictors of the private score and the leaderboard factor
 	$(PY) -m perturbkit public-split --demo-genes $(GENES_AGREEMENT) --oof $(OOF)/agreement --out reports/public_split/public_split.csv $(if $(MODELS_STUDY),--models $(MODELS_STUDY))
 

@@ -9,7 +9,7 @@ ratios to predicting zeros on the same rows, on the competition's unclipped valu
 clipped layer (±4), each with a 95 % bootstrap interval over compounds. With a recipe, the recipe's blend is scored too, and
 each member that carries overrides (a model setting of its own).
 The scheme with the best mean Spearman across variants is the project's default
-(``configs/cv.toml``); README "Validation schemes" shows the table ``make agreement`` writes.
+(``configs/cv.toml``); docs/validation.md shows the table ``make agreement`` writes.
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ class AgreementResult:
         return "\n".join(lines)
 
     def results_markdown(self, scheme: str | None = None) -> str:
-        """README "Results": one row per model, per variant its CV and test ratios to zeros on both layers, each
+        """The layout of docs/results.md in one table: one row per model, per variant its CV and test ratios to zeros on both layers, each
         with its 95 % bootstrap interval over compounds (the blend's nested CV has none), under ``scheme`` (default: the recipe's,
         else the first)."""
         blends = self.scores.loc[self.scores["model"] == RECIPE_BLEND, "scheme"]

@@ -107,6 +107,17 @@ def cmd_agreement(args) -> None:
     print(f"best mean agreement: {result.best_scheme()}; written {', '.join(map(str, files.values()))}")
 
 
+def cmd_results(args) -> None:
+    from perturbkit.data.demo import list_variants
+    from perturbkit.models import list_models
+    from perturbkit.recipe import load_recipe
+    from perturbkit.results import run_results
+
+    out = run_results(list_variants(), _names(args.models) if args.models else list_models(), load_recipe(args.recipe),
+                      demo_genes=args.demo_genes, oof_root=args.oof, out=args.out, say=lambda message: print(message, flush=True))
+    print(f"written {out}")
+
+
 def cmd_public_split(args) -> None:
     from perturbkit.data.demo import list_variants
     from perturbkit.public_split import run_public_split
@@ -642,6 +653,14 @@ def _add_study_commands(commands) -> None:
     agreement.add_argument("--oof", type=Path, default=Path("oof/agreement"), help="run store of the study, one folder per variant")
     agreement.add_argument("--out", type=Path, default=Path("reports/agreement"))
     agreement.set_defaults(func=cmd_agreement)
+
+    results = commands.add_parser("results", help="the Results page: the agreement study under the recipe's scheme on every demo variant")
+    results.add_argument("--recipe", type=Path, default=Path("configs/recipe.toml"), help="the recipe: its scheme, its blend and members")
+    results.add_argument("--models", default=None, help="comma-separated models (default: all registered)")
+    results.add_argument("--demo-genes", type=_gene_count_or_all, default=None, help="genes per demo world (default, or 0: all 18,211)")
+    results.add_argument("--oof", type=Path, default=Path("oof/agreement"), help="run store of the study, one folder per variant")
+    results.add_argument("--out", type=Path, default=Path("docs/results.md"))
+    results.set_defaults(func=cmd_results)
 
     split = commands.add_parser("public-split", help="on the demo worlds: how well Kaggle's public rows (and random ones) "
                                 "predict the private score and the leaderboard factor")

@@ -460,4 +460,20 @@ MUTATIONS = (
         tests=("tests/test_models.py::test_pca_lgbm_called_without_arguments_is_its_shipped_config",),
         why="pca_lgbm() with no arguments builds the shipped config (configs/pca_lgbm.toml)",
     ),
+    Mutation(
+        name="results_page_bolds_the_worst_test",
+        file="src/perturbkit/results.py",
+        original="rel.index != rel.idxmin()",
+        replacement="rel.index != rel.idxmax()",
+        tests=("tests/test_results.py",),
+        why="the Results page marks each variant's best (lowest) test ratio, on both layers",
+    ),
+    Mutation(
+        name="documented_make_target_renamed",
+        file="Makefile",
+        original="\nresults: $(STAMP) ##",
+        replacement="\nresults-page: $(STAMP) ##",
+        tests=("tests/test_readme.py",),
+        why="every make target the README and docs/ name exists: renaming one without the docs fails",
+    ),
 )
