@@ -141,3 +141,52 @@ def test_the_blend_cycle_check_sees_a_cycle():
     edges = _blend_edges()
     assert "record" in edges["result"] and "choice" in edges["search"]
     assert "record -> result -> record" in _cycles({**edges, "record": edges["record"] | {"result"}})
+
+
+def _module_edges(targets: set[str]) -> set[str]:
+    """The modules behind a file's imports: ``from perturbkit.blend import objective`` is an edge to the module
+    ``perturbkit.blend.objective`` (its package's ``__init__`` is only an edge when a name of it is imported)."""
+    named = {t for t in targets if t in IMPORTS}
+    return {t for t in named if not any(o.startswith(t + ".") for o in named) or _imports_a_name_of(targets, t)}
+
+
+def _imports_a_name_of(targets: set[str], package: str) -> bool:
+    return any(t.startswith(package + ".") and t not in IMPORTS and t.count(".") == package.count(".") + 1 for t in targets)
+
+
+def test_no_import_circle_anywhere_in_the_package():
+    """No two modules import each other, directly or through others (lazy imports count): a reader can follow any module
+    down to its leaves."""
+    graph = {m: _module_edges(targets) - {m} for m, targets in IMPORTS.items()}
+    circles = [scc for scc in _strongly_connected(graph) if len(scc) > 1]
+    assert circles == []
+
+
+def _strongly_connected(graph: dict[str, set[str]]) -> list[list[str]]:
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for target in graph[node]:
+            if target not in index:
+                visit(target)
+                low[node] = min(low[node], low[target])
+            elif target in stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                component.append(member)
+                if member == node:
+                    break
+            found.append(component)
+
+    for node in graph:
+        if node not in index:
+            visit(node)
+    return found

@@ -17,14 +17,13 @@ import pytest
 
 from perturbkit.cli import main
 from perturbkit.config import load_config
-from perturbkit.cv import list_runs, load_run, run_cv, save_run
+from perturbkit.cv import find_or_run, list_runs, load_run, run_cv, save_run
 from perturbkit.cv.store import (
     MAX_META_BYTES,
     DamagedRunError,
     MixedRunsError,
     RefusedRunError,
     default_blend_runs,
-    find_or_run,
     load_runs,
     read_meta,
 )

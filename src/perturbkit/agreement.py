@@ -133,7 +133,7 @@ def run_agreement(variants, schemes, models, *, demo_genes: int | None = None, r
     data, config and folds are reused. With ``recipe`` (a :class:`perturbkit.recipe.Recipe`) the recipe's blend (its
     members reused from there where their configs match) is scored too, as model ``recipe blend`` (CV: its nested score).
     """
-    from perturbkit.cv.store import find_or_run
+    from perturbkit.cv import find_or_run
     from perturbkit.data.demo import check_gene_count, get_variant
 
     # Every name checked (and every config resolved) before the first world is generated or model fitted.

@@ -161,7 +161,7 @@ class PublicSplitStudy:
 def _test_predictions(dataset, model: str, store: Path | None, say) -> np.ndarray:
     """The model's fold-averaged CV test predictions in ``dataset.test`` order, reused from ``store`` when stored."""
     from perturbkit.config import load_config
-    from perturbkit.cv.store import find_or_run
+    from perturbkit.cv import find_or_run
 
     return find_or_run(store, dataset, load_config(model), say=lambda message: say(f"{model:>16}: {message}")).test
 

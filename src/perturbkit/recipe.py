@@ -21,7 +21,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from perturbkit.config import load_config, read_toml, without_tune
-from perturbkit.cv.store import find_or_run
+from perturbkit.cv import find_or_run
 from perturbkit.data import Dataset
 from perturbkit.errors import ConfigError, PerturbkitError
 from perturbkit.types import Seeds

@@ -476,4 +476,12 @@ MUTATIONS = (
         tests=("tests/test_readme.py",),
         why="every make target the README and docs/ name exists: renaming one without the docs fails",
     ),
+    Mutation(
+        name="store_imports_the_harness_back",
+        file="src/perturbkit/cv/store.py",
+        original="    from perturbkit.folds import splitter_for  # the harness's own splitter",
+        replacement="    from perturbkit.cv import splitter_for  # the harness's own splitter",
+        tests=("tests/test_import_contracts.py::test_no_import_circle_anywhere_in_the_package",),
+        why="no import circle in the package: the run store never imports the harness that imports it",
+    ),
 )

@@ -34,14 +34,15 @@ from tqdm.auto import tqdm
 
 from perturbkit.config import config_hash, without_tune
 from perturbkit.errors import ConfigError
-from perturbkit.cv.store import Run, check_predictions, list_runs, load_run, save_run
+from perturbkit.cv.store import Run, check_predictions, find_run, list_runs, load_run, save_run
 from perturbkit.data import Dataset
-from perturbkit.folds import NEVER_VALIDATED, folds_frame, folds_hash, make_splitter
+from perturbkit.folds import NEVER_VALIDATED, folds_frame, folds_hash, splitter_for
 from perturbkit.metrics import clip_layer, ratio_interval, rowwise_rmse
 from perturbkit.models import build_model, seed_parameters
 from perturbkit.progress import fit_progress
 
-__all__ = ["CVResult", "Run", "cv_seeds", "list_runs", "load_run", "run_cv", "save_run", "splitter_for", "summary_text"]
+__all__ = ["CVResult", "FoundRun", "Run", "cv_seeds", "find_or_run", "list_runs", "load_run", "run_cv", "save_run", "splitter_for",
+           "summary_text"]
 
 FEATURE_COLUMNS = ["cell_type", "sm_name", "SMILES"]
 logger = logging.getLogger("perturbkit.cv")
@@ -134,13 +135,6 @@ def _scores(keys: pd.DataFrame, folds: np.ndarray, y: np.ndarray, oof: np.ndarra
 def cv_seeds(cv: dict) -> list[int]:
     """``cv.seeds`` when given (predictions averaged over them), else ``[cv.seed]``."""
     return [int(s) for s in cv.get("seeds") or [cv["seed"]]]
-
-
-def splitter_for(dataset: Dataset, cv: dict):
-    """The splitter a run's ``[cv]`` table names, on this dataset's test compounds."""
-    return make_splitter(
-        cv["scheme"], test_compounds=dataset.test["sm_name"].astype(str), seed=int(cv["seed"]), n_splits=int(cv.get("n_splits") or 0) or None
-    )
 
 
 def run_cv(dataset: Dataset, config: dict, *, progress: bool = True, on_fold=None) -> CVResult:
@@ -320,3 +314,29 @@ def summary_text(meta: dict) -> str:
         lines.append(f"{'seeds':<20} {len(meta['seeds']):>5} per-seed MRRMSE std {scores['seed_std']:.4f}")
     lines.append(f"total {meta['timings']['total_seconds']:.1f} s")
     return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class FoundRun:
+    """A run :func:`find_or_run` reused or made."""
+
+    path: Path | None  # None: no store was given, the run was not saved
+    meta: dict
+    test: np.ndarray  # test predictions in ``dataset.test`` order, ``dataset.genes`` columns
+    reused: bool
+    seconds: float  # spent now (reading a stored run, or its CV)
+
+
+def find_or_run(root: Path | str | None, dataset, config: dict, *, progress: bool = False, say=print) -> FoundRun:
+    """Reuse the stored run of this data, config and folds (:func:`find_run`), else cross-validate ``config`` and store the
+    run under ``root`` (not stored when ``root`` is None): how the recipe and the studies run or reuse a model."""
+    started = time.perf_counter()
+    stored = find_run(root, dataset, config, say=say) if root is not None else None
+    if stored is not None:
+        say(f"stored run {stored.path} has this data, config and folds; reused")
+        rows = pd.Index(stored.test_ids).get_indexer(dataset.test["id"].to_numpy())
+        return FoundRun(stored.path, stored.meta, stored.test[rows], True, time.perf_counter() - started)
+    say(f"cross-validating ({config['cv']['scheme']})")
+    result = run_cv(dataset, config, progress=progress)
+    path = save_run(result, root) if root is not None else None
+    return FoundRun(path, result.meta, result.test, False, time.perf_counter() - started)

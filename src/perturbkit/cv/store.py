@@ -469,7 +469,7 @@ def load_run(run_dir: Path | str, *, root: Path | str | None = None, dataset=Non
 
 def scheme_folds_hash(dataset, cv: dict) -> str:
     """The folds hash a run with this ``[cv]`` table gets on ``dataset``."""
-    from perturbkit.cv import splitter_for  # the harness's own splitter: a run's folds are what it would draw
+    from perturbkit.folds import splitter_for  # the harness's own splitter: a run's folds are what it would draw
     from perturbkit.folds import folds_frame
 
     return folds_hash(folds_frame(dataset.obs, splitter_for(dataset, cv).fold_ids(dataset.obs)))
@@ -559,31 +559,3 @@ def find_run(root: Path | str, dataset, config: dict, *, say=print) -> Run | Non
         except DamagedRunError as exc:
             say(f"skipped damaged run: {exc}")
     return None
-
-
-@dataclass(frozen=True)
-class FoundRun:
-    """A run :func:`find_or_run` reused or made."""
-
-    path: Path | None  # None: no store was given, the run was not saved
-    meta: dict
-    test: np.ndarray  # test predictions in ``dataset.test`` order, ``dataset.genes`` columns
-    reused: bool
-    seconds: float  # spent now (reading a stored run, or its CV)
-
-
-def find_or_run(root: Path | str | None, dataset, config: dict, *, progress: bool = False, say=print) -> FoundRun:
-    """Reuse the stored run of this data, config and folds (:func:`find_run`), else cross-validate ``config`` and store the
-    run under ``root`` (not stored when ``root`` is None): how the recipe and the studies run or reuse a model."""
-    from perturbkit.cv import run_cv  # the harness imports this module
-
-    started = time.perf_counter()
-    stored = find_run(root, dataset, config, say=say) if root is not None else None
-    if stored is not None:
-        say(f"stored run {stored.path} has this data, config and folds; reused")
-        rows = pd.Index(stored.test_ids).get_indexer(dataset.test["id"].to_numpy())
-        return FoundRun(stored.path, stored.meta, stored.test[rows], True, time.perf_counter() - started)
-    say(f"cross-validating ({config['cv']['scheme']})")
-    result = run_cv(dataset, config, progress=progress)
-    path = save_run(result, root) if root is not None else None
-    return FoundRun(path, result.meta, result.test, False, time.perf_counter() - started)

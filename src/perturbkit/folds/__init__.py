@@ -215,3 +215,10 @@ def folds_frame(obs: pd.DataFrame, fold_ids: np.ndarray) -> pd.DataFrame:
 def folds_hash(folds: pd.DataFrame) -> str:
     ordered = folds.sort_values(["cell_type", "sm_name"], kind="stable")
     return hashlib.blake2b(ordered.to_csv(index=False).encode(), digest_size=16).hexdigest()
+
+
+def splitter_for(dataset, cv: dict):
+    """The splitter a run's ``[cv]`` table names, on this dataset's test compounds."""
+    return make_splitter(
+        cv["scheme"], test_compounds=dataset.test["sm_name"].astype(str), seed=int(cv["seed"]), n_splits=int(cv.get("n_splits") or 0) or None
+    )
