@@ -476,4 +476,12 @@ MUTATIONS = (
         tests=("tests/test_readme.py",),
         why="every make target the README and docs/ name exists: renaming one without the docs fails",
     ),
+    Mutation(
+        name="make_set_overrides_unquoted",
+        file="Makefile",
+        original="SET_ARGS := $(foreach s,$(SET),--set '$(s)')",
+        replacement="SET_ARGS := $(foreach s,$(SET),--set $(s))",
+        tests=("tests/test_makefile.py",),
+        why="SET='features.blocks=[\"morgan\",\"substructures\"]' reaches the CLI with its quotes, not as [morgan,substructures]",
+    ),
 )
