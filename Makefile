@@ -17,7 +17,7 @@ AGREEMENT_GENES ?= 2000
 OOF ?= oof/
 #> root of the submission sets: recipe/ (make recipe) and blend/ (make blend), each blend.csv|h5ad|json
 SUBMISSIONS ?= submissions/
-#> config overrides, e.g. SET="params.alpha=3 cv.seed=1"
+#> config overrides, e.g. SET="cv.seed=1" (MODEL=transfer_ridge: SET="params.n_components=64 cv.seed=1")
 SET ?=
 #> the recipe of make recipe (and of make kernel when given)
 RECIPE ?= configs/recipe.toml
@@ -61,7 +61,7 @@ STUDY ?=
 BENCH_RUNS ?= 3
 
 GENES_AGREEMENT := $(or $(GENES),$(AGREEMENT_GENES))
-SET_ARGS := $(foreach s,$(SET),--set $(s))
+SET_ARGS := $(foreach s,$(SET),--set '$(s)')
 GENES_ARGS := $(if $(GENES),--demo-genes $(GENES))
 STAMP := $(VENV)/.installed
 
@@ -83,7 +83,7 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## create .venv and install perturbkit with its dev extras
 
-cv: $(STAMP) ## cross-validate MODEL on DATA, store the run under OOF (SET="params.alpha=3 ...")
+cv: $(STAMP) ## cross-validate MODEL on DATA, store the run under OOF (SET="cv.seed=1 ...")
 	$(PY) -m perturbkit cv --model $(MODEL) --data $(DATA) $(GENES_ARGS) --oof $(OOF) $(SET_ARGS)
 
 recipe: $(STAMP) ## cross-validate RECIPE's members on DATA (stored runs reused), blend, write SUBMISSIONS/recipe/blend.csv|h5ad|json

@@ -483,7 +483,7 @@ def test_toy_blend_method_registers_and_runs_through_blend(members, small_datase
 
 
 def test_blend_method_with_its_own_setting_reachable_through_set(members, small_dataset, monkeypatch):
-    """README "Extending": a method's keyword parameters are its settings: --set keys, typed and checked by the signature."""
+    """docs/extending.md: a method's keyword parameters are its settings: --set keys, typed and checked by the signature."""
     from perturbkit.blend import SearchResult, register_blend_method
     from perturbkit.blend.options import resolve_options
     from perturbkit.blend.search import BLEND_METHODS

@@ -46,7 +46,7 @@ class CharNgramEmbedding(TransformerMixin, BaseEstimator):
 
 
 class CompoundResponse(TransformerMixin, BaseEstimator):
-    """README "Extending": a row gets its compound's mean response on the rows the block is fitted on (a fold's
+    """docs/extending.md: a row gets its compound's mean response on the rows the block is fitted on (a fold's
     training rows), as ``n_components`` target-PCA scores; zeros for a compound without such rows."""
 
     _parameter_constraints = {"n_components": [Interval(Integral, 1, None, closed="left")]}
@@ -119,7 +119,7 @@ RESPONSE = ['features.onehot=["cell_type"]', "features.target_stats=[]", 'featur
 
 
 def test_block_with_its_own_parameter(small_dataset):
-    """README "Extending": a block's parameter is a config key, reaches the block, and is validated like a model's
+    """docs/extending.md: a block's parameter is a config key, reaches the block, and is validated like a model's
     (its run through the harness: the next test)."""
     config = load_config("pca_ridge", overrides=RESPONSE)
     assert config["features"]["compound_response_n_components"] == 3

@@ -22,6 +22,7 @@ from perturbkit.blend.leaderboard import (
     read_probes,
     write_probe_requests,
 )
+from perturbkit.cli import build_parser
 from perturbkit.data import load_dataset
 from perturbkit.data.hidden import PUBLIC_FILE, WORLD_FILE
 from perturbkit.data.layout import leaderboard_split
@@ -249,3 +250,11 @@ def test_probes_command_says_which_rows_the_public_scores_come_from(tmp_path, mo
     printed = capsys.readouterr().out
     assert "public scores (Kaggle's public leaderboard: the 100 test rows of the 50 public compounds)" in printed
     assert json.loads((submissions / PROBES_FILE).read_text())["public_rows"].startswith("Kaggle's public leaderboard")
+
+
+def test_the_probes_commands_default_to_the_folder_the_recipe_writes_probes_json_into():
+    """The recipe writes probes.json into its --submissions root (above); `probes submit|fetch` read it there."""
+    parser = build_parser()
+    recipe = parser.parse_args(["recipe"]).submissions
+    assert parser.parse_args(["probes", "submit"]).submissions == recipe
+    assert parser.parse_args(["probes", "fetch"]).submissions == recipe

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shlex
 import shutil
 import subprocess
 from pathlib import Path
@@ -21,10 +22,18 @@ def dry_run(target: str, *assignments: str) -> str:
     return result.stdout
 
 
-@pytest.mark.parametrize("target", ["cv", "recipe", "blend", "tune", "validate"])
+@pytest.mark.parametrize("target", ["cv", "recipe", "blend", "tune", "validate", "results"])
 def test_genes_gives_a_small_demo_world_and_unset_means_all_genes(target):
     assert "--demo-genes 500" in dry_run(target, "GENES=500")
     assert "--demo-genes" not in dry_run(target)
+
+
+@pytest.mark.parametrize("target", ["cv", "recipe", "blend", "tune"])
+def test_each_set_override_reaches_the_cli_as_written(target):
+    """A TOML list's quotes survive the shell: unquoted, ["morgan","substructures"] arrives as [morgan,substructures]."""
+    words = shlex.split(dry_run(target, 'SET=features.blocks=["morgan","substructures"] cv.seed=1').splitlines()[-1])
+    assert [words[i + 1] for i, word in enumerate(words) if word == "--set"] == [
+        'features.blocks=["morgan","substructures"]', "cv.seed=1"]
 
 
 @pytest.mark.parametrize("study", ["agreement", "public-split"])

@@ -50,7 +50,7 @@ def parse_override(text: str) -> tuple[list[str], object]:
     """``a.b=value``: a TOML literal (``3``, ``true``, ``[1, 2]``); ``True``/``no``/``off``... are booleans; else a string."""
     key, sep, raw = text.partition("=")
     if not sep or not key.strip():
-        raise ConfigError(f"--set {text!r}: expected key=value, e.g. params.alpha=3")
+        raise ConfigError(f"--set {text!r}: expected key=value, e.g. cv.seed=1")
     if raw.strip().lower() in BOOLEAN_WORDS:  # "False" is no TOML literal: kept a string it would be truthy
         return key.strip().split("."), BOOLEAN_WORDS[raw.strip().lower()]
     try:

@@ -484,4 +484,12 @@ MUTATIONS = (
         tests=("tests/test_import_contracts.py::test_no_import_circle_anywhere_in_the_package",),
         why="no import circle in the package: the run store never imports the harness that imports it",
     ),
+    Mutation(
+        name="make_set_overrides_unquoted",
+        file="Makefile",
+        original="SET_ARGS := $(foreach s,$(SET),--set '$(s)')",
+        replacement="SET_ARGS := $(foreach s,$(SET),--set $(s))",
+        tests=("tests/test_makefile.py",),
+        why="SET='features.blocks=[\"morgan\",\"substructures\"]' reaches the CLI with its quotes, not as [morgan,substructures]",
+    ),
 )
