@@ -528,7 +528,7 @@ def test_a_member_of_weight_0_is_not_fitted_and_the_submission_is_unchanged(smal
 
     configs = cheap_configs()
     record = blend_result(configs)
-    record["members"][1].update(weight=0.0, weights={"B cells": 0.0, "Myeloid cells": 0.0})
+    record["members"][1].update(weight=0.0)
     unused = spec_from_blend(record)
     fitted, run_cv = [], perturbkit.cv.run_cv
     monkeypatch.setattr(perturbkit.cv, "run_cv", lambda dataset, config, **kw: fitted.append(config["model"]) or run_cv(dataset, config, **kw))
@@ -537,9 +537,9 @@ def test_a_member_of_weight_0_is_not_fitted_and_the_submission_is_unchanged(smal
     assert fitted == ["compound_mean"]  # pca_ridge, of weight 0, never fitted
     assert any("pca_ridge (weight 0): not fitted" in line for line in log)
     # the same bytes as when the member is fitted and weighted 0 (as before): zeros in its place change no sum
-    from perturbkit.blend.record import CellTypeWeights
+    from perturbkit.blend.record import WeightSet
 
-    monkeypatch.setattr(CellTypeWeights, "used", lambda self, member: True)
+    monkeypatch.setattr(WeightSet, "used", lambda self, member: True)
     run_pipeline(unused, small_world, tmp_path / "fitted.csv", log=lambda _: None)
     assert fitted == ["compound_mean", "compound_mean", "pca_ridge"]
     assert (tmp_path / "unused.csv").read_bytes() == (tmp_path / "fitted.csv").read_bytes()

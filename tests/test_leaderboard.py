@@ -190,7 +190,7 @@ def test_recipe_on_real_data_writes_probe_files_then_applies_the_entered_scores(
 def test_recipe_leaderboard_must_be_a_boolean(tmp_path):
     path = tmp_path / "recipe.toml"
     path.write_text(RECIPE.format(leaderboard='"yes"'))
-    with pytest.raises(ConfigError, match="leaderboard must be true or false"):
+    with pytest.raises(ConfigError, match=r"leaderboard = 'yes': Input should be a valid boolean"):
         load_recipe(path)
 
 

@@ -214,7 +214,7 @@ def test_no_member_label_is_a_run_id(blend_json, runs, tmp_path):
     assert all(markdown.count(run_id) == 1 for run_id in run_ids)
     # the plotted series and the weight and correlation labels are the same labels
     assert set(members) <= set(_markdown_table(markdown, "MRRMSE per fold").columns)
-    assert list(_markdown_table(markdown, "Blend weights per test cell type").index) == members
+    assert list(_markdown_table(markdown, "Blend weights").index) == members
 
 
 def test_member_labels_name_what_differs_shortly_and_distinctly():
@@ -241,7 +241,6 @@ def _record_with_scales(blend_json: Path, oof: float, factor: float | None):
 
     data = json.loads(blend_json.read_text())
     applied = oof * (factor or 1.0)
-    data["scales"] = {ct: applied for ct in data["scales"]}
     data["scale"] = applied
     data["options"]["scale"] = True
     data["choice"]["chosen"] = "tuned"
@@ -252,12 +251,12 @@ def _record_with_scales(blend_json: Path, oof: float, factor: float | None):
 
 def test_scale_lines_give_the_oof_scale_and_the_leaderboard_factor_apart(blend_json):
     lines = scale_lines(_record_with_scales(blend_json, 1.155, 1.264))
-    assert lines[0] == "B cells, Myeloid cells: scale 1.460 = OOF scale 1.155 × leaderboard factor 1.264"
+    assert lines[0] == "test rows: scale 1.460 = OOF scale 1.155 × leaderboard factor 1.264"
     assert lines[1].startswith("OOF scale: fitted by the blend on the OOF rows") and "[0, 2]" in lines[1]
     assert lines[2].startswith("Leaderboard factor 1.264: ") and "× 0.5: 1.2000" in lines[2]
     assert "the public rows of world W" in lines[2] and "no CV score" in lines[2]
     lines = scale_lines(_record_with_scales(blend_json, 1.155, None))
-    assert lines[0] == "B cells, Myeloid cells: scale 1.155 = OOF scale (no leaderboard factor)"
+    assert lines[0] == "test rows: scale 1.155 = OOF scale (no leaderboard factor)"
     assert lines[2].startswith("Leaderboard factor: none")
     # the fixture's blend fitted no scale
     lines = scale_lines(read_blend_record(blend_json))
@@ -271,7 +270,7 @@ def test_the_report_shows_the_scale_lines(blend_json, tmp_path):
 
 
 def test_rank_says_when_the_scale_puts_predictions_outside_the_members_range(runs, small_dataset, small_world, tmp_path):
-    from perturbkit.blend.core import with_leaderboard_scale
+    from perturbkit.blend.result import with_leaderboard_scale
     from perturbkit.blend.leaderboard import LeaderboardScale
 
     result = blend_runs(runs[:3], small_dataset, BlendOptions(method="caruana"))
@@ -283,4 +282,4 @@ def test_rank_says_when_the_scale_puts_predictions_outside_the_members_range(run
     assert outside.any() and ((table["outside"] != "") == outside).all()
     note = title.splitlines()[1]
     assert note.startswith(f"note: {outside.sum()} of the {len(table)} predictions shown lie outside the members' range")
-    assert "B cells scale 1.500 = OOF scale 1.000 × leaderboard factor 1.500" in note
+    assert "by its scale 1.500 = OOF scale 1.000 × leaderboard factor 1.500" in note

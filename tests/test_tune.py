@@ -116,7 +116,7 @@ def test_list_choices_travel_as_toml_text_and_come_back_as_lists():
         ({"params": {"n_components": {"int": [8.5, 32]}}}, "whole-number bounds"),
         ({"params": {"alpha": {"choice": []}}}, "non-empty list"),
         ({"params": {"alpha": {"choice": [1.0, 1.0]}}}, "repeated choices"),
-        ({"params": {"alpha": {"float": [-5.0, 1.0]}}}, "params.alpha=-5.0: model 'pca_ridge': params.alpha: The 'alpha' parameter of Ridge"),
+        ({"params": {"alpha": {"float": [-5.0, 1.0]}}}, "params.alpha=-5.0: model 'pca_ridge': params.alpha: The 'alpha' parameter of pca_ridge"),
         ({"params": {"alpha": 3.0}}, "params.alpha"),
     ],
 )
