@@ -17,7 +17,7 @@ from perturbkit.config import config_hash, load_config
 from perturbkit.cv import run_cv, save_run
 from perturbkit.rank import RankError, rank_compounds
 from perturbkit.report.build import build_blend_report, build_runs_report
-from perturbkit.report.labels import member_labels
+from perturbkit.labels import member_labels
 from perturbkit.report.scales import scale_lines
 
 

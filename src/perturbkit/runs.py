@@ -14,28 +14,18 @@ from pathlib import Path
 
 import pandas as pd
 
-from perturbkit.config import load_config, without_tune
+from perturbkit.config import without_tune
 from perturbkit.cv.store import clean_staging, default_blend_runs, list_runs, read_meta, with_cell_type_scores
-from perturbkit.errors import PerturbkitError
+from perturbkit.labels import MISSING, flatten, shipped_config
 
 HIDDEN = ["path", "created", "data_hash", "config_hash", "folds_hash"]
 
 
-def _flat(table: dict, prefix: str = "") -> dict:
-    out = {}
-    for key, value in table.items():
-        if isinstance(value, dict):
-            out |= _flat(value, f"{prefix}{key}.")
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
 def config_overrides(config: dict, shipped: dict) -> list[str]:
     """``key=value`` for each setting of ``config`` that differs from ``shipped`` (the scheme aside: it has its own column)."""
-    ours, theirs = _flat(without_tune(config)), _flat(without_tune(shipped))
+    ours, theirs = flatten(without_tune(config)), flatten(shipped)
     return [f"{key}={json.dumps(value)}" for key, value in sorted(ours.items())
-            if key != "cv.scheme" and theirs.get(key, object()) != value]
+            if key != "cv.scheme" and theirs.get(key, MISSING) != value]
 
 
 def _overrides_column(paths, configs_dir: Path) -> list[str]:
@@ -44,11 +34,8 @@ def _overrides_column(paths, configs_dir: Path) -> list[str]:
     for path in paths:
         config = read_meta(path)["config"]
         model = config["model"]
-        if model not in shipped:
-            try:
-                shipped[model] = load_config(model, configs_dir=configs_dir)
-            except PerturbkitError:  # a model or config no longer shipped: nothing to compare against
-                shipped[model] = None
+        if model not in shipped:  # None: a model or config no longer shipped, nothing to compare against
+            shipped[model] = shipped_config(model, configs_dir)
         column.append("?" if shipped[model] is None else " ".join(config_overrides(config, shipped[model])) or "-")
     return column
 

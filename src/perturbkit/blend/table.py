@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from perturbkit.blend.result import BlendResult
+from perturbkit.labels import member_labels
 
 
 def blend_table(result: BlendResult) -> str:
     scores = result.scores
     options, names = result.options, result.names
+    labels = member_labels([(run.meta["model"], run.meta["config"]) for run in result.members.runs])
     folds = result.row_scores["fold"].nunique()
     head = (
         f"blend of {len(names)} runs on {scores['rows']} OOF rows (scheme {result.members.scheme}, {folds} folds), "
@@ -15,12 +17,12 @@ def blend_table(result: BlendResult) -> str:
         + (f", {options.setting('trials')} trials" if options.method == "optuna" else "")
         + f", search {result.fit.search.seconds:.1f} s"
     )
-    width = max(28, *(len(n) + 2 for n in names))
+    width = max(28, *(len(label) + 2 for label in labels))
     lines = [head, f"{'':<{width}}{'weight':>16}{'in-sample':>11}{'nested':>9}"]
     nested_available = scores["nested"] is not None
-    for m, name in enumerate(names):
+    for m, (name, label) in enumerate(zip(names, labels)):
         value = scores["members"][name]
-        lines.append(f"{name:<{width}}{result.fit.weights[m]:>16.3f}{value:>11.4f}{value:>9.4f}")
+        lines.append(f"{label:<{width}}{result.fit.weights[m]:>16.3f}{value:>11.4f}{value:>9.4f}")
     blank = " " * 16
     average = scores["simple_average"]
     lines.append(f"{'simple average':<{width}}{blank}{average:>11.4f}{average:>9.4f}")
@@ -52,7 +54,7 @@ def blend_table(result: BlendResult) -> str:
         lines.append(f"written: {choice['chosen']} (nested: {nested_scores}); {choice['reason']}")
     which = result.fit.search.chosen
     if choice["chosen"] == "tuned" and which != "search":  # the tuned fit's search fell back on a reference in-sample
-        label = "the simple average" if which == "simple_average" else names[int(which.split(":")[1])]
+        label = "the simple average" if which == "simple_average" else labels[int(which.split(":")[1])]
         lines.append(f"note: the search did not beat {label} in-sample, which is used instead")
     if result.members.dropped_rows and any(result.members.dropped_rows.values()):
         lines.append(f"note: rows not validated in every run were left out: {result.members.dropped_rows}")

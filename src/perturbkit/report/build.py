@@ -22,7 +22,7 @@ import pandas as pd
 
 from perturbkit.cv.store import load_runs
 from perturbkit.errors import PerturbkitError
-from perturbkit.report.labels import member_labels
+from perturbkit.labels import member_labels
 from perturbkit.report.scales import scale_lines
 
 
