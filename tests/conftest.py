@@ -9,6 +9,7 @@ import pytest
 
 from perturbkit.data import Dataset, load_dataset
 from perturbkit.data.demo import generate_demo
+from perturbkit.kernel import build_wheel
 
 SMALL_GENES = 300
 
@@ -34,3 +35,9 @@ def world_copy(small_world, tmp_path) -> Path:
 @pytest.fixture(autouse=True)
 def _no_progress_bars(monkeypatch):
     monkeypatch.setenv("TQDM_DISABLE", "1")
+
+
+@pytest.fixture(scope="session")
+def built_wheel(tmp_path_factory) -> Path:
+    """``pip wheel --no-deps`` of the project, built once per session."""
+    return build_wheel(tmp_path_factory.mktemp("wheel"))

@@ -1,6 +1,8 @@
-"""Helpers shared by the leakage tests of several model families."""
+"""Helpers shared by several test files: leakage folds and sentinels, report tables."""
 
 from __future__ import annotations
+
+import pandas as pd
 
 from perturbkit.folds import make_splitter
 
@@ -16,3 +18,10 @@ def with_sentinel(targets, row):
     planted = targets.copy()
     planted[row] = 1e6
     return planted
+
+
+def markdown_table(markdown: str, heading: str) -> pd.DataFrame:
+    """The first table under ``## heading`` of a report page, as strings, indexed by its first column."""
+    section = markdown.split(f"## {heading}\n", 1)[1].split("\n## ", 1)[0]
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in section.splitlines() if line.startswith("|")]
+    return pd.DataFrame(rows[2:], columns=rows[0]).set_index(rows[0][0])

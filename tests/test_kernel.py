@@ -51,12 +51,6 @@ KERNEL = f"{USERNAME}/{SLUG}"
 CODE_DATASET = f"{USERNAME}/{SLUG}-code"
 
 
-@pytest.fixture(scope="session")
-def built_wheel(tmp_path_factory) -> Path:
-    """``pip wheel --no-deps`` of the project, built once per session."""
-    return build_wheel(tmp_path_factory.mktemp("wheel"))
-
-
 def cheap_configs() -> list[dict]:
     ridge = load_config(
         "pca_ridge", configs_dir=CONFIGS, overrides=["params.n_components=8", "features.stats_components=4"]

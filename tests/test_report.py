@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from helpers import markdown_table
 from perturbkit.blend import BlendOptions, blend_runs, write_blend
 from perturbkit.blend.record import BlendRecordError, read_blend_record
 from perturbkit.cli import main
@@ -184,18 +185,11 @@ def test_cli_rank(blend_json, small_world, small_dataset, capsys):
     assert len(out.strip().splitlines()) == 2 + 4
 
 
-def _markdown_table(markdown: str, heading: str) -> pd.DataFrame:
-    """The first table under ``## heading`` of a report page, as strings, indexed by its first column."""
-    section = markdown.split(f"## {heading}\n", 1)[1].split("\n## ", 1)[0]
-    rows = [[c.strip() for c in line.strip("|").split("|")] for line in section.splitlines() if line.startswith("|")]
-    return pd.DataFrame(rows[2:], columns=rows[0]).set_index(rows[0][0])
-
-
 def test_the_reports_per_fold_numbers_are_the_ones_cv_printed(blend_json, runs, tmp_path):
     from perturbkit.cv import summary_text
 
     markdown = (build_blend_report(blend_json, tmp_path / "report") / "index.md").read_text()
-    per_fold = _markdown_table(markdown, "MRRMSE per fold")
+    per_fold = markdown_table(markdown, "MRRMSE per fold")
     meta = json.loads((runs[1] / "meta.json").read_text())
     printed = {line.split()[0]: line.split()[3] for line in summary_text(meta).splitlines()[2:6]}  # fold rows share MRRMSE
     assert list(per_fold.index) == list(printed) == ["0", "1", "2", "3"]
@@ -206,15 +200,15 @@ def test_the_reports_per_fold_numbers_are_the_ones_cv_printed(blend_json, runs, 
 
 def test_no_member_label_is_a_run_id(blend_json, runs, tmp_path):
     markdown = (build_blend_report(blend_json, tmp_path / "report") / "index.md").read_text()
-    scores = _markdown_table(markdown, "Scores")
+    scores = markdown_table(markdown, "Scores")
     run_ids = [path.name for path in runs]
     members = list(scores.index[:-2])
     assert sorted(members) == ["compound_mean", "compound_mean shrink=0.8", "gene_mean", "mlp shrink=1", "zeros"]
     assert sorted(scores["run"].iloc[:-2]) == sorted(run_ids)  # the run ids: in the table, once each
     assert all(markdown.count(run_id) == 1 for run_id in run_ids)
     # the plotted series and the weight and correlation labels are the same labels
-    assert set(members) <= set(_markdown_table(markdown, "MRRMSE per fold").columns)
-    assert list(_markdown_table(markdown, "Blend weights").index) == members
+    assert set(members) <= set(markdown_table(markdown, "MRRMSE per fold").columns)
+    assert list(markdown_table(markdown, "Blend weights").index) == members
 
 
 def test_member_labels_name_what_differs_shortly_and_distinctly():
