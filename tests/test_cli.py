@@ -97,3 +97,11 @@ def test_demo_genes_zero_means_every_gene_in_every_command():
     assert parser.parse_args(["agreement"]).demo_genes == 2000 and parser.parse_args(["agreement", "--demo-genes", "0"]).demo_genes is None
     assert parser.parse_args(["score", "--truth", "demo", "--demo-genes", "300"]).demo_genes == 300
     assert parser.parse_args(["agreement"]).oof != parser.parse_args(["cv", "--model", "zeros"]).oof  # one action, each its default
+
+
+def test_float_flags_take_numbers_and_leave_their_checks_to_the_library(capsys):
+    parser = build_parser()
+    assert parser.parse_args(["score", "--truth", "demo", "--de-threshold", "0.5"]).de_threshold == 0.5
+    assert parser.parse_args(["kernel", "status", "--interval", "2.5"]).interval == 2.5
+    assert main(["score", "--truth", "demo", "--de-threshold", "nan"]) == 2  # refused by score_settings, by name
+    assert "--de-threshold = nan" in capsys.readouterr().err

@@ -22,19 +22,29 @@ def _whole_numbers(text: str) -> list[int]:
     return [int(part) for part in text.split(",")]
 
 
+def _names(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
 def _genes_or_all(text: str) -> int | None:
     return None if text.strip() == "0" else int(text)
 
 
 _EXPECTED = {int: "a whole number", float: "a number", _whole_numbers: "comma-separated whole numbers, e.g. 0,1,2",
-             _genes_or_all: "a whole number"}
+             _genes_or_all: "a whole number", _names: "comma-separated names"}
 
 
-def flag(kind, convert=int):
-    """The argparse ``type`` of every flag with a value: its text converted (``convert``), then checked as ``kind``, one of
-    :mod:`perturbkit.types`' shared value types (plain ``int``/``float``/``list[int]`` where the library checks it)."""
+def flag(kind, convert=None):
+    """The argparse ``type`` of every flag with a value: its text converted (``convert``; default ``float`` for a float
+    kind, else ``int``), then checked as ``kind``, one of :mod:`perturbkit.types`' shared value types (plain ``int``,
+    ``float`` or ``list`` where the library checks the value itself)."""
+    from typing import Annotated, get_args, get_origin
+
     from perturbkit.errors import ConfigError
     from perturbkit.types import parse_value
+
+    base = get_args(kind)[0] if get_origin(kind) is Annotated else kind
+    convert = convert or (float if base is float else int)
 
     def parse(text: str):
         try:
@@ -140,10 +150,6 @@ def cmd_recipe(args) -> None:
     print(result.table())
 
 
-def _names(text: str) -> list[str]:
-    return [part.strip() for part in text.split(",") if part.strip()]
-
-
 def cmd_agreement(args) -> None:
     from perturbkit.agreement import run_agreement, write_agreement
     from perturbkit.data.demo import list_variants
@@ -153,9 +159,9 @@ def cmd_agreement(args) -> None:
 
     recipe = load_recipe(args.recipe) if args.recipe else None
     result = run_agreement(
-        _names(args.variants) if args.variants else list_variants(),
-        _names(args.schemes) if args.schemes else list_splitters(),
-        _names(args.models) if args.models else list_models(),
+        args.variants or list_variants(),
+        args.schemes or list_splitters(),
+        args.models or list_models(),
         demo_genes=args.demo_genes,
         recipe=recipe,
         oof_root=args.oof,
@@ -172,7 +178,7 @@ def cmd_results(args) -> None:
     from perturbkit.recipe import load_recipe
     from perturbkit.results import run_results
 
-    out = run_results(list_variants(), _names(args.models) if args.models else list_models(), load_recipe(args.recipe),
+    out = run_results(list_variants(), args.models or list_models(), load_recipe(args.recipe),
                       demo_genes=args.demo_genes, oof_root=args.oof, out=args.out, say=lambda message: print(message, flush=True))
     print(f"written {out}")
 
@@ -182,8 +188,8 @@ def cmd_public_split(args) -> None:
     from perturbkit.public_split import run_public_split
 
     study = run_public_split(
-        _names(args.variants) if args.variants else list_variants(),
-        _names(args.models),
+        args.variants or list_variants(),
+        args.models,
         demo_genes=args.demo_genes,
         splits=args.splits,
         seed=args.split_seed,
@@ -366,19 +372,9 @@ def cmd_data_download(args) -> None:
     print(describe_download(download_competition(args.out, validate=load_dataset, quiet=args.quiet, force=args.force)))
 
 
-def _kaggle_user(args) -> str:
-    import os
-
-    from perturbkit.errors import ConfigError
-
-    user = args.user or os.environ.get("KAGGLE_USERNAME")
-    if not user:
-        raise ConfigError("name your Kaggle username: --user <name> (make: KAGGLE_USER=<name>) or KAGGLE_USERNAME")
-    return user
-
-
 def cmd_kernel_build(args) -> None:
     from perturbkit.io import check_writable
+    from perturbkit.kaggle import kaggle_username
     from perturbkit.kernel import build_kernel
     from perturbkit.kernel.build import describe_build, describe_upload
     from perturbkit.kernel.pipeline import kernel_spec
@@ -390,7 +386,7 @@ def cmd_kernel_build(args) -> None:
     spec = kernel_spec(blend=blend, models=args.model, config_paths=args.config, configs_dir=args.configs_dir,
                        overrides=args.set, refit=args.refit)
     sources = [*args.dataset_source, *([args.deps_dataset] if args.deps_dataset else [])]
-    built = build_kernel(spec, user=_kaggle_user(args), slug=args.slug, out_root=args.kernels, title=args.title, enable_gpu=args.gpu,
+    built = build_kernel(spec, user=kaggle_username(args.user), slug=args.slug, out_root=args.kernels, title=args.title, enable_gpu=args.gpu,
                          dataset_sources=sources, force=args.force)
     print(describe_build(built, spec, gpu=args.gpu))
     for warning in built.warnings:
@@ -399,10 +395,11 @@ def cmd_kernel_build(args) -> None:
 
 
 def cmd_kernel_deps(args) -> None:
+    from perturbkit.kaggle import kaggle_username
     from perturbkit.kernel.deps import describe_deps, prepare_deps
 
     out = args.out or Path(args.kernels) / args.slug
-    deps = prepare_deps(out, user=_kaggle_user(args), slug=args.slug, packages=args.packages, python_version=args.python_version, with_deps=args.with_deps)
+    deps = prepare_deps(out, user=kaggle_username(args.user), slug=args.slug, packages=args.packages, python_version=args.python_version, with_deps=args.with_deps)
     print(describe_deps(deps))
 
 
@@ -411,14 +408,10 @@ def _kernel_folder(args) -> Path:
 
 
 def _follow_and_fetch(kernel: str, args, api) -> None:
-    from perturbkit.kaggle import check_finished, download_output, follow_status
+    from perturbkit.kernel.remote import follow_and_fetch, output_folder
 
-    status = follow_status(kernel, interval=args.interval, timeout=args.timeout, api=api)
-    if getattr(args, "output", False) or status.status != "COMPLETE":
-        out = Path(args.out) if args.out else Path(args.kernels) / f"{kernel.split('/')[1]}-output"
-        for path in download_output(kernel, out, api=api):
-            print(f"  {path}")
-    check_finished(status)
+    follow_and_fetch(kernel, output_folder(kernel, args.out, args.kernels), interval=args.interval, timeout=args.timeout,
+                     output=args.output, api=api)
 
 
 def cmd_kernel_push(args) -> None:
@@ -452,10 +445,10 @@ def cmd_kernel_status(args) -> None:
 
 def cmd_kernel_output(args) -> None:
     from perturbkit.kaggle import download_output
-    from perturbkit.kernel.remote import kernel_id
+    from perturbkit.kernel.remote import kernel_id, output_folder
 
     kernel = kernel_id(args.kernel, None if args.kernel else _kernel_folder(args))
-    out = Path(args.out) if args.out else Path(args.kernels) / f"{kernel.split('/')[1]}-output"
+    out = output_folder(kernel, args.out, args.kernels)
     files = download_output(kernel, out)
     print(f"{len(files)} file(s) from {kernel} in {out}/:")
     for path in files:
@@ -639,9 +632,9 @@ def _add_study_commands(commands) -> None:
     study = Path("oof/agreement")
     agreement = commands.add_parser("agreement", help="CV vs hidden-test ranking of models, per scheme and demo variant",
                                     parents=[_genes(2000), _store(study)])
-    agreement.add_argument("--variants", default=None, help="comma-separated demo variants (default: all)")
-    agreement.add_argument("--schemes", default=None, help="comma-separated CV schemes (default: all registered)")
-    agreement.add_argument("--models", default=None, help="comma-separated models (default: all registered)")
+    agreement.add_argument("--variants", type=flag(list[str], _names), default=None, help="comma-separated demo variants (default: all)")
+    agreement.add_argument("--schemes", type=flag(list[str], _names), default=None, help="comma-separated CV schemes (default: all registered)")
+    agreement.add_argument("--models", type=flag(list[str], _names), default=None, help="comma-separated models (default: all registered)")
     agreement.add_argument("--recipe", type=Path, default=None, help="also score this recipe's blend (e.g. configs/recipe.toml)")
     agreement.add_argument("--out", type=Path, default=Path("reports/agreement"))
     agreement.set_defaults(func=cmd_agreement)
@@ -649,14 +642,14 @@ def _add_study_commands(commands) -> None:
     results = commands.add_parser("results", help="the Results page: the agreement study under the recipe's scheme on every demo variant",
                                   parents=[_genes(), _store(study)])
     results.add_argument("--recipe", type=Path, default=Path("configs/recipe.toml"), help="the recipe: its scheme, its blend and members")
-    results.add_argument("--models", default=None, help="comma-separated models (default: all registered)")
+    results.add_argument("--models", type=flag(list[str], _names), default=None, help="comma-separated models (default: all registered)")
     results.add_argument("--out", type=Path, default=Path("docs/results.md"))
     results.set_defaults(func=cmd_results)
 
     split = commands.add_parser("public-split", help="on the demo worlds: how well Kaggle's public rows (and random ones) "
                                 "predict the private score and the leaderboard factor", parents=[_genes(2000), _store(study)])
-    split.add_argument("--variants", default=None, help="comma-separated demo variants (default: all)")
-    split.add_argument("--models", default=PUBLIC_SPLIT_MODELS, help=f"comma-separated models, the submissions (default: {PUBLIC_SPLIT_MODELS})")
+    split.add_argument("--variants", type=flag(list[str], _names), default=None, help="comma-separated demo variants (default: all)")
+    split.add_argument("--models", type=flag(list[str], _names), default=PUBLIC_SPLIT_MODELS, help=f"comma-separated models, the submissions (default: {PUBLIC_SPLIT_MODELS})")
     split.add_argument("--splits", type=flag(PositiveCount), default=1000, help="random public/private splits to compare Kaggle's with")
     split.add_argument("--split-seed", type=flag(Seed), default=0, help="seed of the random splits (default 0)")
     split.add_argument("--out", type=Path, default=None, help="also write the long table as CSV")
