@@ -68,14 +68,14 @@ def test_every_value_flag_goes_through_the_shared_adapter():
     """No hand-written argparse type: every flag with a value is text, a Path, or the adapter over perturbkit.types."""
     from pathlib import Path
 
-    from perturbkit.cli import flag
+    from perturbkit.types import flag
 
     adapter = flag(int).__code__
     for option, uses in _options().items():
         for command, action in uses:
             if action.type is None or action.type is Path:
                 continue
-            assert action.type.__code__ is adapter, f"{command} {option}: type {action.type!r} is not perturbkit.cli.flag"
+            assert action.type.__code__ is adapter, f"{command} {option}: type {action.type!r} is not perturbkit.types.flag"
 
 
 @pytest.mark.parametrize(("argv", "message"), [

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from perturbkit.errors import PerturbkitError, redact
-from perturbkit.types import GeneCount, PositiveCount, Seed
+from perturbkit.types import GeneCount, PositiveCount, Seed, flag
 
 PUBLIC_SPLIT_MODELS = "zeros,gene_mean,compound_mean,celltype_mean,pca_ridge,pca_knn,transfer_ridge,lowrank,pseudo"
 TRUTH_HELP = "'demo' / 'demo:VARIANT' for that demo world's hidden test_truth.parquet (all 255 test rows)"
@@ -19,45 +19,18 @@ GENES_HELP = "genes of the demo worlds, 1 to 18,211, or 0 for all (default: %(de
 
 
 def _whole_numbers(text: str) -> list[int]:
+    """comma-separated whole numbers, e.g. 0,1,2"""
     return [int(part) for part in text.split(",")]
 
 
 def _names(text: str) -> list[str]:
+    """comma-separated names"""
     return [part.strip() for part in text.split(",") if part.strip()]
 
 
 def _genes_or_all(text: str) -> int | None:
+    """a whole number"""
     return None if text.strip() == "0" else int(text)
-
-
-_EXPECTED = {int: "a whole number", float: "a number", _whole_numbers: "comma-separated whole numbers, e.g. 0,1,2",
-             _genes_or_all: "a whole number", _names: "comma-separated names"}
-
-
-def flag(kind, convert=None):
-    """The argparse ``type`` of every flag with a value: its text converted (``convert``; default ``float`` for a float
-    kind, else ``int``), then checked as ``kind``, one of :mod:`perturbkit.types`' shared value types (plain ``int``,
-    ``float`` or ``list`` where the library checks the value itself)."""
-    from typing import Annotated, get_args, get_origin
-
-    from perturbkit.errors import ConfigError
-    from perturbkit.types import parse_value
-
-    base = get_args(kind)[0] if get_origin(kind) is Annotated else kind
-    convert = convert or (float if base is float else int)
-
-    def parse(text: str):
-        try:
-            value = convert(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not {_EXPECTED[convert]}") from None
-        try:
-            return parse_value(kind, value, "value")
-        except ConfigError as exc:
-            raise argparse.ArgumentTypeError(str(exc)) from None
-
-    parse.__name__ = getattr(kind, "__name__", None) or str(kind)  # argparse names the type in some messages
-    return parse
 
 
 def _parent(*flags: str, **kwargs) -> argparse.ArgumentParser:
@@ -111,41 +84,23 @@ def _load_data(args, *, require_smiles: bool = False):
 
 
 def cmd_cv(args) -> None:
-    from perturbkit.config import load_config
-    from perturbkit.cv import run_cv, save_run, summary_text
-    from perturbkit.models import feature_requirements
-    from perturbkit.io import check_writable
+    from perturbkit.cv import cv_and_store, summary_text
 
-    flags = {key: getattr(args, key) for key in ("scheme", "seed", "n_splits", "seeds") if getattr(args, key) is not None}
-    # The whole config (flags included) is validated here, before data is loaded or anything fitted.
-    config = load_config(args.model, config_path=args.config, configs_dir=args.configs_dir, overrides=args.set,
-                         cv={**flags, **({"refit": True} if args.refit else {})})
-    check_writable(args.oof, "--oof")
-    check_writable(args.oof / config["model"], "--oof")  # the folder the run goes into, not only the root
-    dataset = _load_data(args, require_smiles=feature_requirements(config)[0])
-    result = run_cv(dataset, config, progress=not args.no_progress)
-    run_dir = save_run(result, args.oof)
+    cv = {key: getattr(args, key) for key in ("scheme", "seed", "n_splits", "seeds") if getattr(args, key) is not None}
+    result, run_dir = cv_and_store(args.model, oof=args.oof, data=args.data, demo_genes=args.demo_genes, layer=args.layer,
+                                   config_path=args.config, configs_dir=args.configs_dir, overrides=args.set,
+                                   cv={**cv, **({"refit": True} if args.refit else {})}, progress=not args.no_progress)
     print(summary_text(result.meta))
     print(f"run written to {run_dir}")
 
 
 def cmd_recipe(args) -> None:
     from perturbkit.blend import blend_table
-    from perturbkit.blend.command import dataset_id_for
-    from perturbkit.models import feature_requirements
-    from perturbkit.recipe import load_recipe, run_recipe
+    from perturbkit.recipe import run_recipe_file
 
-    from perturbkit.io import check_writable
-
-    recipe = load_recipe(args.recipe, configs_dir=args.configs_dir, overrides=args.set)
-    check_writable(args.oof, "--oof")
-    for model in {member["model"] for member in recipe.members}:
-        check_writable(args.oof / model, "--oof")
-    check_writable(args.submissions, "--submissions")
-    dataset = _load_data(args, require_smiles=any(feature_requirements(c)[0] for c in recipe.members))
-    result = run_recipe(dataset, recipe, oof_root=args.oof, submissions=args.submissions,
-                        dataset_id=dataset_id_for(args.data, args.dataset_id),
-                        progress=not args.no_progress, force=args.force)
+    result = run_recipe_file(args.recipe, oof_root=args.oof, submissions=args.submissions, data=args.data, demo_genes=args.demo_genes,
+                             layer=args.layer, configs_dir=args.configs_dir, overrides=args.set, dataset_id=args.dataset_id,
+                             progress=not args.no_progress, force=args.force)
     print(blend_table(result.blend))
     print(result.table())
 

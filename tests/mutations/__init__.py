@@ -339,9 +339,9 @@ MUTATIONS = (
     ),
     Mutation(
         name="cv_checks_only_the_store_root",
-        file="src/perturbkit/cli.py",
-        original='    check_writable(args.oof / config["model"], "--oof")',
-        replacement='    check_writable(args.oof, "--oof")',
+        file="src/perturbkit/cv/__init__.py",
+        original='    check_writable(oof / config["model"], "--oof")',
+        replacement='    check_writable(oof, "--oof")',
         tests=("tests/test_bad_input.py::test_a_read_only_model_folder_under_a_writable_root_is_refused_before_cv",),
         why="cv names an unwritable model folder under a writable store root before any work",
     ),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from perturbkit.types import Seed
+from perturbkit.types import Seed, flag
 
 TUNED_DIR = Path("configs/tuned")
 REPORTS_DIR = Path("reports/tune")
@@ -13,7 +13,6 @@ REPORTS_DIR = Path("reports/tune")
 
 def add_parser(commands, parents) -> argparse.ArgumentParser:
     """The ``tune`` command; ``parents``: the CLI's shared data, run store and configs flags."""
-    from perturbkit.cli import flag
     from perturbkit.folds import list_splitters
     from perturbkit.tune.storage import HEARTBEAT_INTERVAL
     from perturbkit.tune.study import PRUNERS
