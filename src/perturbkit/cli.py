@@ -84,7 +84,8 @@ def _load_data(args, *, require_smiles: bool = False):
 
 
 def cmd_cv(args) -> None:
-    from perturbkit.cv import cv_and_store, summary_text
+    from perturbkit.cv import summary_text
+    from perturbkit.cv.command import cv_and_store
 
     cv = {key: getattr(args, key) for key in ("scheme", "seed", "n_splits", "seeds") if getattr(args, key) is not None}
     result, run_dir = cv_and_store(args.model, oof=args.oof, data=args.data, demo_genes=args.demo_genes, layer=args.layer,

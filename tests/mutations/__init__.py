@@ -339,7 +339,7 @@ MUTATIONS = (
     ),
     Mutation(
         name="cv_checks_only_the_store_root",
-        file="src/perturbkit/cv/__init__.py",
+        file="src/perturbkit/cv/command.py",
         original='    check_writable(oof / config["model"], "--oof")',
         replacement='    check_writable(oof, "--oof")',
         tests=("tests/test_bad_input.py::test_a_read_only_model_folder_under_a_writable_root_is_refused_before_cv",),

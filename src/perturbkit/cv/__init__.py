@@ -41,7 +41,7 @@ from perturbkit.metrics import clip_layer, ratio_interval, rowwise_rmse
 from perturbkit.models import build_model, seed_parameters
 from perturbkit.progress import fit_progress
 
-__all__ = ["CVResult", "Run", "cv_and_store", "cv_seeds", "list_runs", "load_run", "run_cv", "save_run", "splitter_for", "summary_text"]
+__all__ = ["CVResult", "Run", "cv_seeds", "list_runs", "load_run", "run_cv", "save_run", "splitter_for", "summary_text"]
 
 FEATURE_COLUMNS = ["cell_type", "sm_name", "SMILES"]
 logger = logging.getLogger("perturbkit.cv")
@@ -320,21 +320,3 @@ def summary_text(meta: dict) -> str:
         lines.append(f"{'seeds':<20} {len(meta['seeds']):>5} per-seed MRRMSE std {scores['seed_std']:.4f}")
     lines.append(f"total {meta['timings']['total_seconds']:.1f} s")
     return "\n".join(lines)
-
-
-def cv_and_store(model: str, *, oof: Path, data: str = "demo", demo_genes: int | None = None, layer: str = "sign_log10_pval",
-                 config_path: Path | None = None, configs_dir: Path = Path("configs"), overrides=(), cv: dict | None = None,
-                 progress: bool = True) -> tuple[CVResult, Path]:
-    """``perturbkit cv``: the whole config (``cv`` settings included) validated and the run's folder checked writable before
-    data is loaded or anything fitted; then the model cross-validated and its run stored under ``oof``."""
-    from perturbkit.config import load_config
-    from perturbkit.data import load
-    from perturbkit.io import check_writable
-    from perturbkit.models import feature_requirements
-
-    config = load_config(model, config_path=config_path, configs_dir=configs_dir, overrides=overrides, cv=cv)
-    check_writable(oof, "--oof")
-    check_writable(oof / config["model"], "--oof")  # the folder the run goes into, not only the root
-    dataset = load(data, demo_genes=demo_genes, layer=layer, require_smiles=feature_requirements(config)[0])
-    result = run_cv(dataset, config, progress=progress)
-    return result, save_run(result, oof)
