@@ -46,8 +46,6 @@ def _data(default: str | None = "demo") -> argparse.ArgumentParser:
 
 
 def _genes(default: int | None = None) -> argparse.ArgumentParser:
-    from perturbkit.types import GeneCount
-
     return _parent("--demo-genes", type=flag(GeneCount | None, _genes_or_all), default=default, help=GENES_HELP)
 
 
@@ -77,10 +75,10 @@ def _progress() -> argparse.ArgumentParser:
     return _parent("--no-progress", action="store_true", help="no progress bars")
 
 
-def _load_data(args, *, require_smiles: bool = False):
+def _load_data(args):
     from perturbkit.data import load
 
-    return load(args.data, demo_genes=args.demo_genes, layer=args.layer, require_smiles=require_smiles)
+    return load(args.data, demo_genes=args.demo_genes, layer=args.layer)
 
 
 def cmd_cv(args) -> None:
