@@ -80,6 +80,8 @@ def test_every_value_flag_goes_through_the_shared_adapter():
 
 @pytest.mark.parametrize(("argv", "message"), [
     (["demo", "--genes", "0"], "argument --genes: value = 0: Input should be greater than or equal to 1"),
+    (["cv", "--model", "zeros", "--demo-genes", "-5"], "argument --demo-genes: value = -5: Input should be greater than or equal to 1"),
+    (["score", "--truth", "demo", "--demo-genes", "18212"], "argument --demo-genes: value = 18212: Input should be less than or equal to 18211"),
     (["demo", "--world-seed", "-1"], "argument --world-seed: value = -1: Input should be greater than or equal to 0"),
     (["public-split", "--splits", "0"], "argument --splits: value = 0: Input should be greater than or equal to 1"),
     (["cv", "--model", "zeros", "--seeds", "0,x"], "argument --seeds: '0,x' is not comma-separated whole numbers"),

@@ -338,6 +338,14 @@ MUTATIONS = (
         why="a successful rebuild removes the staging folders a killed build of the same target left in kernels/",
     ),
     Mutation(
+        name="demo_genes_flag_unchecked",
+        file="src/perturbkit/cli.py",
+        original="type=flag(GeneCount | None, _genes_or_all)",
+        replacement="type=flag(int | None, _genes_or_all)",
+        tests=("tests/test_cli.py::test_a_bad_flag_value_is_named_by_the_parser",),
+        why="every --demo-genes is checked as the shared GeneCount type when the arguments are parsed, in every command",
+    ),
+    Mutation(
         name="cv_checks_only_the_store_root",
         file="src/perturbkit/cv/command.py",
         original='    check_writable(oof / config["model"], "--oof")',
