@@ -87,7 +87,7 @@ cv: $(STAMP) ## cross-validate MODEL on DATA, store the run under OOF (SET="cv.s
 	$(PY) -m perturbkit cv --model $(MODEL) --data $(DATA) $(GENES_ARGS) --oof $(OOF) $(SET_ARGS)
 
 recipe: $(STAMP) ## cross-validate RECIPE's members on DATA (stored runs reused), blend, write SUBMISSIONS/recipe/blend.csv|h5ad|json
-	$(PY) -m perturbkit recipe --config $(RECIPE) --data $(DATA) $(GENES_ARGS) --oof $(OOF) --submissions $(SUBMISSIONS) $(SET_ARGS)
+	$(PY) -m perturbkit recipe --recipe $(RECIPE) --data $(DATA) $(GENES_ARGS) --oof $(OOF) --submissions $(SUBMISSIONS) $(SET_ARGS)
 
 agreement: $(STAMP) ## CV vs hidden-test agreement of every scheme on every demo variant (AGREEMENT_GENES genes), with RECIPE's blend: reports/agreement/
 	$(PY) -m perturbkit agreement --demo-genes $(GENES_AGREEMENT) --recipe $(RECIPE) --oof $(OOF)/agreement --out reports/agreement $(if $(MODELS_STUDY),--models $(MODELS_STUDY))
@@ -151,7 +151,7 @@ KERNEL_BLEND := $(if $(KERNEL_RECIPE),$(SUBMISSIONS)/recipe/blend.json,$(BLEND))
 
 kernel: $(STAMP) ## build KERNELS/SLUG/: one offline script running RECIPE (given here, with DATA), BLEND (a blend JSON) or MODELS; DEPS=<user>/<wheels dataset>
 	$(if $(and $(KERNEL_RECIPE),$(filter default file,$(origin DATA))),@echo "make kernel RECIPE=$(RECIPE) runs the recipe first and needs its data: make kernel RECIPE=$(RECIPE) DATA=$(KAGGLE_DATA) (or DATA=demo GENES=300 to build from a demo world on purpose)" >&2; exit 2)
-	$(if $(KERNEL_RECIPE),$(PY) -m perturbkit recipe --config $(KERNEL_RECIPE) --data $(DATA) $(GENES_ARGS) --oof $(OOF) --submissions $(SUBMISSIONS) $(SET_ARGS))
+	$(if $(KERNEL_RECIPE),$(PY) -m perturbkit recipe --recipe $(KERNEL_RECIPE) --data $(DATA) $(GENES_ARGS) --oof $(OOF) --submissions $(SUBMISSIONS) $(SET_ARGS))
 	$(PY) -m perturbkit kernel build --slug $(SLUG) --kernels $(KERNELS) $(if $(KAGGLE_USER),--user $(KAGGLE_USER)) $(if $(KERNEL_BLEND),--blend $(KERNEL_BLEND),$(foreach m,$(MODELS),--model $(m)) $(SET_ARGS)) $(if $(DEPS),--deps-dataset $(DEPS))
 
 push: $(STAMP) ## push KERNELS/SLUG with the Kaggle client, follow its run, download its output to KERNELS/SLUG-output/

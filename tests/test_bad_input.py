@@ -67,7 +67,7 @@ def blend(ctx: Context, *extra: str, submissions: Path | None = None) -> list[st
 
 
 def recipe(ctx: Context, text: str | bytes) -> list[str]:
-    return ["recipe", "--config", str(ctx.write("recipe.toml", text)), "--configs-dir", str(CONFIGS), "--data", str(ctx.world),
+    return ["recipe", "--recipe", str(ctx.write("recipe.toml", text)), "--configs-dir", str(CONFIGS), "--data", str(ctx.world),
             "--oof", str(ctx.tmp / "oof"), "--submissions", str(ctx.tmp / "submissions"), "--no-progress"]
 
 
@@ -117,11 +117,11 @@ CASES = [
      ["params.train.epochs", "known keys of params.train", "max_epochs"]),
     ("transfer_net unknown train key", lambda c: cv(c, "--set", "params.train.epochs=0", model="transfer_net"),
      ["params.train.epochs", "known keys of params.train", "max_epochs"]),
-    ("cv demo-genes -5", lambda c: cv(c, "--demo-genes", "-5", data="demo"), ["--demo-genes", "-5 genes"]),
-    ("cv demo-genes 999999", lambda c: cv(c, "--demo-genes", "999999", data="demo"), ["--demo-genes", "999999 genes"]),
-    ("agreement demo-genes -5", lambda c: [*agreement(c), "--demo-genes", "-5"], ["--demo-genes", "-5 genes"]),
-    ("agreement demo-genes 999999", lambda c: [*agreement(c), "--demo-genes", "999999"], ["--demo-genes", "999999 genes"]),
-    ("demo genes 0", lambda c: ["demo", "--genes", "0", "--root", str(c.tmp / "demo")], ["--genes", "0 genes"]),
+    ("cv demo-genes -5", lambda c: cv(c, "--demo-genes", "-5", data="demo"), ["--demo-genes", "value = -5", "greater than or equal to 1"]),
+    ("cv demo-genes 999999", lambda c: cv(c, "--demo-genes", "999999", data="demo"), ["--demo-genes", "value = 999999", "less than or equal to 18211"]),
+    ("agreement demo-genes -5", lambda c: [*agreement(c), "--demo-genes", "-5"], ["--demo-genes", "value = -5", "greater than or equal to 1"]),
+    ("agreement demo-genes 999999", lambda c: [*agreement(c), "--demo-genes", "999999"], ["--demo-genes", "value = 999999", "less than or equal to 18211"]),
+    ("demo genes 0", lambda c: ["demo", "--genes", "0", "--root", str(c.tmp / "demo")], ["--genes", "value = 0", "greater than or equal to 1"]),
     ("config not UTF-8", lambda c: cv(c, "--config", str(c.write("zeros.toml", NOT_UTF8))), ["zeros.toml", "not UTF-8", "0xe9"]),
     ("blend config not UTF-8", lambda c: blend(c, "--blend-config", str(c.write("blend.toml", NOT_UTF8))),
      ["blend.toml", "not UTF-8"]),
@@ -148,7 +148,7 @@ CASES = [
     ("score de-threshold nan", lambda c: score(c, "--de-threshold", "nan"), ["--de-threshold = nan", "finite"]),
     ("score de-threshold inf", lambda c: score(c, "--de-threshold", "inf"), ["--de-threshold = inf", "finite"]),
     ("score de-threshold -5", lambda c: score(c, "--de-threshold", "-5"), ["--de-threshold = -5.0", "greater than or equal to 0"]),
-    ("score seed -1", lambda c: score(c, "--seed", "-1"), ["--seed = -1", "greater than or equal to 0"]),
+    ("score bootstrap seed -1", lambda c: score(c, "--bootstrap-seed", "-1"), ["--bootstrap-seed = -1", "greater than or equal to 0"]),
     ("score not UTF-8", lambda c: ["score", str(c.write("mine.csv", b"id,caf\xe9\n0,1\n")), "--truth", str(c.world / "test_truth.parquet")],
      ["mine.csv", "not UTF-8", "0xe9", "line 1"]),
     ("cv demo-genes beside a folder", lambda c: cv(c, "--demo-genes", "50"), ["--demo-genes 50", "demo worlds", "drop --demo-genes"]),

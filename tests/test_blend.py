@@ -435,7 +435,7 @@ def test_cli_blend_errors_are_named(oof_root, small_world, tmp_path, capsys, mon
     code = main(["blend", "--data", str(small_world), "--oof", str(tmp_path / "empty"), "--submissions", str(tmp_path)])
     assert code == 2
     assert "no complete runs" in capsys.readouterr().err
-    for args, message in ((["--set", "bogus=1"], "bogus"), (["--seed", "-1"], "seed = -1"), (["--set", "scale_max=inf"], "scale_max = inf"),
+    for args, message in ((["--set", "bogus=1"], "bogus"), (["--search-seed", "-1"], "seed = -1"), (["--set", "scale_max=inf"], "scale_max = inf"),
                           (["--name", "a\nb"], "--name 'a\\nb': must be a plain folder name"), (["--name", ".."], "--name '..'"),
                           (["--name", "a/b"], "--name 'a/b'"), (["--name", "/tmp/x"], "--name '/tmp/x'")):
         code = main(["blend", "--data", str(small_world), "--oof", str(oof_root), "--submissions", str(tmp_path / "s"), *args])

@@ -448,7 +448,7 @@ def test_demo_help_explains_every_option():
 
     commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
     options = [a for a in commands.choices["demo"]._actions if not isinstance(a, argparse._HelpAction)]
-    assert {a.dest for a in options} == {"genes", "seed", "root", "variant", "list"}
+    assert {a.dest for a in options} == {"genes", "world_seed", "root", "variant", "list"}
     for action in options:
         assert action.help and len(action.help) > 10, f"demo {action.option_strings}: no help"
     assert all(f"{a.option_strings[0]}" in commands.choices["demo"].format_help() for a in options)

@@ -89,7 +89,7 @@ def test_no_import_cycle_between_components():
 
 def test_the_walk_sees_lazy_imports():
     """The contracts would pass vacuously if function-level imports were missed: cli imports cv only inside functions."""
-    assert "perturbkit.cv" in IMPORTS["perturbkit.cli"] and GRAPH["perturbkit.cli"] >= {"cv", "blend", "config"}
+    assert "perturbkit.cv" in IMPORTS["perturbkit.cli"] and GRAPH["perturbkit.cli"] >= {"cv", "blend", "recipe"}
 
 
 def _blend_edges() -> dict[str, set[str]]:

@@ -74,7 +74,7 @@ def test_kernel_with_a_recipe_and_no_data_is_refused_with_the_fix(tmp_path):
     assert "make kernel RECIPE=configs/recipe.toml DATA=data/kaggle" in result.stderr
     assert list(tmp_path.iterdir()) == []
     commands = dry_run("kernel", "RECIPE=configs/recipe.toml", "DATA=demo", "GENES=300")
-    assert "recipe --config configs/recipe.toml --data demo --demo-genes 300" in commands and "exit 2" not in commands
+    assert "recipe --recipe configs/recipe.toml --data demo --demo-genes 300" in commands and "exit 2" not in commands
     assert "exit 2" not in dry_run("kernel")  # without RECIPE: MODELS or BLEND, no data needed
 
 

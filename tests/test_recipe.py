@@ -122,7 +122,7 @@ def test_failing_member_stops_the_recipe_keeps_runs_and_writes_no_blend(small_da
 
 def test_cli_recipe(small_world, tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "perturbkit", "recipe", "--config", str(_recipe(tmp_path)), "--data", str(small_world),
+        [sys.executable, "-m", "perturbkit", "recipe", "--recipe", str(_recipe(tmp_path)), "--data", str(small_world),
          "--oof", str(tmp_path / "oof"), "--submissions", str(tmp_path / "sub"), "--no-progress"],
         capture_output=True, text=True,
     )

@@ -251,8 +251,8 @@ def test_rows_of_a_truth_outside_a_demo_world_follow_kaggles_split(small_world, 
     (["--de-threshold", "nan"], "--de-threshold = nan: Input should be a finite number"),
     (["--de-threshold", "inf"], "--de-threshold = inf: Input should be a finite number"),
     (["--de-threshold", "-5"], "--de-threshold = -5.0: Input should be greater than or equal to 0"),
-    (["--seed", "-1"], "--seed = -1: Input should be greater than or equal to 0"),
-    (["--seed", str(2**70)], "--seed = 1180591620717411303424: Input should be less than or equal to 4294967295"),
+    (["--bootstrap-seed", "-1"], "--bootstrap-seed = -1: Input should be greater than or equal to 0"),
+    (["--bootstrap-seed", str(2**70)], "--bootstrap-seed = 1180591620717411303424: Input should be less than or equal to 4294967295"),
     (["--rows", "secret"], "argument --rows: invalid choice: 'secret'"),
 ])
 def test_score_options_are_checked_with_a_named_error(small_world, flags, message, capsys):

@@ -145,6 +145,17 @@ class PublicSplitStudy:
     splits: int
     n_genes: int
 
+    def text(self) -> str:
+        """What ``perturbkit public-split`` prints: a title line and :meth:`markdown`."""
+        return (f"Kaggle's split (random splits of {self.splits} x 50 public compounds: mean [p5, p95], Kaggle's percentile); "
+                f"{len(self.models)} submissions, {self.n_genes} genes\n" + self.markdown())
+
+    def write_table(self, out: Path) -> Path:
+        """The long table as CSV at ``out`` (its folder created)."""
+        out.parent.mkdir(parents=True, exist_ok=True)
+        self.table.to_csv(out, index=False)
+        return out
+
     def markdown(self) -> str:
         """One table: per statistic, Kaggle's split and the random splits' mean [p5, p95] on each variant."""
         variants = list(dict.fromkeys(self.table["variant"]))

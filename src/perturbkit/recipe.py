@@ -206,3 +206,23 @@ def run_recipe(
             blend = with_leaderboard_scale(blend, scale)
     files = write_blend(blend, dataset, submissions, RECIPE_SET, dataset_id=dataset_id, writer=identity, force=force)
     return RecipeResult(members=outcomes, blend=blend, files=files, seconds=time.perf_counter() - started, notes=notes)
+
+
+def run_recipe_file(path: Path, *, oof_root: Path, submissions: Path, data: str = "demo", demo_genes: int | None = None,
+                    layer: str = "sign_log10_pval", configs_dir: Path = Path("configs"), overrides=(), dataset_id: str | None = None,
+                    progress: bool = False, force: bool = False) -> RecipeResult:
+    """``perturbkit recipe``: the recipe file read and checked, every output folder checked writable, then the data loaded
+    and :func:`run_recipe` run on it (``dataset_id`` defaults to the data's own)."""
+    from perturbkit.blend.command import dataset_id_for
+    from perturbkit.data import load
+    from perturbkit.io import check_writable
+    from perturbkit.models import feature_requirements
+
+    recipe = load_recipe(path, configs_dir=configs_dir, overrides=overrides)
+    check_writable(oof_root, "--oof")
+    for model in {member["model"] for member in recipe.members}:
+        check_writable(oof_root / model, "--oof")
+    check_writable(submissions, "--submissions")
+    dataset = load(data, demo_genes=demo_genes, layer=layer, require_smiles=any(feature_requirements(c)[0] for c in recipe.members))
+    return run_recipe(dataset, recipe, oof_root=oof_root, submissions=submissions, dataset_id=dataset_id_for(data, dataset_id),
+                      progress=progress, force=force)

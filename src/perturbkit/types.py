@@ -6,7 +6,8 @@ wherever it enters: a TOML file through a pydantic model, a flag through :func:`
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+import argparse
+from typing import Annotated, Any, get_args, get_origin
 
 from pydantic import AfterValidator, Field, TypeAdapter, ValidationError
 
@@ -38,3 +39,27 @@ def parse_value(kind: Any, value: Any, what: str) -> Any:
     except ValidationError as exc:
         message = "; ".join(error["msg"].removeprefix("Value error, ") for error in exc.errors())
         raise ConfigError(f"{what} = {value!r}: {message}") from None
+
+
+CONVERTED = {int: "a whole number", float: "a number"}
+
+
+def flag(kind: Any, convert=None):
+    """The argparse ``type`` of every CLI flag with a value: its text converted (``convert``, whose docstring says what
+    it expects; default ``float`` for a float kind, else ``int``), then checked as ``kind`` by :func:`parse_value` (a type
+    above, or plain ``int``/``float``/``list`` where the library checks the value itself)."""
+    base = get_args(kind)[0] if get_origin(kind) is Annotated else kind
+    convert = convert or (float if base is float else int)
+
+    def parse(text: str):
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {CONVERTED.get(convert) or convert.__doc__}") from None
+        try:
+            return parse_value(kind, value, "value")
+        except ConfigError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    parse.__name__ = getattr(kind, "__name__", None) or str(kind)  # argparse names the type in some messages
+    return parse

@@ -10,7 +10,7 @@ from perturbkit.data.hidden import TRUTH_FILE
 DEMO = "demo"
 
 __all__ = ["DEMO", "PROBES", "PUBLIC_ROWS", "DataValidationError", "Dataset", "demo_variant", "load_dataset", "resolve_data_dir",
-           "resolve_truth", "load"]
+           "resolve_truth", "load", "describe_dataset"]
 
 
 def demo_variant(data: str | Path) -> str | None:
@@ -57,3 +57,10 @@ def resolve_truth(truth: str | Path, *, demo_genes: int | None = None, demo_seed
 
 def load(data: str | Path = DEMO, *, demo_genes: int | None = None, **kwargs) -> Dataset:
     return load_dataset(resolve_data_dir(data, demo_genes=demo_genes), **kwargs)
+
+
+def describe_dataset(dataset: Dataset) -> str:
+    """What ``perturbkit validate`` prints: the shape, the training rows per cell type and the data hash."""
+    counts = dataset.obs["cell_type"].astype(str).value_counts().sort_index()
+    return (f"{dataset.source}: {len(dataset.obs)} training rows x {dataset.n_genes} genes, {len(dataset.test)} test rows\n"
+            f"{counts.to_string()}\ndata hash {dataset.data_hash}")

@@ -17,6 +17,7 @@ from perturbkit.kaggle.auth import (
     credential_sources,
     credential_values,
     kaggle_api,
+    kaggle_username,
 )
 from perturbkit.kaggle.download import Download, describe_download, download_competition
 from perturbkit.kaggle.logs import kernel_logs
@@ -27,6 +28,7 @@ from perturbkit.kaggle.submit import submit_file
 
 __all__ = [
     "CREDENTIALS_HELP",
+    "kaggle_username",
     "Download",
     "KaggleApiError",
     "KaggleCredentialsError",

@@ -156,3 +156,13 @@ def api_errors(action: str):
         raise KaggleApiError(f"{action}: the Kaggle client exited ({exc.code})") from None
     except Exception as exc:
         raise KaggleApiError(f"{action}: {_describe(exc)}") from None
+
+
+def kaggle_username(user: str | None = None) -> str:
+    """``user``, else ``$KAGGLE_USERNAME``; a :class:`ConfigError` saying how to name it when neither is set."""
+    from perturbkit.errors import ConfigError
+
+    user = user or os.environ.get("KAGGLE_USERNAME")
+    if not user:
+        raise ConfigError("name your Kaggle username: --user <name> (make: KAGGLE_USER=<name>) or KAGGLE_USERNAME")
+    return user

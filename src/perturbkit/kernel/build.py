@@ -225,3 +225,23 @@ def build_kernel(
         code_dataset=code_metadata["id"],
         warnings=warnings,
     )
+
+
+def describe_build(built: KernelBuild, spec, *, gpu: bool) -> str:
+    """What ``perturbkit kernel build`` prints: the folders, each member's weight and fit, and the upload steps."""
+    size = built.script.stat().st_size
+    lines = [f"built {built.folder}/ ({built.metadata['id']}): {built.script.name} {size / 1000:.1f} KB (Kaggle's limit: 1 MB)",
+             f"  code dataset {built.code_folder}/ ({built.code_dataset}): {built.wheel.name} sha256 {built.wheel_sha256[:12]}"]
+    weights = spec.record.weights
+    for position, (member, weight) in enumerate(zip(spec.members, weights.weights)):
+        refit = ("refit" if member.config["cv"].get("refit") else "fold mean") if weights.used(position) else "weight 0: not fitted"
+        lines.append(f"  {member.config['model']:<20} weight {weight:.4g}  ({refit})")
+    lines.append(f"  scale {weights.scale:g}, clip {spec.record.clip}, datasets {built.metadata['dataset_sources']}, gpu {gpu}")
+    return "\n".join(lines)
+
+
+def describe_upload(built: KernelBuild) -> str:
+    """The commands that upload the code dataset and push the kernel, printed after the build (and its warnings)."""
+    return "\n".join([f"upload the code dataset (first time: kaggle datasets create -p {built.code_folder}), or a new version of it:",
+                      f"  kaggle datasets version -p {built.code_folder} -m 'perturbkit {built.wheel_sha256[:12]}'",
+                      f"then push the kernel: perturbkit kernel push --dir {built.folder} --follow --output"])

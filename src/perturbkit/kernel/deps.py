@@ -105,3 +105,11 @@ def prepare_deps(
         raise DepsError(f"pip download failed for {packages}:\n{result.stderr[-3000:]}")
     (out_dir / DATASET_METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
     return DepsFolder(folder=out_dir, wheels=sorted(out_dir.glob("*.whl")), metadata=metadata)
+
+
+def describe_deps(deps: DepsFolder) -> str:
+    """What ``perturbkit kernel deps`` prints: the wheels and how to upload them."""
+    return "\n".join([*(f"  {wheel.name}" for wheel in deps.wheels),
+                      f"wrote {deps.folder}/ for dataset {deps.metadata['id']}; upload it once with",
+                      f"  kaggle datasets create -p {deps.folder}     (later: kaggle datasets version -p {deps.folder} -m 'update')",
+                      f"then build the kernel with --deps-dataset {deps.metadata['id']}"])

@@ -181,7 +181,7 @@ NonNegativeFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 def score_settings(*, threshold: float, resamples: int, seed: int) -> ScoreSettings:
     """The scores' settings from the flags, each checked (a NaN threshold or a negative seed is named, not a traceback)."""
     return ScoreSettings(threshold=parse_value(NonNegativeFloat, threshold, "--de-threshold"),
-                         resamples=parse_value(PositiveCount, resamples, "--resamples"), seed=parse_value(Seed, seed, "--seed"))
+                         resamples=parse_value(PositiveCount, resamples, "--resamples"), seed=parse_value(Seed, seed, "--bootstrap-seed"))
 
 
 def truth_rows(truth: Truth, truth_path: Path | str, rows: str) -> Truth:
@@ -215,6 +215,15 @@ def score_submission(submission: Path | str, truth: Path | str, settings: ScoreS
     """Every score per cell type and overall (group ``all``), each with its bootstrap interval; ``rows``: all, or only the
     public or private leaderboard's rows (:func:`truth_rows`)."""
     return score_against(truth_rows(read_truth_layers(truth), truth, rows), submission, settings, rows=rows)
+
+
+def score_text(submission: Path | str, truth: Path | str, card: Scorecard, *, as_json: bool = False) -> str:
+    """What ``perturbkit score`` prints: the scorecard as text, or as JSON naming the submission and the truth."""
+    if as_json:
+        import json
+
+        return json.dumps({"submission": str(submission), "truth": str(truth), **card.to_dict()}, indent=2)
+    return f"{submission} against {truth}\n{card.text()}"
 
 
 def with_test_scores(runs: pd.DataFrame, truth_path, settings: ScoreSettings = ScoreSettings(), *,

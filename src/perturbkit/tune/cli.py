@@ -5,11 +5,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from perturbkit.types import Seed, flag
+
 TUNED_DIR = Path("configs/tuned")
 REPORTS_DIR = Path("reports/tune")
 
 
-def add_parser(commands) -> argparse.ArgumentParser:
+def add_parser(commands, parents) -> argparse.ArgumentParser:
+    """The ``tune`` command; ``parents``: the CLI's shared data, run store and configs flags."""
     from perturbkit.folds import list_splitters
     from perturbkit.tune.storage import HEARTBEAT_INTERVAL
     from perturbkit.tune.study import PRUNERS
@@ -18,25 +21,24 @@ def add_parser(commands) -> argparse.ArgumentParser:
         "tune",
         help="tune a model's [tune] space by CV MRRMSE in an Optuna study (SQLite here, PostgreSQL across machines)",
         description="Workers on other machines join the same study by running the same command with the same --storage "
-        "(a PostgreSQL URL) and --study; give each machine its own --seed.",
+        "(a PostgreSQL URL) and --study; give each machine its own --sampler-seed.",
+        parents=parents,
     )
     tune.add_argument("--model", required=True)
-    tune.add_argument("--trials", type=int, default=20, help="finished or pruned trials this command adds, split over --workers (default 20)")
-    tune.add_argument("--timeout", type=float, default=None, help="each worker stops starting trials after this many seconds")
-    tune.add_argument("--workers", type=int, default=1, help="local worker processes on the study, at most one per trial and core (default 1)")
+    tune.add_argument("--trials", type=flag(int), default=20, help="finished or pruned trials this command adds, split over --workers (default 20)")
+    tune.add_argument("--timeout", type=flag(float), default=None, help="each worker stops starting trials after this many seconds")
+    tune.add_argument("--workers", type=flag(int), default=1, help="local worker processes on the study, at most one per trial and core (default 1)")
     tune.add_argument("--storage", default=None, help="SQLAlchemy URL of the study's storage (default sqlite:///<oof>/tune.db)")
     tune.add_argument("--study", default=None, help="study name (default: the model's name)")
-    tune.add_argument("--seed", type=int, default=0, help="worker i samples with seed+i (default 0)")
+    tune.add_argument("--sampler-seed", type=flag(Seed), default=0, help="seed of the trials' sampler: worker i samples with seed+i (default 0)")
     tune.add_argument("--pruner", choices=list(PRUNERS), default="median", help="prune on the folds' running MRRMSE (default median)")
     tune.add_argument("--scheme", default=None, choices=list_splitters(), help="CV scheme of the objective (default: configs/cv.toml)")
-    tune.add_argument("--config", type=Path, default=None, help="default: <configs-dir>/<model>.toml, whose [tune] table is the space")
-    tune.add_argument("--configs-dir", type=Path, default=Path("configs"))
+    tune.add_argument("--config", type=Path, default=None, help="the model config, whose [tune] table is the space (default: <configs-dir>/<model>.toml)")
     tune.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="fixed config override for every trial")
-    tune.add_argument("--oof", type=Path, default=Path("oof"), help="run store of the kept trials' runs")
     tune.add_argument("--best", action="store_true", help="run no trial: print the study's best overrides, write the tuned config and plots")
     tune.add_argument("--out", type=Path, default=None, help=f"tuned config (default {TUNED_DIR}/<model>.toml)")
     tune.add_argument("--reports", type=Path, default=REPORTS_DIR, help=f"plots go to <reports>/<study>/ (default {REPORTS_DIR})")
-    tune.add_argument("--heartbeat", type=int, default=HEARTBEAT_INTERVAL,
+    tune.add_argument("--heartbeat", type=flag(int), default=HEARTBEAT_INTERVAL,
                       help=f"seconds between a running trial's heartbeats; a trial silent for 4 of them is marked failed (default {HEARTBEAT_INTERVAL})")
     tune.set_defaults(func=cmd_tune)
     return tune
@@ -48,7 +50,7 @@ def cmd_tune(args) -> None:
 
     settings = TuneSettings(
         model=args.model, trials=args.trials, timeout=args.timeout, storage=args.storage, study=args.study, workers=args.workers,
-        seed=args.seed, pruner=args.pruner, scheme=args.scheme, overrides=tuple(args.set), config_path=args.config,
+        seed=args.sampler_seed, pruner=args.pruner, scheme=args.scheme, overrides=tuple(args.set), config_path=args.config,
         configs_dir=args.configs_dir, data=args.data, demo_genes=args.demo_genes, layer=args.layer, oof=args.oof, heartbeat=args.heartbeat,
     )
     out, reports = args.out or TUNED_DIR / f"{args.model}.toml", Path(args.reports) / settings.study_name

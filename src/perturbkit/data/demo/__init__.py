@@ -19,6 +19,7 @@ from perturbkit.data.demo.variants import (
     PRIVATE_LEAD,
     UnknownVariantError,
     Variant,
+    describe_variants,
     get_variant,
     list_variants,
 )
@@ -34,6 +35,7 @@ __all__ = [
     "calibration",
     "check_gene_count",
     "demo_dir",
+    "describe_variants",
     "generate_demo",
     "get_variant",
     "list_variants",

@@ -130,3 +130,8 @@ def cell_response(variant: Variant, cell_type: str) -> _CellResponse:
         return _LYMPHOID_RESPONSES[cell_type]
     agreement = variant.carry_over - (_MYELOID_CARRY_OVER_LOSS if cell_type == "Myeloid cells" else 0.0)
     return _CellResponse(variant.bm_gain, agreement, agreement, variant.bm_interaction, variant.bm_saturation, variant.bm_gated)
+
+
+def describe_variants() -> str:
+    """What ``perturbkit demo --list`` prints: each variant and what differs in it."""
+    return "\n".join(f"{name:<12} {get_variant(name).summary}" for name in list_variants())
