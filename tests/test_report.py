@@ -277,3 +277,26 @@ def test_rank_says_when_the_scale_puts_predictions_outside_the_members_range(run
     note = title.splitlines()[1]
     assert note.startswith(f"note: {outside.sum()} of the {len(table)} predictions shown lie outside the members' range")
     assert "by its scale 1.500 = OOF scale 1.000 × leaderboard factor 1.500" in note
+
+
+def test_a_full_disk_during_a_report_is_a_named_error_and_leaves_no_truncated_file(blend_json, tmp_path, monkeypatch):
+    import errno
+
+    import matplotlib.figure
+
+    from perturbkit.io import OutputError
+
+    out = build_blend_report(blend_json, tmp_path / "report")
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    real_savefig = matplotlib.figure.Figure.savefig
+
+    def full_after_half(self, fname, **kwargs):  # the disk fills up in the middle of writing a PNG
+        real_savefig(self, fname, **kwargs)
+        Path(fname).write_bytes(Path(fname).read_bytes()[:100])
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", full_after_half)
+    with pytest.raises(OutputError, match=r"per_fold\.png: no space left on device"):
+        build_blend_report(blend_json, out)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # no truncated PNG, no staging file
+    assert main(["report", "--blend", str(blend_json), "--out", str(out)]) == 2

@@ -500,4 +500,12 @@ MUTATIONS = (
         tests=("tests/test_makefile.py",),
         why="SET='features.blocks=[\"morgan\",\"substructures\"]' reaches the CLI with its quotes, not as [morgan,substructures]",
     ),
+    Mutation(
+        name="report_writes_its_pngs_in_place",
+        file="src/perturbkit/report/build.py",
+        original="        with atomic_file(path) as staging:\n            fig.savefig(",
+        replacement="        with open(path, \"wb\") as staging:\n            fig.savefig(",
+        tests=("tests/test_report.py::test_a_full_disk_during_a_report_is_a_named_error_and_leaves_no_truncated_file",),
+        why="a report's files are staged and renamed: a full disk is a named error and leaves no truncated PNG",
+    ),
 )

@@ -22,6 +22,7 @@ import pandas as pd
 
 from perturbkit.cv.store import load_runs
 from perturbkit.errors import PerturbkitError
+from perturbkit.io import atomic_file
 from perturbkit.labels import member_labels
 from perturbkit.report.scales import scale_lines
 
@@ -47,9 +48,18 @@ def _pyplot():
 
 
 def _save(fig, path: Path) -> Path:
-    fig.savefig(path, dpi=110)
-    _pyplot().close(fig)
+    # staged and renamed: a full disk is a named error and never leaves a truncated PNG
+    try:
+        with atomic_file(path) as staging:
+            fig.savefig(staging, dpi=110, format=path.suffix.lstrip("."))
+    finally:
+        _pyplot().close(fig)
     return path
+
+
+def _write_text(path: Path, text: str) -> None:
+    with atomic_file(path) as staging:
+        staging.write_text(text)
 
 
 def _text_width(labels, fontsize: float = 8.0) -> float:
@@ -198,8 +208,8 @@ def _write_pages(out_dir: Path, title: str, sections: list[tuple]) -> None:
             parts.append(f"<img src='{html.escape(one)}' alt='{html.escape(heading)}'>")
             md += [f"![{heading}]({one})", ""]
     parts.append(f"<p><small>written {time.strftime('%Y-%m-%d %H:%M')} by perturbkit report</small></p></body></html>")
-    (out_dir / "index.html").write_text("\n".join(parts) + "\n")
-    (out_dir / "index.md").write_text("\n".join(md) + "\n")
+    _write_text(out_dir / "index.html", "\n".join(parts) + "\n")
+    _write_text(out_dir / "index.md", "\n".join(md) + "\n")
     images = [one for _, image, _, _ in sections for one in ([image] if isinstance(image, str) else image or [])]
     _remove_stale_files(out_dir, {"index.html", "index.md", *images})
 
@@ -214,7 +224,7 @@ def _remove_stale_files(out_dir: Path, written: set[str]) -> None:
     for name in previous if isinstance(previous, list) else []:
         if isinstance(name, str) and name not in written and Path(name).name == name:  # plain names only: never outside out_dir
             (out_dir / name).unlink(missing_ok=True)
-    manifest.write_text(json.dumps(sorted(written), indent=1) + "\n")
+    _write_text(manifest, json.dumps(sorted(written), indent=1) + "\n")
 
 
 LAYER_COLUMNS = ("CV × zeros", "CV 95 % interval", "clipped CV × zeros", "clipped 95 % interval")
