@@ -112,7 +112,7 @@ def plot_weights(weights: pd.DataFrame, path: Path) -> Path:
         ax.barh(y, values, color="tab:blue")
         ax.set_xlim(0, top * 1.2)  # room for the value printed right of each bar
         ax.set_xlabel("weight")
-        ax.set_title(f"weights: {column}", fontsize=10)
+        ax.set_title("blend weights (every test row)", fontsize=10)
         for row, value in zip(y, values):
             ax.text(value + 0.01 * top, row, f"{value:.3f}", va="center", fontsize=8)
     axes[0][0].set_yticks(y, list(panels.index), fontsize=9)
@@ -150,7 +150,8 @@ def plot_search(search: dict, path: Path) -> Path | None:
     for ax, (key, history) in zip(axes[0], histories.items()):
         ax.plot(np.arange(1, len(history) + 1), history)
         ax.set_xlabel("trial / step")
-        ax.set_title(f"weight set {key}", fontsize=10)
+        if len(histories) > 1:  # records written before per-cell-type weight sets were retired hold several
+            ax.set_title(f"weight set {key}", fontsize=10)
     axes[0][0].set_ylabel("best so far: mean of row weight × RMSE")
     fig.suptitle("weight search (in-sample objective)")
     return _save(fig, path)
