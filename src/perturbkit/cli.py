@@ -312,7 +312,7 @@ def _add_blend_commands(commands) -> None:
                                parents=[_data(None), _genes(), _submissions()])
     rank.add_argument("--gene", required=True)
     rank.add_argument("--cell-type", required=True, help='"B cells" or "Myeloid cells"')
-    rank.add_argument("--top", type=flag(int), default=20, help="how many compounds to show (default 20)")
+    rank.add_argument("--top", type=flag(PositiveCount), default=20, help="how many compounds to show (default 20)")
     rank.add_argument("--up", action="store_true", help="rank by up-regulation instead")
     rank.add_argument("--blend", type=Path, default=None, help="a blend's JSON (default: <submissions>/recipe/blend.json, else blend/)")
     rank.add_argument("--runs", nargs="+", type=Path, default=None, help="rank by the mean of these runs instead")

@@ -146,16 +146,20 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def remove_orphans(target: Path | str) -> list[Path]:
-    """Delete the staging leftovers of ``target`` whose writing process is gone (killed mid-write); a live writer's
-    staging, this process's included, is kept (a reused pid keeps one too, until :func:`remove_stale`)."""
+def orphans(target: Path | str) -> list[Path]:
+    """The staging leftovers of ``target`` whose writing process is gone (killed mid-write): ``.<name>.<pid>-<hex>.partial``
+    (and ``.<name>.<suffix>.<pid>-<hex>.partial...``, a file staged under an older flat layout); a live writer's staging,
+    this process's included, is not one (a reused pid keeps one too, until :func:`remove_stale`)."""
     target = Path(target)
-    own = re.compile(rf"\.{re.escape(target.name)}\.(\d+)-[0-9a-f]{{8}}{re.escape(PARTIAL)}")
+    own = re.compile(rf"\.{re.escape(target.name)}\.(?:[^.]+\.)?(\d+)-[0-9a-f]{{8}}{re.escape(PARTIAL)}")
+    found = (own.match(path.name) for path in sorted(target.parent.glob(f".{glob.escape(target.name)}.*{PARTIAL}*")))
+    return [target.parent / match.string for match in found if match is not None and not _alive(int(match[1]))]
+
+
+def remove_orphans(target: Path | str) -> list[Path]:
+    """Delete the :func:`orphans` of ``target``."""
     removed = []
-    for path in sorted(target.parent.glob(f".{glob.escape(target.name)}.*{PARTIAL}*")):
-        found = own.match(path.name)
-        if found is None or _alive(int(found[1])):
-            continue
+    for path in orphans(target):
         try:
             shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
         except OSError:  # gone already (another cleaner), or not ours to remove: left for remove_stale

@@ -380,8 +380,8 @@ MUTATIONS = (
     ),
     Mutation(
         name="blend_set_leftovers_of_killed_writers_stay",
-        file="src/perturbkit/blend/files.py",
-        original="    return sorted(found)\n",
+        file="src/perturbkit/io.py",
+        original="    return [target.parent / match.string for match in found if match is not None and not _alive(int(match[1]))]\n",
         replacement="    return []\n",
         tests=("tests/test_blend.py::test_an_interrupted_blend_keeps_the_previous_set",),
         why="a successful write removes the staging folders of writers that were killed",

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import unicodedata
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from perturbkit.blend.result import BlendResult
 from perturbkit.config import config_hash
 from perturbkit.data import Dataset
 from perturbkit.errors import ConfigError
-from perturbkit.io import PARTIAL, OutputError, atomic_dir, sha256_file
+from perturbkit.io import PARTIAL, OutputError, atomic_dir, orphans, sha256_file
 from perturbkit.submit import read_submission
 from perturbkit.submit.write import write_json, write_prediction_h5ad, write_submission_csv
 
@@ -82,45 +81,23 @@ def check_replaceable(folder: Path, new_writer: dict, *, force: bool = False) ->
                             "or write elsewhere (blend: --name NAME)")
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _leftovers(folder: Path) -> list[Path]:
-    """Staging paths of ``folder`` (and of the flat files of older versions) whose writing process is gone."""
-    found = []
-    for path in folder.parent.glob(f".{folder.name}.*{PARTIAL}*"):
-        pid = path.name.removeprefix(f".{folder.name}.").split("-")[0].split(".")[-1]
-        if not pid.isdigit() or int(pid) != os.getpid() and not _alive(int(pid)):
-            found.append(path)
-    return sorted(found)
-
-
-def recover(folder: Path) -> list[Path]:
+def recover(folder: Path) -> Path | None:
     """Put back a complete set that a process killed between the two renames of a swap left under a staging name
-    (only when no set is in place), then delete the other leftovers of dead writers."""
-    leftovers = _leftovers(folder)
-    if not folder.exists():
-        complete = []
-        for path in leftovers:
-            try:
-                read_blend_record(path / RECORD_FILE)
-                complete.append(path)
-            except (BlendRecordError, OSError):
-                continue
-        if complete:
-            newest = max(complete, key=lambda p: (p / RECORD_FILE).stat().st_mtime)
-            os.replace(newest, folder)
-            leftovers.remove(newest)
-    for path in leftovers:
-        shutil.rmtree(path, ignore_errors=True) if path.is_dir() and not path.is_symlink() else path.unlink(missing_ok=True)
-    return leftovers
+    (only when no set is in place); the write's own cleanup (:func:`perturbkit.io.remove_orphans`) removes the rest."""
+    if folder.exists():
+        return None
+    complete = []
+    for path in orphans(folder):
+        try:
+            read_blend_record(path / RECORD_FILE)
+            complete.append(path)
+        except (BlendRecordError, OSError):
+            continue
+    if not complete:
+        return None
+    newest = max(complete, key=lambda p: (p / RECORD_FILE).stat().st_mtime)
+    os.replace(newest, folder)
+    return folder
 
 
 def write_blend(result: BlendResult, dataset: Dataset, submissions: Path | str, name: str, *, dataset_id: str,
