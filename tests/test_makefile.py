@@ -15,8 +15,9 @@ pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="needs make
 
 
 def dry_run(target: str, *assignments: str) -> str:
-    """The commands `make TARGET` would run (the install step taken as done)."""
-    result = subprocess.run(["make", "-n", "-o", ".venv/.installed", target, *assignments], cwd=ROOT,
+    """The commands `make TARGET` would run (the install step taken as done; no directory lines, which a `make test`
+    that runs this suite would otherwise pass down)."""
+    result = subprocess.run(["make", "--no-print-directory", "-n", "-o", ".venv/.installed", target, *assignments], cwd=ROOT,
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     return result.stdout
