@@ -21,7 +21,7 @@ from sklearn.utils._param_validation import validate_parameter_constraints
 
 from perturbkit.errors import InvalidParameterError
 
-__all__ = ["HasMethods", "Interval", "InvalidParameterError", "ListOf", "Options", "StrOptions", "available_memory", "check_values",
+__all__ = ["HasMethods", "Interval", "InvalidParameterError", "ListOf", "Options", "StrOptions", "available_cpus", "available_memory", "check_values",
            "validate_params"]
 
 
@@ -70,5 +70,21 @@ def check_values(constraints: dict, values: dict, caller: str) -> None:
 
 
 def available_memory() -> int:
-    """Bytes of physical memory this machine has free now (what a size check compares an allocation with)."""
+    """Bytes of memory this machine can give an allocation now (what a size check compares it with): the kernel's
+    MemAvailable (free memory plus reclaimable caches), else the free pages."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
     return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def available_cpus() -> int:
+    """The CPUs this process may run on (what thread and worker counts are capped at)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1

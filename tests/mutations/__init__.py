@@ -212,8 +212,8 @@ MUTATIONS = (
     Mutation(
         name="tune_workers_not_capped_at_the_trials",
         file="src/perturbkit/tune/study.py",
-        original="    return min(settings.workers, settings.trials or settings.workers, _cores())\n",
-        replacement="    return min(settings.workers, _cores())\n",
+        original="    return min(settings.workers, settings.trials or settings.workers, available_cpus())\n",
+        replacement="    return min(settings.workers, available_cpus())\n",
         tests=("tests/test_tune.py::test_workers_are_capped_at_the_trials_and_the_cores",),
         why="`tune --workers 10000 --trials 1` starts no process for workers that would get no trial",
     ),

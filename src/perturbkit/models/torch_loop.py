@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
@@ -58,7 +57,8 @@ from sklearn.compose import TransformedTargetRegressor
 from sklearn.model_selection import GroupShuffleSplit
 from torch import nn
 
-from perturbkit.constraints import Interval, StrOptions, validate_params
+from perturbkit.constraints import Interval, StrOptions, available_cpus, validate_params
+from perturbkit.constraints import available_memory as system_memory
 from perturbkit.errors import ConfigError, InvalidParameterError
 from perturbkit.features import FeatureBuilder
 from perturbkit.progress import progress_bar
@@ -100,25 +100,11 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return torch.device(device)
 
 
-def available_cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
 def available_memory(device: torch.device) -> int:
-    """Bytes free for a network on ``device``: the GPU's free memory, else the system's available memory."""
+    """Bytes free for a network on ``device``: the GPU's free memory, else the machine's (:func:`constraints.available_memory`)."""
     if device.type == "cuda":
         return int(torch.cuda.mem_get_info(device)[0])
-    try:
-        with open("/proc/meminfo") as meminfo:
-            for line in meminfo:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+    return system_memory()
 
 
 def check_network_size(build, device: torch.device, sizes: dict) -> None:

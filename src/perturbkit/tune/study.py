@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from perturbkit.config import apply_overrides, config_hash, load_config, without_tune
+from perturbkit.constraints import available_cpus
 from perturbkit.errors import ConfigError, PerturbkitError, redact
 from perturbkit.io import OutputError, atomic_file, check_writable
 from perturbkit.tune.space import SearchSpace, parse_space
@@ -325,13 +326,9 @@ def worker_names(workers: int) -> list[str]:
     return [f"{socket.gethostname()}/{tag}-{index}" for index in range(workers)]
 
 
-def _cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
 def worker_count(settings: TuneSettings) -> int:
     """Local worker processes: --workers, but never more than the trials to run or the cores to run them on."""
-    return min(settings.workers, settings.trials or settings.workers, _cores())
+    return min(settings.workers, settings.trials or settings.workers, available_cpus())
 
 
 def _shares(trials: int | None, workers: int) -> list[int | None]:
@@ -344,7 +341,7 @@ def _shares(trials: int | None, workers: int) -> list[int | None]:
 @contextmanager
 def _thread_limits(workers: int):
     """Spawned workers inherit the environment: split the cores between them (unless the user set a limit)."""
-    threads = str(max(1, _cores() // workers))
+    threads = str(max(1, available_cpus() // workers))
     previous = {name: os.environ.get(name) for name in THREAD_VARIABLES}
     for name in THREAD_VARIABLES:
         os.environ.setdefault(name, threads)
