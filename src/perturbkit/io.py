@@ -21,6 +21,7 @@ import shutil
 import signal
 import threading
 import time
+import unicodedata
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -184,6 +185,14 @@ def remove_stale(folder: Path | str, *, older_than: float = STALE_AFTER_S, patte
                 continue
             removed.append(path)
     return removed
+
+
+def is_plain_name(name: str) -> bool:
+    """Whether ``name`` can become one file or folder inside a chosen folder and nowhere else: no path separator, not
+    ``.``/``..`` nor a leading dot (staging names use one), no control character, at most 100 characters."""
+    return not (not name or name.startswith(".") or os.path.isabs(name)
+                or any(sep in name for sep in ("/", "\\", os.sep, os.altsep or "/"))
+                or any(unicodedata.category(ch).startswith("C") for ch in name) or len(name) > 100)
 
 
 def check_writable(folder: Path | str, what: str) -> Path:

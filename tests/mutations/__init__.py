@@ -414,10 +414,11 @@ MUTATIONS = (
     ),
     Mutation(
         name="blend_name_allows_control_characters",
-        file="src/perturbkit/blend/files.py",
-        original="           or any(unicodedata.category(ch).startswith(\"C\") for ch in name) or len(name) > 100)\n",
-        replacement="           or len(name) > 100)\n",
-        tests=("tests/test_blend.py::test_cli_blend_errors_are_named",),
+        file="src/perturbkit/io.py",
+        original="                or any(unicodedata.category(ch).startswith(\"C\") for ch in name) or len(name) > 100)\n",
+        replacement="                or len(name) > 100)\n",
+        tests=("tests/test_blend.py::test_cli_blend_errors_are_named",
+               "tests/test_tune.py::test_a_study_name_that_is_no_plain_name_is_refused_before_any_trial"),
         why="a blend's name is one plain folder name: `--name $'a\\nb'` is refused",
     ),
     Mutation(

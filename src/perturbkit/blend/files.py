@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import unicodedata
 from pathlib import Path
 
 from perturbkit.blend.record import RECORD_FILE, BlendRecordError, read_blend_record
@@ -20,7 +19,7 @@ from perturbkit.blend.result import BlendResult
 from perturbkit.config import config_hash
 from perturbkit.data import Dataset
 from perturbkit.errors import ConfigError
-from perturbkit.io import PARTIAL, OutputError, atomic_dir, orphans, sha256_file
+from perturbkit.io import PARTIAL, OutputError, atomic_dir, is_plain_name, orphans, sha256_file
 from perturbkit.submit import read_submission
 from perturbkit.submit.write import write_json, write_prediction_h5ad, write_submission_csv
 
@@ -36,10 +35,7 @@ class SetOwnedError(OutputError):
 def check_name(name: str) -> str:
     """A set's name: one plain folder name under ``--submissions`` (no separator, ``..``, control character or
     leading dot, which staging names use)."""
-    bad = (not name or name in (".", "..") or name.startswith(".") or os.path.isabs(name)
-           or any(sep in name for sep in ("/", "\\", os.sep, os.altsep or "/"))
-           or any(unicodedata.category(ch).startswith("C") for ch in name) or len(name) > 100)
-    if bad:
+    if not is_plain_name(name):
         raise ConfigError(f"--name {name!r}: must be a plain folder name (letters, digits, '-', '_', '.'; no path separator, "
                           "no control character, not starting with '.'); choose the parent folder with --submissions")
     return name

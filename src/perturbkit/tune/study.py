@@ -30,7 +30,7 @@ from pathlib import Path
 from perturbkit.config import apply_overrides, config_hash, load_config, without_tune
 from perturbkit.constraints import available_cpus
 from perturbkit.errors import ConfigError, PerturbkitError, redact
-from perturbkit.io import OutputError, atomic_file, check_writable
+from perturbkit.io import OutputError, atomic_file, check_writable, is_plain_name
 from perturbkit.tune.space import SearchSpace, parse_space
 from perturbkit.tune.storage import HEARTBEAT_INTERVAL, open_storage
 from perturbkit.tune.toml_text import dumps
@@ -101,9 +101,9 @@ class TuneSettings:
 
 def check_study_name(name: str) -> str:
     """A study's name becomes the folder ``<reports>/<study>``: a plain name, never a path out of it."""
-    if name in ("", ".", "..") or any(sep in name for sep in ("/", "\\")) or not name.isprintable():
+    if not is_plain_name(name):
         raise ConfigError(f"--study {name!r}: a study name is a folder under --reports: use a plain name "
-                          "(no '/' or '\\', not '.' or '..', no control characters)")
+                          "(no '/' or '\\', not starting with '.', no control characters, at most 100 characters)")
     return name
 
 
