@@ -88,7 +88,7 @@ def rank_compounds(
     direction = "up" if up else "down"
     title = f"{len(pairs)} compounds ranked by predicted {direction}-regulation of {gene} in {cell_type} ({source}); spread = std over models"
     if blend is not None:
-        table, note = _marked_outside(table, blend, cell_type)
+        table, note = _marked_outside(table, blend)
         title += f"\n{note}" if note else ""
     return table, title
 
@@ -123,7 +123,7 @@ def _run_columns(runs, gene: str, warn):
     return None, columns, f"mean of {len(columns)} run(s)", loaded[0].meta["data_source"]
 
 
-def _marked_outside(table: pd.DataFrame, blend: Path | str, cell_type: str) -> tuple[pd.DataFrame, str | None]:
+def _marked_outside(table: pd.DataFrame, blend: Path | str) -> tuple[pd.DataFrame, str | None]:
     """``table`` with an ``outside`` column and a note line, when the blend predicts outside its members' range.
 
     A weighted mean of the members (weights >= 0, summing to 1) lies within their range: what leaves it is the
